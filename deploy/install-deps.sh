@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package that rbd-luks needs to build, test and benchmark.
+# Idempotent and non-interactive; prints nothing when everything is already present.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build ccache pkg-config clang-format clang-tidy
+  # libraries
+  libcrypto++-dev libargon2-dev nlohmann-json3-dev libboost-dev libcurl4-openssl-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  librbd-dev librados-dev
+  # local Ceph cluster
+  ceph-mon ceph-osd ceph-mgr ceph-common rbd-nbd
+  # interoperability peers and test tools
+  cryptsetup-bin qemu-utils qemu-block-extra fio python3-cryptography python3-rbd python3-rados
+  uuid-runtime xxd
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
