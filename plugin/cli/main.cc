@@ -1,2 +1,94 @@
-// Placeholder entry point until the CLI lands.
-int main() { return 0; }
+// rbd-luks: the command-line entry point. Parses the command line, runs one command and turns its
+// result into the one-line error and exit code that docs/cli.md promises.
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+
+#include "command_line.h"
+#include "commands.h"
+
+namespace rbdluks::cli {
+namespace {
+
+constexpr const char* kUsage = R"(usage: rbd-luks [GLOBAL OPTIONS] COMMAND ARGS...
+
+Targets: file:PATH | rbd:POOL[/NAMESPACE]/IMAGE[@SNAP] | POOL/IMAGE
+
+Commands:
+  create TARGET --size BYTES [format options]   create an image and format it
+  format TARGET [format options] [--force]      write a new LUKS header with one keyslot
+  dump TARGET [--json]                          print the header (no keys)
+  dump TARGET --dump-volume-key --volume-key-file FILE
+  check TARGET                                  exit 0 when the key opens a keyslot
+  import SRC TARGET [--offset BYTES]            write plaintext from SRC (file or -)
+  export TARGET DST                             write the whole plaintext to DST (file or -)
+  read TARGET --offset N --length L             plaintext bytes to stdout
+  write TARGET --offset N [--length L]          plaintext bytes from stdin
+  resize TARGET --size BYTES                    set the plaintext size
+  keyslot list TARGET
+  keyslot add TARGET --new-passphrase-file F [--key-slot N]
+  keyslot remove TARGET SLOT
+  bench crypto                                  cipher backend and GB/s per sector size
+
+Key source: --passphrase-file FILE (- for stdin)
+Format options: --type luks2|luks1  --cipher aes-xts-plain64  --key-size 256|512
+  --sector-size 512|1024|2048|4096  --pbkdf argon2id|argon2i|pbkdf2  --iter-time MS
+  --pbkdf-force-iterations N  --pbkdf-memory KIB  --pbkdf-parallel N  --hash NAME  --uuid UUID
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong key, 4 no valid LUKS header, 5 key not fetched
+)";
+
+int exit_code(const Error& error) {
+  if (error.code().category() != rbdluks_category()) return 1;
+  switch (static_cast<Errc>(error.code().value())) {
+    case Errc::usage: return 2;
+    case Errc::bad_key: return 3;
+    case Errc::bad_header:
+    case Errc::unsupported: return 4;
+    case Errc::key_unavailable: return 5;
+    default: return 1;
+  }
+}
+
+// Keys live in process memory while we run: keep them out of core dumps and ptrace.
+void harden_process() {
+  const rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+Status run(int argc, const char* const* argv) {
+  RL_ASSIGN(auto cl, CommandLine::parse(argc, argv));
+  const auto& words = cl.positional();
+  if (cl.has("help") || words.empty()) {
+    std::fputs(kUsage, words.empty() && !cl.has("help") ? stderr : stdout);
+    if (words.empty() && !cl.has("help")) return Error(Errc::usage, "no command given");
+    return {};
+  }
+  using Handler = std::function<Status(const CommandLine&, const Args&)>;
+  static const std::map<std::string, Handler> commands = {
+      {"create", cmd_create}, {"format", cmd_format}, {"dump", cmd_dump},       {"check", cmd_check},
+      {"keyslot", cmd_keyslot}, {"import", cmd_import}, {"export", cmd_export}, {"read", cmd_read},
+      {"write", cmd_write},   {"resize", cmd_resize}, {"bench", cmd_bench},
+  };
+  auto it = commands.find(words[0]);
+  if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");
+  return it->second(cl, Args(words.begin() + 1, words.end()));
+}
+
+}  // namespace
+}  // namespace rbdluks::cli
+
+int main(int argc, char** argv) {
+  rbdluks::cli::harden_process();
+  rbdluks::Status status = rbdluks::cli::run(argc, argv);
+  std::fflush(stdout);
+  if (status) return 0;
+  std::fprintf(stderr, "rbd-luks: error: %s\n", status.error().message().c_str());
+  return rbdluks::cli::exit_code(status.error());
+}

@@ -1,0 +1,65 @@
+// BufferPool: free buffers on a stack (the most recently used one is the warmest in cache).
+#include "buffer_pool.h"
+
+#include <cassert>
+#include <new>
+#include <utility>
+
+namespace rbdluks {
+
+void BufferPool::AlignedFree::operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t(kAlignment)); }
+
+BufferPool::Lease::Lease(Lease&& other) noexcept
+    : pool_(std::exchange(other.pool_, nullptr)), buffer_(std::move(other.buffer_)), size_(other.size_) {}
+
+BufferPool::Lease& BufferPool::Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    if (pool_ != nullptr) pool_->give_back(std::move(buffer_));
+    pool_ = std::exchange(other.pool_, nullptr);
+    buffer_ = std::move(other.buffer_);
+    size_ = other.size_;
+  }
+  return *this;
+}
+
+BufferPool::Lease::~Lease() {
+  if (pool_ != nullptr) pool_->give_back(std::move(buffer_));
+}
+
+BufferPool::BufferPool(size_t buffer_bytes, size_t count)
+    : buffer_bytes_((buffer_bytes + kAlignment - 1) / kAlignment * kAlignment), count_(count) {
+  assert(buffer_bytes_ > 0 && count_ > 0);
+  free_.reserve(count_);
+}
+
+BufferPool::Lease BufferPool::acquire() {
+  std::unique_lock lock(mutex_);
+  returned_.wait(lock, [&] { return !free_.empty() || allocated_ < count_; });
+  return take();
+}
+
+std::optional<BufferPool::Lease> BufferPool::try_acquire() {
+  const std::lock_guard lock(mutex_);
+  if (free_.empty() && allocated_ == count_) return std::nullopt;
+  return take();
+}
+
+BufferPool::Lease BufferPool::take() {
+  if (free_.empty()) {
+    ++allocated_;
+    return Lease(this, Buffer(static_cast<uint8_t*>(::operator new(buffer_bytes_, std::align_val_t(kAlignment)))), buffer_bytes_);
+  }
+  Buffer buffer = std::move(free_.back());
+  free_.pop_back();
+  return Lease(this, std::move(buffer), buffer_bytes_);
+}
+
+void BufferPool::give_back(Buffer buffer) {
+  {
+    const std::lock_guard lock(mutex_);
+    free_.push_back(std::move(buffer));
+  }
+  returned_.notify_one();
+}
+
+}  // namespace rbdluks

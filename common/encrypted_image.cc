@@ -1,0 +1,105 @@
+// EncryptedImage: each request is cut into pieces no larger than a bounce buffer; every piece holds
+// the range lock on its whole sectors (shared for reads, exclusive for writes) from the first raw
+// read to the last raw write, which is what makes read-modify-write of shared sectors safe.
+#include "encrypted_image.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace rbdluks {
+
+EncryptedImage::EncryptedImage(RawImage& raw, std::shared_ptr<const XtsCipher> cipher, uint64_t data_offset,
+                               uint32_t sector_size, std::optional<uint64_t> data_size, BounceBufferConfig bounce)
+    : raw_(raw),
+      cipher_(std::move(cipher)),
+      data_offset_(data_offset),
+      sector_size_(sector_size),
+      data_size_(data_size),
+      bounce_(std::max<size_t>(bounce.buffer_bytes, sector_size), bounce.count) {
+  assert(cipher_ != nullptr);
+  assert(sector_size_ >= 512 && sector_size_ <= 4096 && (sector_size_ & (sector_size_ - 1)) == 0);
+}
+
+Result<uint64_t> EncryptedImage::size() {
+  if (data_size_) return *data_size_;
+  RL_ASSIGN(const uint64_t raw_size, raw_.size());
+  if (raw_size <= data_offset_) return uint64_t{0};
+  return (raw_size - data_offset_) / sector_size_ * sector_size_;
+}
+
+Status EncryptedImage::check_range(const char* what, uint64_t offset, uint64_t length) {
+  RL_ASSIGN(const uint64_t size, this->size());
+  if (offset > size || length > size - offset) {
+    return Error(Errc::failure, raw_.name() + ": " + what + " of " + std::to_string(length) + " bytes at " +
+                                    std::to_string(offset) + " passes the end of the encrypted image (size " +
+                                    std::to_string(size) + ")");
+  }
+  return {};
+}
+
+Status EncryptedImage::read_sectors(const SectorSpan& span, std::span<uint8_t> buffer) {
+  RL_TRY(raw_.read(data_offset_ + span.begin, buffer));
+  decrypt_sectors(*cipher_, buffer, sector_size_, span.begin);
+  return {};
+}
+
+Status EncryptedImage::read(uint64_t offset, std::span<uint8_t> out) {
+  RL_TRY(check_range("read", offset, out.size()));
+  const uint64_t end = offset + out.size();
+  for (uint64_t position = offset; position < end;) {
+    const SectorSpan span = next_chunk(position, end, bounce_.buffer_bytes(), sector_size_);
+    const auto guard = sectors_locked_.lock(span.begin, span.end, RangeLock::Mode::shared);
+    const std::span<uint8_t> dest = out.subspan(span.request_begin - offset, span.request_end - span.request_begin);
+    if (span.aligned()) {
+      // Whole sectors decrypt in place in the caller's buffer: no bounce copy.
+      RL_TRY(read_sectors(span, dest));
+    } else {
+      const auto lease = bounce_.acquire();
+      const std::span<uint8_t> buffer = lease.span().first(span.size());
+      RL_TRY(read_sectors(span, buffer));
+      std::ranges::copy(span.window(buffer), dest.begin());
+    }
+    position = span.request_end;
+  }
+  return {};
+}
+
+Status EncryptedImage::write_pieces(uint64_t offset, uint64_t length, const uint8_t* data) {
+  const uint64_t end = offset + length;
+  for (uint64_t position = offset; position < end;) {
+    const SectorSpan span = next_chunk(position, end, bounce_.buffer_bytes(), sector_size_);
+    const auto guard = sectors_locked_.lock(span.begin, span.end, RangeLock::Mode::exclusive);
+    const auto lease = bounce_.acquire();
+    const std::span<uint8_t> buffer = lease.span().first(span.size());
+    for (uint64_t sector : partial_sectors(span)) {
+      RL_TRY(read_sectors(cover_sectors(sector, sector_size_, sector_size_), span.sector_in(buffer, sector)));
+    }
+    if (data != nullptr) {
+      encode_write(*cipher_, buffer, span, {data + (span.request_begin - offset), span.request_end - span.request_begin});
+    } else {
+      encode_zeroes(*cipher_, buffer, span);
+    }
+    RL_TRY(raw_.write(data_offset_ + span.begin, buffer));
+    position = span.request_end;
+  }
+  return {};
+}
+
+Status EncryptedImage::write(uint64_t offset, std::span<const uint8_t> data) {
+  RL_TRY(check_range("write", offset, data.size()));
+  return write_pieces(offset, data.size(), data.data());
+}
+
+Status EncryptedImage::write_zeroes(uint64_t offset, uint64_t length) {
+  RL_TRY(check_range("write_zeroes", offset, length));
+  return write_pieces(offset, length, nullptr);
+}
+
+Status EncryptedImage::discard(uint64_t offset, uint64_t length) {
+  RL_TRY(check_range("discard", offset, length));
+  return write_pieces(offset, length, nullptr);
+}
+
+Status EncryptedImage::flush() { return raw_.flush(); }
+
+}  // namespace rbdluks

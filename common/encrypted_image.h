@@ -1,0 +1,73 @@
+// EncryptedImage: the plaintext view of a LUKS data segment on a RawImage, synchronous and thread-safe.
+//
+// Used by the CLI for reading and writing unlocked images; the asynchronous librbd layer shares its
+// building blocks (sector_codec, range_lock, buffer_pool) rather than this class. Plaintext offset 0
+// is raw offset data_offset. Requests of any alignment are accepted: partial sectors are read,
+// merged and re-encrypted under a range lock, so concurrent overlapping requests never lose bytes.
+// The caller's buffers are never modified by writes (encryption happens in pooled bounce buffers),
+// and large requests go in pieces of at most one bounce buffer, so memory stays bounded.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "buffer_pool.h"
+#include "range_lock.h"
+#include "raw_image.h"
+#include "result.h"
+#include "sector_codec.h"
+#include "xts_cipher.h"
+
+namespace rbdluks {
+
+struct BounceBufferConfig {
+  size_t buffer_bytes = size_t{4} << 20;  // also the largest piece a request is split into
+  size_t count = 4;                       // at most this many requests are encoded at once
+};
+
+class EncryptedImage {
+ public:
+  // sector_size is 512, 1024, 2048 or 4096 (as validated by the LUKS header loader), data_offset a
+  // multiple of 512. data_size is the header's fixed segment size, or nullopt for a segment that
+  // runs to the end of the raw image. raw must outlive this object.
+  EncryptedImage(RawImage& raw, std::shared_ptr<const XtsCipher> cipher, uint64_t data_offset, uint32_t sector_size,
+                 std::optional<uint64_t> data_size, BounceBufferConfig bounce = {});
+  EncryptedImage(const EncryptedImage&) = delete;
+  EncryptedImage& operator=(const EncryptedImage&) = delete;
+
+  // Plaintext bytes: the fixed data size, or what follows data_offset rounded down to whole sectors.
+  Result<uint64_t> size();
+
+  Status read(uint64_t offset, std::span<uint8_t> out);
+  Status write(uint64_t offset, std::span<const uint8_t> data);
+  // The range reads as zeros afterwards; whole sectors become holes (all-zero ciphertext).
+  Status write_zeroes(uint64_t offset, uint64_t length);
+  // Same visible effect as write_zeroes: RawImage has no way to deallocate, and a discarded range
+  // must never show stale plaintext.
+  Status discard(uint64_t offset, uint64_t length);
+  Status flush();
+
+  uint32_t sector_size() const { return sector_size_; }
+  uint64_t data_offset() const { return data_offset_; }
+
+ private:
+  Status check_range(const char* what, uint64_t offset, uint64_t length);
+  // Reads and decrypts the span's sectors into buffer (span.size() bytes).
+  Status read_sectors(const SectorSpan& span, std::span<uint8_t> buffer);
+  // Writes data, or zeros when data is null, to [offset, offset + length).
+  Status write_pieces(uint64_t offset, uint64_t length, const uint8_t* data);
+
+  RawImage& raw_;
+  const std::shared_ptr<const XtsCipher> cipher_;
+  const uint64_t data_offset_;
+  const uint32_t sector_size_;
+  const std::optional<uint64_t> data_size_;
+  BufferPool bounce_;
+  RangeLock sectors_locked_;
+};
+
+}  // namespace rbdluks

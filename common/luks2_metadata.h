@@ -1,0 +1,116 @@
+// The LUKS2 JSON area as typed values: keyslots, segments, digests, config, and tokens kept verbatim.
+//
+// Parsing applies the checks of cryptsetup's LUKS2_hdr_validate (and its luks2 keyslot validator) and
+// fails with Errc::bad_header saying which rule broke where. Valid LUKS2 that uses features rbd-luks
+// does not implement (reencryption, integrity, other keyslot/segment/digest types, mandatory
+// requirements, detached headers) fails with Errc::unsupported.
+//
+// Each item remembers the JSON object it was read from, so members we do not model are written back
+// unchanged and in their original order; new items are written in cryptsetup's member order, in the
+// compact text json-c produces (no whitespace).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kdf.h"
+#include "result.h"
+
+namespace rbdluks {
+
+// Limits on the numeric object keys, as in cryptsetup (LUKS2_KEYSLOTS_MAX, LUKS2_DIGEST_MAX, ...).
+inline constexpr int kLuks2MaxKeyslots = 32;
+inline constexpr int kLuks2MaxSegments = 32;
+inline constexpr int kLuks2MaxDigests = 8;
+inline constexpr int kLuks2MaxTokens = 32;
+inline constexpr uint64_t kLuks2MaxKeyslotsSize = 128 * 1024 * 1024;
+
+// Keyslot priority as cryptsetup stores it ("priority" absent means normal).
+enum class Luks2Priority { ignore = 0, normal = 1, prefer = 2 };
+
+// A keyslot of type "luks2": the volume key, AF-split ("af" type "luks1") and encrypted in a "raw"
+// area of the keyslots area under a key derived from a passphrase.
+struct Luks2Keyslot {
+  uint32_t key_size = 64;  // volume key bytes
+  // af
+  uint32_t af_stripes = 4000;
+  std::string af_hash = "sha256";
+  // area
+  uint64_t area_offset = 0;  // bytes from the image start
+  uint64_t area_size = 0;
+  std::string area_encryption = "aes-xts-plain64";
+  uint32_t area_key_size = 64;  // bytes of the area cipher key, the KDF output
+  // kdf
+  KdfParams kdf;
+  std::vector<uint8_t> kdf_salt;
+  std::optional<Luks2Priority> priority;
+
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();  // the object as read
+};
+
+// A data segment of type "crypt".
+struct Luks2Segment {
+  uint64_t offset = 0;           // bytes from the image start
+  std::optional<uint64_t> size;  // std::nullopt: "dynamic", up to the end of the image
+  uint64_t iv_tweak = 0;         // sector number of the first sector, in sector_size units
+  std::string encryption = "aes-xts-plain64";
+  uint32_t sector_size = 4096;
+  std::vector<std::string> flags;
+
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+};
+
+// A volume key digest of type "pbkdf2": PBKDF2(hash, volume key, salt, iterations) == digest.
+struct Luks2Digest {
+  std::vector<int> keyslots;
+  std::vector<int> segments;
+  std::string hash = "sha256";
+  uint32_t iterations = 1000;
+  std::vector<uint8_t> salt;
+  std::vector<uint8_t> digest;
+
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+};
+
+struct Luks2Config {
+  uint64_t json_size = 0;      // hdr_size - 4096
+  uint64_t keyslots_size = 0;  // bytes of the keyslots area, which starts at 2 * hdr_size
+  std::vector<std::string> flags;  // persistent activation flags, e.g. "allow-discards"
+
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();  // also holds "requirements"
+};
+
+struct Luks2Metadata {
+  std::map<int, Luks2Keyslot> keyslots;
+  std::map<int, Luks2Segment> segments;
+  std::map<int, Luks2Digest> digests;
+  nlohmann::ordered_json tokens = nlohmann::ordered_json::object();  // verbatim: {"0": {...}}
+  Luks2Config config;
+
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();  // the top-level object as read
+};
+
+// Parses and validates the JSON area of a header copy (all hdr_size - 4096 bytes: the text, then only
+// NULs).
+Result<Luks2Metadata> parse_luks2_metadata(std::span<const uint8_t> json_area, uint64_t hdr_size);
+
+// The consistency rules of cryptsetup's LUKS2_hdr_validate on the typed values: sizes, key ranges,
+// keyslot areas inside the keyslots area and disjoint, segments after it and disjoint, references
+// between digests, keyslots, segments and tokens, and the text fitting json_size.
+Status validate_luks2_metadata(const Luks2Metadata& metadata, uint64_t hdr_size);
+
+nlohmann::ordered_json luks2_metadata_to_json(const Luks2Metadata& metadata);
+
+// The compact JSON text, as cryptsetup writes it.
+Result<std::string> luks2_metadata_text(const Luks2Metadata& metadata);
+
+// The JSON area to store: the text padded with NULs to config.json_size bytes. Errc::no_space when the
+// text (and its terminating NUL) does not fit.
+Result<std::vector<uint8_t>> luks2_json_area(const Luks2Metadata& metadata);
+
+}  // namespace rbdluks

@@ -1,0 +1,37 @@
+// load_luks / format_luks: pick the LUKS1 or LUKS2 implementation.
+#include "luks_volume.h"
+
+#include <cstring>
+
+#include "luks1_volume.h"
+#include "luks2_volume.h"
+
+namespace rbdluks {
+
+Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image) {
+  uint8_t start[8] = {};
+  RL_ASSIGN(const uint64_t size, image.size());
+  if (size >= sizeof start) RL_TRY(image.read(0, start));
+  const bool luks_magic = std::memcmp(start, "LUKS\xba\xbe", 6) == 0;
+  const unsigned version = (unsigned{start[6]} << 8) | start[7];
+  if (luks_magic && version == 1) return load_luks1(image);
+  if (luks_magic && version != 2) {
+    return Error(Errc::unsupported, image.name() + ": LUKS version " + std::to_string(version) + " is not supported");
+  }
+  // A LUKS2 image whose primary header was destroyed still opens from the secondary copy.
+  auto volume = load_luks2(image);
+  if (!volume && !luks_magic && volume.error().is(Errc::bad_header)) {
+    return Error(Errc::bad_header, image.name() + ": no LUKS header (" + volume.error().message() + ")");
+  }
+  return volume;
+}
+
+Result<std::unique_ptr<LuksVolume>> format_luks(RawImage& image, const FormatOptions& options,
+                                                std::span<const uint8_t> volume_key,
+                                                std::span<const uint8_t> passphrase) {
+  if (options.version == 1) return format_luks1(image, options, volume_key, passphrase);
+  if (options.version == 2) return format_luks2(image, options, volume_key, passphrase);
+  return Error(Errc::usage, "LUKS version " + std::to_string(options.version) + " cannot be formatted");
+}
+
+}  // namespace rbdluks

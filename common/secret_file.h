@@ -1,0 +1,20 @@
+// Reading and writing files that hold secrets (passphrases, raw keys) without the bytes ever
+// passing through ordinary heap memory. Written files are created 0600.
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "result.h"
+#include "secure_buffer.h"
+
+namespace rbdluks {
+
+// The file's exact bytes (no newline stripping); "-" reads standard input. At most max_size bytes
+// (cryptsetup's default key file limit is 8 MiB); larger input is an error.
+Result<SecureBuffer> read_secret_file(const std::string& path, size_t max_size = 8u << 20);
+
+// Creates or truncates path with mode 0600 and writes bytes; refuses to follow a symlink.
+Status write_secret_file(const std::string& path, std::span<const uint8_t> bytes);
+
+}  // namespace rbdluks

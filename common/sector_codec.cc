@@ -1,0 +1,103 @@
+// Sector codec: span arithmetic, the hole rule and the write encodings.
+#include "sector_codec.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+namespace rbdluks {
+namespace {
+
+constexpr uint64_t kTweakUnit = 512;
+
+uint64_t align_down(uint64_t value, uint32_t alignment) { return value & ~(uint64_t{alignment} - 1); }
+
+}  // namespace
+
+SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size) {
+  assert(length > 0 && sector_size >= kTweakUnit && (sector_size & (sector_size - 1)) == 0);
+  const uint64_t request_end = offset + length;
+  return SectorSpan{
+      .begin = align_down(offset, sector_size),
+      .end = align_down(request_end + sector_size - 1, sector_size),
+      .request_begin = offset,
+      .request_end = request_end,
+      .sector_size = sector_size,
+  };
+}
+
+SectorSpan next_chunk(uint64_t position, uint64_t request_end, uint64_t max_span_bytes, uint32_t sector_size) {
+  assert(position < request_end && max_span_bytes >= sector_size && max_span_bytes % sector_size == 0);
+  const uint64_t chunk_end = std::min(request_end, align_down(position, sector_size) + max_span_bytes);
+  return cover_sectors(position, chunk_end - position, sector_size);
+}
+
+PartialSectors partial_sectors(const SectorSpan& span) {
+  PartialSectors partial;
+  if (span.head_partial()) partial.offsets[partial.count++] = span.begin;
+  if (span.tail_partial()) partial.offsets[partial.count++] = span.end - span.sector_size;
+  return partial;
+}
+
+bool is_zero(std::span<const uint8_t> bytes) {
+  const uint8_t* p = bytes.data();
+  size_t n = bytes.size();
+  // memcpy into words keeps this legal for any alignment; the compiler turns it into vector loads.
+  for (; n >= 64; p += 64, n -= 64) {
+    uint64_t w[8];
+    std::memcpy(w, p, sizeof w);
+    if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0) return false;
+  }
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, sizeof w);
+    if (w != 0) return false;
+  }
+  for (; n > 0; ++p, --n) {
+    if (*p != 0) return false;
+  }
+  return true;
+}
+
+void encrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
+                     uint64_t plaintext_offset) {
+  assert(sectors.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
+  if (!sectors.empty()) cipher.encrypt(sectors, sector_size, plaintext_offset / kTweakUnit);
+}
+
+void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
+                     uint64_t plaintext_offset) {
+  assert(sectors.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
+  // Runs of written sectors are decrypted in one call, which lets the cipher backend pipeline them.
+  size_t run_begin = 0;
+  auto decrypt_run = [&](size_t run_end) {
+    if (run_end > run_begin) {
+      cipher.decrypt(sectors.subspan(run_begin, run_end - run_begin), sector_size,
+                     (plaintext_offset + run_begin) / kTweakUnit);
+    }
+  };
+  for (size_t at = 0; at < sectors.size(); at += sector_size) {
+    if (is_zero(sectors.subspan(at, sector_size))) {
+      decrypt_run(at);
+      run_begin = at + sector_size;
+    }
+  }
+  decrypt_run(sectors.size());
+}
+
+void encode_write(const XtsCipher& cipher, std::span<uint8_t> span_buffer, const SectorSpan& span,
+                  std::span<const uint8_t> data) {
+  assert(span_buffer.size() == span.size() && data.size() == span.request_end - span.request_begin);
+  std::ranges::copy(data, span.window(span_buffer).begin());
+  encrypt_sectors(cipher, span_buffer, span.sector_size, span.begin);
+}
+
+void encode_zeroes(const XtsCipher& cipher, std::span<uint8_t> span_buffer, const SectorSpan& span) {
+  assert(span_buffer.size() == span.size());
+  std::ranges::fill(span.window(span_buffer), uint8_t{0});
+  for (uint64_t sector : partial_sectors(span)) {
+    encrypt_sectors(cipher, span.sector_in(span_buffer, sector), span.sector_size, sector);
+  }
+}
+
+}  // namespace rbdluks

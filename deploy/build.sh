@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds rbd-luks into build/ (or $RBD_LUKS_BUILD_DIR). Extra arguments go to cmake
+# at configure time, e.g. -DRBDLUKS_SANITIZE=ON for the sanitizer build.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${RBD_LUKS_BUILD_DIR:-$root/build}
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build "$build" -j "$(nproc)"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs dependencies, builds, runs every
+# test (unit and interoperability against cryptsetup and friends), then builds with
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit tests again under them.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing dependencies"
+bash deploy/install-deps.sh
+
+step "building (build/)"
+RBD_LUKS_BUILD_DIR="$root/build" bash deploy/build.sh
+
+step "running the test suite"
+ctest --test-dir "$root/build" --output-on-failure -j 2 --timeout 900
+
+step "building with ASan+UBSan (build-asan/)"
+RBD_LUKS_BUILD_DIR="$root/build-asan" bash deploy/build.sh -DRBDLUKS_SANITIZE=ON
+
+step "running unit tests under ASan+UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" --output-on-failure -j 2 -L unit
+
+step "all tests passed"

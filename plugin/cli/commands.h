@@ -1,0 +1,33 @@
+// The rbd-luks commands. Each takes the parsed command line and the positional arguments after its
+// own name, and returns a Status whose Errc decides the exit code (docs/cli.md).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "command_line.h"
+#include "result.h"
+
+namespace rbdluks::cli {
+
+using Args = std::vector<std::string>;
+
+Status cmd_create(const CommandLine& cl, const Args& args);
+Status cmd_format(const CommandLine& cl, const Args& args);
+Status cmd_dump(const CommandLine& cl, const Args& args);
+Status cmd_check(const CommandLine& cl, const Args& args);
+Status cmd_keyslot(const CommandLine& cl, const Args& args);
+Status cmd_import(const CommandLine& cl, const Args& args);
+Status cmd_export(const CommandLine& cl, const Args& args);
+Status cmd_read(const CommandLine& cl, const Args& args);
+Status cmd_write(const CommandLine& cl, const Args& args);
+Status cmd_resize(const CommandLine& cl, const Args& args);
+Status cmd_bench(const CommandLine& cl, const Args& args);
+
+// A usage error unless args has between min and max entries.
+Status expect_args(const Args& args, size_t min, size_t max, const char* synopsis);
+
+// Informational output for the operator on stderr, suppressed by --quiet.
+void inform(const CommandLine& cl, const std::string& line);
+
+}  // namespace rbdluks::cli

@@ -1,0 +1,32 @@
+// Targets of the rbd-luks command: "file:PATH", "rbd:POOL[/NAMESPACE]/IMAGE[@SNAP]" and the short
+// "POOL/IMAGE" form, parsed and opened as a RawImage.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "command_line.h"
+#include "file_image.h"
+#include "raw_image.h"
+#include "result.h"
+
+namespace rbdluks::cli {
+
+struct Target {
+  enum class Kind { file, rbd } kind = Kind::file;
+  std::string path;  // file
+  std::string pool, name_space, image;
+  std::optional<std::string> snapshot;
+  std::string spec;  // as the user wrote it, for messages
+};
+
+Result<Target> parse_target(const std::string& text);
+
+// Opens an existing target; snapshots are always read-only.
+Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode);
+
+// Creates a target of raw_size bytes; fails if it already exists (files: unless --force).
+Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Target& target, uint64_t raw_size);
+
+}  // namespace rbdluks::cli
