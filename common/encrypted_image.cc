@@ -1,6 +1,7 @@
-// EncryptedImage: each request is cut into pieces no larger than a bounce buffer; every piece holds
-// the range lock on its whole sectors (shared for reads, exclusive for writes) from the first raw
-// read to the last raw write, which is what makes read-modify-write of shared sectors safe.
+// EncryptedImage: reads and writes are cut into pieces no larger than a bounce buffer; every piece
+// holds the range lock on its whole sectors (shared for reads, exclusive for writes) from its first
+// raw read to its last raw write, which is what makes read-modify-write of shared sectors safe.
+// Zeroing needs no bounce buffer for whole sectors, so it locks and handles its range in one go.
 #include "encrypted_image.h"
 
 #include <algorithm>
@@ -64,40 +65,56 @@ Status EncryptedImage::read(uint64_t offset, std::span<uint8_t> out) {
   return {};
 }
 
-Status EncryptedImage::write_pieces(uint64_t offset, uint64_t length, const uint8_t* data) {
-  const uint64_t end = offset + length;
-  for (uint64_t position = offset; position < end;) {
-    const SectorSpan span = next_chunk(position, end, bounce_.buffer_bytes(), sector_size_);
-    const auto guard = sectors_locked_.lock(span.begin, span.end, RangeLock::Mode::exclusive);
-    const auto lease = bounce_.acquire();
-    const std::span<uint8_t> buffer = lease.span().first(span.size());
-    for (uint64_t sector : partial_sectors(span)) {
-      RL_TRY(read_sectors(cover_sectors(sector, sector_size_, sector_size_), span.sector_in(buffer, sector)));
-    }
-    if (data != nullptr) {
-      encode_write(*cipher_, buffer, span, {data + (span.request_begin - offset), span.request_end - span.request_begin});
-    } else {
-      encode_zeroes(*cipher_, buffer, span);
-    }
-    RL_TRY(raw_.write(data_offset_ + span.begin, buffer));
-    position = span.request_end;
+Status EncryptedImage::read_partial_sectors(const SectorSpan& span, std::span<uint8_t> buffer) {
+  for (uint64_t sector : partial_sectors(span)) {
+    RL_TRY(read_sectors(cover_sectors(sector, sector_size_, sector_size_), span.sector_in(buffer, sector)));
   }
   return {};
 }
 
 Status EncryptedImage::write(uint64_t offset, std::span<const uint8_t> data) {
   RL_TRY(check_range("write", offset, data.size()));
-  return write_pieces(offset, data.size(), data.data());
+  const uint64_t end = offset + data.size();
+  for (uint64_t position = offset; position < end;) {
+    const SectorSpan span = next_chunk(position, end, bounce_.buffer_bytes(), sector_size_);
+    const auto guard = sectors_locked_.lock(span.begin, span.end, RangeLock::Mode::exclusive);
+    const auto lease = bounce_.acquire();
+    const std::span<uint8_t> buffer = lease.span().first(span.size());
+    RL_TRY(read_partial_sectors(span, buffer));
+    encode_write(*cipher_, buffer, span,
+                 data.subspan(span.request_begin - offset, span.request_end - span.request_begin));
+    RL_TRY(raw_.write(data_offset_ + span.begin, buffer));
+    position = span.request_end;
+  }
+  return {};
+}
+
+Status EncryptedImage::zero_range(uint64_t offset, uint64_t length) {
+  if (length == 0) return {};
+  const SectorSpan span = cover_sectors(offset, length, sector_size_);
+  const auto guard = sectors_locked_.lock(span.begin, span.end, RangeLock::Mode::exclusive);
+  for (uint64_t sector : partial_sectors(span)) {
+    const SectorSpan part = part_in_sector(span, sector);
+    const auto lease = bounce_.acquire();
+    const std::span<uint8_t> buffer = lease.span().first(sector_size_);
+    RL_TRY(read_sectors(part, buffer));
+    encode_zeroes(*cipher_, buffer, part);
+    RL_TRY(raw_.write(data_offset_ + sector, buffer));
+  }
+  if (span.full_end() > span.full_begin()) {
+    RL_TRY(raw_.write_zeroes(data_offset_ + span.full_begin(), span.full_end() - span.full_begin()));
+  }
+  return {};
 }
 
 Status EncryptedImage::write_zeroes(uint64_t offset, uint64_t length) {
   RL_TRY(check_range("write_zeroes", offset, length));
-  return write_pieces(offset, length, nullptr);
+  return zero_range(offset, length);
 }
 
 Status EncryptedImage::discard(uint64_t offset, uint64_t length) {
   RL_TRY(check_range("discard", offset, length));
-  return write_pieces(offset, length, nullptr);
+  return zero_range(offset, length);
 }
 
 Status EncryptedImage::flush() { return raw_.flush(); }

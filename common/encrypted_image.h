@@ -44,10 +44,11 @@ class EncryptedImage {
 
   Status read(uint64_t offset, std::span<uint8_t> out);
   Status write(uint64_t offset, std::span<const uint8_t> data);
-  // The range reads as zeros afterwards; whole sectors become holes (all-zero ciphertext).
+  // The range reads as zeros afterwards. Partial sectors are re-encrypted with zeros; whole sectors
+  // go to RawImage::write_zeroes (a punched hole, an RBD discard), which reads back as holes.
   Status write_zeroes(uint64_t offset, uint64_t length);
-  // Same visible effect as write_zeroes: RawImage has no way to deallocate, and a discarded range
-  // must never show stale plaintext.
+  // The same as write_zeroes: a discarded range must never show stale plaintext, and zeroed whole
+  // sectors already release their space where the backend can.
   Status discard(uint64_t offset, uint64_t length);
   Status flush();
 
@@ -58,8 +59,9 @@ class EncryptedImage {
   Status check_range(const char* what, uint64_t offset, uint64_t length);
   // Reads and decrypts the span's sectors into buffer (span.size() bytes).
   Status read_sectors(const SectorSpan& span, std::span<uint8_t> buffer);
-  // Writes data, or zeros when data is null, to [offset, offset + length).
-  Status write_pieces(uint64_t offset, uint64_t length, const uint8_t* data);
+  // Reads and decrypts the partly covered sectors of span into their places in buffer.
+  Status read_partial_sectors(const SectorSpan& span, std::span<uint8_t> buffer);
+  Status zero_range(uint64_t offset, uint64_t length);
 
   RawImage& raw_;
   const std::shared_ptr<const XtsCipher> cipher_;

@@ -2,6 +2,7 @@
 #include "file_image.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,18 @@ class FileImage final : public RawImage {
       done += static_cast<size_t>(n);
     }
     return {};
+  }
+
+  Status write_zeroes(uint64_t offset, uint64_t length) override {
+    if (read_only_) return Error(Errc::failure, name_ + " is open read-only");
+    RL_ASSIGN(const uint64_t end, size());
+    // Punching holes keeps sparse files sparse; past the end of the file a hole would not extend it.
+    if (offset + length <= end &&
+        fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) == 0) {
+      return {};
+    }
+    return RawImage::write_zeroes(offset, length);
   }
 
   Status flush() override {

@@ -12,7 +12,7 @@ namespace {
 
 template <typename A, typename B>
 bool conflict(const A& a, const B& b) {
-  const bool overlap = a.begin < b.end && b.begin < a.end;
+  const bool overlap = a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
   return overlap && (a.mode == RangeLock::Mode::exclusive || b.mode == RangeLock::Mode::exclusive);
 }
 

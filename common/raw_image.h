@@ -22,6 +22,9 @@ class RawImage {
   virtual Status read(uint64_t offset, std::span<uint8_t> out) = 0;
   virtual Status write(uint64_t offset, std::span<const uint8_t> data) = 0;
   virtual Status flush() = 0;
+  // Makes [offset, offset + length) read back as zeros. The default writes zeros; backends override it
+  // with something cheaper (hole punching, RBD discard/write-zeroes).
+  virtual Status write_zeroes(uint64_t offset, uint64_t length);
   virtual Status resize(uint64_t new_size) = 0;
   virtual bool read_only() const = 0;
 

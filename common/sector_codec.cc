@@ -39,6 +39,13 @@ PartialSectors partial_sectors(const SectorSpan& span) {
   return partial;
 }
 
+SectorSpan part_in_sector(const SectorSpan& span, uint64_t sector) {
+  assert(sector >= span.begin && sector < span.end && sector % span.sector_size == 0);
+  const uint64_t from = std::max(span.request_begin, sector);
+  const uint64_t to = std::min(span.request_end, sector + span.sector_size);
+  return cover_sectors(from, to - from, span.sector_size);
+}
+
 bool is_zero(std::span<const uint8_t> bytes) {
   const uint8_t* p = bytes.data();
   size_t n = bytes.size();

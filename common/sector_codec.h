@@ -33,6 +33,10 @@ struct SectorSpan {
   // The last sector is only partly covered by the request, and is not also the first.
   bool tail_partial() const { return end - sector_size != begin && request_end != end; }
 
+  // [full_begin(), full_end()): the sectors the request covers completely (possibly none).
+  uint64_t full_begin() const { return head_partial() ? begin + sector_size : begin; }
+  uint64_t full_end() const { return tail_partial() ? end - sector_size : end; }
+
   // The request's bytes inside a buffer that holds the whole span.
   template <typename T>
   std::span<T> window(std::span<T> span_buffer) const {
@@ -63,6 +67,9 @@ SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size)
 SectorSpan next_chunk(uint64_t position, uint64_t request_end, uint64_t max_span_bytes, uint32_t sector_size);
 
 PartialSectors partial_sectors(const SectorSpan& span);
+
+// The part of span's request that falls in the one sector at plaintext offset sector.
+SectorSpan part_in_sector(const SectorSpan& span, uint64_t sector);
 
 // True when every byte is zero; reads 64 bytes per step.
 bool is_zero(std::span<const uint8_t> bytes);

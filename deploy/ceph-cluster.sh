@@ -3,7 +3,7 @@
 # for rbd-luks's tests and demo. Everything it owns lives under one directory and listens on
 # 127.0.0.1 only, so several clusters can run side by side; no systemd, no /etc/ceph, no /var.
 #
-#   ceph-cluster.sh start  [--dir DIR] [--port PORT] [--osds N]
+#   ceph-cluster.sh start  [--dir DIR] [--port PORT] [--osds N] [--healthy]
 #   ceph-cluster.sh status [--dir DIR]
 #   ceph-cluster.sh env    [--dir DIR]
 #   ceph-cluster.sh stop   [--dir DIR]
@@ -12,6 +12,8 @@
 set -euo pipefail
 
 readonly PROG=ceph-cluster
+LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib
+readonly LIB
 # Marks a directory as ours, so `stop` never deletes a directory this script did not create.
 readonly MARKER="# rbd-luks local test cluster"
 readonly START_BUDGET_S=${RBD_LUKS_CEPH_START_TIMEOUT:-60}
@@ -24,12 +26,13 @@ DIR=${RBD_LUKS_CEPH_DIR:-/tmp/rbd-luks-ceph}
 PORT=${RBD_LUKS_CEPH_PORT:-17789}
 PORT_GIVEN=${RBD_LUKS_CEPH_PORT:+yes}
 OSDS=1
+HEALTHY=
 
 die() { echo "$PROG: $*" >&2; exit 1; }
 log() { echo "$PROG: $*" >&2; }
 
 usage() {
-  sed -n '5,8p' "$0" | sed 's/^# *//' >&2
+  sed -n 's/^#   \(ceph-cluster.sh .*\)/usage: \1/p' "$0" >&2
   exit 2
 }
 
@@ -39,23 +42,22 @@ parse_args() {
       --dir) [ $# -ge 2 ] || usage; DIR=$2; shift 2 ;;
       --port) [ $# -ge 2 ] || usage; PORT=$2; PORT_GIVEN=yes; shift 2 ;;
       --osds) [ $# -ge 2 ] || usage; OSDS=$2; shift 2 ;;
+      --healthy) HEALTHY=--healthy; shift ;;
       -h|--help) usage ;;
       *) die "unknown argument '$1'" ;;
     esac
   done
-  [[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1024 ] && [ $((PORT + PORT_SPAN)) -le 65535 ] \
-    || die "--port must be a number in 1024..$((65535 - PORT_SPAN)), got '$PORT'"
-  [[ "$OSDS" =~ ^[0-9]+$ ]] && [ "$OSDS" -ge 1 ] && [ "$OSDS" -le 8 ] \
-    || die "--osds must be 1..8, got '$OSDS'"
+  if ! [[ "$PORT" =~ ^[0-9]+$ ]] || [ "$PORT" -lt 1024 ] || [ $((PORT + PORT_SPAN)) -gt 65535 ]; then
+    die "--port must be a number in 1024..$((65535 - PORT_SPAN)), got '$PORT'"
+  fi
+  if ! [[ "$OSDS" =~ ^[0-9]+$ ]] || [ "$OSDS" -lt 1 ] || [ "$OSDS" -gt 8 ]; then
+    die "--osds must be 1..8, got '$OSDS'"
+  fi
   [[ "$OSD_BYTES" =~ ^[0-9]+$ ]] || die "RBD_LUKS_CEPH_OSD_BYTES must be a byte count"
-  mkdir -p "$(dirname "$DIR")"
-  DIR=$(cd "$(dirname "$DIR")" && pwd)/$(basename "$DIR")
+  DIR=$(realpath -m "$DIR")
   CONF=$DIR/ceph.conf
   ADMIN_KEYRING=$DIR/ceph.client.admin.keyring
 }
-
-# The ceph CLI with this cluster's conf; a short mount timeout so a dead mon fails fast.
-cephc() { ceph -c "$CONF" --client_mount_timeout=8 "$@"; }
 
 is_ours() { [ -f "$CONF" ] && head -n 1 "$CONF" | grep -qF "$MARKER"; }
 
@@ -64,7 +66,7 @@ is_ours() { [ -f "$CONF" ] && head -n 1 "$CONF" | grep -qF "$MARKER"; }
 cluster_pids() {
   local conf_re
   conf_re=$(printf '%s' "$CONF" | sed 's/[][\.*^$+?(){}|]/\\&/g')
-  pgrep -x -f "ceph-(mon|mgr|osd) -c $conf_re -i [^ ]+" || true
+  pgrep -x -f "(.*/)?ceph-(mon|mgr|osd) -c $conf_re -i [^ ]+" || true
 }
 
 write_conf() {
@@ -97,6 +99,8 @@ mon warn on insecure global id reclaim allowed = false
 # /tmp of a busy build machine is often more than 70% full; that is no reason for HEALTH_WARN.
 mon data avail warn = 2
 mon data avail crit = 1
+# Read by the mon when it creates the mgr map: only the always-on mgr modules, no restful & co.
+mgr initial modules =
 # One mon and no disks: commit map changes at once instead of batching them for a second, and
 # report PG states every second, so a new cluster is usable and HEALTH_OK in a few seconds.
 paxos propose interval = 0.05
@@ -120,7 +124,8 @@ public addr = 127.0.0.1
 log file = $DIR/log/\$name.log
 admin socket = $DIR/run/\$name.asok
 pid file = $DIR/run/\$name.pid
-mgr initial modules =
+# Never even import the optional modules: loading them all takes the mgr seconds of CPU.
+mgr disabled modules = alerts cephadm dashboard diskprediction_local influx insights iostat k8sevents localpool mds_autoscaler mirroring nfs osd_perf_query osd_support prometheus restful rook selftest snap_schedule stats telegraf test_orchestrator zabbix
 
 [osd]
 osd data = $DIR/\$name
@@ -140,156 +145,169 @@ client mount timeout = 15
 EOF
 }
 
-# Ends the run with a one-line reason and the tails of the daemon logs that explain it.
+# Names (mon.a, osd.0...) of daemons whose pid file points to a process that is gone or a
+# zombie (daemons are children of init, which may reap them late).
+dead_daemons() {
+  local f state
+  for f in "$DIR"/run/*.pid; do
+    [ -e "$f" ] || continue
+    state=$(awk '{print $3}' "/proc/$(cat "$f")/stat" 2>/dev/null) || state=
+    case "$state" in ''|Z) basename "$f" .pid ;; esac
+  done
+}
+
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Seconds since a `date +%s%N` timestamp, with one decimal.
+seconds_since() { awk -v t0="$1" -v t1="$(date +%s%N)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }'; }
+
+# Ends a failed start: one line saying why, the tails of the daemon logs that explain it (those
+# of daemons that died, else the ones named), and no processes left behind. Logs stay in DIR.
 fail_start() {
   local reason=$1; shift
-  echo "$PROG: start failed: $reason (dir $DIR, port $PORT)" >&2
-  local f
-  for f in "$@"; do
-    [ -s "$f" ] || continue
-    echo "---- last lines of $f" >&2
-    tail -n 20 "$f" >&2
+  local names dead n f
+  dead=$(dead_daemons)
+  names=${dead:-$*}
+  for n in $names; do
+    for f in "$DIR/log/$n.stderr" "$DIR/log/$n.log"; do
+      [ -s "$f" ] || continue
+      echo "---- last lines of $f" >&2
+      tail -n 20 "$f" >&2
+    done
   done
+  kill_daemons
+  echo "$PROG: start failed: $reason; logs in $DIR/log" >&2
   exit 1
 }
 
-remaining() { echo $((DEADLINE - $(date +%s))); }
-
-# Runs "$@" until it succeeds or the start budget is spent.
-wait_for() {
-  until "$@" >/dev/null 2>&1; do
-    [ "$(remaining)" -gt 0 ] || return 1
-    sleep 0.2
+kill_daemons() {
+  # The data dies with the cluster, so there is nothing to shut down cleanly; SIGTERM would
+  # cost about 2 s per daemon.
+  local pid waited=0
+  for pid in $(cluster_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+  while [ -n "$(cluster_pids)" ]; do
+    [ $waited -lt 100 ] || die "could not stop processes $(cluster_pids | tr '\n' ' ')of $DIR"
+    sleep 0.05; waited=$((waited + 1))
   done
 }
 
-# Reads `ceph status` and says whether every OSD is up and in and pool rbd exists.
-# With -v also prints the health and an explanation of what is missing.
-check_usable() {
-  local verbose=${1:-}
-  local status pools
-  status=$(cephc status -f json 2>/dev/null) || { [ -z "$verbose" ] || echo "mon not reachable"; return 1; }
-  pools=$(cephc osd pool ls 2>/dev/null) || return 1
-  STATUS_JSON=$status POOLS=$pools VERBOSE=$verbose OSDS_WANTED=${OSDS_WANTED:-1} /usr/bin/python3 -c '
-import json, os, sys
-s = json.loads(os.environ["STATUS_JSON"])
-o = s["osdmap"]
-health = s["health"]["status"]
-problems = []
-if o["num_osds"] < int(os.environ["OSDS_WANTED"]):
-    problems.append("%d OSDs known, expected %s" % (o["num_osds"], os.environ["OSDS_WANTED"]))
-if o["num_up_osds"] != o["num_osds"] or o["num_in_osds"] != o["num_osds"]:
-    problems.append("OSDs up %d, in %d of %d" % (o["num_up_osds"], o["num_in_osds"], o["num_osds"]))
-if "rbd" not in os.environ["POOLS"].split():
-    problems.append("no pool rbd")
-if os.environ["VERBOSE"]:
-    print(health + (": " + ", ".join(problems) if problems else ""))
-    for name, check in s["health"].get("checks", {}).items():
-        print("  %s: %s" % (name, check["summary"]["message"]))
-sys.exit(1 if problems else 0)
-'
-}
+admin() { timeout -k 2 30 /usr/bin/python3 "$LIB/ceph_admin.py" "$CONF" "$@"; }
 
-daemon_logs() { ls "$DIR"/log/*.log 2>/dev/null | grep -v cluster.log || true; }
-
-cmd_start() {
-  DEADLINE=$(($(date +%s) + START_BUDGET_S))
-  if is_ours; then
-    local running_port
-    running_port=$(sed -n 's/^mon host = \[v2:127.0.0.1:\([0-9]*\),.*/\1/p' "$CONF")
-    if [ -n "$(cluster_pids)" ] && OSDS_WANTED=1 check_usable; then
-      [ -z "$PORT_GIVEN" ] || [ "$running_port" = "$PORT" ] \
-        || die "a cluster is already running in $DIR on port $running_port, not $PORT; stop it first"
-      echo "$CONF"
-      return 0
-    fi
-    log "found a stale or unhealthy cluster in $DIR; recreating it"
-    cmd_stop
-  elif [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
-    die "$DIR exists and is not a cluster made by this script; choose another --dir"
-  fi
-  local p
-  for p in "$PORT" $((PORT + 1)); do
-    ! ss -Hltn "sport = :$p" | grep -q . || die "port $p on 127.0.0.1 is already in use; choose another --port"
-  done
-
-  mkdir -p "$DIR"/{run,log,crash,mon}
+# Creates every key, the mon store and the OSD stores; no daemon runs yet.
+make_cluster() {
+  local osd_uuids=$1
+  mkdir -p "$DIR"/{run,log,crash,mon,mgr.x}
   write_conf "$(uuidgen)"
 
-  # Keys: the admin keyring serves clients; the mon keyring adds mon. and the mgr and OSD keys
-  # with their caps, so mkfs registers every daemon in the auth database at once.
+  # The admin keyring serves clients. The mon keyring also holds mon. and the mgr and OSD keys
+  # with their caps, so mon mkfs puts every daemon in the auth database at once.
   ceph-authtool --create-keyring "$ADMIN_KEYRING" --gen-key -n client.admin \
     --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
   ceph-authtool --create-keyring "$DIR/mon/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   ceph-authtool "$DIR/mon/keyring" --import-keyring "$ADMIN_KEYRING" >/dev/null
-  mkdir -p "$DIR/mgr.x"
   ceph-authtool --create-keyring "$DIR/mgr.x/keyring" --gen-key -n mgr.x \
     --cap mon 'allow profile mgr' --cap osd 'allow *' --cap mds 'allow *' >/dev/null
   ceph-authtool "$DIR/mon/keyring" --import-keyring "$DIR/mgr.x/keyring" >/dev/null
-  local i
-  for ((i = 0; i < OSDS; i++)); do
+  local i=0 uuid
+  for uuid in $osd_uuids; do
     mkdir -p "$DIR/osd.$i"
     ceph-authtool --create-keyring "$DIR/osd.$i/keyring" --gen-key -n "osd.$i" \
       --cap mon 'allow profile osd' --cap mgr 'allow profile osd' --cap osd 'allow *' >/dev/null
     ceph-authtool "$DIR/mon/keyring" --import-keyring "$DIR/osd.$i/keyring" >/dev/null
+    ceph-osd -c "$CONF" -i "$i" --mkfs --osd-uuid "$uuid" --no-mon-config \
+      >"$DIR/log/osd.$i.stderr" 2>&1 || fail_start "ceph-osd --mkfs failed for osd.$i" "osd.$i"
+    i=$((i + 1))
   done
 
   monmaptool --create --fsid "$(sed -n 's/^fsid = //p' "$CONF")" \
     --addv a "[v2:127.0.0.1:$PORT,v1:127.0.0.1:$((PORT + 1))]" "$DIR/monmap" >/dev/null
   ceph-mon -c "$CONF" -i a --mkfs --monmap "$DIR/monmap" --keyring "$DIR/mon/keyring" \
-    >"$DIR/log/mon.a.stderr" 2>&1 || fail_start "ceph-mon --mkfs failed" "$DIR/log/mon.a.stderr"
-  ceph-mon -c "$CONF" -i a >>"$DIR/log/mon.a.stderr" 2>&1 \
-    || fail_start "ceph-mon did not start" "$DIR/log/mon.a.stderr" "$DIR/log/mon.a.log"
-  ceph-mgr -c "$CONF" -i x >"$DIR/log/mgr.x.stderr" 2>&1 \
-    || fail_start "ceph-mgr did not start" "$DIR/log/mgr.x.stderr" "$DIR/log/mgr.x.log"
+    >"$DIR/log/mon.a.stderr" 2>&1 || fail_start "ceph-mon --mkfs failed" mon.a
+}
 
-  local uuid
-  for ((i = 0; i < OSDS; i++)); do
-    uuid=$(uuidgen)
-    ceph-osd -c "$CONF" -i "$i" --mkfs --osd-uuid "$uuid" --no-mon-config \
-      >"$DIR/log/osd.$i.stderr" 2>&1 || fail_start "ceph-osd --mkfs failed for osd.$i" "$DIR/log/osd.$i.stderr"
-    wait_for cephc osd new "$uuid" "$i" \
-      || fail_start "mon did not accept osd.$i" "$DIR/log/mon.a.stderr" "$DIR/log/mon.a.log"
-    ceph-osd -c "$CONF" -i "$i" >>"$DIR/log/osd.$i.stderr" 2>&1 \
-      || fail_start "ceph-osd did not start for osd.$i" "$DIR/log/osd.$i.stderr" "$DIR/log/osd.$i.log"
+# Each daemon forks into the background once initialised; a non-zero exit means it never got
+# that far.
+start_daemon() {
+  local type=$1 id=$2
+  "ceph-$type" -c "$CONF" -i "$id" >>"$DIR/log/$type.$id.stderr" 2>&1 \
+    || fail_start "ceph-$type -i $id did not start" "$type.$id"
+}
+
+# Creates pool rbd if needed and waits until the cluster is usable (with --healthy: also until
+# the mgr is active and health is HEALTH_OK). Prints the health; on failure leaves the reason in
+# DIR/log/init.stderr.
+init_cluster() {
+  local budget=$(($1 - $(date +%s))) osds=$2 rc=0
+  [ "$budget" -ge 1 ] || budget=1
+  # The helper's deadlines bound its waits, not a mon command that hangs; timeout bounds all.
+  timeout -k 2 "$budget" /usr/bin/python3 "$LIB/ceph_admin.py" "$CONF" init --osds "$osds" \
+    --budget "$budget" --pid-dir "$DIR/run" $HEALTHY 2>"$DIR/log/init.stderr" || rc=$?
+  [ "$rc" != 124 ] || echo "not ready within $START_BUDGET_S s" >>"$DIR/log/init.stderr"
+  return "$rc"
+}
+
+cmd_start() {
+  local t0 deadline health
+  t0=$(date +%s%N)
+  deadline=$(($(date +%s) + START_BUDGET_S))
+  if is_ours; then
+    local running_port
+    running_port=$(sed -n 's/^mon host = \[v2:127.0.0.1:\([0-9]*\),.*/\1/p' "$CONF")
+    if [ -n "$(cluster_pids)" ] && admin status --quiet 2>/dev/null; then
+      [ -z "$PORT_GIVEN" ] || [ "$running_port" = "$PORT" ] \
+        || die "a cluster is already running in $DIR on port $running_port, not $PORT; stop it first"
+      if [ -n "$HEALTHY" ]; then
+        init_cluster "$deadline" 1 >/dev/null || die "$(tail -n 1 "$DIR/log/init.stderr")"
+      fi
+      echo "$CONF"
+      return 0
+    fi
+    log "recreating the stopped or broken cluster in $DIR"
+    cmd_stop
+  elif [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
+    die "$DIR exists and was not made by this script; choose another --dir"
+  fi
+  local p
+  for p in "$PORT" $((PORT + 1)); do
+    ! port_in_use "$p" || die "port $p is already in use; choose another --port"
   done
 
-  cephc osd pool create rbd 8 8 >/dev/null 2>&1 \
-    || fail_start "could not create pool rbd" $(daemon_logs)
-  timeout "$(remaining)" rbd -c "$CONF" pool init rbd >/dev/null 2>"$DIR/log/pool-init.stderr" \
-    || fail_start "rbd pool init did not finish (PGs not active?)" "$DIR/log/pool-init.stderr" $(daemon_logs)
-  OSDS_WANTED=$OSDS wait_for check_usable \
-    || fail_start "OSDs not all up and in: $(OSDS_WANTED=$OSDS check_usable -v | head -n 1)" $(daemon_logs)
+  local i osd_uuids="" osd_names=""
+  for ((i = 0; i < OSDS; i++)); do
+    osd_uuids+="$(uuidgen) "
+    osd_names+="osd.$i "
+  done
+  make_cluster "$osd_uuids"
+  start_daemon mon a
+  start_daemon mgr x
+  local err
+  # shellcheck disable=SC2086
+  err=$(admin register-osds $osd_uuids 2>&1) || fail_start "$err" mon.a
+  for ((i = 0; i < OSDS; i++)); do start_daemon osd "$i"; done
+  # shellcheck disable=SC2086
+  health=$(init_cluster "$deadline" "$OSDS") \
+    || fail_start "$(tail -n 1 "$DIR/log/init.stderr")" $osd_names mon.a ${HEALTHY:+mgr.x}
+  log "ready in $(seconds_since "$t0") s: $health"
   echo "$CONF"
 }
 
 cmd_status() {
   is_ours || { echo "no cluster in $DIR"; return 1; }
   [ -n "$(cluster_pids)" ] || { echo "cluster in $DIR is not running"; return 1; }
-  check_usable -v
+  admin status
 }
 
 cmd_env() {
   is_ours || die "no cluster in $DIR"
   echo "export CEPH_CONF=$CONF"
-  echo "export CEPH_KEYRING=$ADMIN_KEYRING"
   echo "export RBD_LUKS_CEPH_DIR=$DIR"
 }
 
 cmd_stop() {
-  if [ ! -e "$DIR" ]; then return 0; fi
-  is_ours || [ -z "$(ls -A "$DIR")" ] || die "$DIR is not a cluster made by this script; not touching it"
-  local pids pid waited=0
-  pids=$(cluster_pids)
-  if [ -n "$pids" ]; then
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    while [ -n "$(cluster_pids)" ] && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
-    for pid in $(cluster_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-    waited=0
-    while [ -n "$(cluster_pids)" ] && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
-    [ -z "$(cluster_pids)" ] || die "could not stop processes $(cluster_pids | tr '\n' ' ')of $DIR"
-  fi
+  [ -e "$DIR" ] || return 0
+  is_ours || [ -z "$(ls -A "$DIR")" ] || die "$DIR was not made by this script; not touching it"
+  kill_daemons
   rm -rf "$DIR"
 }
 

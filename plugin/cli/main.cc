@@ -65,11 +65,11 @@ void harden_process() {
 Status run(int argc, const char* const* argv) {
   RL_ASSIGN(auto cl, CommandLine::parse(argc, argv));
   const auto& words = cl.positional();
-  if (cl.has("help") || words.empty()) {
-    std::fputs(kUsage, words.empty() && !cl.has("help") ? stderr : stdout);
-    if (words.empty() && !cl.has("help")) return Error(Errc::usage, "no command given");
+  if (cl.has("help")) {
+    std::fputs(kUsage, stdout);
     return {};
   }
+  if (words.empty()) return Error(Errc::usage, "no command given (see rbd-luks --help)");
   using Handler = std::function<Status(const CommandLine&, const Args&)>;
   static const std::map<std::string, Handler> commands = {
       {"create", cmd_create}, {"format", cmd_format}, {"dump", cmd_dump},       {"check", cmd_check},

@@ -1,7 +1,9 @@
-// Target parsing and opening. RBD targets are recognised here; their backend lives in plugin/.
+// Target parsing and opening. Files are common/file_image; RBD images are plugin/rbd_image.
 #include "target.h"
 
 #include <sys/stat.h>
+
+#include "rbd_image.h"
 
 namespace rbdluks::cli {
 
@@ -38,24 +40,68 @@ Result<Target> parse_target(const std::string& text) {
 
 namespace {
 
-Error rbd_not_available(const Target& target) {
-  return {Errc::failure, target.spec + ": RBD targets are not supported by this build yet; use file:PATH"};
+Result<RbdConnectionOptions> connection_options_from(const CommandLine& cl) {
+  RbdConnectionOptions options;
+  options.conf_file = cl.get("conf").value_or("");
+  options.keyring = cl.get("keyring").value_or("");
+  options.cluster = cl.get("cluster").value_or("ceph");
+  const auto id = cl.get("id");
+  const auto name = cl.get("name");
+  if (id && name) return Error(Errc::usage, "--id and --name both name the Ceph client; give one of them");
+  if (id) {
+    if (id->empty()) return Error(Errc::usage, "--id needs a client id, e.g. --id admin");
+    options.client_name = "client." + *id;
+  }
+  if (name) {
+    const size_t dot = name->find('.');
+    if (dot == 0 || dot == std::string::npos || dot + 1 == name->size()) {
+      return Error(Errc::usage, "--name must be TYPE.ID, e.g. client.admin, not '" + *name + "'");
+    }
+    options.client_name = *name;
+  }
+  return options;
+}
+
+RbdImageSpec rbd_spec_of(const Target& target) {
+  return {target.pool, target.name_space, target.image, target.snapshot};
+}
+
+Result<std::shared_ptr<RbdConnection>> connect_for(const CommandLine& cl) {
+  RL_ASSIGN(auto options, connection_options_from(cl));
+  return RbdConnection::connect(options);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<RawImage>> open_target(const CommandLine& /*cl*/, const Target& target, OpenMode mode) {
-  if (target.kind == Target::Kind::rbd) return rbd_not_available(target);
-  return open_file_image(target.path, mode);
+Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode) {
+  if (target.kind == Target::Kind::file) return open_file_image(target.path, mode);
+  RL_ASSIGN(auto connection, connect_for(cl));
+  RL_ASSIGN(auto image, open_rbd_image(std::move(connection), rbd_spec_of(target), mode));
+  return std::unique_ptr<RawImage>(std::move(image));
 }
 
 Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Target& target, uint64_t raw_size) {
-  if (target.kind == Target::Kind::rbd) return rbd_not_available(target);
+  if (target.kind == Target::Kind::rbd) {
+    RL_ASSIGN(auto connection, connect_for(cl));
+    RL_ASSIGN(auto image, create_rbd_image(std::move(connection), rbd_spec_of(target), raw_size));
+    return std::unique_ptr<RawImage>(std::move(image));
+  }
   struct stat st {};
   if (stat(target.path.c_str(), &st) == 0 && !cl.has("force")) {
     return Error(Errc::failure, target.spec + " already exists (use --force to overwrite it)");
   }
   return create_file_image(target.path, raw_size);
+}
+
+Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawImage& image) {
+  if (cl.has("force") || target.kind != Target::Kind::rbd) return {};
+  auto* rbd = dynamic_cast<RbdImage*>(&image);
+  if (rbd == nullptr) return {};
+  RL_ASSIGN(const bool has_data, rbd->has_data());
+  if (has_data) {
+    return Error(Errc::failure, target.spec + " already holds data and no LUKS header; use --force to overwrite it");
+  }
+  return {};
 }
 
 }  // namespace rbdluks::cli

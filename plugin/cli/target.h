@@ -1,5 +1,6 @@
 // Targets of the rbd-luks command: "file:PATH", "rbd:POOL[/NAMESPACE]/IMAGE[@SNAP]" and the short
-// "POOL/IMAGE" form, parsed and opened as a RawImage.
+// "POOL/IMAGE" form, parsed and opened as a RawImage. RBD targets connect with the global options
+// -c/--conf, --id or -n/--name, --keyring and --cluster, over CEPH_CONF and CEPH_ARGS.
 #pragma once
 
 #include <memory>
@@ -26,7 +27,13 @@ Result<Target> parse_target(const std::string& text);
 // Opens an existing target; snapshots are always read-only.
 Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode);
 
-// Creates a target of raw_size bytes; fails if it already exists (files: unless --force).
+// Creates a target of raw_size bytes; fails if it already exists (files: unless --force; an existing
+// RBD image is never replaced, --force or not: `format` reuses it).
 Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Target& target, uint64_t raw_size);
+
+// For `format`, called after its check for an existing LUKS header: refuses (unless --force) an RBD
+// image that has ever been written, since a new header would destroy data that is not ours. Files
+// are not checked: peers such as cryptsetup's tests prepare them with dd.
+Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawImage& image);
 
 }  // namespace rbdluks::cli

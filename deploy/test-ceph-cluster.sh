@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Self-test of deploy/ceph-cluster.sh: two clusters side by side, RBD I/O through the rbd CLI and
+# the Python bindings, isolation between them, idempotent start, fast failure of clients of a dead
+# cluster, and a stop that leaves no directory and no process behind. Exit status 0 = all passed.
+# Takes about half a minute, most of it the client timeout against a dead cluster.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CLUSTER=$HERE/ceph-cluster.sh
+PY=/usr/bin/python3
+WORK=$(mktemp -d /tmp/rbd-luks-cluster-test.XXXXXX)
+DIR_A=$WORK/a
+DIR_B=$WORK/b
+FAILURES=0
+
+pass() { echo "ok   - $*"; }
+fail() { echo "FAIL - $*"; FAILURES=$((FAILURES + 1)); }
+# check WHAT CMD...: runs CMD with its output in a log, shown only when CMD fails.
+check() {
+  local what=$1; shift
+  if "$@" >"$WORK/check.log" 2>&1; then
+    pass "$what"
+  else
+    fail "$what"
+    sed 's/^/#   /' "$WORK/check.log" | tail -n 20
+  fi
+}
+
+cleanup() {
+  "$CLUSTER" stop --dir "$DIR_A" >/dev/null 2>&1 || true
+  "$CLUSTER" stop --dir "$DIR_B" >/dev/null 2>&1 || true
+  "$CLUSTER" stop --dir "$WORK/c" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A mon port with the PORT_SPAN (100) ports above it free, so the test does not collide with a
+# cluster already running here (e.g. the default one on 17789).
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port_block() {
+  local port=$1 p
+  for ((p = port; p < port + 100; p++)); do
+    if port_in_use "$p"; then
+      free_port_block $((port + 100))
+      return
+    fi
+  done
+  echo "$port"
+}
+PORT_A=$(free_port_block 27700)
+PORT_B=$(free_port_block $((PORT_A + 200)))
+
+seconds_since() { awk -v t0="$1" -v t1="$(date +%s%N)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }'; }
+less_than() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# Processes whose command line names a cluster directory: daemons, or clients left hanging.
+procs_of() { pgrep -f -- "$1/" || true; }
+
+# --- start two clusters at once -------------------------------------------------------------
+t0=$(date +%s%N)
+"$CLUSTER" start --dir "$DIR_A" --port "$PORT_A" >"$WORK/start-a.out" 2>"$WORK/start-a.err" &
+pid_a=$!
+"$CLUSTER" start --dir "$DIR_B" --port "$PORT_B" --osds 2 --healthy >"$WORK/start-b.out" 2>"$WORK/start-b.err" &
+pid_b=$!
+rc_a=0; wait "$pid_a" || rc_a=$?
+rc_b=0; wait "$pid_b" || rc_b=$?
+echo "# both clusters started in $(seconds_since "$t0") s (ports $PORT_A, $PORT_B)"
+cat "$WORK/start-a.err" "$WORK/start-b.err" | sed 's/^/# /'
+check "start A exits 0" [ "$rc_a" = 0 ]
+check "start B (2 OSDs, --healthy) exits 0" [ "$rc_b" = 0 ]
+check "start prints the conf path" [ "$(cat "$WORK/start-a.out")" = "$DIR_A/ceph.conf" ]
+if [ "$rc_a" != 0 ] || [ "$rc_b" != 0 ]; then
+  echo "cannot go on without both clusters"
+  exit 1
+fi
+CONF_A=$DIR_A/ceph.conf
+CONF_B=$DIR_B/ceph.conf
+
+check "status exits 0 on a running cluster" "$CLUSTER" status --dir "$DIR_A"
+check "B has 2 OSDs up" bash -c "ceph -c '$CONF_B' osd stat | grep -q '2 osds: 2 up'"
+check "B is HEALTH_OK with an active mgr after --healthy" \
+  bash -c "ceph -c '$CONF_B' -s | grep -q 'HEALTH_OK' && ceph -c '$CONF_B' -s | grep -q 'mgr: x(active'"
+check "daemons listen on 127.0.0.1 only" \
+  bash -c "! ss -Hltnp | grep -E 'ceph-(mon|mgr|osd)' | awk '{print \$4}' | grep -v '^127\.0\.0\.1:' | grep -q ."
+
+t0=$(date +%s%N)
+check "start on a running cluster exits 0" "$CLUSTER" start --dir "$DIR_A" --port "$PORT_A"
+elapsed=$(seconds_since "$t0")
+check "start on a running cluster is quick ($elapsed s)" less_than "$elapsed" 3
+check "start --healthy on a running cluster waits for HEALTH_OK" \
+  bash -c "'$CLUSTER' start --dir '$DIR_A' --healthy && ceph -c '$CONF_A' health | grep -qx HEALTH_OK"
+check "start refuses a port in use, without creating its dir" \
+  bash -c "! '$CLUSTER' start --dir '$WORK/c' --port '$PORT_A' 2>/dev/null && [ ! -e '$WORK/c' ]"
+
+# --- RBD I/O through the CLI ------------------------------------------------------------------
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$WORK/data.bin"
+for x in A B; do
+  conf_var=CONF_$x; conf=${!conf_var}
+  check "rbd create on $x" rbd -c "$conf" create --size 64M "rbd/img$x"
+  check "rbd bench write on $x" \
+    rbd -c "$conf" bench --io-type write --io-size 64K --io-total 16M "rbd/img$x"
+  check "rbd bench read on $x" \
+    rbd -c "$conf" bench --io-type read --io-size 64K --io-total 16M "rbd/img$x"
+  check "rbd import on $x" rbd -c "$conf" import --no-progress "$WORK/data.bin" "rbd/data$x"
+  check "rbd export on $x" rbd -c "$conf" export --no-progress "rbd/data$x" "$WORK/out$x.bin"
+  check "export returns what import wrote on $x" cmp -s "$WORK/data.bin" "$WORK/out$x.bin"
+done
+check "A sees only its own images" [ "$(rbd -c "$CONF_A" ls | sort | tr '\n' ' ')" = "dataA imgA " ]
+check "B sees only its own images" [ "$(rbd -c "$CONF_B" ls | sort | tr '\n' ' ')" = "dataB imgB " ]
+check "env output works with eval" \
+  bash -c "eval \"\$('$CLUSTER' env --dir '$DIR_B')\" && [ \"\$(rbd ls | sort | tr '\n' ' ')\" = 'dataB imgB ' ]"
+
+# --- the Python bindings with the same conf ---------------------------------------------------
+check "python rados/rbd open the image and round-trip a write on A" "$PY" - "$CONF_A" "$WORK/data.bin" <<'EOF'
+import sys, rados, rbd
+conf, data_path = sys.argv[1], sys.argv[2]
+expected = open(data_path, "rb").read(4096)
+with rados.Rados(conffile=conf) as cluster:
+    with cluster.open_ioctx("rbd") as ioctx:
+        with rbd.Image(ioctx, "dataA") as image:
+            assert image.size() == 8 * 1024 * 1024, image.size()
+            assert image.read(0, 4096) == expected
+        with rbd.Image(ioctx, "imgA") as image:
+            image.write(b"\xa5" * 4096, 1 << 20)
+            assert image.read(1 << 20, 4096) == b"\xa5" * 4096
+EOF
+
+# --- a dead cluster: clients fail fast instead of waiting 300 s --------------------------------
+for pid_file in "$DIR_B"/run/*.pid; do kill -KILL "$(cat "$pid_file")"; done
+t0=$(date +%s%N)
+check "ceph -s fails against a dead cluster" bash -c "! timeout 60 ceph -c '$CONF_B' -s >/dev/null 2>&1"
+elapsed=$(seconds_since "$t0")
+check "... within 20 s ($elapsed s)" less_than "$elapsed" 20
+check "status exits nonzero on a dead cluster" bash -c "! '$CLUSTER' status --dir '$DIR_B' >/dev/null"
+
+# --- a daemon that dies during start ----------------------------------------------------------
+# A ceph-osd earlier on PATH that starts the real one and kills it as soon as it has forked into
+# the background, so the OSD dies while start waits for it: start must fail fast, say why, show
+# the log and leave no process behind.
+DIR_C=$WORK/c
+PORT_C=$(free_port_block $((PORT_B + 200)))
+mkdir -p "$WORK/shim"
+cat >"$WORK/shim/ceph-osd" <<'EOF'
+#!/usr/bin/env bash
+/usr/bin/ceph-osd "$@" || exit
+case " $* " in *" --mkfs "*) exit 0 ;; esac
+conf=$2 id=$4
+kill -KILL "$(cat "$(dirname "$conf")/run/osd.$id.pid")"
+EOF
+chmod +x "$WORK/shim/ceph-osd"
+t0=$(date +%s%N)
+rc_c=0
+PATH=$WORK/shim:$PATH "$CLUSTER" start --dir "$DIR_C" --port "$PORT_C" >/dev/null 2>"$WORK/start-c.err" || rc_c=$?
+elapsed=$(seconds_since "$t0")
+check "start fails when an OSD dies" [ "$rc_c" = 1 ]
+check "... within 30 s ($elapsed s)" less_than "$elapsed" 30
+check "... saying which daemon died" grep -q 'start failed: daemon exited: osd.0' "$WORK/start-c.err"
+check "... showing the end of its log" grep -q "last lines of $DIR_C/log/osd.0.log" "$WORK/start-c.err"
+check "... leaving no process behind" [ -z "$(procs_of "$DIR_C")" ]
+check "... and the logs in place" [ -s "$DIR_C/log/mon.a.log" ]
+check "stop after a failed start removes the dir" \
+  bash -c "'$CLUSTER' stop --dir '$DIR_C' && [ ! -e '$DIR_C' ]"
+
+# --- stop --------------------------------------------------------------------------------------
+for x in A B; do
+  dir_var=DIR_$x; dir=${!dir_var}
+  check "stop $x exits 0" "$CLUSTER" stop --dir "$dir"
+  check "stop $x removed its dir" [ ! -e "$dir" ]
+  check "no process of $x remains" [ -z "$(procs_of "$dir")" ]
+  check "status exits nonzero after stop $x" bash -c "! '$CLUSTER' status --dir '$dir' >/dev/null"
+done
+check "stop of an absent cluster exits 0" "$CLUSTER" stop --dir "$DIR_A"
+
+if [ "$FAILURES" -ne 0 ]; then
+  echo "$FAILURES check(s) failed"
+  exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,57 @@
+// RbdConnection: one connection to a Ceph cluster through librados, set up the way the `rados` and
+// `rbd` tools set theirs up (conf file, CEPH_CONF, CEPH_ARGS, client name, keyring), but with bounded
+// timeouts so that a dead cluster fails in seconds with a message instead of hanging for 300 s.
+//
+// We use the C APIs of librados and librbd: they are stable across Ceph releases, need no C++
+// headers beyond librados.h/librbd.h, never throw, and read and write straight into caller buffers.
+#pragma once
+
+#include <rados/librados.h>
+
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "result.h"
+
+namespace rbdluks {
+
+struct RbdConnectionOptions {
+  std::string conf_file;    // empty: CEPH_CONF, then Ceph's search path (/etc/ceph/$cluster.conf, ...)
+  std::string client_name;  // "client.ID"; empty: --id/--name in CEPH_ARGS, then client.admin
+  std::string keyring;      // empty: what the conf file or CEPH_ARGS say, else Ceph's default paths
+  std::string cluster = "ceph";
+};
+
+// Owns a rados_ioctx_t. It must not outlive the RbdConnection that opened it.
+using IoCtxHandle = std::unique_ptr<std::remove_pointer_t<rados_ioctx_t>, void (*)(rados_ioctx_t)>;
+
+class RbdConnection {
+ public:
+  // Connects. The timeouts: client_mount_timeout and rados_mon_op_timeout are T seconds, where T is
+  // $RBD_LUKS_MOUNT_TIMEOUT or 20; rados_osd_op_timeout, when not configured, is 3*T, because data
+  // operations may wait behind peering on a healthy cluster.
+  static Result<std::shared_ptr<RbdConnection>> connect(const RbdConnectionOptions& options);
+
+  ~RbdConnection();
+  RbdConnection(const RbdConnection&) = delete;
+  RbdConnection& operator=(const RbdConnection&) = delete;
+
+  // An I/O context on `pool`, inside `name_space` when it is not empty. A missing pool or namespace
+  // is Errc::not_found.
+  Result<IoCtxHandle> open_pool(const std::string& pool, const std::string& name_space);
+
+  rados_t handle() const { return cluster_; }
+
+ private:
+  RbdConnection(rados_t cluster, std::string client_name) : cluster_(cluster), client_name_(std::move(client_name)) {}
+
+  rados_t cluster_;
+  std::string client_name_;
+};
+
+// An Error for a negative errno `r` returned by librados/librbd: "what: strerror". -ENOENT becomes
+// Errc::not_found, everything else Errc::failure.
+Error ceph_error(int r, const std::string& what);
+
+}  // namespace rbdluks
