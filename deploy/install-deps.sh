@@ -14,7 +14,7 @@ PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common rbd-nbd
   # interoperability peers and test tools
   cryptsetup-bin qemu-utils qemu-block-extra fio python3-cryptography python3-rbd python3-rados
-  uuid-runtime xxd
+  uuid-runtime xxd procps iproute2
 )
 
 missing=()

@@ -80,8 +80,17 @@ check "status exits 0 on a running cluster" "$CLUSTER" status --dir "$DIR_A"
 check "B has 2 OSDs up" bash -c "ceph -c '$CONF_B' osd stat | grep -q '2 osds: 2 up'"
 check "B is HEALTH_OK with an active mgr after --healthy" \
   bash -c "ceph -c '$CONF_B' -s | grep -q 'HEALTH_OK' && ceph -c '$CONF_B' -s | grep -q 'mgr: x(active'"
-check "daemons listen on 127.0.0.1 only" \
-  bash -c "! ss -Hltnp | grep -E 'ceph-(mon|mgr|osd)' | awk '{print \$4}' | grep -v '^127\.0\.0\.1:' | grep -q ."
+# Listening sockets of the daemons of A and B, as "ADDRESS:PORT".
+listening() {
+  local pid
+  for pid in $(procs_of "$DIR_A") $(procs_of "$DIR_B"); do
+    ss -Hltnp | grep "pid=$pid," | awk '{print $4}'
+  done
+}
+addresses=$(listening)
+# shellcheck disable=SC2016  # $1 belongs to the inner shell
+check "daemons listen, on 127.0.0.1 only" \
+  bash -c '[ -n "$1" ] && ! grep -v "^127\.0\.0\.1:" <<<"$1"' _ "$addresses"
 
 t0=$(date +%s%N)
 check "start on a running cluster exits 0" "$CLUSTER" start --dir "$DIR_A" --port "$PORT_A"
