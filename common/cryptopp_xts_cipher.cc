@@ -51,8 +51,7 @@ void xor_in_place(uint8_t* dst, const uint8_t* src, size_t size) {
 
 // The AES key schedules one call needs: key1 both ways for the data, key2 forwards for the tweak.
 struct KeyedAes {
-  KeyedAes(const uint8_t* key, size_t half)
-      : data_enc(key, half), data_dec(key, half), tweak_enc(key + half, half) {}
+  KeyedAes(const uint8_t* key, size_t half) : data_enc(key, half), data_dec(key, half), tweak_enc(key + half, half) {}
   CryptoPP::AES::Encryption data_enc;
   CryptoPP::AES::Decryption data_dec;
   CryptoPP::AES::Encryption tweak_enc;
@@ -121,9 +120,9 @@ class CryptoppXtsCipher final : public XtsCipher {
         hi = (hi << 1) | (lo >> 63);
         lo = (lo << 1) ^ (carry * 0x87);
       }
-      data_cipher.AdvancedProcessBlocks(sector, tweaks, sector, sector_size,
-                                        CryptoPP::BlockTransformation::BT_XorInput |
-                                            CryptoPP::BlockTransformation::BT_AllowParallel);
+      data_cipher.AdvancedProcessBlocks(
+          sector, tweaks, sector, sector_size,
+          CryptoPP::BlockTransformation::BT_XorInput | CryptoPP::BlockTransformation::BT_AllowParallel);
       xor_in_place(sector, tweaks, sector_size);
     }
     secure_zero(tweaks, sizeof(tweaks));

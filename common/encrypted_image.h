@@ -26,7 +26,7 @@ namespace rbdluks {
 
 struct BounceBufferConfig {
   size_t buffer_bytes = size_t{4} << 20;  // also the largest piece a request is split into
-  size_t count = 4;                       // at most this many requests are encoded at once
+  size_t count = 4;                       // at most this many pieces are encoded at once
 };
 
 class EncryptedImage {
@@ -51,9 +51,6 @@ class EncryptedImage {
   // sectors already release their space where the backend can.
   Status discard(uint64_t offset, uint64_t length);
   Status flush();
-
-  uint32_t sector_size() const { return sector_size_; }
-  uint64_t data_offset() const { return data_offset_; }
 
  private:
   Status check_range(const char* what, uint64_t offset, uint64_t length);

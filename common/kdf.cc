@@ -51,8 +51,8 @@ Status derive_pbkdf2(const KdfParams& params, std::span<const uint8_t> passphras
                      std::span<uint8_t> out) {
   const Pbkdf2Fn fn = pbkdf2_for(params.hash);
   if (fn == nullptr) {
-    return Error(Errc::unsupported, "pbkdf2 hash " + params.hash +
-                                        " is not supported (sha1, sha224, sha256, sha384, sha512, ripemd160)");
+    return Error(Errc::unsupported,
+                 "pbkdf2 hash " + params.hash + " is not supported (sha1, sha224, sha256, sha384, sha512, ripemd160)");
   }
   // Parameters come from a header by the time they reach us; choose_kdf_params never yields these.
   if (params.iterations == 0) return Error(Errc::bad_header, "pbkdf2: iteration count is 0");
@@ -74,9 +74,9 @@ Status derive_argon2(const KdfParams& params, std::span<const uint8_t> passphras
     return Error(Errc::unsupported, what + ": memory is above the 4 GiB limit");
   }
   const argon2_type type = params.type == KdfType::argon2i ? Argon2_i : Argon2_id;
-  const int rc = argon2_hash(params.iterations, params.memory_kib, params.parallel, nonnull(passphrase),
-                             passphrase.size(), nonnull(salt), salt.size(), out.data(), out.size(), nullptr, 0, type,
-                             ARGON2_VERSION_13);
+  const int rc =
+      argon2_hash(params.iterations, params.memory_kib, params.parallel, nonnull(passphrase), passphrase.size(),
+                  nonnull(salt), salt.size(), out.data(), out.size(), nullptr, 0, type, ARGON2_VERSION_13);
   switch (rc) {
     case ARGON2_OK:
       return {};

@@ -29,11 +29,10 @@ constexpr uint32_t kArgon2MaxParallel = 4;
 // iter_time_ms yields at least this much memory.
 constexpr uint32_t kArgon2MinBenchMemoryKib = 64 * 1024;
 
-// A measurement is trusted once it takes this long (or the whole target, if that is shorter).
+// A measurement is trusted once it takes this long (or the whole target, if that is shorter); the
+// lengths are cryptsetup's.
 constexpr double kPbkdf2SampleMs = 500;
 constexpr double kArgon2SampleMs = 250;
-// Below this a measurement says little; grow the cost 16-fold, as cryptsetup does.
-constexpr double kArgon2TooFastMs = 10;
 constexpr int kArgon2Samples = 3;  // best of, for the short argon2 runs
 constexpr int kMaxSteps = 16;
 
@@ -59,6 +58,10 @@ Result<double> measure(const KdfParams& params, size_t key_size) {
   return clock_ms(clock) - start;
 }
 
+// How much to grow a cost whose run took ms so that the next run takes a little over `enough`: the
+// headroom keeps noise from forcing another round, and a run too short to tell grows 16-fold.
+double growth(double ms, double enough) { return ms <= enough / 16 ? 16 : 1.25 * enough / ms; }
+
 uint32_t clamp_u32(double value) {
   return value >= static_cast<double>(UINT32_MAX) ? UINT32_MAX : static_cast<uint32_t>(std::max(value, 0.0));
 }
@@ -73,10 +76,9 @@ Result<KdfParams> benchmark_pbkdf2(const KdfRequest& request, size_t key_size) {
       params.iterations = std::max(clamp_u32(params.iterations * target / ms), kPbkdf2MinIterations);
       return params;
     }
-    // cryptsetup's growth steps, relative to the sample length we want.
-    const uint32_t shift = ms <= enough / 8 ? 4 : ms <= enough / 4 ? 3 : ms <= enough / 2 ? 2 : 1;
-    if (params.iterations > (UINT32_MAX >> shift)) break;
-    params.iterations <<= shift;
+    const uint32_t grown = clamp_u32(params.iterations * growth(ms, enough));
+    if (grown == params.iterations) break;
+    params.iterations = grown;
   }
   return Error(Errc::failure, "pbkdf2-" + request.hash + " benchmark: no measurable iteration count");
 }
@@ -130,7 +132,7 @@ Result<KdfParams> benchmark_argon2(KdfParams params, const KdfRequest& request, 
       extrapolate_argon2(params, ms, target, min_memory, max_memory);
       return params;
     }
-    const double factor = ms < kArgon2TooFastMs ? 16 : enough / ms;
+    const double factor = growth(ms, enough);
     if (params.memory_kib < max_memory) {
       params.memory_kib = std::min(clamp_u32(params.memory_kib * factor), max_memory);
     } else {
@@ -170,16 +172,16 @@ Result<KdfParams> choose_pbkdf2(const KdfRequest& request, size_t key_size) {
 Result<KdfParams> choose_argon2(const KdfRequest& request, size_t key_size) {
   const std::string name(kdf_name(request.type));
   if (request.parallel < 1 || request.parallel > kArgon2MaxParallel) {
-    return Error(Errc::usage, name + " parallel cost " + std::to_string(request.parallel) +
-                                  " is out of range (1 to " + std::to_string(kArgon2MaxParallel) + ")");
+    return Error(Errc::usage, name + " parallel cost " + std::to_string(request.parallel) + " is out of range (1 to " +
+                                  std::to_string(kArgon2MaxParallel) + ")");
   }
   if (request.max_memory_kib < kArgon2MinMemoryKib || request.max_memory_kib > kArgon2MaxMemoryKib) {
     return Error(Errc::usage, name + " memory cost " + std::to_string(request.max_memory_kib) +
                                   " KiB is out of range (" + std::to_string(kArgon2MinMemoryKib) + " to " +
                                   std::to_string(kArgon2MaxMemoryKib) + ")");
   }
-  KdfParams params{.type = request.type, .hash = "", .memory_kib = request.max_memory_kib,
-                   .parallel = request.parallel};
+  KdfParams params{
+      .type = request.type, .hash = "", .memory_kib = request.max_memory_kib, .parallel = request.parallel};
   const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   if (cpus > 0) params.parallel = std::min(params.parallel, static_cast<uint32_t>(cpus));
   if (const auto cap = memory_cap_kib(); cap && params.memory_kib > *cap) {

@@ -9,8 +9,8 @@ namespace rbdluks {
 
 Result<std::unique_ptr<XtsCipher>> make_xts_cipher(std::span<const uint8_t> key, CipherBackend backend) {
   if (key.size() != 32 && key.size() != 64) {
-    return Error(Errc::unsupported, "AES-XTS key of " + std::to_string(key.size() * 8) +
-                                        " bits is not supported (256 or 512 bits)");
+    return Error(Errc::unsupported,
+                 "AES-XTS key of " + std::to_string(key.size() * 8) + " bits is not supported (256 or 512 bits)");
   }
   switch (backend) {
     case CipherBackend::best:  // only the portable backend exists so far

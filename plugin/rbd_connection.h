@@ -28,9 +28,9 @@ using IoCtxHandle = std::unique_ptr<std::remove_pointer_t<rados_ioctx_t>, void (
 
 class RbdConnection {
  public:
-  // Connects. The timeouts: client_mount_timeout and rados_mon_op_timeout are T seconds, where T is
-  // $RBD_LUKS_MOUNT_TIMEOUT or 20; rados_osd_op_timeout, when not configured, is 3*T, because data
-  // operations may wait behind peering on a healthy cluster.
+  // Connects. client_mount_timeout is T seconds, where T is $RBD_LUKS_MOUNT_TIMEOUT or 20. Op
+  // timeouts left unbounded (0) by the configuration become T for monitor ops and 3*T for OSD ops,
+  // since data operations may wait behind peering on a healthy cluster.
   static Result<std::shared_ptr<RbdConnection>> connect(const RbdConnectionOptions& options);
 
   ~RbdConnection();

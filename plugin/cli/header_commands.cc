@@ -61,8 +61,8 @@ bool holds_luks_magic(RawImage& image) {
   return std::memcmp(magic, "LUKS\xba\xbe", 6) == 0 || std::memcmp(magic, "SKUL\xba\xbe", 6) == 0;
 }
 
-Status format_image(const CommandLine& cl, RawImage& image, const FormatOptions& options) {
-  RL_ASSIGN(auto passphrase, passphrase_from(cl));
+Status format_image(const CommandLine& cl, RawImage& image, const FormatOptions& options,
+                    const SecureBuffer& passphrase) {
   SecureBuffer volume_key(options.key_bytes);
   RL_TRY(fill_random(volume_key.span()));
   auto volume = format_luks(image, options, volume_key.span(), passphrase.span());
@@ -84,8 +84,10 @@ Status cmd_create(const CommandLine& cl, const Args& args) {
                                   std::to_string(options.sector_size) + ")");
   }
   RL_ASSIGN(auto target, parse_target(args[0]));
+  // The key source is checked before anything exists, so a typo leaves no empty image behind.
+  RL_ASSIGN(auto passphrase, passphrase_from(cl));
   RL_ASSIGN(auto image, create_target(cl, target, default_data_offset(options) + *size));
-  return format_image(cl, *image, options);
+  return format_image(cl, *image, options, passphrase);
 }
 
 Status cmd_format(const CommandLine& cl, const Args& args) {
@@ -96,7 +98,9 @@ Status cmd_format(const CommandLine& cl, const Args& args) {
   if (!cl.has("force") && holds_luks_magic(*image)) {
     return Error(Errc::failure, target.spec + " already holds a LUKS header; use --force to overwrite it");
   }
-  return format_image(cl, *image, options);
+  RL_TRY(refuse_non_empty_image(cl, target, *image));
+  RL_ASSIGN(auto passphrase, passphrase_from(cl));
+  return format_image(cl, *image, options, passphrase);
 }
 
 Status cmd_dump(const CommandLine& cl, const Args& args) {

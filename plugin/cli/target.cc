@@ -94,9 +94,8 @@ Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Tar
 }
 
 Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawImage& image) {
-  if (cl.has("force") || target.kind != Target::Kind::rbd) return {};
   auto* rbd = dynamic_cast<RbdImage*>(&image);
-  if (rbd == nullptr) return {};
+  if (rbd == nullptr || cl.has("force")) return {};
   RL_ASSIGN(const bool has_data, rbd->has_data());
   if (has_data) {
     return Error(Errc::failure, target.spec + " already holds data and no LUKS header; use --force to overwrite it");

@@ -135,7 +135,7 @@ cmp -s "$WORK/back" <(head -c 4096 "$WORK/plain") || fail "resize lost data"
 pass "resize to 96M"
 
 # Snapshots are read-only views of the old data.
-rbdc snap create "rbd/$IMG@s1" >/dev/null
+rbdc snap create --no-progress "rbd/$IMG@s1"
 printf 'after the snapshot' >"$WORK/new"
 expect_exit 0 "$RBD_LUKS" write "rbd:rbd/$IMG" --offset $MiB "${K2[@]}" <"$WORK/new"
 "$RBD_LUKS" read "rbd:rbd/$IMG@s1" --offset $MiB --length 18 "${K2[@]}" >"$WORK/back"

@@ -142,7 +142,7 @@ class EncryptedImageTest : public ::testing::TestWithParam<uint32_t> {
   std::unique_ptr<EncryptedImage> image_;
 };
 
-INSTANTIATE_TEST_SUITE_P(SectorSizes, EncryptedImageTest, ::testing::Values(512u, 4096u),
+INSTANTIATE_TEST_SUITE_P(EncryptedImage, EncryptedImageTest, ::testing::Values(512u, 4096u),
                          [](const auto& param_info) { return "sector" + std::to_string(param_info.param); });
 
 TEST_P(EncryptedImageTest, RoundTripsAlignedAndUnalignedRequests) {

@@ -14,9 +14,7 @@
 namespace rbdluks {
 namespace {
 
-std::span<const uint8_t> bytes_of(std::string_view s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
+std::span<const uint8_t> bytes_of(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
 std::string hex(std::span<const uint8_t> bytes) {
   static const char digits[] = "0123456789abcdef";

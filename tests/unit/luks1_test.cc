@@ -421,7 +421,11 @@ TEST_F(Luks1Test, OpensCryptsetup256BitKey) {
   EXPECT_TRUE(unlocked->volume_key.equals(expected));
 }
 
-TEST_F(Luks1Test, OpensQemuImgLuksImage) {
+// qemu-img always benchmarks PBKDF2 for about a second of CPU time, twice: a suite of its own, so
+// it can be filtered out when time matters.
+using Luks1QemuTest = Luks1Test;
+
+TEST_F(Luks1QemuTest, OpensQemuImgLuksImage) {
   if (!have_tool("/usr/bin/qemu-img")) GTEST_SKIP() << "qemu-img missing";
   std::string out;
   ASSERT_EQ(run("/usr/bin/qemu-img create -f luks --object secret,id=sec0,data='" + pass(1) +
@@ -520,8 +524,6 @@ TEST_F(Luks1Test, FormatRefusesBadRequestsAndLeavesImageUntouched) {
     auto volume = format_luks1(*image, options, vk, bytes_of(pass(1)));
     ASSERT_FALSE(volume.ok()) << what;
     EXPECT_TRUE(volume.error().is(code)) << what << ": " << volume.error().message();
-    const auto after = read_file(image_path_, 0, pattern.size());
-    EXPECT_TRUE(std::equal(after.begin(), after.end(), pattern.begin(), pattern.end())) << what;
   };
   expect_refused(luks1_options(), key.span(), Errc::no_space, "4 MiB data offset on a 3 MiB image");
   FormatOptions small = luks1_options();
@@ -547,7 +549,7 @@ TEST_F(Luks1Test, FormatRefusesBadRequestsAndLeavesImageUntouched) {
   expect_refused(bad_cipher, key.span(), Errc::unsupported, "cbc cipher");
 
   const auto after = read_file(image_path_, 0, pattern.size());
-  EXPECT_TRUE(std::equal(after.begin(), after.end(), pattern.begin(), pattern.end()));
+  EXPECT_TRUE(std::string(after.begin(), after.end()) == pattern);
 }
 
 // ---- keyslot management ----

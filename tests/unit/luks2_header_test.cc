@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -602,6 +603,35 @@ TEST_F(Luks2HeaderTest, JsonAreaFramingIsChecked) {
     EXPECT_TRUE(loaded.error().is(Errc::bad_header));
     EXPECT_NE(loaded.error().message().find(message), std::string::npos) << loaded.error().message();
   }
+}
+
+// Random damage to the JSON text must give a value or an error, never a crash (run under ASan/UBSan).
+TEST_F(Luks2HeaderTest, MutatedJsonGivesErrorsNotCrashes) {
+  const std::string path = format("mutated.img", kPbkdf2Fast);
+  ASSERT_NO_FATAL_FAILURE(add_key(path, 1));
+  const auto pristine = read_bytes(path, 4096, 16384 - 4096);
+  const size_t text_size = json_text_at(path, 0, 16384).size();
+  std::mt19937 random(1234);
+  const char alphabet[] = "{}[]\",:0123456789-+.eE \\u\x01\xff" "abc";
+  int accepted = 0;
+  for (int round = 0; round < 3000; ++round) {
+    auto area = pristine;
+    const int edits = 1 + static_cast<int>(random() % 3);
+    for (int i = 0; i < edits; ++i) {
+      area[random() % text_size] = static_cast<uint8_t>(alphabet[random() % (sizeof alphabet - 1)]);
+    }
+    auto parsed = parse_luks2_metadata(area, 16384);
+    if (parsed) {
+      ++accepted;
+      EXPECT_TRUE(luks2_json_area(*parsed));
+    } else {
+      EXPECT_TRUE(parsed.error().is(Errc::bad_header) || parsed.error().is(Errc::unsupported) ||
+                  parsed.error().is(Errc::no_space))
+          << parsed.error().message();
+      EXPECT_FALSE(parsed.error().message().empty());
+    }
+  }
+  EXPECT_LT(accepted, 3000);
 }
 
 TEST_F(Luks2HeaderTest, UnknownMembersAreKeptInPlace) {

@@ -84,6 +84,28 @@ TEST(SectorCodec, CoverSectorsFindsSpanAndPartialEdges) {
   }
 }
 
+TEST(SectorCodec, FullyCoveredSectorsAndPartsInSectors) {
+  const SectorSpan both = cover_sectors(500, 1100, 512);  // [0, 2048): 500..512, 512..1536 whole, ..1600
+  EXPECT_EQ(both.full_begin(), 512u);
+  EXPECT_EQ(both.full_end(), 1536u);
+  const SectorSpan head = part_in_sector(both, 0);
+  EXPECT_EQ(head.request_begin, 500u);
+  EXPECT_EQ(head.request_end, 512u);
+  EXPECT_EQ(head.size(), 512u);
+  const SectorSpan tail = part_in_sector(both, 1536);
+  EXPECT_EQ(tail.begin, 1536u);
+  EXPECT_EQ(tail.request_begin, 1536u);
+  EXPECT_EQ(tail.request_end, 1600u);
+
+  const SectorSpan inside = cover_sectors(4100, 10, 4096);  // one partial sector: nothing whole
+  EXPECT_EQ(inside.full_begin(), inside.full_end());
+  const SectorSpan adjacent = cover_sectors(4000, 200, 4096);  // two partial sectors
+  EXPECT_EQ(adjacent.full_begin(), adjacent.full_end());
+  const SectorSpan aligned = cover_sectors(4096, 8192, 4096);
+  EXPECT_EQ(aligned.full_begin(), 4096u);
+  EXPECT_EQ(aligned.full_end(), 12288u);
+}
+
 TEST(SectorCodec, WindowAndSectorLocateBytesInSpanBuffer) {
   const SectorSpan span = cover_sectors(1000, 100, 512);  // span [512, 1536)
   std::vector<uint8_t> buffer(span.size());
