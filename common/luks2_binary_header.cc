@@ -46,8 +46,7 @@ Result<std::string> load_string(std::span<const uint8_t> bytes, size_t offset, s
   return std::string(field.begin(), nul);
 }
 
-Status store_string(std::span<uint8_t> bytes, size_t offset, size_t size, const std::string& value,
-                    const char* what) {
+Status store_string(std::span<uint8_t> bytes, size_t offset, size_t size, const std::string& value, const char* what) {
   if (value.size() >= size || value.find('\0') != std::string::npos) {
     return Error(Errc::failure, std::string(what) + " '" + value + "' does not fit the " + std::to_string(size) +
                                     "-byte header field");
@@ -90,16 +89,16 @@ Result<Luks2BinaryHeader> parse_luks2_binary_header(std::span<const uint8_t> byt
   h.seqid = load_be(bytes, kOffSeqid, 8);
   h.hdr_offset = load_be(bytes, kOffHdrOffset, 8);
   if (h.hdr_offset != offset) {
-    return Error(Errc::bad_header, "hdr_offset is " + std::to_string(h.hdr_offset) + " in the copy at offset " +
-                                       std::to_string(offset));
+    return Error(Errc::bad_header,
+                 "hdr_offset is " + std::to_string(h.hdr_offset) + " in the copy at offset " + std::to_string(offset));
   }
   if (!luks2_hdr_size_valid(h.hdr_size)) {
     return Error(Errc::bad_header,
                  "hdr_size " + std::to_string(h.hdr_size) + " is not a power of two from 16 KiB to 4 MiB");
   }
   if (h.secondary && h.hdr_size != offset) {
-    return Error(Errc::bad_header, "secondary copy at offset " + std::to_string(offset) + " has hdr_size " +
-                                       std::to_string(h.hdr_size));
+    return Error(Errc::bad_header,
+                 "secondary copy at offset " + std::to_string(offset) + " has hdr_size " + std::to_string(h.hdr_size));
   }
   RL_ASSIGN(h.label, load_string(bytes, kOffLabel, kLuks2LabelSize, "label"));
   RL_ASSIGN(h.checksum_alg, load_string(bytes, kOffChecksumAlg, kLuks2ChecksumAlgSize, "checksum_alg"));

@@ -40,12 +40,12 @@ struct Luks2BinaryHeader {
   uint16_t version = 2;
   uint64_t hdr_size = kLuks2MinHdrSize;
   uint64_t seqid = 0;
-  std::string label;                     // at most 47 bytes
-  std::string checksum_alg = "sha256";   // at most 31 bytes
+  std::string label;                    // at most 47 bytes
+  std::string checksum_alg = "sha256";  // at most 31 bytes
   std::array<uint8_t, kLuks2SaltSize> salt{};
-  std::string uuid;                      // at most 39 bytes
-  std::string subsystem;                 // at most 47 bytes
-  uint64_t hdr_offset = 0;               // where this copy lives: 0, or hdr_size for the secondary
+  std::string uuid;         // at most 39 bytes
+  std::string subsystem;    // at most 47 bytes
+  uint64_t hdr_offset = 0;  // where this copy lives: 0, or hdr_size for the secondary
   std::array<uint8_t, kLuks2ChecksumSize> csum{};
 };
 
@@ -59,8 +59,7 @@ Result<std::array<uint8_t, kLuks2BinaryHeaderSize>> serialize_luks2_binary_heade
 
 // The checksum of one copy: `alg` over the binary bytes with the csum field zeroed, then the whole JSON
 // area; zero-padded to 64 bytes. Errc::unsupported for a hash we do not know.
-Result<std::array<uint8_t, kLuks2ChecksumSize>> luks2_checksum(std::string_view alg,
-                                                               std::span<const uint8_t> binary,
+Result<std::array<uint8_t, kLuks2ChecksumSize>> luks2_checksum(std::string_view alg, std::span<const uint8_t> binary,
                                                                std::span<const uint8_t> json_area);
 
 // Checks the stored csum of a copy (binary as read, so padding and bytes after string terminators

@@ -13,7 +13,7 @@ namespace rbdluks {
 namespace {
 
 // Where cryptsetup looks for the secondary copy when the primary does not tell (LUKS2_HDR2_OFFSETS).
-constexpr uint64_t kSecondaryOffsets[] = {0x4000, 0x8000, 0x10000, 0x20000, 0x40000,
+constexpr uint64_t kSecondaryOffsets[] = {0x4000,  0x8000,   0x10000,  0x20000, 0x40000,
                                           0x80000, 0x100000, 0x200000, 0x400000};
 constexpr uint64_t kAreaAlignment = 4096;
 
@@ -147,10 +147,10 @@ Result<Luks2LoadResult> read_luks2_header(RawImage& image) {
     return bad("no valid LUKS2 header on " + image.name() + ": " + primary.describe("primary") + "; " +
                secondary.describe("secondary"));
   }
-  const Copy& current = !secondary.usable()                                   ? primary
-                        : !primary.usable()                                   ? secondary
+  const Copy& current = !secondary.usable()                               ? primary
+                        : !primary.usable()                               ? secondary
                         : secondary.binary->seqid > primary.binary->seqid ? secondary
-                                                                              : primary;
+                                                                          : primary;
   if (!current.metadata) {
     Error error = *current.error;
     return std::move(error.context("LUKS2 header on " + image.name()));
@@ -206,8 +206,8 @@ Status write_luks2_header(RawImage& image, Luks2Header& header) {
   const uint64_t hdr_size = header.hdr_size;
   const std::string where = "writing the LUKS2 header to " + image.name();
   if (!luks2_hdr_size_valid(hdr_size) || header.binary.hdr_size != hdr_size) {
-    return Error(Errc::failure, where + ": header size " + std::to_string(hdr_size) + " (binary header: " +
-                                    std::to_string(header.binary.hdr_size) + ") is invalid");
+    return Error(Errc::failure, where + ": header size " + std::to_string(hdr_size) +
+                                    " (binary header: " + std::to_string(header.binary.hdr_size) + ") is invalid");
   }
   if (auto valid = validate_luks2_metadata(header.metadata, hdr_size); !valid) {
     // The header in memory is wrong, not the one on the image.
@@ -246,8 +246,8 @@ Status write_luks2_header(RawImage& image, Luks2Header& header) {
 
 Result<Luks2Header> new_luks2_header(uint64_t hdr_size, uint64_t keyslots_size, std::string uuid) {
   if (!luks2_hdr_size_valid(hdr_size)) {
-    return Error(Errc::usage, "LUKS2 header size " + std::to_string(hdr_size) +
-                                  " is not a power of two from 16 KiB to 4 MiB");
+    return Error(Errc::usage,
+                 "LUKS2 header size " + std::to_string(hdr_size) + " is not a power of two from 16 KiB to 4 MiB");
   }
   if (keyslots_size % kAreaAlignment != 0 || keyslots_size > kLuks2MaxKeyslotsSize) {
     return Error(Errc::usage, "LUKS2 keyslots area size " + std::to_string(keyslots_size) +

@@ -29,9 +29,9 @@ struct Luks2Header {
 
 struct Luks2LoadResult {
   Luks2Header header;
-  bool primary_valid = false;    // false: the copy is damaged or older, write_luks2_header repairs it
+  bool primary_valid = false;  // false: the copy is damaged or older, write_luks2_header repairs it
   bool secondary_valid = false;
-  std::string damage;            // why a copy was not used, empty when both are valid and current
+  std::string damage;  // why a copy was not used, empty when both are valid and current
 };
 
 // Reads both copies (the secondary at the primary's hdr_size, or at the offsets cryptsetup probes when

@@ -248,7 +248,8 @@ Result<Luks2Segment> parse_segment(const Json& j, const std::string& where) {
   RL_ASSIGN(const std::string size, get_string(j, "size", where));
   if (size != "dynamic") {
     const auto v = decimal_u64(size);
-    if (!v || *v == 0) return bad(where + ": size \"" + printable(size) + "\" is neither \"dynamic\" nor a positive number");
+    if (!v || *v == 0)
+      return bad(where + ": size \"" + printable(size) + "\" is neither \"dynamic\" nor a positive number");
     s.size = *v;
   }
   RL_ASSIGN(s.flags, get_optional_flags(j, where));
@@ -272,7 +273,8 @@ Result<Luks2Digest> parse_digest(const Json& j, const std::string& where) {
   RL_ASSIGN(const std::string type, get_string(j, "type", where));
   RL_ASSIGN(d.keyslots, get_id_array(j, "keyslots", kLuks2MaxKeyslots, where));
   RL_ASSIGN(d.segments, get_id_array(j, "segments", kLuks2MaxSegments, where));
-  if (type != "pbkdf2") return unsupported(where + " has type \"" + printable(type) + "\", only \"pbkdf2\" is supported");
+  if (type != "pbkdf2")
+    return unsupported(where + " has type \"" + printable(type) + "\", only \"pbkdf2\" is supported");
   RL_ASSIGN(d.hash, get_string(j, "hash", where));
   RL_ASSIGN(d.iterations, get_uint32(j, "iterations", where));
   RL_ASSIGN(d.salt, get_base64(j, "salt", where));
@@ -302,8 +304,7 @@ Status validate_config(const Luks2Config& c, uint64_t hdr_size) {
                std::to_string(hdr_size) + " (expected " + std::to_string(hdr_size - kLuks2BinaryHeaderSize) + ")");
   }
   if (c.keyslots_size % kAreaAlignment != 0 || c.keyslots_size > kLuks2MaxKeyslotsSize) {
-    return bad("config: keyslots_size " + std::to_string(c.keyslots_size) +
-               " is not a multiple of 4096 up to 128 MiB");
+    return bad("config: keyslots_size " + std::to_string(c.keyslots_size) + " is not a multiple of 4096 up to 128 MiB");
   }
   return {};
 }
@@ -351,8 +352,9 @@ Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
   uint64_t first_offset = UINT64_MAX;
   for (const auto& entry : m.segments) first_offset = std::min(first_offset, entry.second.offset);
   if (first_offset == 0) {
-    return unsupported("the data segment starts at offset 0, i.e. the header is detached; "
-                       "detached LUKS2 headers are not supported");
+    return unsupported(
+        "the data segment starts at offset 0, i.e. the header is detached; "
+        "detached LUKS2 headers are not supported");
   }
   if (first_offset < keyslots_end) {
     return bad("data segment offset " + std::to_string(first_offset) +

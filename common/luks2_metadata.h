@@ -78,8 +78,8 @@ struct Luks2Digest {
 };
 
 struct Luks2Config {
-  uint64_t json_size = 0;      // hdr_size - 4096
-  uint64_t keyslots_size = 0;  // bytes of the keyslots area, which starts at 2 * hdr_size
+  uint64_t json_size = 0;          // hdr_size - 4096
+  uint64_t keyslots_size = 0;      // bytes of the keyslots area, which starts at 2 * hdr_size
   std::vector<std::string> flags;  // persistent activation flags, e.g. "allow-discards"
 
   nlohmann::ordered_json json = nlohmann::ordered_json::object();  // also holds "requirements"

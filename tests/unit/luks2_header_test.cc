@@ -496,51 +496,45 @@ struct JsonCase {
 TEST_F(Luks2HeaderTest, CraftedMetadataIsRejectedWithTheReason) {
   const uint64_t keyslots_end = 2 * 16384 + 16744448;
   const std::vector<JsonCase> cases = {
-      {"overlapping areas",
-       [](Json& j) { j["keyslots"]["1"]["area"]["offset"] = "36864"; }, Errc::bad_header, "overlaps"},
+      {"overlapping areas", [](Json& j) { j["keyslots"]["1"]["area"]["offset"] = "36864"; }, Errc::bad_header,
+       "overlaps"},
       {"area past the keyslots area",
-       [&](Json& j) { j["keyslots"]["1"]["area"]["offset"] = std::to_string(keyslots_end - 4096); },
-       Errc::bad_header, "outside the keyslots area"},
-      {"area inside the header",
-       [](Json& j) { j["keyslots"]["0"]["area"]["offset"] = "16384"; }, Errc::bad_header,
+       [&](Json& j) { j["keyslots"]["1"]["area"]["offset"] = std::to_string(keyslots_end - 4096); }, Errc::bad_header,
        "outside the keyslots area"},
-      {"segment inside the header",
-       [](Json& j) { j["segments"]["0"]["offset"] = "16384"; }, Errc::bad_header,
+      {"area inside the header", [](Json& j) { j["keyslots"]["0"]["area"]["offset"] = "16384"; }, Errc::bad_header,
+       "outside the keyslots area"},
+      {"segment inside the header", [](Json& j) { j["segments"]["0"]["offset"] = "16384"; }, Errc::bad_header,
        "inside the header and keyslots area"},
       {"segment inside the keyslots area",
        [&](Json& j) { j["segments"]["0"]["offset"] = std::to_string(keyslots_end - 512); }, Errc::bad_header,
        "inside the header and keyslots area"},
-      {"offset as a number",
-       [](Json& j) { j["segments"]["0"]["offset"] = 16777216; }, Errc::bad_header, "not a string"},
-      {"offset with a sign",
-       [](Json& j) { j["keyslots"]["0"]["area"]["offset"] = "+32768"; }, Errc::bad_header, "not a decimal"},
-      {"json_size mismatch",
-       [](Json& j) { j["config"]["json_size"] = "61440"; }, Errc::bad_header, "json_size"},
-      {"keyslots_size unaligned",
-       [](Json& j) { j["config"]["keyslots_size"] = "16744447"; }, Errc::bad_header, "keyslots_size"},
-      {"keyslot id out of range",
-       [](Json& j) { j["keyslots"]["32"] = j["keyslots"]["1"]; }, Errc::bad_header, "\"32\""},
-      {"keyslot id not a number",
-       [](Json& j) { j["keyslots"]["x"] = j["keyslots"]["1"]; }, Errc::bad_header, "\"x\""},
-      {"digest of a missing keyslot",
-       [](Json& j) { j["digests"]["0"]["keyslots"].push_back("7"); }, Errc::bad_header, "missing keyslot 7"},
-      {"keyslot without digest",
-       [](Json& j) { j["digests"]["0"]["keyslots"] = Json::array({"0"}); }, Errc::bad_header,
+      {"offset as a number", [](Json& j) { j["segments"]["0"]["offset"] = 16777216; }, Errc::bad_header,
+       "not a string"},
+      {"offset with a sign", [](Json& j) { j["keyslots"]["0"]["area"]["offset"] = "+32768"; }, Errc::bad_header,
+       "not a decimal"},
+      {"json_size mismatch", [](Json& j) { j["config"]["json_size"] = "61440"; }, Errc::bad_header, "json_size"},
+      {"keyslots_size unaligned", [](Json& j) { j["config"]["keyslots_size"] = "16744447"; }, Errc::bad_header,
+       "keyslots_size"},
+      {"keyslot id out of range", [](Json& j) { j["keyslots"]["32"] = j["keyslots"]["1"]; }, Errc::bad_header,
+       "\"32\""},
+      {"keyslot id not a number", [](Json& j) { j["keyslots"]["x"] = j["keyslots"]["1"]; }, Errc::bad_header, "\"x\""},
+      {"digest of a missing keyslot", [](Json& j) { j["digests"]["0"]["keyslots"].push_back("7"); }, Errc::bad_header,
+       "missing keyslot 7"},
+      {"keyslot without digest", [](Json& j) { j["digests"]["0"]["keyslots"] = Json::array({"0"}); }, Errc::bad_header,
        "keyslot 1 is not assigned"},
-      {"segment without digest",
-       [](Json& j) { j["digests"]["0"]["segments"] = Json::array(); }, Errc::bad_header,
+      {"segment without digest", [](Json& j) { j["digests"]["0"]["segments"] = Json::array(); }, Errc::bad_header,
        "segment 0 is not assigned"},
-      {"sector size not a multiple of 512",
-       [](Json& j) { j["segments"]["0"]["sector_size"] = 1000; }, Errc::bad_header, "sector_size"},
-      {"negative key_size",
-       [](Json& j) { j["keyslots"]["0"]["key_size"] = -64; }, Errc::bad_header, "uint32"},
-      {"bad salt",
-       [](Json& j) { j["digests"]["0"]["salt"] = "not base64!"; }, Errc::bad_header, "base64"},
+      {"sector size not a multiple of 512", [](Json& j) { j["segments"]["0"]["sector_size"] = 1000; }, Errc::bad_header,
+       "sector_size"},
+      {"negative key_size", [](Json& j) { j["keyslots"]["0"]["key_size"] = -64; }, Errc::bad_header, "uint32"},
+      {"bad salt", [](Json& j) { j["digests"]["0"]["salt"] = "not base64!"; }, Errc::bad_header, "base64"},
       {"af type", [](Json& j) { j["keyslots"]["0"]["af"]["type"] = "luks2"; }, Errc::bad_header, "af"},
       {"missing section", [](Json& j) { j.erase("digests"); }, Errc::bad_header, "\"digests\""},
       {"token of a missing keyslot",
-       [](Json& j) { j["tokens"]["0"] = Json{{"type", "x"}, {"keyslots", {"9"}}}; }, Errc::bad_header,
-       "missing keyslot 9"},
+       [](Json& j) {
+         j["tokens"]["0"] = Json{{"type", "x"}, {"keyslots", {"9"}}};
+       },
+       Errc::bad_header, "missing keyslot 9"},
       {"deep nesting",
        [](Json& j) {
          Json deep = Json::array();
@@ -548,14 +542,15 @@ TEST_F(Luks2HeaderTest, CraftedMetadataIsRejectedWithTheReason) {
          j["tokens"]["0"] = Json{{"type", "x"}, {"keyslots", Json::array()}, {"deep", deep}};
        },
        Errc::bad_header, "nests deeper"},
-      {"sector size 8192", [](Json& j) { j["segments"]["0"]["sector_size"] = 8192; }, Errc::unsupported,
-       "sector_size"},
+      {"sector size 8192", [](Json& j) { j["segments"]["0"]["sector_size"] = 8192; }, Errc::unsupported, "sector_size"},
       {"mandatory requirement",
-       [](Json& j) { j["config"]["requirements"] = Json{{"mandatory", {"online-reencrypt-v2"}}}; },
+       [](Json& j) {
+         j["config"]["requirements"] = Json{{"mandatory", {"online-reencrypt-v2"}}};
+       },
        Errc::unsupported, "online-reencrypt-v2"},
-      {"reencrypt keyslot", [](Json& j) { j["keyslots"]["1"]["type"] = "reencrypt"; }, Errc::unsupported,
-       "reencrypt"},
-      {"integrity", [](Json& j) {
+      {"reencrypt keyslot", [](Json& j) { j["keyslots"]["1"]["type"] = "reencrypt"; }, Errc::unsupported, "reencrypt"},
+      {"integrity",
+       [](Json& j) {
          j["segments"]["0"]["integrity"] =
              Json{{"type", "hmac(sha256)"}, {"journal_encryption", "none"}, {"journal_integrity", "none"}};
        },
@@ -612,7 +607,9 @@ TEST_F(Luks2HeaderTest, MutatedJsonGivesErrorsNotCrashes) {
   const auto pristine = read_bytes(path, 4096, 16384 - 4096);
   const size_t text_size = json_text_at(path, 0, 16384).size();
   std::mt19937 random(1234);
-  const char alphabet[] = "{}[]\",:0123456789-+.eE \\u\x01\xff" "abc";
+  const char alphabet[] =
+      "{}[]\",:0123456789-+.eE \\u\x01\xff"
+      "abc";
   int accepted = 0;
   for (int round = 0; round < 3000; ++round) {
     auto area = pristine;
@@ -678,8 +675,8 @@ TEST_F(Luks2HeaderTest, NewHeaderIsAcceptedByCryptsetup) {
   ASSERT_TRUE(fill_random(digest.salt));
   digest.digest.resize(32);
   CryptoPP::PKCS5_PBKDF2_HMAC<CryptoPP::SHA256>().DeriveKey(digest.digest.data(), digest.digest.size(), 0,
-                                                            volume_key.data(), volume_key.size(),
-                                                            digest.salt.data(), digest.salt.size(), 1000);
+                                                            volume_key.data(), volume_key.size(), digest.salt.data(),
+                                                            digest.salt.size(), 1000);
   h.metadata.digests[0] = digest;
   Luks2Segment segment;
   segment.offset = 16 * 1024 * 1024;
@@ -697,8 +694,8 @@ TEST_F(Luks2HeaderTest, NewHeaderIsAcceptedByCryptsetup) {
   const std::string key_file = dir_.file("volume.key");
   write_file(key_file, volume_key);
   std::string output;
-  ASSERT_EQ(run("cryptsetup luksAddKey " + std::string(kPbkdf2Fast) + " --key-size 512 --volume-key-file " +
-                    key_file + " --new-keyfile " + passphrase_ + " " + path,
+  ASSERT_EQ(run("cryptsetup luksAddKey " + std::string(kPbkdf2Fast) + " --key-size 512 --volume-key-file " + key_file +
+                    " --new-keyfile " + passphrase_ + " " + path,
                 &output),
             0)
       << output;
@@ -760,8 +757,8 @@ TEST(Luks2FreeArea, FirstFitIn4KiBSteps) {
   EXPECT_EQ(*luks2_find_free_area(m, 16384, area), begin + area);
   k.area_offset = begin + 2 * area;
   m.keyslots[3] = k;
-  EXPECT_EQ(*luks2_find_free_area(m, 16384, area), begin + area);   // the gap between them
-  EXPECT_EQ(*luks2_find_free_area(m, 16384, 1), begin + area);      // rounded up to 4096
+  EXPECT_EQ(*luks2_find_free_area(m, 16384, area), begin + area);  // the gap between them
+  EXPECT_EQ(*luks2_find_free_area(m, 16384, 1), begin + area);     // rounded up to 4096
   EXPECT_EQ(*luks2_find_free_area(m, 16384, area + 1), begin + 3 * area);
   k.area_offset = begin + area;
   m.keyslots[1] = k;
@@ -805,8 +802,8 @@ TEST(Luks2BinaryHeader, SerializesAndParsesTheDocumentedLayout) {
   EXPECT_EQ(parsed->label, "label");
   EXPECT_EQ(parsed->salt, h.salt);
   EXPECT_EQ(parsed->csum, h.csum);
-  EXPECT_FALSE(parse_luks2_binary_header(*bytes, 0));       // secondary magic where the primary belongs
-  EXPECT_FALSE(parse_luks2_binary_header(*bytes, 16384));   // hdr_offset elsewhere
+  EXPECT_FALSE(parse_luks2_binary_header(*bytes, 0));      // secondary magic where the primary belongs
+  EXPECT_FALSE(parse_luks2_binary_header(*bytes, 16384));  // hdr_offset elsewhere
   EXPECT_FALSE(parse_luks2_binary_header(std::span(*bytes).first(100), 32768));
 
   std::fill(bytes->begin() + 24, bytes->begin() + 72, uint8_t{'x'});
@@ -819,9 +816,14 @@ TEST(Luks2BinaryHeader, SerializesAndParsesTheDocumentedLayout) {
 }
 
 TEST(Base64, MatchesRfc4648AndRejectsNonCanonicalText) {
-  const std::vector<std::pair<std::string, std::string>> vectors = {
-      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
-      {"foobar", "Zm9vYmFy"}, {"\xff\xfe\xfd", "//79"}};
+  const std::vector<std::pair<std::string, std::string>> vectors = {{"", ""},
+                                                                    {"f", "Zg=="},
+                                                                    {"fo", "Zm8="},
+                                                                    {"foo", "Zm9v"},
+                                                                    {"foob", "Zm9vYg=="},
+                                                                    {"fooba", "Zm9vYmE="},
+                                                                    {"foobar", "Zm9vYmFy"},
+                                                                    {"\xff\xfe\xfd", "//79"}};
   for (const auto& [plain, encoded] : vectors) {
     EXPECT_EQ(base64_encode(bytes_of(plain)), encoded);
     const auto decoded = base64_decode(encoded);
