@@ -1,11 +1,11 @@
 // choose_kdf_params: the cost of a new keyslot or digest, after cryptsetup's crypt_benchmark_pbkdf
 // (lib/utils_benchmark.c, lib/crypto_backend/pbkdf_check.c): the same limits, the same caps on memory
-// and threads, the same search for a measurable cost, and argon2 grows memory before time.
+// and threads, the same forced-cost behaviour, and argon2 grows memory before time from the same start.
 //
 // One deliberate difference: cryptsetup re-measures full-cost argon2 candidates until one lands within
 // 95-110% of the target, which costs several times iter_time_ms. We extrapolate linearly from a short
 // measurement instead (argon2 and PBKDF2 cost are linear in time*memory and iterations), so choosing
-// the cost takes a fraction of iter_time_ms.
+// the cost takes a fraction of iter_time_ms (about 0.6 s for a 2000 ms target).
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,7 +72,7 @@ Result<KdfParams> benchmark_pbkdf2(const KdfRequest& request, size_t key_size) {
   const double enough = std::min(kPbkdf2SampleMs, target);
   for (int step = 0; step < kMaxSteps; ++step) {
     RL_ASSIGN(const double ms, measure(params, key_size));
-    if (ms > enough) {
+    if (ms >= enough) {
       params.iterations = std::max(clamp_u32(params.iterations * target / ms), kPbkdf2MinIterations);
       return params;
     }

@@ -19,8 +19,8 @@
 namespace rbdluks {
 
 inline constexpr size_t kLuks2BinaryHeaderSize = 4096;
-inline constexpr uint64_t kLuks2MinHdrSize = 16 * 1024;        // also the smallest secondary offset
-inline constexpr uint64_t kLuks2MaxHdrSize = 4 * 1024 * 1024;  // also the largest secondary offset
+inline constexpr uint64_t kLuks2MinHdrSize = 0x4000;    // 16 KiB, also the first secondary offset probed
+inline constexpr uint64_t kLuks2MaxHdrSize = 0x400000;  // 4 MiB, also the last secondary offset probed
 inline constexpr size_t kLuks2LabelSize = 48;
 inline constexpr size_t kLuks2ChecksumAlgSize = 32;
 inline constexpr size_t kLuks2SaltSize = 64;

@@ -28,7 +28,7 @@ inline constexpr int kLuks2MaxKeyslots = 32;
 inline constexpr int kLuks2MaxSegments = 32;
 inline constexpr int kLuks2MaxDigests = 8;
 inline constexpr int kLuks2MaxTokens = 32;
-inline constexpr uint64_t kLuks2MaxKeyslotsSize = 128 * 1024 * 1024;
+inline constexpr uint64_t kLuks2MaxKeyslotsSize = 0x8000000;  // 128 MiB
 
 // Keyslot priority as cryptsetup stores it ("priority" absent means normal).
 enum class Luks2Priority { ignore = 0, normal = 1, prefer = 2 };

@@ -29,7 +29,9 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-constexpr uint64_t kImageSize = 16 * 1024 * 1024;
+constexpr uint64_t kMiB = uint64_t{1024} * 1024;
+constexpr uint64_t kImageSize = 16 * kMiB;
+constexpr size_t kBothCopies = 2 * size_t{16384};  // two 16 KiB header copies
 constexpr char kPbkdf2Fast[] = "--batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000";
 constexpr char kArgon2Fast[] = "--batch-mode --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32";
 
@@ -163,7 +165,7 @@ class Luks2HeaderTest : public ::testing::Test {
 
   // A fresh cryptsetup LUKS2 image with keyslot 0 opened by passphrase_.
   std::string format(const std::string& name, const std::string& options) {
-    const std::string path = dir_.file(name);
+    std::string path = dir_.file(name);
     std::string output;
     fs::resize_file(create_empty(path), kImageSize);
     const int status =
@@ -422,7 +424,7 @@ TEST_F(Luks2HeaderTest, NewerCopyWinsAndOlderIsReported) {
 
 TEST_F(Luks2HeaderTest, AbsurdHeaderSizesAreRejected) {
   const std::string path = format("size.img", kPbkdf2Fast);
-  const auto pristine = read_bytes(path, 0, 2 * 16384);
+  const auto pristine = read_bytes(path, 0, kBothCopies);
   for (const uint64_t size : {uint64_t{1} << 40, uint64_t{0}, uint64_t{20000}, uint64_t{8192}}) {
     SCOPED_TRACE(size);
     write_bytes(path, 0, pristine);
@@ -444,8 +446,8 @@ TEST_F(Luks2HeaderTest, AbsurdHeaderSizesAreRejected) {
 
 TEST_F(Luks2HeaderTest, TruncatedImagesAreBadHeaders) {
   const std::string path = format("full.img", kPbkdf2Fast);
-  const auto head = read_bytes(path, 0, 2 * 16384);
-  for (const size_t size : {size_t{100}, size_t{4096}, size_t{20000}, size_t{2 * 16384}}) {
+  const auto head = read_bytes(path, 0, kBothCopies);
+  for (const size_t size : {size_t{100}, size_t{4096}, size_t{20000}, kBothCopies}) {
     SCOPED_TRACE(size);
     const std::string truncated = dir_.file("truncated.img");
     write_file(truncated, std::span(head).first(size));
@@ -560,7 +562,7 @@ TEST_F(Luks2HeaderTest, CraftedMetadataIsRejectedWithTheReason) {
 
   const std::string original = format("crafted.img", kPbkdf2Fast);
   ASSERT_NO_FATAL_FAILURE(add_key(original, 1));
-  const auto pristine = read_bytes(original, 0, 2 * 16384);
+  const auto pristine = read_bytes(original, 0, kBothCopies);
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     write_bytes(original, 0, pristine);
@@ -574,7 +576,7 @@ TEST_F(Luks2HeaderTest, CraftedMetadataIsRejectedWithTheReason) {
 
 TEST_F(Luks2HeaderTest, JsonAreaFramingIsChecked) {
   const std::string path = format("framing.img", kPbkdf2Fast);
-  const auto pristine = read_bytes(path, 0, 2 * 16384);
+  const auto pristine = read_bytes(path, 0, kBothCopies);
   const std::vector<std::pair<std::function<void(std::vector<uint8_t>&, size_t)>, const char*>> cases = {
       {[](std::vector<uint8_t>& area, size_t end) { area[end + 10] = 'x'; }, "follows the JSON text"},
       {[](std::vector<uint8_t>& area, size_t end) { area[end] = ' '; }, "end with '}'"},
@@ -679,11 +681,11 @@ TEST_F(Luks2HeaderTest, NewHeaderIsAcceptedByCryptsetup) {
                                                             digest.salt.size(), 1000);
   h.metadata.digests[0] = digest;
   Luks2Segment segment;
-  segment.offset = 16 * 1024 * 1024;
+  segment.offset = 16 * kMiB;
   h.metadata.segments[0] = segment;
 
   const std::string path = dir_.file("fresh.img");
-  fs::resize_file(create_empty(path), kImageSize + 1024 * 1024);
+  fs::resize_file(create_empty(path), kImageSize + kMiB);
   ASSERT_TRUE(store(path, h));
   EXPECT_EQ(h.binary.seqid, 2u);
   EXPECT_EQ(epoch(path), 2);
@@ -728,9 +730,9 @@ TEST_F(Luks2HeaderTest, WriteRefusesInvalidMetadataAndSmallImages) {
   digest.salt = std::vector<uint8_t>(32, 1);
   digest.digest = std::vector<uint8_t>(32, 2);
   fresh->metadata.digests[0] = digest;
-  fresh->metadata.segments[0].offset = 16 * 1024 * 1024;
+  fresh->metadata.segments[0].offset = 16 * kMiB;
   const std::string tiny = dir_.file("tiny.img");
-  fs::resize_file(create_empty(tiny), 1024 * 1024);
+  fs::resize_file(create_empty(tiny), kMiB);
   auto too_small = store(tiny, *fresh);
   ASSERT_FALSE(too_small);
   EXPECT_TRUE(too_small.error().is(Errc::no_space)) << too_small.error().message();
@@ -744,7 +746,7 @@ TEST_F(Luks2HeaderTest, WriteRefusesInvalidMetadataAndSmallImages) {
 TEST(Luks2FreeArea, FirstFitIn4KiBSteps) {
   Luks2Metadata m;
   m.config.json_size = 12288;
-  m.config.keyslots_size = 1024 * 1024;
+  m.config.keyslots_size = kMiB;
   const uint64_t begin = 32768;
   const uint64_t area = luks2_keyslot_area_size(64, 4000);
   EXPECT_EQ(area, 258048u);
