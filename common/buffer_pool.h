@@ -4,11 +4,15 @@
 // requests assemble whole sectors in one. Taking them from a fixed pool instead of allocating per
 // request bounds memory (count x size, whatever the queue depth) and avoids page-faulting fresh
 // megabytes on every request. Buffers are allocated on first use, so an idle pool costs nothing.
+// The synchronous data path blocks in acquire(); the asynchronous one, which must never block a
+// librbd callback thread, queues a callback with acquire_async().
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +63,10 @@ class BufferPool {
   Lease acquire();
   // A buffer when one is free now, else nullopt.
   std::optional<Lease> try_acquire();
+  // Never blocks. on_ready runs exactly once with a buffer: in the calling thread before this returns
+  // when one is free, otherwise in the thread whose returned lease frees one, without any internal
+  // lock held. Waiting callbacks are served in arrival order, before blocked acquire() callers.
+  void acquire_async(std::function<void(Lease)> on_ready);
 
  private:
   // Caller holds mutex_ and has checked that a buffer is free or may still be allocated.
@@ -70,6 +78,7 @@ class BufferPool {
   std::mutex mutex_;
   std::condition_variable returned_;
   std::vector<Buffer> free_;
+  std::deque<std::function<void(Lease)>> waiting_;  // only while every buffer is on loan
   size_t allocated_ = 0;
 };
 

@@ -105,9 +105,8 @@ uint32_t digest_iterations(const KdfRequest& request, const KdfParams& slot_para
 }
 
 // The keyslot cost: the benchmarked (or forced) PBKDF2 iterations with the header's hash, at least
-// cryptsetup's floor.
+// cryptsetup's floor. The caller has checked that request asks for pbkdf2.
 Result<KdfParams> keyslot_kdf(const KdfRequest& request, const std::string& hash, uint32_t key_bytes) {
-  if (request.type != KdfType::pbkdf2) return Error(Errc::usage, "LUKS1 supports only pbkdf2");
   KdfRequest with_hash = request;
   with_hash.hash = hash;
   RL_ASSIGN(const KdfParams chosen, choose_kdf_params(with_hash, key_bytes));
@@ -334,10 +333,12 @@ Result<std::unique_ptr<LuksVolume>> format_luks1(RawImage& image, const FormatOp
 
   Luks1Header header;
   {
-    RL_ASSIGN(const CipherSpec spec, parse_cipher_spec(options.cipher));
-    RL_TRY(check_cipher_key_size(options.cipher, options.key_bytes));
-    header.cipher_name = spec.cipher;
-    header.cipher_mode = spec.mode + "-" + spec.iv;
+    auto spec = parse_cipher_spec(options.cipher);
+    if (!spec) return std::move(spec).error().context(where);
+    auto key_size = check_cipher_key_size(options.cipher, options.key_bytes);
+    if (!key_size) return std::move(key_size).error().context(where);
+    header.cipher_name = spec->cipher;
+    header.cipher_mode = spec->mode + "-" + spec->iv;
   }
   header.hash_spec = to_lower(options.kdf.hash);
   auto digest_size = hash_size(header.hash_spec);

@@ -23,10 +23,10 @@ Error bad(const std::string& message) { return Error(Errc::bad_header, message);
 Error unsupported(const std::string& message) { return Error(Errc::unsupported, message); }
 
 // Untrusted text for a one-line message: printable ASCII only, and not too long.
-std::string printable(std::string_view text) {
+std::string printable(std::string_view text, size_t limit = 64) {
   std::string out;
-  for (const char c : text.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (text.size() > 64) out += "...";
+  for (const char c : text.substr(0, limit)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (text.size() > limit) out += "...";
   return out;
 }
 
@@ -164,7 +164,7 @@ Result<Json> parse_json_area(std::span<const uint8_t> area) {
   } catch (const DepthExceeded&) {
     return bad("JSON text nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   } catch (const std::exception& e) {
-    return bad(std::string("JSON text does not parse: ") + e.what());
+    return bad("JSON text does not parse: " + printable(e.what(), 200));
   }
 }
 

@@ -14,6 +14,10 @@ uint64_t align_down(uint64_t value, uint32_t alignment) { return value & ~(uint6
 
 }  // namespace
 
+uint64_t dynamic_data_size(uint64_t raw_size, uint64_t data_offset, uint32_t sector_size) {
+  return raw_size <= data_offset ? 0 : align_down(raw_size - data_offset, sector_size);
+}
+
 SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size) {
   assert(length > 0 && sector_size >= kTweakUnit && (sector_size & (sector_size - 1)) == 0);
   const uint64_t request_end = offset + length;

@@ -37,8 +37,9 @@ usage() {
 }
 
 check_port() {
-  [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge 1024 ] && [ "$2" -le 65535 ] \
-    || die "$1 must be a number in 1024..65535, got '$2'"
+  if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 1024 ] || [ "$2" -gt 65535 ]; then
+    die "$1 must be a number in 1024..65535, got '$2'"
+  fi
 }
 
 parse_args() {
@@ -55,8 +56,9 @@ parse_args() {
   check_port --barbican-port "$BARBICAN_PORT"
   [ "$KEYSTONE_PORT" != "$BARBICAN_PORT" ] || die "Keystone and Barbican need different ports"
   # Keystone accepts 0, but a token must outlive the request that carries it.
-  [[ "$TOKEN_EXPIRATION" =~ ^[0-9]+$ ]] && [ "$TOKEN_EXPIRATION" -ge 1 ] \
-    || die "RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION must be a whole number of seconds >= 1"
+  if ! [[ "$TOKEN_EXPIRATION" =~ ^[0-9]+$ ]] || [ "$TOKEN_EXPIRATION" -lt 1 ]; then
+    die "RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION must be a whole number of seconds >= 1"
+  fi
   DIR=$(realpath -m "$DIR")
   KEYSTONE_CONF=$DIR/keystone.conf
   BARBICAN_CONF=$DIR/barbican.conf
@@ -228,12 +230,14 @@ cmd_start() {
 
   local budget=$((deadline - $(date +%s)))
   [ "$budget" -ge 1 ] || budget=1
+  local rc=0
   RBD_LUKS_OS_ADMIN_PASSWORD=$admin_pw RBD_LUKS_OS_BARBICAN_PASSWORD=$barbican_pw \
     RBD_LUKS_OS_RBD_LUKS_PASSWORD=$(random_hex 16) RBD_LUKS_OS_OTHER_PASSWORD=$(random_hex 16) \
     timeout -k 2 "$budget" "$PY" "$LIB/provision.py" --dir "$DIR" --auth-url "$AUTH_URL" \
       --barbican-url "$BARBICAN_URL" --region "$REGION" --token-expiration "$TOKEN_EXPIRATION" \
-      --budget "$budget" 2>"$DIR/log/provision.stderr" \
-    || fail_start "$(tail -n 1 "$DIR/log/provision.stderr")" keystone barbican
+      --budget "$budget" 2>"$DIR/log/provision.stderr" || rc=$?
+  [ "$rc" != 124 ] || echo "provision: not done within $START_BUDGET_S s" >>"$DIR/log/provision.stderr"
+  [ "$rc" = 0 ] || fail_start "$(tail -n 1 "$DIR/log/provision.stderr")" keystone barbican
   log "ready in $(seconds_since "$t0") s: Keystone $AUTH_URL, Barbican $BARBICAN_URL"
   echo "$DIR/openrc"
 }
@@ -256,7 +260,7 @@ cmd_status() {
 }
 
 cmd_env() {
-  is_ours && [ -f "$DIR/openrc" ] || die "no OpenStack in $DIR"
+  if ! is_ours || [ ! -f "$DIR/openrc" ]; then die "no OpenStack in $DIR"; fi
   grep '^export ' "$DIR/openrc"
   echo "export RBD_LUKS_OPENSTACK_DIR=$DIR"
 }

@@ -1,4 +1,5 @@
-// BufferPool: alignment, the bound on buffers in use, reuse, and blocking until one is returned.
+// BufferPool: alignment, the bound on buffers in use, reuse, blocking until one is returned, and
+// the callbacks of acquire_async (at once, or in order in the thread that returns a buffer).
 #include "buffer_pool.h"
 
 #include <gtest/gtest.h>
@@ -6,7 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <thread>
+#include <vector>
 
 namespace rbdluks {
 namespace {
@@ -46,6 +49,45 @@ TEST(BufferPool, AcquireBlocksUntilALeaseEnds) {
   { auto drop = std::move(held); }
   waiter.join();
   EXPECT_TRUE(acquired.load());
+}
+
+TEST(BufferPool, AcquireAsyncRunsAtOnceWhenABufferIsFree) {
+  BufferPool pool(4096, 1);
+  std::optional<BufferPool::Lease> got;
+  pool.acquire_async([&](BufferPool::Lease lease) { got.emplace(std::move(lease)); });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->span().size(), 4096u);
+  EXPECT_FALSE(pool.try_acquire().has_value()) << "the async lease counts against the bound";
+}
+
+TEST(BufferPool, AcquireAsyncWaitersAreServedInOrderByTheReturningThread) {
+  BufferPool pool(4096, 1);
+  std::optional<BufferPool::Lease> held = pool.acquire();
+  uint8_t* const buffer = held->span().data();
+  std::vector<int> order;
+  std::optional<BufferPool::Lease> first;
+  std::thread::id first_thread;
+  pool.acquire_async([&](BufferPool::Lease lease) {
+    order.push_back(1);
+    first_thread = std::this_thread::get_id();
+    first.emplace(std::move(lease));
+  });
+  pool.acquire_async([&](BufferPool::Lease lease) {
+    order.push_back(2);
+    EXPECT_EQ(lease.span().data(), buffer);
+  });
+  EXPECT_TRUE(order.empty()) << "no buffer is free, so nothing runs yet";
+  EXPECT_FALSE(pool.try_acquire().has_value());
+
+  std::thread returner([&] { held.reset(); });
+  returner.join();
+  ASSERT_EQ(order, std::vector<int>{1});
+  EXPECT_NE(first_thread, std::this_thread::get_id()) << "the callback ran in the thread that returned the buffer";
+  EXPECT_EQ(first->span().data(), buffer);
+
+  first.reset();  // hands the buffer to the second waiter, which drops it again
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_TRUE(pool.try_acquire().has_value()) << "the buffer is free again";
 }
 
 }  // namespace

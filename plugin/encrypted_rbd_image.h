@@ -1,0 +1,191 @@
+// EncryptedRbdImage: the plaintext view of a LUKS-formatted RBD image, on librbd's public
+// asynchronous C API. This is the dispatch layer behind librbd_luks (C) and rbdluks::Image (C++).
+//
+// The data format is librbd's native encryption: plaintext offset 0 is raw offset data_offset, the
+// tweak is plaintext offset / 512, and an all-zero ciphertext sector is a hole that reads as zeros.
+// The LUKS header stays hidden: sizes and offsets are plaintext ones.
+//
+// Requests of any alignment and any iovec layout are accepted. How they are carried out:
+// - A request is cut into pieces that never cross a RADOS object (stripe unit) and never split a
+//   sector; pieces run in parallel.
+// - Reads need no lock: each sector lives in one object, which RADOS reads and writes atomically.
+//   Whole sectors are read and decrypted in place in the caller's buffer; only partly covered edge
+//   sectors (or sectors that straddle two of the caller's iovecs) go through a bounce buffer.
+// - Writes encrypt into a bounce buffer (the caller's buffer is never modified) and write from it.
+//   Partly covered sectors are read, merged and re-encrypted; a sector range lock, exclusive for
+//   such read-modify-writes and shared for whole-sector writes, keeps overlapping requests from
+//   losing each other's bytes.
+// - write_zeroes and discard make the range read as zeros: whole sectors become holes through
+//   rbd_aio_write_zeroes, partial sectors are re-encrypted with zeros.
+// - Bounce buffers come from two fixed pools (small and object-sized), so memory is bounded
+//   whatever the queue depth; nothing waits for a lock or a buffer by blocking a thread.
+// - Pieces up to DispatchOptions::inline_crypto_bytes are en/decrypted on the thread at hand (the
+//   submitter or librbd's completion thread); larger ones on a small worker pool.
+// - Completion callbacks run on librbd's completion thread or a worker, never inside the call that
+//   submitted the request and never with an internal lock held.
+#pragma once
+
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "buffer_pool.h"
+#include "luks_volume.h"
+#include "range_lock.h"
+#include "rbd_image.h"
+#include "result.h"
+#include "sector_codec.h"
+#include "worker_pool.h"
+#include "xts_cipher.h"
+
+namespace rbdluks {
+
+struct DispatchOptions {
+  std::optional<int> keyslot;        // the keyslot to try; all active ones when unset
+  unsigned worker_threads = 0;       // crypto threads; 0: WorkerPool::default_threads()
+  size_t inline_crypto_bytes = size_t{64} << 10;  // also the size of a small bounce buffer
+  size_t small_buffers = 128;        // small bounce buffers (requests up to inline_crypto_bytes)
+  size_t large_buffers = 16;         // bounce buffers of one piece (a RADOS object, at most 4 MiB)
+};
+
+class EncryptedRbdImage {
+ public:
+  // The request's length in bytes (0 for flush) on success, else a negative errno: -EINVAL for a
+  // range past the end, -EROFS for a change to a read-only image, librbd's errors as they come.
+  using Callback = std::function<void(ssize_t result)>;
+
+  // Reads the LUKS header through librbd, unlocks a keyslot with passphrase and takes over raw.
+  static Result<std::unique_ptr<EncryptedRbdImage>> open(std::unique_ptr<RbdImage> raw,
+                                                         std::span<const uint8_t> passphrase,
+                                                         const DispatchOptions& options = {});
+  // Opens image `name` (at `snapshot`, read-only, when given) in the pool and namespace of io.
+  static Result<std::unique_ptr<EncryptedRbdImage>> open(rados_ioctx_t io, const std::string& name,
+                                                         const std::optional<std::string>& snapshot, bool read_only,
+                                                         std::span<const uint8_t> passphrase,
+                                                         const DispatchOptions& options = {});
+
+  // Waits for every request in flight (their callbacks included), then closes the RBD image. Must
+  // not run inside a completion callback of this image.
+  ~EncryptedRbdImage();
+  EncryptedRbdImage(const EncryptedRbdImage&) = delete;
+  EncryptedRbdImage& operator=(const EncryptedRbdImage&) = delete;
+
+  const VolumeLayout& layout() const { return layout_; }
+  bool read_only() const { return raw_->read_only(); }
+  const std::string& name() const { return raw_->name(); }
+  // Bytes of the pieces requests are cut into (a RADOS object or stripe unit, at most 4 MiB).
+  uint64_t piece_bytes() const { return piece_bytes_; }
+
+  // Plaintext size in bytes.
+  Result<uint64_t> size();
+  // Sets the plaintext size (a multiple of the sector size); the RBD image becomes data_offset + size.
+  Status resize(uint64_t size);
+
+  Result<std::optional<std::string>> get_metadata(const std::string& key) { return raw_->get_metadata(key); }
+  Status set_metadata(const std::string& key, const std::string& value) { return raw_->set_metadata(key, value); }
+  Status remove_metadata(const std::string& key) { return raw_->remove_metadata(key); }
+
+  // The buffers must stay valid until the callback runs; the iovec array itself may go at once.
+  // op_flags (LIBRADOS_OP_FLAG_FADVISE_*) go to librbd where its API takes them.
+  void aio_read(uint64_t offset, std::span<uint8_t> out, Callback done, int op_flags = 0);
+  void aio_readv(uint64_t offset, std::span<const iovec> out, Callback done, int op_flags = 0);
+  void aio_write(uint64_t offset, std::span<const uint8_t> data, Callback done, int op_flags = 0);
+  void aio_writev(uint64_t offset, std::span<const iovec> data, Callback done, int op_flags = 0);
+  void aio_write_zeroes(uint64_t offset, uint64_t length, Callback done);
+  // Same as write_zeroes: a discarded range must never show stale plaintext again.
+  void aio_discard(uint64_t offset, uint64_t length, Callback done);
+  // Completes when the writes that completed before it was submitted are durable.
+  void aio_flush(Callback done);
+
+  // Synchronous forms: the same results as the callbacks get.
+  ssize_t read(uint64_t offset, std::span<uint8_t> out, int op_flags = 0);
+  ssize_t write(uint64_t offset, std::span<const uint8_t> data, int op_flags = 0);
+  ssize_t write_zeroes(uint64_t offset, uint64_t length);
+  ssize_t discard(uint64_t offset, uint64_t length);
+  ssize_t flush();
+
+ private:
+  enum class Op { read, write, zero, flush };
+  struct Request;
+  struct Piece;
+
+  EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout,
+                    uint64_t piece_bytes, uint64_t split_origin, const DispatchOptions& options);
+
+  void submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done, int op_flags);
+  ssize_t check_request(Op op, uint64_t offset, uint64_t length);
+  void start(Request* request);
+  SectorSpan next_piece(uint64_t position, uint64_t end) const;
+  Piece* add_piece(Request* request, const SectorSpan& span);
+
+  void start_read(Piece* piece);
+  bool plan_direct_read(Piece* piece);
+  void issue_read(Piece* piece);
+  void read_done(Piece* piece, ssize_t r);
+  void decode_read(Piece* piece);
+
+  void start_write(Piece* piece);
+  void read_partial_sectors(Piece* piece);
+  void partial_sector_read(Piece* piece, ssize_t r);
+  void encode_and_write(Piece* piece);
+  void start_zero(Piece* piece);
+  void start_flush(Piece* piece);
+
+  template <void (EncryptedRbdImage::*Step)(Piece*, ssize_t)>
+  static void on_librbd_done(rbd_completion_t c, void* arg);
+  // A librbd completion that continues piece with Step.
+  template <void (EncryptedRbdImage::*Step)(Piece*, ssize_t)>
+  static int completion(Piece* piece, rbd_completion_t* c);
+  // Runs f here for a small piece, else on the worker pool.
+  void crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*));
+  BufferPool& pool_for(uint64_t bytes);
+  // Reports a piece that failed before librbd took it, never from inside the submitting call.
+  void fail_later(Piece* piece, int r);
+  void piece_done(Piece* piece, ssize_t r);
+  void finish(Request* request);
+
+  Request* take_request();
+  void recycle(Request* request);
+  void begin_in_flight();
+  void end_in_flight();
+
+  template <typename Submit>
+  ssize_t wait_for(Submit submit);
+
+  std::unique_ptr<RbdImage> raw_;
+  const std::shared_ptr<const XtsCipher> cipher_;
+  const VolumeLayout layout_;
+  const uint32_t sector_size_;
+  const uint64_t piece_bytes_;
+  const uint64_t split_origin_;  // raw offset the piece grid starts from
+  const size_t inline_crypto_bytes_;
+
+  RangeLock sectors_locked_;
+  BufferPool small_buffers_;
+  BufferPool large_buffers_;
+
+  std::mutex requests_mutex_;
+  std::vector<std::unique_ptr<Request>> free_requests_;  // recycled, with their vectors' capacity
+
+  std::mutex in_flight_mutex_;
+  std::condition_variable idle_;
+  size_t in_flight_ = 0;
+
+  // Last member: destroyed (joined) first, while everything its tasks touch still exists.
+  WorkerPool workers_;
+};
+
+}  // namespace rbdluks

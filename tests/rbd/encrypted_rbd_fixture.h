@@ -1,0 +1,123 @@
+// Test support for the encrypted RBD layer (dispatch layer, C and C++ APIs, stress test): a
+// connection to the test cluster that the CTest fixture "ceph" starts (CEPH_CONF), LUKS-formatted
+// RBD images with a fast KDF, and cleanup of every image a test made, clones and snapshots included.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <rbd/librbd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "luks_volume.h"
+#include "random.h"
+#include "rbd_connection.h"
+#include "rbd_image.h"
+
+namespace rbdluks::testing {
+
+inline constexpr uint64_t kMiB = uint64_t{1} << 20;
+inline const std::string kPool = "rbd";
+inline const std::string kPassphrase = "correct horse battery staple";
+
+inline std::span<const uint8_t> bytes_of(const std::string& text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
+inline std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(gen());
+  return v;
+}
+
+struct LuksFormat {
+  int version = 2;
+  uint32_t sector_size = 4096;  // LUKS1 is always 512
+};
+
+class EncryptedRbdFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(std::getenv("CEPH_CONF"), nullptr) << "run through ctest, or set CEPH_CONF to a test cluster";
+    auto connection = RbdConnection::connect({});
+    ASSERT_TRUE(connection) << connection.error().message();
+    connection_ = *connection;
+    auto pool = connection_->open_pool(kPool, "");
+    ASSERT_TRUE(pool) << pool.error().message();
+    pool_ = std::move(*pool);
+  }
+
+  // Removes the images in reverse order of creation (clones before their parents), each with its
+  // snapshots.
+  void TearDown() override {
+    for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
+      rbd_image_t image = nullptr;
+      if (rbd_open(io(), it->c_str(), &image, nullptr) == 0) {
+        std::vector<rbd_snap_info_t> snaps(16);
+        int max = static_cast<int>(snaps.size());
+        const int n = rbd_snap_list(image, snaps.data(), &max);
+        for (int i = 0; i < n; ++i) {
+          rbd_snap_unprotect(image, snaps[i].name);
+          rbd_snap_remove(image, snaps[i].name);
+        }
+        if (n >= 0) rbd_snap_list_end(snaps.data());
+        rbd_close(image);
+      }
+      rbd_remove(io(), it->c_str());
+    }
+  }
+
+  rados_ioctx_t io() const { return pool_.get(); }
+
+  // A name unique to this test and process, removed in TearDown.
+  std::string fresh_name(const std::string& tag = "img") {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string(info->test_suite_name()) + "-" + info->name() + "-" + tag + "-" +
+                       std::to_string(getpid()) + "-" + std::to_string(created_.size());
+    for (char& c : name) {
+      if (c == '/') c = '_';
+    }
+    created_.push_back(name);
+    return name;
+  }
+
+  std::unique_ptr<RbdImage> create_raw(const std::string& name, uint64_t raw_size) {
+    auto image = create_rbd_image(connection_, RbdImageSpec{kPool, "", name, std::nullopt}, raw_size);
+    EXPECT_TRUE(image) << image.error().message();
+    return image ? std::move(*image) : nullptr;
+  }
+
+  static uint64_t default_data_offset(int version) { return version == 1 ? 4 * kMiB : 16 * kMiB; }
+
+  // Creates an image with plaintext_size bytes after the LUKS header (at librbd's default data
+  // offsets: 16 MiB for LUKS2, 4 MiB for LUKS1) and formats it with kPassphrase and a fast KDF.
+  std::string create_luks_image(uint64_t plaintext_size, LuksFormat format = {}) {
+    const std::string name = fresh_name();
+    auto raw = create_raw(name, default_data_offset(format.version) + plaintext_size);
+    if (!raw) return name;
+    FormatOptions options;
+    options.version = format.version;
+    options.sector_size = format.version == 1 ? 512 : format.sector_size;
+    if (format.version == 1) {
+      options.kdf = KdfRequest{.type = KdfType::pbkdf2, .force_iterations = 1000};
+    } else {
+      options.kdf = KdfRequest{.type = KdfType::argon2id, .force_iterations = 4, .max_memory_kib = 32, .parallel = 1};
+    }
+    std::vector<uint8_t> key(64);
+    EXPECT_TRUE(fill_random(key));
+    auto volume = format_luks(*raw, options, key, bytes_of(kPassphrase));
+    EXPECT_TRUE(volume) << volume.error().message();
+    return name;
+  }
+
+  std::shared_ptr<RbdConnection> connection_;
+  IoCtxHandle pool_{nullptr, rados_ioctx_destroy};
+  std::vector<std::string> created_;
+};
+
+}  // namespace rbdluks::testing
