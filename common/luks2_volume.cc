@@ -113,6 +113,13 @@ class Luks2Volume final : public LuksVolume {
     for (auto& [digest_id, digest] : updated.metadata.digests) {
       std::erase(digest.keyslots, keyslot);
     }
+    // Tokens (e.g. systemd-cryptenroll's) name the keyslots they unlock; a dangling name is invalid.
+    for (auto& [token_id, token] : updated.metadata.tokens.items()) {
+      if (token.contains("keyslots") && token["keyslots"].is_array()) {
+        auto& names = token["keyslots"];
+        names.erase(std::remove(names.begin(), names.end(), std::to_string(keyslot)), names.end());
+      }
+    }
     // Header first: if it fails nothing changed; if the wipe then fails, the slot is already gone.
     RL_TRY(write_luks2_header(image_, updated));
     header_ = std::move(updated);

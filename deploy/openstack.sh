@@ -55,9 +55,10 @@ parse_args() {
   check_port --keystone-port "$KEYSTONE_PORT"
   check_port --barbican-port "$BARBICAN_PORT"
   [ "$KEYSTONE_PORT" != "$BARBICAN_PORT" ] || die "Keystone and Barbican need different ports"
-  # Keystone accepts 0, but a token must outlive the request that carries it.
-  if ! [[ "$TOKEN_EXPIRATION" =~ ^[0-9]+$ ]] || [ "$TOKEN_EXPIRATION" -lt 1 ]; then
-    die "RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION must be a whole number of seconds >= 1"
+  # Keystone accepts 0, but it truncates issued_at to the second and adds the expiration to
+  # that, so a token lives between N-1 and N seconds: with N = 1 it may be dead on arrival.
+  if ! [[ "$TOKEN_EXPIRATION" =~ ^[0-9]+$ ]] || [ "$TOKEN_EXPIRATION" -lt 2 ]; then
+    die "RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION must be a whole number of seconds >= 2"
   fi
   DIR=$(realpath -m "$DIR")
   KEYSTONE_CONF=$DIR/keystone.conf
@@ -160,11 +161,12 @@ spawn() {
     </dev/null >>"$DIR/log/$name.stderr" 2>&1 &
 }
 
-# Waits until `$1_answers` succeeds; fails the start when the server exits or time runs out.
+# Waits until `$1_answers` succeeds; fails the start when a server exits or time runs out.
 wait_for() {
   local name=$1 deadline=$2
+  local n
   until "${name}_answers"; do
-    server_pid "$name" >/dev/null || fail_start "$name exited" "$name"
+    for n in $SERVICES; do server_pid "$n" >/dev/null || fail_start "$n exited" "$n"; done
     [ "$(date +%s)" -lt "$deadline" ] || fail_start "$name not answering within $START_BUDGET_S s" "$name"
     sleep 0.1
   done
@@ -201,7 +203,7 @@ cmd_start() {
     ! port_in_use "$p" || die "port $p is already in use; choose other ports"
   done
 
-  # Everything in DIR holds secrets (keys, passwords, the KEK) or data encrypted with them.
+  # DIR holds the fernet keys, every password and Barbican's KEK: for our eyes only.
   umask 077
   mkdir -p "$DIR"/{run,log}
   local admin_pw barbican_pw

@@ -14,6 +14,7 @@ WORK=$(mktemp -d /tmp/rbd-luks-openstack-test.XXXXXX)
 DIR_A=$WORK/a
 DIR_B=$WORK/b
 DIR_C=$WORK/c
+DIR_D=$WORK/d
 SHORT_TOKEN_S=3
 FAILURES=0
 
@@ -32,7 +33,10 @@ check() {
 
 cleanup() {
   local d
-  for d in "$DIR_A" "$DIR_B" "$DIR_C"; do "$OPENSTACK" stop --dir "$d" >/dev/null 2>&1 || true; done
+  for d in "$DIR_A" "$DIR_B" "$DIR_C" "$DIR_D"; do
+    "$OPENSTACK" stop --dir "$d" >/dev/null 2>&1 || true
+  done
+  [ -z "${port_holder:-}" ] || kill "$port_holder" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -106,8 +110,14 @@ check "credentials and openrc are mode 600, DIR 700" \
   [ "$(mode_of "$CRED")$(mode_of "$DIR_A/openrc")$(mode_of "$DIR_A")" = 600600700 ]
 check "credentials name the endpoints" \
   [ "$(json "$CRED" 'd["auth_url"] + " " + d["barbican_url"]')" = "$AUTH_URL $BARBICAN_URL" ]
-listening=$(ss -Hltn "( sport = :$K_A or sport = :$B_A )" | awk '{print $4}' | sort | tr '\n' ' ')
-check "both listen on 127.0.0.1 only" [ "$listening" = "127.0.0.1:$B_A 127.0.0.1:$K_A " ]
+# listen_addresses PORT...: the local addresses of the listening TCP sockets on those ports.
+listen_addresses() {
+  local p
+  for p in "$@"; do ss -Hltn | awk -v p=":$p" 'substr($4, length($4) - length(p) + 1) == p { print $4 }'; done
+}
+loopback_only() { echo "listening: $(listen_addresses "$K_A" "$B_A" | tr '\n' ' ')"
+  [ "$(listen_addresses "$K_A" "$B_A" | tr '\n' ' ')" = "127.0.0.1:$K_A 127.0.0.1:$B_A " ]; }
+check "both listen on 127.0.0.1 only" loopback_only
 
 pids_before=$(cat "$DIR_A"/run/*.pid)
 t0=$(date +%s%N)
@@ -120,12 +130,14 @@ check "start with other ports on a running one is refused" \
   bash -c "! '$OPENSTACK' start --dir '$DIR_A' --keystone-port $((K_A + 7)) --barbican-port $B_A"
 check "a used port is refused" \
   bash -c "! '$OPENSTACK' start --dir '$DIR_C' --keystone-port $K_A --barbican-port $((B_B + 50))"
-check "env exports OS_* for user rbd-luks" bash -c "
-  eval \"\$('$OPENSTACK' env --dir '$DIR_A')\"
-  [ \"\$OS_AUTH_URL\" = '$AUTH_URL' ] && [ \"\$OS_USERNAME\" = rbd-luks ] &&
-  [ \"\$OS_PROJECT_NAME\" = rbd-luks ] && [ \"\$OS_IDENTITY_API_VERSION\" = 3 ] &&
-  [ \"\$OS_REGION_NAME\" = RegionOne ] &&
-  [ \"\$RBD_LUKS_OPENSTACK_DIR\" = '$DIR_A' ] && [ \"\$OS_PASSWORD\" = \"\$(json '$CRED' 'd[\"users\"][\"rbd-luks\"][\"password\"]')\" ]"
+env_is_usable() (
+  eval "$("$OPENSTACK" env --dir "$DIR_A")"
+  [ "$OS_AUTH_URL/$OS_USERNAME/$OS_PROJECT_NAME/$OS_USER_DOMAIN_NAME/$OS_PROJECT_DOMAIN_NAME" = \
+    "$AUTH_URL/rbd-luks/rbd-luks/Default/Default" ] &&
+  [ "$OS_IDENTITY_API_VERSION/$OS_REGION_NAME/$RBD_LUKS_OPENSTACK_DIR" = "3/RegionOne/$DIR_A" ] &&
+  [ "$OS_PASSWORD" = "$(json "$CRED" 'd["users"]["rbd-luks"]["password"]')" ]
+)
+check "env exports OS_* of user rbd-luks for eval" env_is_usable
 
 # --- Keystone --------------------------------------------------------------------------------
 password_token tok "$AUTH_URL" rbd-luks "$(json "$CRED" 'd["users"]["rbd-luks"]["password"]')" rbd-luks
@@ -134,7 +146,8 @@ check "password auth answers 201 with X-Subject-Token" [ "$(code_of tok)/${TOKEN
 catalog_url=$(json "$WORK/tok.body" '[e["url"] for s in d["token"]["catalog"] if s["type"] == "key-manager" for e in s["endpoints"] if e["interface"] == "public" and e["region_id"] == "RegionOne"][0]' 2>&1) || true
 check "the token's catalog has key-manager at $BARBICAN_URL" [ "$catalog_url" = "$BARBICAN_URL" ]
 roles=$(json "$WORK/tok.body" '" ".join(sorted(r["name"] for r in d["token"]["roles"]))' 2>&1) || true
-check "user rbd-luks has roles creator and member (got: $roles)" [ "$roles" = "creator member" ]
+has_creator_and_member() { [[ " $roles " == *" creator "* && " $roles " == *" member "* ]]; }
+check "user rbd-luks has roles creator and member (got: $roles)" has_creator_and_member
 
 password_token other "$AUTH_URL" other "$(json "$CRED" 'd["users"]["other"]["password"]')" other
 OTHER_TOKEN=$(subject_token other)
@@ -190,7 +203,7 @@ check "B's tokens live $SHORT_TOKEN_S s (expires_at - issued_at = $lifetime)" [ 
 request shortok -H "X-Auth-Token: $SHORT" "http://127.0.0.1:$B_B/v1/secrets"
 check "B's fresh token works at Barbican" answered shortok 200
 sleep "$(awk -v t0="$t_token" -v t1="$(date +%s%N)" -v s="$SHORT_TOKEN_S" \
-  'BEGIN { w = s + 1.2 - (t1 - t0) / 1e9; printf "%.2f", w > 0 ? w : 0 }')"
+  'BEGIN { w = s + 1.2 - (t1 - t0) / 1e9; printf "%.2f", (w > 0 ? w : 0) }')"
 request shortold -H "X-Auth-Token: $SHORT" "http://127.0.0.1:$B_B/v1/secrets"
 check "... and gets 401 once expired" answered shortold 401
 request shortks -H "X-Auth-Token: $SHORT" -H "X-Subject-Token: $SHORT" "http://127.0.0.1:$K_B/v3/auth/tokens"
@@ -212,11 +225,32 @@ check "a start that cannot finish in time fails ($failed_in s) with the reason l
   bash -c "[ $rc = 1 ] && tail -n 1 '$WORK/start-c.err' | grep -q '^openstack: start failed: .*; logs in $DIR_C/log' && awk 'BEGIN { exit !($failed_in < 10) }'"
 check "... and leaves no process but its logs" bash -c "[ -z '$(procs_of "$DIR_C")' ] && [ -d '$DIR_C/log' ]"
 
+# A socket bound to the port but not listening: the port check passes, Barbican's bind fails.
+HELD_PORT=$(free_port $((B_B + 200)) "")
+"$PY" -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); time.sleep(60)' "$HELD_PORT" &
+port_holder=$!
+sleep 0.3
+t0=$(date +%s%N)
+rc=0
+"$OPENSTACK" start --dir "$DIR_D" --keystone-port "$(free_port $((K_B + 200)) "$HELD_PORT")" \
+  --barbican-port "$HELD_PORT" >/dev/null 2>"$WORK/start-d.err" || rc=$?
+failed_in=$(seconds_since "$t0")
+kill "$port_holder"
+check "a start whose Barbican exits fails at once ($failed_in s), showing Barbican's log" \
+  bash -c "[ $rc = 1 ] && grep -q 'cannot listen on 127.0.0.1:$HELD_PORT' '$WORK/start-d.err' &&
+    tail -n 1 '$WORK/start-d.err' | grep -q 'start failed: barbican exited' && awk 'BEGIN { exit !($failed_in < 10) }'"
+check "... and leaves no process" [ -z "$(procs_of "$DIR_D")" ]
+
 # --- stop ------------------------------------------------------------------------------------
-for d in "$DIR_A" "$DIR_B" "$DIR_C"; do
+for d in "$DIR_A" "$DIR_B" "$DIR_C" "$DIR_D"; do
   check "stop $(basename "$d") exits 0" "$OPENSTACK" stop --dir "$d"
 done
-check "stop removes the directories" bash -c "[ ! -e '$DIR_A' ] && [ ! -e '$DIR_B' ] && [ ! -e '$DIR_C' ]"
+dirs_gone() {
+  local d
+  for d in "$DIR_A" "$DIR_B" "$DIR_C" "$DIR_D"; do [ ! -e "$d" ] || { echo "$d remains"; return 1; }; done
+}
+check "stop removes the directories" dirs_gone
 check "no process of any of them remains" [ -z "$(procs_of "$WORK")" ]
 check "their ports are free" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$K_A) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$B_A) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$K_B) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$B_B) 2>/dev/null"
 check "stop without anything to stop exits 0" "$OPENSTACK" stop --dir "$DIR_A"

@@ -5,6 +5,7 @@
 
 #include "cipher_spec.h"
 #include "commands.h"
+#include "key_source.h"
 #include "random.h"
 #include "secret_file.h"
 #include "target.h"
@@ -44,9 +45,6 @@ Result<FormatOptions> format_options_from(const CommandLine& cl) {
   RL_ASSIGN(options.data_offset, cl.get_size("data-offset"));
   RL_ASSIGN(options.kdf, kdf_request_from(cl, options.version));
   options.uuid = cl.get("uuid");
-  if (cl.has("new-key") || cl.has("key-ref")) {
-    return Error(Errc::usage, "--new-key and --key-ref are not supported by this build yet");
-  }
   return options;
 }
 
@@ -61,12 +59,16 @@ bool holds_luks_magic(RawImage& image) {
   return std::memcmp(magic, "LUKS\xba\xbe", 6) == 0 || std::memcmp(magic, "SKUL\xba\xbe", 6) == 0;
 }
 
-Status format_image(const CommandLine& cl, RawImage& image, const FormatOptions& options,
-                    const SecureBuffer& passphrase) {
+Status format_image(const CommandLine& cl, RawImage& image, const FormatOptions& options, const NewVolumeKey& key) {
   SecureBuffer volume_key(options.key_bytes);
   RL_TRY(fill_random(volume_key.span()));
-  auto volume = format_luks(image, options, volume_key.span(), passphrase.span());
-  if (!volume) return Error(volume.error()).context("format " + image.name());
+  auto volume = format_luks(image, options, volume_key.span(), key.passphrase.span());
+  if (!volume) {
+    discard_new_key(cl, key);
+    return Error(volume.error()).context("format " + image.name());
+  }
+  RL_TRY(record_key_reference(image, key));
+  if (key.reference) inform(cl, "key: " + key.reference->str() + " (recorded in the image metadata)");
   inform(cl, "formatted " + image.name() + " as LUKS" + std::to_string(options.version) + ", " +
                  std::to_string((*volume)->layout().sector_size) + "-byte sectors, keyslot 0");
   return {};
@@ -85,9 +87,13 @@ Status cmd_create(const CommandLine& cl, const Args& args) {
   }
   RL_ASSIGN(auto target, parse_target(args[0]));
   // The key source is checked before anything exists, so a typo leaves no empty image behind.
-  RL_ASSIGN(auto passphrase, passphrase_from(cl));
-  RL_ASSIGN(auto image, create_target(cl, target, default_data_offset(options) + *size));
-  return format_image(cl, *image, options, passphrase);
+  RL_ASSIGN(auto key, key_for_new_volume(cl, target.spec));
+  auto image = create_target(cl, target, default_data_offset(options) + *size);
+  if (!image) {
+    discard_new_key(cl, key);
+    return std::move(image).error();
+  }
+  return format_image(cl, **image, options, key);
 }
 
 Status cmd_format(const CommandLine& cl, const Args& args) {
@@ -99,8 +105,8 @@ Status cmd_format(const CommandLine& cl, const Args& args) {
     return Error(Errc::failure, target.spec + " already holds a LUKS header; use --force to overwrite it");
   }
   RL_TRY(refuse_non_empty_image(cl, target, *image));
-  RL_ASSIGN(auto passphrase, passphrase_from(cl));
-  return format_image(cl, *image, options, passphrase);
+  RL_ASSIGN(auto key, key_for_new_volume(cl, target.spec));
+  return format_image(cl, *image, options, key);
 }
 
 Status cmd_dump(const CommandLine& cl, const Args& args) {

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "key_source.h"
 #include "volume_access.h"
 
 namespace rbdluks::cli {
@@ -28,7 +29,7 @@ Status keyslot_add(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1, "keyslot add TARGET --new-passphrase-file FILE"));
   if (!cl.has("new-passphrase-file")) return Error(Errc::usage, "keyslot add needs --new-passphrase-file FILE");
   RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_write));
-  RL_ASSIGN(auto new_passphrase, passphrase_from(cl, "new-passphrase-file"));
+  RL_ASSIGN(auto new_passphrase, passphrase_from_file_option(cl, "new-passphrase-file"));
   RL_ASSIGN(auto kdf, kdf_request_from(cl, unlocked.loaded.volume->layout().version));
   // --key-slot names the slot that opens; the new slot is the first free one.
   auto slot = unlocked.loaded.volume->add_keyslot(unlocked.key.volume_key.span(), new_passphrase.span(), kdf);

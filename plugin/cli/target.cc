@@ -66,12 +66,12 @@ RbdImageSpec rbd_spec_of(const Target& target) {
   return {target.pool, target.name_space, target.image, target.snapshot};
 }
 
+}  // namespace
+
 Result<std::shared_ptr<RbdConnection>> connect_for(const CommandLine& cl) {
   RL_ASSIGN(auto options, connection_options_from(cl));
   return RbdConnection::connect(options);
 }
-
-}  // namespace
 
 Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode) {
   if (target.kind == Target::Kind::file) return open_file_image(target.path, mode);

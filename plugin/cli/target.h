@@ -10,6 +10,7 @@
 #include "command_line.h"
 #include "file_image.h"
 #include "raw_image.h"
+#include "rbd_connection.h"
 #include "result.h"
 
 namespace rbdluks::cli {
@@ -23,6 +24,9 @@ struct Target {
 };
 
 Result<Target> parse_target(const std::string& text);
+
+// A cluster connection from the global options (-c, --id/--name, --keyring, --cluster).
+Result<std::shared_ptr<RbdConnection>> connect_for(const CommandLine& cl);
 
 // Opens an existing target; snapshots are always read-only.
 Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode);

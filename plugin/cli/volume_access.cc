@@ -4,21 +4,10 @@
 #include <thread>
 
 #include "cipher_spec.h"
-#include "secret_file.h"
+#include "key_source.h"
 #include "target.h"
 
 namespace rbdluks::cli {
-
-Result<SecureBuffer> passphrase_from(const CommandLine& cl, const std::string& option) {
-  if (cl.has("key-ref") && option == "passphrase-file") {
-    return Error(Errc::usage, "--key-ref is not supported by this build yet; use --passphrase-file");
-  }
-  auto path = cl.get(option);
-  if (!path) return Error(Errc::usage, "no key source: pass --" + option + " FILE (or - for standard input)");
-  auto secret = read_secret_file(*path);
-  if (!secret) return Error(Errc::key_unavailable, "--" + option + ": " + secret.error().message());
-  return secret;
-}
 
 Result<KdfRequest> kdf_request_from(const CommandLine& cl, int luks_version) {
   KdfRequest request;
@@ -68,7 +57,7 @@ Result<LoadedVolume> load_volume(const CommandLine& cl, const std::string& targe
 Result<UnlockedVolume> unlock_volume(const CommandLine& cl, const std::string& target, OpenMode mode) {
   UnlockedVolume unlocked;
   RL_ASSIGN(unlocked.loaded, load_volume(cl, target, mode));
-  RL_ASSIGN(auto passphrase, passphrase_from(cl));
+  RL_ASSIGN(auto passphrase, passphrase_for(cl, *unlocked.loaded.image));
   std::optional<int> slot;
   RL_ASSIGN(auto slot_option, cl.get_uint("key-slot"));
   if (slot_option) slot = static_cast<int>(*slot_option);

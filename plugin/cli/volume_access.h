@@ -27,10 +27,6 @@ struct UnlockedVolume {
   std::unique_ptr<EncryptedImage> data;
 };
 
-// The passphrase from the key source options (--passphrase-file); `option` picks another file
-// option, e.g. --new-passphrase-file.
-Result<SecureBuffer> passphrase_from(const CommandLine& cl, const std::string& option = "passphrase-file");
-
 // The KDF the operator asked for with --pbkdf, --iter-time, --pbkdf-force-iterations, ...
 Result<KdfRequest> kdf_request_from(const CommandLine& cl, int luks_version);
 

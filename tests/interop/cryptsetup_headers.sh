@@ -93,3 +93,12 @@ for slot in 0 1 2; do
 done
 [ "$("$RBD_LUKS" keyslot list "file:$IMG" | wc -l)" -eq 3 ] || fail "keyslot list does not show 3 slots"
 pass "three rbd-luks keyslots open one by one in cryptsetup"
+
+# A token naming a keyslot (as systemd-cryptenroll writes) survives our removal of that keyslot, and
+# the header stays valid for cryptsetup.
+printf '{"type":"rbd-luks-test","keyslots":["1"]}' | cryptsetup token import --batch-mode --token-id 0 "$IMG"
+expect_exit 0 "$RBD_LUKS" keyslot remove "file:$IMG" 1 --passphrase-file "$P1"
+cryptsetup luksDump "$IMG" >"$WORK/dump.txt" || fail "cryptsetup rejects the header after removing a token's keyslot"
+grep -q "rbd-luks-test" "$WORK/dump.txt" || fail "the token was lost"
+cryptsetup open --test-passphrase --batch-mode --key-file "$P3" "$IMG" || fail "keyslot 2 no longer opens"
+pass "removing a keyslot that a token names keeps the token and a valid header"

@@ -151,7 +151,7 @@ TEST_F(EncryptedRbdImageTest, ScatterGatherAsyncRoundTrip) {
     std::vector<iovec> iov;
   };
   std::vector<Read> reads;
-  for (const auto& cuts : std::vector<std::vector<size_t>>{{4096, 8192, 4096}, {1, 4095, 5000, 6288}, {16384}}) {
+  for (const auto& cuts : std::vector<std::vector<size_t>>{{4096, 8192, 4096}, {1, 4095, 5000, 7288}, {16384}}) {
     for (uint64_t offset : {uint64_t{4096} * 40, uint64_t{4096} * 40 + 1}) {
       Read read{offset, {}, {}};
       for (size_t c : cuts) read.got.resize(read.got.size() + c, 0xee);
@@ -517,7 +517,9 @@ TEST_P(NativeInteropTest, WhatWeWroteReadsBackThroughNativeEncryption) {
     std::vector<uint8_t> got(data.size());
     ASSERT_EQ(rbd_read(image, offset, got.size(), reinterpret_cast<char*>(got.data())), static_cast<ssize_t>(got.size()));
     // The zeroed bytes, then everything else.
-    if (offset == 5000) EXPECT_EQ(std::count(got.begin() + 100, got.begin() + 150, 0), 50);
+    if (offset == 5000) {
+      EXPECT_EQ(std::count(got.begin() + 100, got.begin() + 150, 0), 50);
+    }
     const auto unchanged = [&](size_t from, size_t to) {
       return std::equal(got.begin() + from, got.begin() + to, data.begin() + from);
     };

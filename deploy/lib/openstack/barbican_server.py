@@ -25,7 +25,10 @@ def main():
     with open(args.pid_file, 'w') as f:
         f.write(f'{os.getpid()}\n')
     # Bound before the slow imports, so a port in use fails at once and is not taken meanwhile.
-    server = wsgiref.simple_server.make_server('127.0.0.1', args.port, None)
+    try:
+        server = wsgiref.simple_server.make_server('127.0.0.1', args.port, None)
+    except OSError as e:
+        sys.exit(f'barbican_server: cannot listen on 127.0.0.1:{args.port}: {e.strerror}')
 
     # Barbican 15 keeps its pre-Wallaby policy defaults next to the new ones; oslo.policy warns
     # about each of about 60 rules at the first request, which buries everything else in the log.

@@ -1,9 +1,9 @@
 """Runs the local Keystone of deploy/openstack.sh in one process: fernet and credential key
 repositories, database schema and admin bootstrap, then the public v3 API on a wsgiref server.
 
-Doing the keystone-manage steps (fernet_setup, credential_setup, db_sync, bootstrap) here rather
-than as keystone-manage commands saves importing Keystone four more times, which costs 2 s of CPU
-each. Every step is idempotent, as with keystone-manage.
+The keystone-manage steps (fernet_setup, credential_setup, db_sync, bootstrap) run here, in the
+server process, because the database is SQLite in memory and exists only in this process; it
+also saves importing Keystone four more times, about 2 s of CPU each.
 
 The admin password comes from the environment (RBD_LUKS_KEYSTONE_BOOTSTRAP_PASSWORD), not the
 command line, so that ps does not show it.
@@ -81,7 +81,10 @@ def main():
     with open(args.pid_file, 'w') as f:
         f.write(f'{os.getpid()}\n')
     # Bound before the slow part, so a port in use fails at once and is not taken meanwhile.
-    server = wsgiref.simple_server.make_server('127.0.0.1', args.port, None)
+    try:
+        server = wsgiref.simple_server.make_server('127.0.0.1', args.port, None)
+    except OSError as e:
+        sys.exit(f'keystone_server: cannot listen on 127.0.0.1:{args.port}: {e.strerror}')
     prepare(os.path.abspath(args.config_file), args.port, args.region, admin_password)
     server.set_app(make_app())
     print(f'keystone_server: serving http://127.0.0.1:{args.port}/v3', file=sys.stderr, flush=True)

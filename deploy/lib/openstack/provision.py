@@ -36,7 +36,9 @@ HTTP_TIMEOUT_S = 20
 
 
 class ApiError(Exception):
-    pass
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 def call(method, url, body=None, token=None, expect=(200, 201, 204)):
@@ -56,7 +58,8 @@ def call(method, url, body=None, token=None, expect=(200, 201, 204)):
     except OSError as e:
         raise ApiError(f'{method} {url}: {e}') from None
     if status not in expect:
-        raise ApiError(f'{method} {url}: HTTP {status}: {raw[:300].decode(errors="replace")}')
+        detail = ' '.join(raw[:300].decode(errors='replace').split())
+        raise ApiError(f'{method} {url}: HTTP {status}: {detail}', status)
     return (json.loads(raw) if raw else None), headers
 
 
@@ -70,27 +73,37 @@ def password_token(auth_url, user, password, project):
 
 
 class Keystone:
-    def __init__(self, auth_url, token):
+    """Keystone API calls as one user, with a new token whenever the last one has expired:
+    with RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION at a few seconds, provisioning outlives a token."""
+
+    def __init__(self, auth_url, user, password, project):
         self.url = auth_url
-        self.token = token
+        self.credentials = (user, password, project)
+        self.token, self.token_doc = password_token(auth_url, *self.credentials)
+
+    def call(self, method, path, body=None):
+        try:
+            return call(method, f'{self.url}/{path}', body, self.token)[0]
+        except ApiError as e:
+            if e.status != 401:
+                raise
+        self.token, self.token_doc = password_token(self.url, *self.credentials)
+        return call(method, f'{self.url}/{path}', body, self.token)[0]
 
     def create(self, collection, kind, ref):
-        doc, _ = call('POST', f'{self.url}/{collection}', {kind: ref}, self.token)
-        return doc[kind]['id']
+        return self.call('POST', collection, {kind: ref})[kind]['id']
 
     def find(self, collection, name):
-        doc, _ = call('GET', f'{self.url}/{collection}?name={name}', token=self.token)
-        found = doc[collection]
+        found = self.call('GET', f'{collection}?name={name}')[collection]
         return found[0]['id'] if found else None
 
     def grant(self, project_id, user_id, role_id):
-        call('PUT', f'{self.url}/projects/{project_id}/users/{user_id}/roles/{role_id}',
-             token=self.token)
+        self.call('PUT', f'projects/{project_id}/users/{user_id}/roles/{role_id}')
 
 
 def provision(args, passwords):
-    admin_token, admin_doc = password_token(args.auth_url, 'admin', passwords['admin'], 'admin')
-    ks = Keystone(args.auth_url, admin_token)
+    ks = Keystone(args.auth_url, 'admin', passwords['admin'], 'admin')
+    admin_doc = ks.token_doc
     default_domain = admin_doc['user']['domain']['id']
 
     roles = {r: ks.find('roles', r) or ks.create('roles', 'role', {'name': r})
@@ -118,24 +131,23 @@ def provision(args, passwords):
 
     # Created with the user's own token, as Keystone's policy wants; it carries the user's
     # roles on the project.
-    user_token, _ = password_token(args.auth_url, 'rbd-luks', passwords['rbd-luks'], 'rbd-luks')
-    doc, _ = call('POST', f'{args.auth_url}/users/{users["rbd-luks"]["user_id"]}'
-                  '/application_credentials',
-                  {'application_credential': {
-                      'name': 'rbd-luks', 'description': 'rbd-luks tests and demo'}},
-                  user_token)
+    user = Keystone(args.auth_url, 'rbd-luks', passwords['rbd-luks'], 'rbd-luks')
+    doc = user.call('POST', f'users/{users["rbd-luks"]["user_id"]}/application_credentials',
+                    {'application_credential': {
+                        'name': 'rbd-luks', 'description': 'rbd-luks tests and demo'}})
     app_cred = {'id': doc['application_credential']['id'],
                 'secret': doc['application_credential']['secret'],
                 'name': 'rbd-luks', 'user': 'rbd-luks'}
-    return users, app_cred, user_token
+    return users, app_cred
 
 
-def wait_for_barbican(barbican_url, token, deadline):
-    """Until Barbican lists the project's secrets with a user token: that request goes through
-    authtoken, which validates the token with Keystone as user barbican."""
+def wait_for_barbican(args, passwords, deadline):
+    """Until Barbican lists the project's secrets with a fresh user token: that request goes
+    through authtoken, which validates the token with Keystone as user barbican."""
     while True:
         try:
-            call('GET', f'{barbican_url}/v1/secrets?limit=1', token=token, expect=(200,))
+            token, _ = password_token(args.auth_url, 'rbd-luks', passwords['rbd-luks'], 'rbd-luks')
+            call('GET', f'{args.barbican_url}/v1/secrets?limit=1', token=token, expect=(200,))
             return
         except ApiError as e:
             if time.monotonic() > deadline:
@@ -184,8 +196,8 @@ def main():
         sys.exit(f'provision: {", ".join(missing)} not set')
     passwords = {user: os.environ[var] for user, var in PASSWORD_ENVS.items()}
     try:
-        users, app_cred, user_token = provision(args, passwords)
-        wait_for_barbican(args.barbican_url, user_token, deadline)
+        users, app_cred = provision(args, passwords)
+        wait_for_barbican(args, passwords, deadline)
     except ApiError as e:
         sys.exit(f'provision: {e}')
     credentials = {

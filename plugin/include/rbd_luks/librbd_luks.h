@@ -1,0 +1,109 @@
+/*
+ * librbd_luks: LUKS-encrypted RBD images for librbd client programs (C API).
+ *
+ * Opens an RBD image that holds a LUKS1 or LUKS2 volume (made by `rbd encryption format`,
+ * `rbd-luks format`, cryptsetup or qemu-img) and gives read/write access to its plaintext, in the
+ * style of librbd's C API: the same argument order, return conventions and completion model.
+ * The data format is librbd's native encryption, so either can read what the other wrote.
+ *
+ * Sizes and offsets are plaintext ones: the LUKS header is hidden, offset 0 is the first byte of the
+ * data segment and the size is the RBD image size minus the data offset.
+ *
+ * Return values: 0 or a byte count on success, a negative errno on failure. Besides the errors that
+ * librbd and librados pass through (-ENOENT for a missing pool, image or snapshot, ...):
+ *   -EACCES      the passphrase opens no keyslot
+ *   -EINVAL      no valid LUKS header, an invalid argument, or a request past the end of the image
+ *   -EOPNOTSUPP  a valid LUKS header with a cipher or feature this library does not implement
+ *   -EROFS       a change to an image opened read-only or at a snapshot
+ *   -ENOMEM      out of memory
+ *   -EIO         any other failure
+ * rbd_luks_last_error() says more about the last failure of a call made in the calling thread.
+ *
+ * Asynchronous requests complete through an rbd_luks_completion_t, like librbd's rbd_completion_t:
+ * the callback runs on a librbd or library thread (never inside the submitting call), then
+ * rbd_luks_aio_wait_for_complete returns. A completion serves one request; release it with
+ * rbd_luks_aio_release (the callback may do so). Callbacks must not block on I/O of the same image
+ * and must not close it. Buffers must stay valid until the request completes; iovec arrays may be
+ * freed as soon as the submitting call returns. Requests of any alignment are allowed.
+ *
+ * Thread safety: an image handle may be used from many threads at once, except rbd_luks_close.
+ */
+#ifndef RBD_LUKS_LIBRBD_LUKS_H
+#define RBD_LUKS_LIBRBD_LUKS_H
+
+#include <rados/librados.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RBD_LUKS_API __attribute__((visibility("default")))
+
+typedef void *rbd_luks_image_t;
+typedef void *rbd_luks_completion_t;
+typedef void (*rbd_luks_callback_t)(rbd_luks_completion_t c, void *arg);
+
+/* Opens image `name` in the pool and namespace of `io`, read-write, or read-only at snapshot
+ * `snap_name` when that is not NULL. The passphrase is passphrase_len bytes, not NUL-terminated.
+ * `io` may be destroyed once this returns; its cluster handle must outlive the image. */
+RBD_LUKS_API int rbd_luks_open(rados_ioctx_t io, const char *name, const char *snap_name, const char *passphrase,
+                               size_t passphrase_len, rbd_luks_image_t *image);
+RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char *name, const char *snap_name,
+                                         const char *passphrase, size_t passphrase_len, rbd_luks_image_t *image);
+/* Waits for the image's requests in flight, then closes it. */
+RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
+
+RBD_LUKS_API int rbd_luks_get_size(rbd_luks_image_t image, uint64_t *size);
+/* Plaintext size, a multiple of the encryption sector size (512 or 4096 bytes). */
+RBD_LUKS_API int rbd_luks_resize(rbd_luks_image_t image, uint64_t size);
+
+/* op_flags: LIBRADOS_OP_FLAG_FADVISE_* from librados.h, or 0. */
+RBD_LUKS_API ssize_t rbd_luks_read(rbd_luks_image_t image, uint64_t ofs, size_t len, char *buf, int op_flags);
+RBD_LUKS_API ssize_t rbd_luks_write(rbd_luks_image_t image, uint64_t ofs, size_t len, const char *buf,
+                                    int op_flags);
+/* Both make the range read back as zeros. */
+RBD_LUKS_API int rbd_luks_discard(rbd_luks_image_t image, uint64_t ofs, uint64_t len);
+RBD_LUKS_API ssize_t rbd_luks_write_zeroes(rbd_luks_image_t image, uint64_t ofs, size_t len);
+RBD_LUKS_API int rbd_luks_flush(rbd_luks_image_t image);
+
+RBD_LUKS_API int rbd_luks_aio_create_completion(void *cb_arg, rbd_luks_callback_t complete_cb,
+                                                rbd_luks_completion_t *c);
+RBD_LUKS_API int rbd_luks_aio_read(rbd_luks_image_t image, uint64_t off, size_t len, char *buf,
+                                   rbd_luks_completion_t c, int op_flags);
+RBD_LUKS_API int rbd_luks_aio_readv(rbd_luks_image_t image, const struct iovec *iov, int iovcnt, uint64_t off,
+                                    rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_write(rbd_luks_image_t image, uint64_t off, size_t len, const char *buf,
+                                    rbd_luks_completion_t c, int op_flags);
+RBD_LUKS_API int rbd_luks_aio_writev(rbd_luks_image_t image, const struct iovec *iov, int iovcnt, uint64_t off,
+                                     rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_discard(rbd_luks_image_t image, uint64_t off, uint64_t len, rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_write_zeroes(rbd_luks_image_t image, uint64_t off, size_t len,
+                                           rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_flush(rbd_luks_image_t image, rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_is_complete(rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_wait_for_complete(rbd_luks_completion_t c);
+/* The request's byte count (0 for discard and flush, like librbd) or a negative errno. */
+RBD_LUKS_API ssize_t rbd_luks_aio_get_return_value(rbd_luks_completion_t c);
+RBD_LUKS_API void *rbd_luks_aio_get_arg(rbd_luks_completion_t c);
+RBD_LUKS_API void rbd_luks_aio_release(rbd_luks_completion_t c);
+
+/* Image metadata (key/value pairs kept in the RBD image header), as rbd_metadata_*: get returns
+ * -ENOENT for an absent key and -ERANGE (with *val_len set to the size needed, NUL included) when
+ * the value does not fit. */
+RBD_LUKS_API int rbd_luks_metadata_get(rbd_luks_image_t image, const char *key, char *value, size_t *val_len);
+RBD_LUKS_API int rbd_luks_metadata_set(rbd_luks_image_t image, const char *key, const char *value);
+RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char *key);
+
+/* A one-line description of the last failure of a call made in this thread ("" if none); valid until
+ * the next call in this thread. Never contains a passphrase or key. */
+RBD_LUKS_API const char *rbd_luks_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RBD_LUKS_LIBRBD_LUKS_H */

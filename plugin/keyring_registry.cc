@@ -1,0 +1,48 @@
+// The keyring adapters rbd-luks knows, by scheme.
+#include "keyring_registry.h"
+
+#include <map>
+
+#include "config_key_keyring.h"
+#include "file_keyring.h"
+
+namespace rbdluks {
+namespace {
+
+using Factory = std::function<Result<std::unique_ptr<Keyring>>(const KeyringEnvironment&)>;
+
+const std::map<std::string, Factory>& factories() {
+  static const std::map<std::string, Factory> registry = {
+      {"file", [](const KeyringEnvironment&) -> Result<std::unique_ptr<Keyring>> { return make_file_keyring(); }},
+      {"config-key",
+       [](const KeyringEnvironment& env) -> Result<std::unique_ptr<Keyring>> {
+         if (!env.ceph) return Error(Errc::key_unavailable, "config-key needs a Ceph connection");
+         auto connection = env.ceph();
+         if (!connection) {
+           return Error(Errc::key_unavailable, "config-key: " + connection.error().message());
+         }
+         return make_config_key_keyring(std::move(connection).value());
+       }},
+  };
+  return registry;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const KeyringEnvironment& environment) {
+  const auto& registry = factories();
+  auto it = registry.find(scheme);
+  if (it == registry.end()) {
+    std::string known;
+    for (const auto& [name, factory] : registry) known += (known.empty() ? "" : ", ") + name;
+    return Error(Errc::usage, "unknown keyring '" + scheme + "' (known: " + known + ")");
+  }
+  return it->second(environment);
+}
+
+Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment) {
+  RL_ASSIGN(auto keyring, open_keyring(reference.scheme, environment));
+  return keyring->fetch(reference.locator);
+}
+
+}  // namespace rbdluks

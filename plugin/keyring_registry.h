@@ -1,0 +1,24 @@
+// The one place keyring adapters are registered: a reference's scheme picks the adapter. Adding an
+// adapter (Vault, KMIP) is a new file plus one line in keyring_registry.cc.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "keyring.h"
+#include "rbd_connection.h"
+
+namespace rbdluks {
+
+// What adapters may need, obtained lazily so that e.g. a file: reference never connects to Ceph.
+struct KeyringEnvironment {
+  std::function<Result<std::shared_ptr<RbdConnection>>()> ceph;
+};
+
+Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const KeyringEnvironment& environment);
+
+// Convenience: fetch the key bytes a reference names.
+Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment);
+
+}  // namespace rbdluks

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Key references on file: targets: --key-ref file:PATH, --new-key file:PATH, the reference recorded
+# in the image metadata (open with no key option), raw and hex passphrase encodings checked against
+# cryptsetup, and refusal with exit 5 when the key cannot be fetched.
+source "$TEST_LIB"
+
+IMG=$WORK/img
+KEY=$WORK/key.bin
+head -c 64 /dev/urandom >"$KEY"
+
+# --key-ref with hex encoding: the passphrase is the lowercase hex of the key (OpenStack's convention).
+expect_exit 0 "$RBD_LUKS" create "file:$IMG" --size 4M --key-ref "file:$KEY" --passphrase-encoding hex "${FAST_LUKS2[@]}"
+xxd -p -c 256 "$KEY" | tr -d '\n' >"$WORK/hexpass"
+cryptsetup open --test-passphrase --batch-mode --key-file "$WORK/hexpass" "$IMG" || fail "hex passphrase not accepted by cryptsetup"
+# No key option: the metadata names the key and its encoding.
+expect_exit 0 "$RBD_LUKS" check "file:$IMG"
+echo hello | "$RBD_LUKS" write "file:$IMG" --offset 100
+[ "$("$RBD_LUKS" read "file:$IMG" --offset 100 --length 6)" = hello ] || fail "metadata-keyed read/write"
+# The wrong encoding opens nothing.
+expect_exit 3 "$RBD_LUKS" check "file:$IMG" --passphrase-encoding raw
+pass "--key-ref file: with hex encoding; reopened from metadata alone"
+
+# --new-key file:PATH creates a 0600 key file and records it; raw encoding is the default.
+rm -f "$IMG"
+expect_exit 0 "$RBD_LUKS" create "file:$IMG" --size 4M --new-key "file:$WORK/new.key" "${FAST_LUKS2[@]}"
+[ "$(stat -c %a "$WORK/new.key")" = 600 ] || fail "new key file is not 0600"
+[ "$(stat -c %s "$WORK/new.key")" = 64 ] || fail "new key is not 64 bytes"
+cryptsetup open --test-passphrase --batch-mode --key-file "$WORK/new.key" "$IMG" || fail "raw key not accepted by cryptsetup"
+expect_exit 0 "$RBD_LUKS" check "file:$IMG"
+# It never overwrites an existing key.
+expect_exit 5 "$RBD_LUKS" create "file:$WORK/img2" --size 4M --new-key "file:$WORK/new.key" "${FAST_LUKS2[@]}"
+[ ! -e "$WORK/img2" ] || fail "a failed --new-key left an image behind"
+pass "--new-key file: creates, records and never overwrites"
+
+# The key is gone: exit 5, one line, naming the reference; nothing written.
+mv "$WORK/new.key" "$WORK/moved.key"
+cp "$IMG" "$WORK/before"
+expect_exit 5 "$RBD_LUKS" check "file:$IMG"
+grep -q "file:$WORK/new.key" "$WORK/err" || fail "error does not name the key reference: $(cat "$WORK/err")"
+expect_exit 5 "$RBD_LUKS" write "file:$IMG" --offset 0 </dev/null
+cmp -s "$IMG" "$WORK/before" || fail "image changed although the key was unavailable"
+pass "missing key: exit 5, names the reference, image unchanged"
+
+# Conflicting and malformed key options are usage errors.
+expect_exit 2 "$RBD_LUKS" check "file:$IMG" --key-ref nonsense
+expect_exit 2 "$RBD_LUKS" check "file:$IMG" --key-ref "vault:x"
+expect_exit 2 "$RBD_LUKS" check "file:$IMG" --key-ref "file:$KEY" --passphrase-file "$KEY"
+expect_exit 2 "$RBD_LUKS" check "file:$IMG" --key-ref "file:$KEY" --passphrase-encoding base64
+pass "malformed key options: exit 2"
+
+# The key never appears in what we print.
+"$RBD_LUKS" dump "file:$IMG" --json >"$WORK/dump.json" 2>&1
+"$RBD_LUKS" check "file:$WORK/before" --key-ref "file:$WORK/moved.key" -q 2>>"$WORK/dump.json" || true
+if grep -qF "$(xxd -p -c 256 "$WORK/moved.key" | cut -c1-16)" "$WORK/dump.json"; then fail "key material in output"; fi
+pass "no key material in output"
