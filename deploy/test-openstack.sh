@@ -59,7 +59,10 @@ procs_of() { pgrep -f -- "$1/" || true; }
 mode_of() { stat -c %a "$1"; }
 
 # json FILE PYTHON-EXPR: evaluates EXPR on the parsed file bound to `d`, prints the result.
-json() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+json() {
+  "$PY" -c 'import datetime, json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
+    "$1" "$2"
+}
 
 # request NAME CURL-ARGS...: runs curl; WORK/NAME.body, .headers, .code hold the response.
 request() {
@@ -143,7 +146,9 @@ check "env exports OS_* of user rbd-luks for eval" env_is_usable
 password_token tok "$AUTH_URL" rbd-luks "$(json "$CRED" 'd["users"]["rbd-luks"]["password"]')" rbd-luks
 TOKEN=$(subject_token tok)
 check "password auth answers 201 with X-Subject-Token" [ "$(code_of tok)/${TOKEN:+set}" = 201/set ]
-catalog_url=$(json "$WORK/tok.body" '[e["url"] for s in d["token"]["catalog"] if s["type"] == "key-manager" for e in s["endpoints"] if e["interface"] == "public" and e["region_id"] == "RegionOne"][0]' 2>&1) || true
+catalog_url=$(json "$WORK/tok.body" '[e["url"] for s in d["token"]["catalog"]
+  if s["type"] == "key-manager" for e in s["endpoints"]
+  if e["interface"] == "public" and e["region_id"] == "RegionOne"][0]' 2>&1) || true
 check "the token's catalog has key-manager at $BARBICAN_URL" [ "$catalog_url" = "$BARBICAN_URL" ]
 roles=$(json "$WORK/tok.body" '" ".join(sorted(r["name"] for r in d["token"]["roles"]))' 2>&1) || true
 has_creator_and_member() { [[ " $roles " == *" creator "* && " $roles " == *" member "* ]]; }
@@ -153,8 +158,10 @@ password_token other "$AUTH_URL" other "$(json "$CRED" 'd["users"]["other"]["pas
 OTHER_TOKEN=$(subject_token other)
 check "user other gets a token" answered other 201
 
-app_body=$(printf '{"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": "%s", "secret": "%s"}}}}' \
-  "$(json "$CRED" 'd["application_credential"]["id"]')" "$(json "$CRED" 'd["application_credential"]["secret"]')")
+app_body=$(printf '{"auth": {"identity": {"methods": ["application_credential"],
+  "application_credential": {"id": "%s", "secret": "%s"}}}}' \
+  "$(json "$CRED" 'd["application_credential"]["id"]')" \
+  "$(json "$CRED" 'd["application_credential"]["secret"]')")
 request app -H 'Content-Type: application/json' -d "$app_body" "$AUTH_URL/auth/tokens"
 APP_TOKEN=$(subject_token app)
 app_project=$(json "$WORK/app.body" 'd["token"]["project"]["name"]' 2>&1) || true
@@ -166,7 +173,9 @@ check "a wrong application credential secret answers 401" answered badapp 401
 
 # --- Barbican --------------------------------------------------------------------------------
 head -c 64 /dev/urandom >"$WORK/key.bin"
-secret_body=$(printf '{"name": "rbd-luks test key", "payload": "%s", "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64", "algorithm": "aes", "bit_length": 512, "mode": "xts", "secret_type": "symmetric"}' \
+secret_body=$(printf '{"name": "rbd-luks test key", "payload": "%s",
+  "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64",
+  "algorithm": "aes", "bit_length": 512, "mode": "xts", "secret_type": "symmetric"}' \
   "$(base64 -w0 "$WORK/key.bin")")
 request post -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' -d "$secret_body" \
   "$BARBICAN_URL/v1/secrets"
@@ -178,12 +187,15 @@ request get -H "X-Auth-Token: $TOKEN" -H 'Accept: application/octet-stream' "$SE
 check "GET payload answers 200 with the same 64 bytes" got_key get
 request meta -H "X-Auth-Token: $TOKEN" -H 'Accept: application/json' "$SECRET_REF"
 check "the metadata says aes, 512 bits, xts, symmetric" \
-  [ "$(json "$WORK/meta.body" '"%s %s %s %s" % (d["algorithm"], d["bit_length"], d["mode"], d["secret_type"])' 2>&1)" = "aes 512 xts symmetric" ]
+  [ "$(json "$WORK/meta.body" \
+    '" ".join(str(d[k]) for k in ("algorithm", "bit_length", "mode", "secret_type"))' 2>&1)" \
+    = "aes 512 xts symmetric" ]
 request getapp -H "X-Auth-Token: $APP_TOKEN" -H 'Accept: application/octet-stream' "$SECRET_REF/payload"
 check "the application credential's token reads it too" got_key getapp
 request getother -H "X-Auth-Token: $OTHER_TOKEN" -H 'Accept: application/octet-stream' "$SECRET_REF/payload"
 check "user other (another project) gets 403" answered getother 403
-request getbad -H "X-Auth-Token: ${TOKEN%?????}xxxxx" -H 'Accept: application/octet-stream' "$SECRET_REF/payload"
+request getbad -H "X-Auth-Token: ${TOKEN%?????}xxxxx" -H 'Accept: application/octet-stream' \
+  "$SECRET_REF/payload"
 check "a bad token gets 401" answered getbad 401
 request getnone -H 'Accept: application/octet-stream' "$SECRET_REF/payload"
 check "no token gets 401" answered getnone 401
@@ -198,7 +210,10 @@ password_token short "http://127.0.0.1:$K_B/v3" rbd-luks \
   "$(json "$CRED_B" 'd["users"]["rbd-luks"]["password"]')" rbd-luks
 SHORT=$(subject_token short)
 t_token=$(date +%s%N)
-lifetime=$(json "$WORK/short.body" 'round((__import__("datetime").datetime.fromisoformat(d["token"]["expires_at"].replace("Z", "")) - __import__("datetime").datetime.fromisoformat(d["token"]["issued_at"].replace("Z", ""))).total_seconds())' 2>&1) || true
+lifetime=$(json "$WORK/short.body" 'round((
+  datetime.datetime.fromisoformat(d["token"]["expires_at"].rstrip("Z")) -
+  datetime.datetime.fromisoformat(d["token"]["issued_at"].rstrip("Z"))).total_seconds())' 2>&1) \
+  || true
 check "B's tokens live $SHORT_TOKEN_S s (expires_at - issued_at = $lifetime)" [ "$lifetime" = "$SHORT_TOKEN_S" ]
 request shortok -H "X-Auth-Token: $SHORT" "http://127.0.0.1:$B_B/v1/secrets"
 check "B's fresh token works at Barbican" answered shortok 200
@@ -221,8 +236,12 @@ RBD_LUKS_OPENSTACK_START_TIMEOUT=1 "$OPENSTACK" start --dir "$DIR_C" \
   --keystone-port "$(free_port $((K_B + 100)) "")" --barbican-port "$(free_port $((B_B + 100)) "")" \
   >/dev/null 2>"$WORK/start-c.err" || rc=$?
 failed_in=$(seconds_since "$t0")
+# failed_fast RC ERR-FILE LAST-LINE-REGEX: exit status 1 within 10 s, stderr ending as expected.
+failed_fast() {
+  [ "$1" = 1 ] && tail -n 1 "$2" | grep -q "$3" && less_than "$failed_in" 10
+}
 check "a start that cannot finish in time fails ($failed_in s) with the reason last" \
-  bash -c "[ $rc = 1 ] && tail -n 1 '$WORK/start-c.err' | grep -q '^openstack: start failed: .*; logs in $DIR_C/log' && awk 'BEGIN { exit !($failed_in < 10) }'"
+  failed_fast "$rc" "$WORK/start-c.err" "^openstack: start failed: .*; logs in $DIR_C/log\$"
 check "... and leaves no process but its logs" bash -c "[ -z '$(procs_of "$DIR_C")' ] && [ -d '$DIR_C/log' ]"
 
 # A socket bound to the port but not listening: the port check passes, Barbican's bind fails.
@@ -238,8 +257,8 @@ rc=0
 failed_in=$(seconds_since "$t0")
 kill "$port_holder"
 check "a start whose Barbican exits fails at once ($failed_in s), showing Barbican's log" \
-  bash -c "[ $rc = 1 ] && grep -q 'cannot listen on 127.0.0.1:$HELD_PORT' '$WORK/start-d.err' &&
-    tail -n 1 '$WORK/start-d.err' | grep -q 'start failed: barbican exited' && awk 'BEGIN { exit !($failed_in < 10) }'"
+  failed_fast "$rc" "$WORK/start-d.err" "^openstack: start failed: barbican exited"
+check "... whose last lines say why" grep -q "cannot listen on 127.0.0.1:$HELD_PORT" "$WORK/start-d.err"
 check "... and leaves no process" [ -z "$(procs_of "$DIR_D")" ]
 
 # --- stop ------------------------------------------------------------------------------------
@@ -252,7 +271,11 @@ dirs_gone() {
 }
 check "stop removes the directories" dirs_gone
 check "no process of any of them remains" [ -z "$(procs_of "$WORK")" ]
-check "their ports are free" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$K_A) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$B_A) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$K_B) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$B_B) 2>/dev/null"
+ports_free() {
+  local p
+  for p in "$K_A" "$B_A" "$K_B" "$B_B"; do ! port_in_use "$p" || { echo "$p in use"; return 1; }; done
+}
+check "their ports are free" ports_free
 check "stop without anything to stop exits 0" "$OPENSTACK" stop --dir "$DIR_A"
 check "status without anything exits non-zero" bash -c "! '$OPENSTACK' status --dir '$DIR_A'"
 

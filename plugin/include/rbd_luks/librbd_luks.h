@@ -65,7 +65,7 @@ RBD_LUKS_API int rbd_luks_resize(rbd_luks_image_t image, uint64_t size);
 RBD_LUKS_API ssize_t rbd_luks_read(rbd_luks_image_t image, uint64_t ofs, size_t len, char *buf, int op_flags);
 RBD_LUKS_API ssize_t rbd_luks_write(rbd_luks_image_t image, uint64_t ofs, size_t len, const char *buf,
                                     int op_flags);
-/* Both make the range read back as zeros. */
+/* Both make the range read back as zeros and return len (discard: at most INT_MAX bytes). */
 RBD_LUKS_API int rbd_luks_discard(rbd_luks_image_t image, uint64_t ofs, uint64_t len);
 RBD_LUKS_API ssize_t rbd_luks_write_zeroes(rbd_luks_image_t image, uint64_t ofs, size_t len);
 RBD_LUKS_API int rbd_luks_flush(rbd_luks_image_t image);
@@ -86,7 +86,8 @@ RBD_LUKS_API int rbd_luks_aio_write_zeroes(rbd_luks_image_t image, uint64_t off,
 RBD_LUKS_API int rbd_luks_aio_flush(rbd_luks_image_t image, rbd_luks_completion_t c);
 RBD_LUKS_API int rbd_luks_aio_is_complete(rbd_luks_completion_t c);
 RBD_LUKS_API int rbd_luks_aio_wait_for_complete(rbd_luks_completion_t c);
-/* The request's byte count (0 for discard and flush, like librbd) or a negative errno. */
+/* As librbd: the byte count for reads, 0 for writes, discard, write_zeroes and flush, or a
+ * negative errno. */
 RBD_LUKS_API ssize_t rbd_luks_aio_get_return_value(rbd_luks_completion_t c);
 RBD_LUKS_API void *rbd_luks_aio_get_arg(rbd_luks_completion_t c);
 RBD_LUKS_API void rbd_luks_aio_release(rbd_luks_completion_t c);
