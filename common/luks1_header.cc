@@ -7,6 +7,7 @@
 #include <numeric>
 #include <string_view>
 
+#include "byte_fields.h"
 #include "cipher_spec.h"
 #include "hash.h"
 
@@ -36,31 +37,6 @@ constexpr size_t kSlotOffStripes = 44;
 // No cipher cryptsetup knows takes more; anything larger is a corrupt field, not a big key.
 constexpr uint32_t kMaxKeyBytes = 512;
 
-uint32_t load_be32(std::span<const uint8_t> bytes, size_t offset) {
-  return (uint32_t{bytes[offset]} << 24) | (uint32_t{bytes[offset + 1]} << 16) | (uint32_t{bytes[offset + 2]} << 8) |
-         uint32_t{bytes[offset + 3]};
-}
-
-void store_be32(std::span<uint8_t> bytes, size_t offset, uint32_t v) {
-  for (size_t i = 0; i < 4; ++i) bytes[offset + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
-}
-
-Result<std::string> load_string(std::span<const uint8_t> bytes, size_t offset, size_t size, const char* what) {
-  const auto field = bytes.subspan(offset, size);
-  const auto nul = std::find(field.begin(), field.end(), uint8_t{0});
-  if (nul == field.end()) return Error(Errc::bad_header, std::string(what) + " is not NUL-terminated");
-  return std::string(field.begin(), nul);
-}
-
-Status store_string(std::span<uint8_t> bytes, size_t offset, size_t size, const std::string& value,
-                    const char* what) {
-  if (value.size() >= size || value.find('\0') != std::string::npos) {
-    return Error(Errc::failure,
-                 std::string(what) + " '" + value + "' does not fit the " + std::to_string(size) + "-byte field");
-  }
-  std::memcpy(bytes.data() + offset, value.data(), value.size());
-  return {};
-}
 
 template <size_t N>
 void load_bytes(std::span<const uint8_t> bytes, size_t offset, std::array<uint8_t, N>& out) {
@@ -171,23 +147,23 @@ Result<Luks1Header> parse_luks1_header(std::span<const uint8_t> bytes, uint64_t 
   if (version != 1) return Error(Errc::bad_header, "LUKS version " + std::to_string(version) + ", not 1");
 
   Luks1Header h;
-  RL_ASSIGN(h.cipher_name, load_string(bytes, kOffCipherName, kLuks1NameSize, "cipher name"));
-  RL_ASSIGN(h.cipher_mode, load_string(bytes, kOffCipherMode, kLuks1NameSize, "cipher mode"));
-  RL_ASSIGN(h.hash_spec, load_string(bytes, kOffHashSpec, kLuks1NameSize, "hash spec"));
-  RL_ASSIGN(h.uuid, load_string(bytes, kOffUuid, kLuks1UuidSize, "UUID"));
-  h.payload_offset = load_be32(bytes, kOffPayloadOffset);
-  h.key_bytes = load_be32(bytes, kOffKeyBytes);
+  RL_ASSIGN(h.cipher_name, load_string_field(bytes, kOffCipherName, kLuks1NameSize, "cipher name"));
+  RL_ASSIGN(h.cipher_mode, load_string_field(bytes, kOffCipherMode, kLuks1NameSize, "cipher mode"));
+  RL_ASSIGN(h.hash_spec, load_string_field(bytes, kOffHashSpec, kLuks1NameSize, "hash spec"));
+  RL_ASSIGN(h.uuid, load_string_field(bytes, kOffUuid, kLuks1UuidSize, "UUID"));
+  h.payload_offset = static_cast<uint32_t>(load_be(bytes, kOffPayloadOffset, 4));
+  h.key_bytes = static_cast<uint32_t>(load_be(bytes, kOffKeyBytes, 4));
   load_bytes(bytes, kOffMkDigest, h.mk_digest);
   load_bytes(bytes, kOffMkDigestSalt, h.mk_digest_salt);
-  h.mk_digest_iterations = load_be32(bytes, kOffMkDigestIterations);
+  h.mk_digest_iterations = static_cast<uint32_t>(load_be(bytes, kOffMkDigestIterations, 4));
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
     const size_t base = kOffKeyslots + i * kKeyslotSize;
     Luks1Keyslot& ks = h.keyslots[i];
-    ks.active = load_be32(bytes, base + kSlotOffActive);
-    ks.iterations = load_be32(bytes, base + kSlotOffIterations);
+    ks.active = static_cast<uint32_t>(load_be(bytes, base + kSlotOffActive, 4));
+    ks.iterations = static_cast<uint32_t>(load_be(bytes, base + kSlotOffIterations, 4));
     load_bytes(bytes, base + kSlotOffSalt, ks.salt);
-    ks.key_material_offset = load_be32(bytes, base + kSlotOffMaterial);
-    ks.stripes = load_be32(bytes, base + kSlotOffStripes);
+    ks.key_material_offset = static_cast<uint32_t>(load_be(bytes, base + kSlotOffMaterial, 4));
+    ks.stripes = static_cast<uint32_t>(load_be(bytes, base + kSlotOffStripes, 4));
   }
   RL_TRY(validate(h, image_size));
   return h;
@@ -198,23 +174,23 @@ Result<std::array<uint8_t, kLuks1HeaderIoSize>> serialize_luks1_header(const Luk
   std::span<uint8_t> bytes(out);
   std::memcpy(out.data(), kMagic.data(), kMagic.size());
   out[kOffVersion + 1] = 1;
-  RL_TRY(store_string(bytes, kOffCipherName, kLuks1NameSize, header.cipher_name, "cipher name"));
-  RL_TRY(store_string(bytes, kOffCipherMode, kLuks1NameSize, header.cipher_mode, "cipher mode"));
-  RL_TRY(store_string(bytes, kOffHashSpec, kLuks1NameSize, header.hash_spec, "hash spec"));
-  RL_TRY(store_string(bytes, kOffUuid, kLuks1UuidSize, header.uuid, "UUID"));
-  store_be32(bytes, kOffPayloadOffset, header.payload_offset);
-  store_be32(bytes, kOffKeyBytes, header.key_bytes);
+  RL_TRY(store_string_field(bytes, kOffCipherName, kLuks1NameSize, header.cipher_name, "cipher name"));
+  RL_TRY(store_string_field(bytes, kOffCipherMode, kLuks1NameSize, header.cipher_mode, "cipher mode"));
+  RL_TRY(store_string_field(bytes, kOffHashSpec, kLuks1NameSize, header.hash_spec, "hash spec"));
+  RL_TRY(store_string_field(bytes, kOffUuid, kLuks1UuidSize, header.uuid, "UUID"));
+  store_be(bytes, kOffPayloadOffset, 4, header.payload_offset);
+  store_be(bytes, kOffKeyBytes, 4, header.key_bytes);
   std::memcpy(out.data() + kOffMkDigest, header.mk_digest.data(), kLuks1DigestSize);
   std::memcpy(out.data() + kOffMkDigestSalt, header.mk_digest_salt.data(), kLuks1SaltSize);
-  store_be32(bytes, kOffMkDigestIterations, header.mk_digest_iterations);
+  store_be(bytes, kOffMkDigestIterations, 4, header.mk_digest_iterations);
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
     const size_t base = kOffKeyslots + i * kKeyslotSize;
     const Luks1Keyslot& ks = header.keyslots[i];
-    store_be32(bytes, base + kSlotOffActive, ks.active);
-    store_be32(bytes, base + kSlotOffIterations, ks.iterations);
+    store_be(bytes, base + kSlotOffActive, 4, ks.active);
+    store_be(bytes, base + kSlotOffIterations, 4, ks.iterations);
     std::memcpy(out.data() + base + kSlotOffSalt, ks.salt.data(), kLuks1SaltSize);
-    store_be32(bytes, base + kSlotOffMaterial, ks.key_material_offset);
-    store_be32(bytes, base + kSlotOffStripes, ks.stripes);
+    store_be(bytes, base + kSlotOffMaterial, 4, ks.key_material_offset);
+    store_be(bytes, base + kSlotOffStripes, 4, ks.stripes);
   }
   return out;
 }

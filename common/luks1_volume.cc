@@ -15,6 +15,7 @@
 #include "hash.h"
 #include "keyslot_material.h"
 #include "random.h"
+#include "volume_key_digest.h"
 
 namespace rbdluks {
 namespace {
@@ -39,14 +40,6 @@ KeyMaterialLayout material_layout(const Luks1Header& header, size_t slot) {
   layout.af_hash = header.hash_spec;
   layout.cipher = header.cipher_spec();
   return layout;
-}
-
-// mkDigest = PBKDF2(hashSpec, volume key, mkDigestSalt, mkDigestIterations, 20 bytes).
-Result<SecureBuffer> volume_key_digest(const Luks1Header& header, std::span<const uint8_t> volume_key) {
-  SecureBuffer digest(kLuks1DigestSize);
-  RL_TRY(derive_key(pbkdf2_params(header.hash_spec, header.mk_digest_iterations), volume_key, header.mk_digest_salt,
-                    digest.span()));
-  return digest;
 }
 
 Status check_slot_index(int slot, const std::string& where) {
@@ -179,9 +172,10 @@ Result<UnlockedKey> Luks1Volume::open(std::span<const uint8_t> passphrase, std::
 }
 
 bool Luks1Volume::verify_volume_key(std::span<const uint8_t> volume_key) const {
-  if (volume_key.size() != header_.key_bytes) return false;
-  auto digest = volume_key_digest(header_, volume_key);
-  return digest && digest->equals(header_.mk_digest);
+  // mkDigest = PBKDF2(hashSpec, volume key, mkDigestSalt, mkDigestIterations, 20 bytes).
+  return volume_key.size() == header_.key_bytes &&
+         pbkdf2_digest_matches(header_.hash_spec, header_.mk_digest_iterations, header_.mk_digest_salt, volume_key,
+                               header_.mk_digest);
 }
 
 Result<int> Luks1Volume::add_keyslot(std::span<const uint8_t> volume_key, std::span<const uint8_t> passphrase,
@@ -374,8 +368,9 @@ Result<std::unique_ptr<LuksVolume>> format_luks1(RawImage& image, const FormatOp
   RL_TRY(fill_random(header.mk_digest_salt));
   RL_TRY(fill_random(slot0.salt));
   {
-    RL_ASSIGN(const SecureBuffer digest, volume_key_digest(header, volume_key));
-    std::copy(digest.span().begin(), digest.span().end(), header.mk_digest.begin());
+    RL_ASSIGN(const auto digest, pbkdf2_digest(header.hash_spec, header.mk_digest_iterations, header.mk_digest_salt,
+                                               volume_key, header.mk_digest.size()));
+    std::copy(digest.begin(), digest.end(), header.mk_digest.begin());
   }
   SecureBuffer derived(header.key_bytes);
   RL_TRY(derive_key(slot_kdf, passphrase, slot0.salt, derived.span()));

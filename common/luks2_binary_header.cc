@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "byte_fields.h"
 #include "hash.h"
 
 namespace rbdluks {
@@ -25,35 +26,6 @@ constexpr size_t kOffUuid = 168;
 constexpr size_t kOffSubsystem = 208;
 constexpr size_t kOffHdrOffset = 256;
 constexpr size_t kOffCsum = 448;
-
-uint64_t load_be(std::span<const uint8_t> bytes, size_t offset, size_t width) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < width; ++i) v = (v << 8) | bytes[offset + i];
-  return v;
-}
-
-void store_be(std::span<uint8_t> bytes, size_t offset, size_t width, uint64_t v) {
-  for (size_t i = 0; i < width; ++i) bytes[offset + width - 1 - i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-// A NUL-terminated string inside a fixed field; the terminator must be inside the field.
-Result<std::string> load_string(std::span<const uint8_t> bytes, size_t offset, size_t size, const char* what) {
-  const auto field = bytes.subspan(offset, size);
-  const auto nul = std::find(field.begin(), field.end(), uint8_t{0});
-  if (nul == field.end()) {
-    return Error(Errc::bad_header, std::string(what) + " field is not NUL-terminated");
-  }
-  return std::string(field.begin(), nul);
-}
-
-Status store_string(std::span<uint8_t> bytes, size_t offset, size_t size, const std::string& value, const char* what) {
-  if (value.size() >= size || value.find('\0') != std::string::npos) {
-    return Error(Errc::failure, std::string(what) + " '" + value + "' does not fit the " + std::to_string(size) +
-                                    "-byte header field");
-  }
-  std::memcpy(bytes.data() + offset, value.data(), value.size());
-  return {};
-}
 
 }  // namespace
 
@@ -100,10 +72,10 @@ Result<Luks2BinaryHeader> parse_luks2_binary_header(std::span<const uint8_t> byt
     return Error(Errc::bad_header,
                  "secondary copy at offset " + std::to_string(offset) + " has hdr_size " + std::to_string(h.hdr_size));
   }
-  RL_ASSIGN(h.label, load_string(bytes, kOffLabel, kLuks2LabelSize, "label"));
-  RL_ASSIGN(h.checksum_alg, load_string(bytes, kOffChecksumAlg, kLuks2ChecksumAlgSize, "checksum_alg"));
-  RL_ASSIGN(h.uuid, load_string(bytes, kOffUuid, kLuks2UuidSize, "uuid"));
-  RL_ASSIGN(h.subsystem, load_string(bytes, kOffSubsystem, kLuks2LabelSize, "subsystem"));
+  RL_ASSIGN(h.label, load_string_field(bytes, kOffLabel, kLuks2LabelSize, "label"));
+  RL_ASSIGN(h.checksum_alg, load_string_field(bytes, kOffChecksumAlg, kLuks2ChecksumAlgSize, "checksum_alg"));
+  RL_ASSIGN(h.uuid, load_string_field(bytes, kOffUuid, kLuks2UuidSize, "uuid"));
+  RL_ASSIGN(h.subsystem, load_string_field(bytes, kOffSubsystem, kLuks2LabelSize, "subsystem"));
   std::copy_n(bytes.begin() + kOffSalt, kLuks2SaltSize, h.salt.begin());
   std::copy_n(bytes.begin() + kOffCsum, kLuks2ChecksumSize, h.csum.begin());
   return h;
@@ -116,10 +88,10 @@ Result<std::array<uint8_t, kLuks2BinaryHeaderSize>> serialize_luks2_binary_heade
   store_be(out, kOffVersion, 2, h.version);
   store_be(out, kOffHdrSize, 8, h.hdr_size);
   store_be(out, kOffSeqid, 8, h.seqid);
-  RL_TRY(store_string(out, kOffLabel, kLuks2LabelSize, h.label, "label"));
-  RL_TRY(store_string(out, kOffChecksumAlg, kLuks2ChecksumAlgSize, h.checksum_alg, "checksum_alg"));
-  RL_TRY(store_string(out, kOffUuid, kLuks2UuidSize, h.uuid, "uuid"));
-  RL_TRY(store_string(out, kOffSubsystem, kLuks2LabelSize, h.subsystem, "subsystem"));
+  RL_TRY(store_string_field(out, kOffLabel, kLuks2LabelSize, h.label, "label"));
+  RL_TRY(store_string_field(out, kOffChecksumAlg, kLuks2ChecksumAlgSize, h.checksum_alg, "checksum_alg"));
+  RL_TRY(store_string_field(out, kOffUuid, kLuks2UuidSize, h.uuid, "uuid"));
+  RL_TRY(store_string_field(out, kOffSubsystem, kLuks2LabelSize, h.subsystem, "subsystem"));
   std::copy(h.salt.begin(), h.salt.end(), out.begin() + kOffSalt);
   store_be(out, kOffHdrOffset, 8, h.hdr_offset);
   std::copy(h.csum.begin(), h.csum.end(), out.begin() + kOffCsum);

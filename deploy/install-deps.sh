@@ -14,7 +14,9 @@ PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common rbd-nbd
   # interoperability peers and test tools
   cryptsetup-bin qemu-utils qemu-block-extra fio python3-cryptography python3-rbd python3-rados
-  uuid-runtime xxd procps iproute2
+  uuid-runtime xxd procps iproute2 curl
+  # local OpenStack (Keystone + Barbican) for keyring tests
+  python3-keystone python3-barbican python3-keystonemiddleware
 )
 
 missing=()

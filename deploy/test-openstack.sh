@@ -214,7 +214,8 @@ lifetime=$(json "$WORK/short.body" 'round((
   datetime.datetime.fromisoformat(d["token"]["expires_at"].rstrip("Z")) -
   datetime.datetime.fromisoformat(d["token"]["issued_at"].rstrip("Z"))).total_seconds())' 2>&1) \
   || true
-check "B's tokens live $SHORT_TOKEN_S s (expires_at - issued_at = $lifetime)" [ "$lifetime" = "$SHORT_TOKEN_S" ]
+check "B's tokens live $SHORT_TOKEN_S s (expires_at - issued_at = $lifetime)" \
+  [ "$lifetime" = "$SHORT_TOKEN_S" ]
 request shortok -H "X-Auth-Token: $SHORT" "http://127.0.0.1:$B_B/v1/secrets"
 check "B's fresh token works at Barbican" answered shortok 200
 sleep "$(awk -v t0="$t_token" -v t1="$(date +%s%N)" -v s="$SHORT_TOKEN_S" \
@@ -236,12 +237,11 @@ RBD_LUKS_OPENSTACK_START_TIMEOUT=1 "$OPENSTACK" start --dir "$DIR_C" \
   --keystone-port "$(free_port $((K_B + 100)) "")" --barbican-port "$(free_port $((B_B + 100)) "")" \
   >/dev/null 2>"$WORK/start-c.err" || rc=$?
 failed_in=$(seconds_since "$t0")
-# failed_fast RC ERR-FILE LAST-LINE-REGEX: exit status 1 within 10 s, stderr ending as expected.
-failed_fast() {
-  [ "$1" = 1 ] && tail -n 1 "$2" | grep -q "$3" && less_than "$failed_in" 10
-}
+# failed_fast RC SECONDS ERR-FILE LAST-LINE-REGEX: exit status 1 within 10 s, stderr ending as
+# expected.
+failed_fast() { [ "$1" = 1 ] && less_than "$2" 10 && tail -n 1 "$3" | grep -q "$4"; }
 check "a start that cannot finish in time fails ($failed_in s) with the reason last" \
-  failed_fast "$rc" "$WORK/start-c.err" "^openstack: start failed: .*; logs in $DIR_C/log\$"
+  failed_fast "$rc" "$failed_in" "$WORK/start-c.err" "^openstack: start failed: .*; logs in $DIR_C/log\$"
 check "... and leaves no process but its logs" bash -c "[ -z '$(procs_of "$DIR_C")' ] && [ -d '$DIR_C/log' ]"
 
 # A socket bound to the port but not listening: the port check passes, Barbican's bind fails.
@@ -257,7 +257,7 @@ rc=0
 failed_in=$(seconds_since "$t0")
 kill "$port_holder"
 check "a start whose Barbican exits fails at once ($failed_in s), showing Barbican's log" \
-  failed_fast "$rc" "$WORK/start-d.err" "^openstack: start failed: barbican exited"
+  failed_fast "$rc" "$failed_in" "$WORK/start-d.err" "^openstack: start failed: barbican exited"
 check "... whose last lines say why" grep -q "cannot listen on 127.0.0.1:$HELD_PORT" "$WORK/start-d.err"
 check "... and leaves no process" [ -z "$(procs_of "$DIR_D")" ]
 

@@ -1,0 +1,92 @@
+// rbdluks::Image: LUKS-encrypted RBD images for librbd client programs (C++ API of librbd_luks).
+//
+// The plaintext of an RBD image that holds a LUKS1 or LUKS2 volume, in librbd's native encryption
+// format: offset 0 is the first byte of the data segment, the size excludes the header. Requests of
+// any alignment and from any number of threads are fine.
+//
+// Synchronous calls return Status/Result (rbdluks' error values: error.h and result.h must be on
+// the include path, next to this header). Asynchronous ones call `done` with the request's byte
+// count (0 for flush) or a negative errno, on a librbd or library thread, never inside the call
+// that submitted them; `done` must not block on I/O of the same image, close it, or throw. Buffers
+// must stay valid until `done` runs; iovec arrays may go as soon as the call returns.
+#pragma once
+
+#include <rados/librados.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "result.h"
+
+#define RBD_LUKS_CXX_API __attribute__((visibility("default")))
+
+namespace rbdluks {
+
+class EncryptedRbdImage;
+
+class RBD_LUKS_CXX_API Image {
+ public:
+  struct OpenOptions {
+    std::optional<std::string> snapshot;  // opens read-only at this snapshot
+    bool read_only = false;
+    std::optional<int> keyslot;           // only try this keyslot
+    unsigned crypto_threads = 0;          // 0: one per CPU, at most 4
+  };
+  using Completion = std::function<void(ssize_t result)>;
+
+  // Opens image `name` in the pool and namespace of io (which may go once this returns; its
+  // cluster handle must outlive the image). Errors: Errc::bad_key (wrong passphrase),
+  // Errc::bad_header (not LUKS), Errc::unsupported, Errc::not_found, Errc::failure.
+  static Result<std::unique_ptr<Image>> open(rados_ioctx_t io, const std::string& name,
+                                             std::span<const uint8_t> passphrase, const OpenOptions& options);
+  static Result<std::unique_ptr<Image>> open(rados_ioctx_t io, const std::string& name,
+                                             std::span<const uint8_t> passphrase);
+
+  // Waits for requests in flight, then closes the image.
+  ~Image();
+  Image(const Image&) = delete;
+  Image& operator=(const Image&) = delete;
+
+  // "rbd:pool[/namespace]/image[@snapshot]".
+  const std::string& name() const;
+  bool read_only() const;
+  uint32_t sector_size() const;
+  Result<uint64_t> size();
+  // A multiple of sector_size().
+  Status resize(uint64_t size);
+
+  Status read(uint64_t offset, std::span<uint8_t> out);
+  Status write(uint64_t offset, std::span<const uint8_t> data);
+  // Both make the range read back as zeros.
+  Status discard(uint64_t offset, uint64_t length);
+  Status write_zeroes(uint64_t offset, uint64_t length);
+  Status flush();
+
+  // An error here (out of memory) means the request was not submitted and done will not run.
+  Status aio_read(uint64_t offset, std::span<uint8_t> out, Completion done);
+  Status aio_readv(uint64_t offset, std::span<const iovec> out, Completion done);
+  Status aio_write(uint64_t offset, std::span<const uint8_t> data, Completion done);
+  Status aio_writev(uint64_t offset, std::span<const iovec> data, Completion done);
+  Status aio_discard(uint64_t offset, uint64_t length, Completion done);
+  Status aio_write_zeroes(uint64_t offset, uint64_t length, Completion done);
+  Status aio_flush(Completion done);
+
+  // RBD image metadata; std::nullopt for an absent key.
+  Result<std::optional<std::string>> metadata_get(const std::string& key);
+  Status metadata_set(const std::string& key, const std::string& value);
+  Status metadata_remove(const std::string& key);
+
+ private:
+  explicit Image(std::unique_ptr<EncryptedRbdImage> impl);
+  Status status_of(ssize_t r, const char* what, uint64_t offset, uint64_t length) const;
+
+  std::unique_ptr<EncryptedRbdImage> impl_;
+};
+
+}  // namespace rbdluks

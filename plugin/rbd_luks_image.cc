@@ -1,0 +1,153 @@
+// rbdluks::Image: the C++ API of librbd_luks, a thin shell over EncryptedRbdImage that turns its
+// negative errnos into Status values and keeps exceptions (allocation failures) inside.
+#include "rbd_luks/image.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+#include <system_error>
+
+#include "encrypted_rbd_image.h"
+
+namespace rbdluks {
+namespace {
+
+Error out_of_memory(const std::string& what) {
+  return {std::make_error_code(std::errc::not_enough_memory), what + ": out of memory"};
+}
+
+// f's result, or an error when it runs out of memory (the only exception the layer lets through).
+template <typename F>
+auto guarded(const std::string& name, const char* what, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return out_of_memory(std::string(what) + " " + name);
+  }
+}
+
+}  // namespace
+
+Image::Image(std::unique_ptr<EncryptedRbdImage> impl) : impl_(std::move(impl)) {}
+
+Image::~Image() = default;
+
+Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& name,
+                                           std::span<const uint8_t> passphrase, const OpenOptions& options) {
+  return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
+    DispatchOptions dispatch;
+    dispatch.keyslot = options.keyslot;
+    dispatch.worker_threads = options.crypto_threads;
+    RL_ASSIGN(auto impl, EncryptedRbdImage::open(io, name, options.snapshot, options.read_only, passphrase, dispatch));
+    return std::unique_ptr<Image>(new Image(std::move(impl)));
+  });
+}
+
+Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& name,
+                                           std::span<const uint8_t> passphrase) {
+  return open(io, name, passphrase, OpenOptions{});
+}
+
+const std::string& Image::name() const { return impl_->name(); }
+bool Image::read_only() const { return impl_->read_only(); }
+uint32_t Image::sector_size() const { return impl_->layout().sector_size; }
+
+Result<uint64_t> Image::size() {
+  return guarded(name(), "size of", [&] { return impl_->size(); });
+}
+
+Status Image::resize(uint64_t size) {
+  return guarded(name(), "resize", [&] { return impl_->resize(size); });
+}
+
+Status Image::status_of(ssize_t r, const char* what, uint64_t offset, uint64_t length) const {
+  if (r >= 0) return {};
+  return Error(std::error_code(static_cast<int>(-r), std::generic_category()),
+               name() + ": " + what + " of " + std::to_string(length) + " bytes at " + std::to_string(offset) + ": " +
+                   std::strerror(static_cast<int>(-r)));
+}
+
+Status Image::read(uint64_t offset, std::span<uint8_t> out) {
+  return guarded(name(), "read", [&] { return status_of(impl_->read(offset, out), "read", offset, out.size()); });
+}
+
+Status Image::write(uint64_t offset, std::span<const uint8_t> data) {
+  return guarded(name(), "write", [&] { return status_of(impl_->write(offset, data), "write", offset, data.size()); });
+}
+
+Status Image::discard(uint64_t offset, uint64_t length) {
+  return guarded(name(), "discard",
+                 [&] { return status_of(impl_->discard(offset, length), "discard", offset, length); });
+}
+
+Status Image::write_zeroes(uint64_t offset, uint64_t length) {
+  return guarded(name(), "write_zeroes",
+                 [&] { return status_of(impl_->write_zeroes(offset, length), "write_zeroes", offset, length); });
+}
+
+Status Image::flush() {
+  return guarded(name(), "flush", [&] { return status_of(impl_->flush(), "flush", 0, 0); });
+}
+
+Status Image::aio_read(uint64_t offset, std::span<uint8_t> out, Completion done) {
+  return guarded(name(), "aio_read", [&]() -> Status {
+    impl_->aio_read(offset, out, std::move(done));
+    return {};
+  });
+}
+
+Status Image::aio_readv(uint64_t offset, std::span<const iovec> out, Completion done) {
+  return guarded(name(), "aio_readv", [&]() -> Status {
+    impl_->aio_readv(offset, out, std::move(done));
+    return {};
+  });
+}
+
+Status Image::aio_write(uint64_t offset, std::span<const uint8_t> data, Completion done) {
+  return guarded(name(), "aio_write", [&]() -> Status {
+    impl_->aio_write(offset, data, std::move(done));
+    return {};
+  });
+}
+
+Status Image::aio_writev(uint64_t offset, std::span<const iovec> data, Completion done) {
+  return guarded(name(), "aio_writev", [&]() -> Status {
+    impl_->aio_writev(offset, data, std::move(done));
+    return {};
+  });
+}
+
+Status Image::aio_discard(uint64_t offset, uint64_t length, Completion done) {
+  return guarded(name(), "aio_discard", [&]() -> Status {
+    impl_->aio_discard(offset, length, std::move(done));
+    return {};
+  });
+}
+
+Status Image::aio_write_zeroes(uint64_t offset, uint64_t length, Completion done) {
+  return guarded(name(), "aio_write_zeroes", [&]() -> Status {
+    impl_->aio_write_zeroes(offset, length, std::move(done));
+    return {};
+  });
+}
+
+Status Image::aio_flush(Completion done) {
+  return guarded(name(), "aio_flush", [&]() -> Status {
+    impl_->aio_flush(std::move(done));
+    return {};
+  });
+}
+
+Result<std::optional<std::string>> Image::metadata_get(const std::string& key) {
+  return guarded(name(), "read metadata of", [&] { return impl_->get_metadata(key); });
+}
+
+Status Image::metadata_set(const std::string& key, const std::string& value) {
+  return guarded(name(), "set metadata of", [&] { return impl_->set_metadata(key, value); });
+}
+
+Status Image::metadata_remove(const std::string& key) {
+  return guarded(name(), "remove metadata of", [&] { return impl_->remove_metadata(key); });
+}
+
+}  // namespace rbdluks
