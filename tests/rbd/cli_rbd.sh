@@ -23,7 +23,7 @@ rbdc() { rbd --client-mount-timeout 20 "$@"; }
 
 cleanup() {
   local image
-  for image in "$IMG" "$TAG-raw" "$TAG-empty"; do
+  for image in "$IMG" "$TAG-raw" "$TAG-empty" "$TAG-small" "$TAG-broken"; do
     rbdc snap purge "rbd/$image" >/dev/null 2>&1 || true
     rbdc rm "rbd/$image" >/dev/null 2>&1 || true
   done
@@ -181,6 +181,18 @@ err_has "already holds data"
 expect_exit 0 "$RBD_LUKS" format "rbd:rbd/$TAG-raw" --force "${K1[@]}" "${FAST[@]}"
 expect_exit 0 "$RBD_LUKS" check "rbd:rbd/$TAG-raw" "${K1[@]}"
 pass "format refuses non-LUKS data without --force"
+
+# A damaged header on RBD: exit 4 when both copies are gone; an image too small for the header: refused.
+rbdc create "rbd/$TAG-small" --size 8M
+expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-small" "${K1[@]}" "${FAST[@]}"
+err_has "too small"
+[ "$(rbdc diff "rbd/$TAG-small" | wc -l)" -le 1 ] || fail "refused format wrote to the small image"
+rbdc export "rbd/$TAG-raw" "$WORK/hdr" >/dev/null 2>&1
+printf 'XXXX' | dd of="$WORK/hdr" bs=1 seek=0 conv=notrunc status=none
+printf 'XXXX' | dd of="$WORK/hdr" bs=1 seek=16384 conv=notrunc status=none
+rbdc import "$WORK/hdr" "rbd/$TAG-broken" >/dev/null 2>&1
+expect_exit 4 "$RBD_LUKS" check "rbd:rbd/$TAG-broken" "${K1[@]}"
+pass "damaged header on rbd exits 4; too-small image refused and untouched"
 
 # Connection options: -c, --id, --name, --keyring, CEPH_ARGS, and a dead cluster failing fast.
 keyring=$(dirname "$CEPH_CONF")/ceph.client.admin.keyring
