@@ -2,11 +2,11 @@
 #include "kdf.h"
 
 #include <argon2.h>
-#include <crypto++/pwdbased.h>
-#include <crypto++/ripemd.h>
-#include <crypto++/sha.h>
+#include <crypto++/cryptlib.h>
 
 #include <string>
+
+#include "hash_algorithms.h"
 
 namespace rbdluks {
 namespace {
@@ -14,51 +14,21 @@ namespace {
 // cryptsetup's ceiling for argon2 memory. It also bounds what a corrupt header can make us allocate.
 constexpr uint32_t kArgon2MaxMemoryKib = 4 * 1024 * 1024;
 
-// Crypto++ and libargon2 copy from these pointers even for zero lengths, so never hand them nullptr.
+// libargon2 copies from these pointers even for zero lengths, so never hand it nullptr.
 const uint8_t* nonnull(std::span<const uint8_t> bytes) {
   static const uint8_t empty = 0;
   return bytes.empty() ? &empty : bytes.data();
 }
 
-template <typename H>
-void pbkdf2_hmac(std::span<const uint8_t> passphrase, std::span<const uint8_t> salt, uint32_t iterations,
-                 std::span<uint8_t> out) {
-  CryptoPP::PKCS5_PBKDF2_HMAC<H>().DeriveKey(out.data(), out.size(), 0, nonnull(passphrase), passphrase.size(),
-                                             nonnull(salt), salt.size(), iterations);
-}
-
-using Pbkdf2Fn = void (*)(std::span<const uint8_t>, std::span<const uint8_t>, uint32_t, std::span<uint8_t>);
-
-// PKCS5_PBKDF2_HMAC is a template over the hash type, so each hash of hash.h needs its instance here.
-// nullptr for an unknown hash.
-Pbkdf2Fn pbkdf2_for(std::string_view hash) {
-  struct Entry {
-    std::string_view name;
-    Pbkdf2Fn fn;
-  };
-  static constexpr Entry kEntries[] = {
-      {"sha1", pbkdf2_hmac<CryptoPP::SHA1>},     {"sha224", pbkdf2_hmac<CryptoPP::SHA224>},
-      {"sha256", pbkdf2_hmac<CryptoPP::SHA256>}, {"sha384", pbkdf2_hmac<CryptoPP::SHA384>},
-      {"sha512", pbkdf2_hmac<CryptoPP::SHA512>}, {"ripemd160", pbkdf2_hmac<CryptoPP::RIPEMD160>},
-  };
-  for (const Entry& entry : kEntries) {
-    if (entry.name == hash) return entry.fn;
-  }
-  return nullptr;
-}
-
 Status derive_pbkdf2(const KdfParams& params, std::span<const uint8_t> passphrase, std::span<const uint8_t> salt,
                      std::span<uint8_t> out) {
-  const Pbkdf2Fn fn = pbkdf2_for(params.hash);
-  if (fn == nullptr) {
-    return Error(Errc::unsupported,
-                 "pbkdf2 hash " + params.hash + " is not supported (sha1, sha224, sha256, sha384, sha512, ripemd160)");
-  }
+  auto algorithm = find_hash_algorithm(params.hash);
+  if (!algorithm) return std::move(algorithm).error().context("pbkdf2");
   // Parameters come from a header by the time they reach us; choose_kdf_params never yields these.
   if (params.iterations == 0) return Error(Errc::bad_header, "pbkdf2: iteration count is 0");
   if (out.empty()) return Error(Errc::failure, "pbkdf2: empty output");
   try {
-    fn(passphrase, salt, params.iterations, out);
+    (*algorithm)->pbkdf2(passphrase, salt, params.iterations, out);
   } catch (const CryptoPP::Exception& e) {
     return Error(Errc::failure, std::string("pbkdf2-") + params.hash + ": " + e.what());
   }

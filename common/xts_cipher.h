@@ -5,8 +5,9 @@
 // X of the encrypted area gets the little-endian 64-bit tweak X / 512, zero-padded to 16 bytes.
 // So consecutive 4096-byte sectors advance the tweak by 8.
 //
-// Backends: Crypto++ (portable, the reference) and, later, an accelerated x86-64 one. Instances are
-// immutable after creation and safe to use from many threads at once.
+// Backends: Crypto++ (portable, the reference) and x86-64 kernels on AES-NI and VAES, chosen at run
+// time from the CPU's features. Instances are immutable after creation and safe to use from many
+// threads at once.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "result.h"
 
@@ -24,7 +26,8 @@ class XtsCipher {
   virtual ~XtsCipher() = default;
 
   // data.size() must be a multiple of sector_size (512, 1024, 2048 or 4096). first_iv is the tweak
-  // of the first sector (byte offset / 512); sector i gets first_iv + i * sector_size / 512.
+  // of the first sector (byte offset / 512); sector i gets first_iv + i * sector_size / 512, modulo
+  // 2^64 like plain64.
   virtual void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const = 0;
   virtual void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const = 0;
 
@@ -32,10 +35,19 @@ class XtsCipher {
   virtual std::string_view backend_name() const = 0;
 };
 
-enum class CipherBackend { best, portable };
+// best: the fastest backend this CPU supports, unless the environment variable
+// RBD_LUKS_CIPHER_BACKEND names one (portable, aesni, vaes256 or vaes512; for tests and benchmarks).
+// The others ask for one backend; make_xts_cipher fails if the CPU cannot run it.
+enum class CipherBackend { best, portable, aesni, vaes256, vaes512 };
 
 // key is the full XTS key: 32 bytes (AES-128-XTS) or 64 bytes (AES-256-XTS).
 Result<std::unique_ptr<XtsCipher>> make_xts_cipher(std::span<const uint8_t> key,
                                                    CipherBackend backend = CipherBackend::best);
+
+// The backends this CPU can run, fastest first (portable is always there, last).
+std::vector<CipherBackend> supported_cipher_backends();
+
+// The backend's short name as RBD_LUKS_CIPHER_BACKEND spells it ("best" for best).
+std::string_view cipher_backend_id(CipherBackend backend);
 
 }  // namespace rbdluks

@@ -14,6 +14,8 @@ set -euo pipefail
 readonly PROG=ceph-cluster
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib
 readonly LIB
+# shellcheck source=lib/service.bash
+source "$LIB/service.bash"
 # Marks a directory as ours, so `stop` never deletes a directory this script did not create.
 readonly MARKER="# rbd-luks local test cluster"
 readonly START_BUDGET_S=${RBD_LUKS_CEPH_START_TIMEOUT:-60}
@@ -27,14 +29,6 @@ PORT=${RBD_LUKS_CEPH_PORT:-17789}
 PORT_GIVEN=${RBD_LUKS_CEPH_PORT:+yes}
 OSDS=1
 HEALTHY=
-
-die() { echo "$PROG: $*" >&2; exit 1; }
-log() { echo "$PROG: $*" >&2; }
-
-usage() {
-  sed -n 's/^#   \(ceph-cluster.sh .*\)/usage: \1/p' "$0" >&2
-  exit 2
-}
 
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -56,18 +50,13 @@ parse_args() {
   [[ "$OSD_BYTES" =~ ^[0-9]+$ ]] || die "RBD_LUKS_CEPH_OSD_BYTES must be a byte count"
   DIR=$(realpath -m "$DIR")
   CONF=$DIR/ceph.conf
+  MARKER_FILE=$CONF
   ADMIN_KEYRING=$DIR/ceph.client.admin.keyring
 }
 
-is_ours() { [ -f "$CONF" ] && head -n 1 "$CONF" | grep -qF "$MARKER"; }
-
 # Pids of every process started with this cluster's conf, found from their command lines so
 # that daemons whose pid file is missing (a start that died half way) are found too.
-cluster_pids() {
-  local conf_re
-  conf_re=$(printf '%s' "$CONF" | sed 's/[][\.*^$+?(){}|]/\\&/g')
-  pgrep -x -f "(.*/)?ceph-(mon|mgr|osd) -c $conf_re -i [^ ]+" || true
-}
+service_pids() { pgrep -x -f "(.*/)?ceph-(mon|mgr|osd) -c $(regex_escape "$CONF") -i [^ ]+" || true; }
 
 write_conf() {
   local fsid=$1
@@ -145,50 +134,12 @@ client mount timeout = 15
 EOF
 }
 
-# Names (mon.a, osd.0...) of daemons whose pid file points to a process that is gone or a
-# zombie (daemons are children of init, which may reap them late).
-dead_daemons() {
-  local f state
+# Names (mon.a, osd.0...) of daemons whose pid file points to a process that is gone.
+dead_services() {
+  local f
   for f in "$DIR"/run/*.pid; do
     [ -e "$f" ] || continue
-    state=$(awk '{print $3}' "/proc/$(cat "$f")/stat" 2>/dev/null) || state=
-    case "$state" in ''|Z) basename "$f" .pid ;; esac
-  done
-}
-
-# Whether something accepts TCP connections on 127.0.0.1:$1.
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Seconds since a `date +%s%N` timestamp, with one decimal.
-seconds_since() { awk -v t0="$1" -v t1="$(date +%s%N)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }'; }
-
-# Ends a failed start: one line saying why, the tails of the daemon logs that explain it (those
-# of daemons that died, else the ones named), and no processes left behind. Logs stay in DIR.
-fail_start() {
-  local reason=$1; shift
-  local names dead n f
-  dead=$(dead_daemons)
-  names=${dead:-$*}
-  for n in $names; do
-    for f in "$DIR/log/$n.stderr" "$DIR/log/$n.log"; do
-      [ -s "$f" ] || continue
-      echo "---- last lines of $f" >&2
-      tail -n 20 "$f" >&2
-    done
-  done
-  kill_daemons
-  echo "$PROG: start failed: $reason; logs in $DIR/log" >&2
-  exit 1
-}
-
-kill_daemons() {
-  # The data dies with the cluster, so there is nothing to shut down cleanly; SIGTERM would
-  # cost about 2 s per daemon.
-  local pid waited=0
-  for pid in $(cluster_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-  while [ -n "$(cluster_pids)" ]; do
-    [ $waited -lt 100 ] || die "could not stop processes $(cluster_pids | tr '\n' ' ')of $DIR"
-    sleep 0.05; waited=$((waited + 1))
+    live_pid "$f" >/dev/null || basename "$f" .pid
   done
 }
 
@@ -238,13 +189,12 @@ start_daemon() {
 # the mgr is active and health is HEALTH_OK). Prints the health; on failure leaves the reason in
 # DIR/log/init.stderr.
 init_cluster() {
-  local budget=$(($1 - $(date +%s))) osds=$2 rc=0
-  [ "$budget" -ge 1 ] || budget=1
+  local budget osds=$2
+  budget=$(seconds_left "$1")
   # The helper's deadlines bound its waits, not a mon command that hangs; timeout bounds all.
-  timeout -k 2 "$budget" /usr/bin/python3 "$LIB/ceph_admin.py" "$CONF" init --osds "$osds" \
-    --budget "$budget" --pid-dir "$DIR/run" $HEALTHY 2>"$DIR/log/init.stderr" || rc=$?
-  [ "$rc" != 124 ] || echo "not ready within $START_BUDGET_S s" >>"$DIR/log/init.stderr"
-  return "$rc"
+  # shellcheck disable=SC2086
+  bounded "$budget" "$DIR/log/init.stderr" "not ready within $START_BUDGET_S s" \
+    /usr/bin/python3 "$LIB/ceph_admin.py" "$CONF" init --osds "$osds" --budget "$budget" --pid-dir "$DIR/run" $HEALTHY
 }
 
 cmd_start() {
@@ -254,7 +204,7 @@ cmd_start() {
   if is_ours; then
     local running_port
     running_port=$(sed -n 's/^mon host = \[v2:127.0.0.1:\([0-9]*\),.*/\1/p' "$CONF")
-    if [ -n "$(cluster_pids)" ] && admin status --quiet 2>/dev/null; then
+    if [ -n "$(service_pids)" ] && admin status --quiet 2>/dev/null; then
       [ -z "$PORT_GIVEN" ] || [ "$running_port" = "$PORT" ] \
         || die "a cluster is already running in $DIR on port $running_port, not $PORT; stop it first"
       if [ -n "$HEALTHY" ]; then
@@ -265,13 +215,9 @@ cmd_start() {
     fi
     log "recreating the stopped or broken cluster in $DIR"
     cmd_stop
-  elif [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
-    die "$DIR exists and was not made by this script; choose another --dir"
   fi
-  local p
-  for p in "$PORT" $((PORT + 1)); do
-    ! port_in_use "$p" || die "port $p is already in use; choose another --port"
-  done
+  refuse_foreign_dir
+  require_free_ports "choose another --port" "$PORT" $((PORT + 1))
 
   local i osd_uuids="" osd_names=""
   for ((i = 0; i < OSDS; i++)); do
@@ -294,7 +240,7 @@ cmd_start() {
 
 cmd_status() {
   is_ours || { echo "no cluster in $DIR"; return 1; }
-  [ -n "$(cluster_pids)" ] || { echo "cluster in $DIR is not running"; return 1; }
+  [ -n "$(service_pids)" ] || { echo "cluster in $DIR is not running"; return 1; }
   admin status
 }
 
@@ -304,24 +250,4 @@ cmd_env() {
   echo "export RBD_LUKS_CEPH_DIR=$DIR"
 }
 
-cmd_stop() {
-  [ -e "$DIR" ] || return 0
-  is_ours || [ -z "$(ls -A "$DIR")" ] || die "$DIR was not made by this script; not touching it"
-  kill_daemons
-  rm -rf "$DIR"
-}
-
-main() {
-  [ $# -ge 1 ] || usage
-  local cmd=$1; shift
-  parse_args "$@"
-  case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    env) cmd_env ;;
-    *) usage ;;
-  esac
-}
-
-main "$@"
+service_main "$@"

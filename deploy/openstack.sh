@@ -14,6 +14,8 @@ set -euo pipefail
 readonly PROG=openstack
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/openstack
 readonly LIB
+# shellcheck source=lib/service.bash
+source "$LIB/../service.bash"
 readonly PY=/usr/bin/python3
 # First line of DIR/keystone.conf: marks a directory as ours, so `stop` never deletes a
 # directory this script did not create.
@@ -27,14 +29,6 @@ KEYSTONE_PORT=${RBD_LUKS_KEYSTONE_PORT:-15000}
 BARBICAN_PORT=${RBD_LUKS_BARBICAN_PORT:-19311}
 PORTS_GIVEN=${RBD_LUKS_KEYSTONE_PORT:+yes}${RBD_LUKS_BARBICAN_PORT:+yes}
 TOKEN_EXPIRATION=${RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION:-3600}
-
-die() { echo "$PROG: $*" >&2; exit 1; }
-log() { echo "$PROG: $*" >&2; }
-
-usage() {
-  sed -n 's/^#   \(openstack.sh .*\)/usage: \1/p' "$0" >&2
-  exit 2
-}
 
 check_port() {
   if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 1024 ] || [ "$2" -gt 65535 ]; then
@@ -62,6 +56,7 @@ parse_args() {
   fi
   DIR=$(realpath -m "$DIR")
   KEYSTONE_CONF=$DIR/keystone.conf
+  MARKER_FILE=$KEYSTONE_CONF
   BARBICAN_CONF=$DIR/barbican.conf
   set_ports "$KEYSTONE_PORT" "$BARBICAN_PORT"
 }
@@ -81,27 +76,20 @@ use_running_ports() {
   [ -z "$k" ] || [ -z "$b" ] || set_ports "$k" "$b"
 }
 
-is_ours() { [ -f "$KEYSTONE_CONF" ] && head -n 1 "$KEYSTONE_CONF" | grep -qF "$MARKER"; }
-
 # Pids of the servers of DIR, found from their command lines so that servers whose pid file is
 # missing or stale (a start that died half way) are found too.
-server_pids() {
-  local dir_re
-  dir_re=$(printf '%s' "$DIR" | sed 's/[][\.*^$+?(){}|]/\\&/g')
-  pgrep -f "/(keystone|barbican)_server\.py --config-file $dir_re/(keystone|barbican)\.conf( |\$)" || true
+service_pids() {
+  pgrep -f "/(keystone|barbican)_server\.py --config-file $(regex_escape "$DIR")/(keystone|barbican)\.conf( |\$)" \
+    || true
 }
 
-# Pid of one server if it runs (its pid file names a live, non-zombie process).
-server_pid() {
-  local pid state
-  pid=$(cat "$DIR/run/$1.pid" 2>/dev/null) || return 1
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  case "$state" in ''|Z) return 1 ;; esac
-  echo "$pid"
-}
+# Pid of one server if it runs.
+server_pid() { live_pid "$DIR/run/$1.pid"; }
 
-# Whether something accepts TCP connections on 127.0.0.1:$1.
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+dead_services() {
+  local n
+  for n in $SERVICES; do server_pid "$n" >/dev/null || echo "$n"; done
+}
 
 # HTTP status of a GET (000 when nothing answers within 2 s).
 http_status() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true; }
@@ -109,37 +97,6 @@ http_status() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true; }
 keystone_answers() { [ "$(http_status "$AUTH_URL")" = 200 ]; }
 # / is Barbican's unauthenticated version list (300 Multiple Choices).
 barbican_answers() { [ "$(http_status "$BARBICAN_URL/")" = 300 ]; }
-
-# Seconds since a `date +%s%N` timestamp, with one decimal.
-seconds_since() { awk -v t0="$1" -v t1="$(date +%s%N)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }'; }
-
-kill_servers() {
-  # The data dies with the directory, so there is nothing to shut down cleanly.
-  local pid waited=0
-  for pid in $(server_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-  while [ -n "$(server_pids)" ]; do
-    [ $waited -lt 100 ] || die "could not stop processes $(server_pids | tr '\n' ' ')of $DIR"
-    sleep 0.05; waited=$((waited + 1))
-  done
-}
-
-# Ends a failed start: one line saying why, the tails of the logs that explain it (those of
-# servers that died, else the ones named), and no processes left behind. Logs stay in DIR.
-fail_start() {
-  local reason=$1; shift
-  local names="" n f
-  for n in $SERVICES; do server_pid "$n" >/dev/null || names+="$n "; done
-  for n in ${names:-$*}; do
-    for f in "$DIR/log/$n.stderr" "$DIR/log/$n.log"; do
-      [ -s "$f" ] || continue
-      echo "---- last lines of $f" >&2
-      tail -n 20 "$f" >&2
-    done
-  done
-  kill_servers
-  echo "$PROG: start failed: $reason; logs in $DIR/log" >&2
-  exit 1
-}
 
 random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 
@@ -177,7 +134,7 @@ cmd_start() {
   t0=$(date +%s%N)
   deadline=$(($(date +%s) + START_BUDGET_S))
   if is_ours; then
-    if [ -n "$(server_pids)" ]; then
+    if [ -n "$(service_pids)" ]; then
       local want_ports="$KEYSTONE_PORT/$BARBICAN_PORT"
       use_running_ports
       [ -z "$PORTS_GIVEN" ] || [ "$want_ports" = "$KEYSTONE_PORT/$BARBICAN_PORT" ] \
@@ -195,13 +152,9 @@ cmd_start() {
     fi
     log "recreating the stopped or broken OpenStack in $DIR"
     cmd_stop
-  elif [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
-    die "$DIR exists and was not made by this script; choose another --dir"
   fi
-  local p
-  for p in "$KEYSTONE_PORT" "$BARBICAN_PORT"; do
-    ! port_in_use "$p" || die "port $p is already in use; choose other ports"
-  done
+  refuse_foreign_dir
+  require_free_ports "choose other ports" "$KEYSTONE_PORT" "$BARBICAN_PORT"
 
   # DIR holds the fernet keys, every password and Barbican's KEK: for our eyes only.
   umask 077
@@ -220,26 +173,21 @@ cmd_start() {
   spawn barbican --config-file "$BARBICAN_CONF" --paste-file "$LIB/barbican-api-paste.ini" \
     --port "$BARBICAN_PORT"
   # The launchers write their pid files first thing; give them a moment to exist.
-  local n waited=0
+  local n
   for n in $SERVICES; do
-    until [ -s "$DIR/run/$n.pid" ]; do
-      [ $waited -lt 100 ] || fail_start "$n did not start" "$n"
-      sleep 0.05; waited=$((waited + 1))
-    done
+    poll 100 test -s "$DIR/run/$n.pid" || fail_start "$n did not start" "$n"
   done
   wait_for keystone "$deadline"
   wait_for barbican "$deadline"
 
-  local budget=$((deadline - $(date +%s)))
-  [ "$budget" -ge 1 ] || budget=1
-  local rc=0
+  local budget
+  budget=$(seconds_left "$deadline")
   RBD_LUKS_OS_ADMIN_PASSWORD=$admin_pw RBD_LUKS_OS_BARBICAN_PASSWORD=$barbican_pw \
     RBD_LUKS_OS_RBD_LUKS_PASSWORD=$(random_hex 16) RBD_LUKS_OS_OTHER_PASSWORD=$(random_hex 16) \
-    timeout -k 2 "$budget" "$PY" "$LIB/provision.py" --dir "$DIR" --auth-url "$AUTH_URL" \
-      --barbican-url "$BARBICAN_URL" --region "$REGION" --token-expiration "$TOKEN_EXPIRATION" \
-      --budget "$budget" 2>"$DIR/log/provision.stderr" || rc=$?
-  [ "$rc" != 124 ] || echo "provision: not done within $START_BUDGET_S s" >>"$DIR/log/provision.stderr"
-  [ "$rc" = 0 ] || fail_start "$(tail -n 1 "$DIR/log/provision.stderr")" keystone barbican
+    bounded "$budget" "$DIR/log/provision.stderr" "provision: not done within $START_BUDGET_S s" \
+      "$PY" "$LIB/provision.py" --dir "$DIR" --auth-url "$AUTH_URL" --barbican-url "$BARBICAN_URL" \
+      --region "$REGION" --token-expiration "$TOKEN_EXPIRATION" --budget "$budget" \
+    || fail_start "$(tail -n 1 "$DIR/log/provision.stderr")" keystone barbican
   log "ready in $(seconds_since "$t0") s: Keystone $AUTH_URL, Barbican $BARBICAN_URL"
   echo "$DIR/openrc"
 }
@@ -267,24 +215,4 @@ cmd_env() {
   echo "export RBD_LUKS_OPENSTACK_DIR=$DIR"
 }
 
-cmd_stop() {
-  [ -e "$DIR" ] || return 0
-  is_ours || [ -z "$(ls -A "$DIR")" ] || die "$DIR was not made by this script; not touching it"
-  kill_servers
-  rm -rf "$DIR"
-}
-
-main() {
-  [ $# -ge 1 ] || usage
-  local cmd=$1; shift
-  parse_args "$@"
-  case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    env) cmd_env ;;
-    *) usage ;;
-  esac
-}
-
-main "$@"
+service_main "$@"

@@ -6,25 +6,13 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/self_test.bash
+source "$HERE/lib/self_test.bash"
 CLUSTER=$HERE/ceph-cluster.sh
 PY=/usr/bin/python3
 WORK=$(mktemp -d /tmp/rbd-luks-cluster-test.XXXXXX)
 DIR_A=$WORK/a
 DIR_B=$WORK/b
-FAILURES=0
-
-pass() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; FAILURES=$((FAILURES + 1)); }
-# check WHAT CMD...: runs CMD with its output in a log, shown only when CMD fails.
-check() {
-  local what=$1; shift
-  if "$@" >"$WORK/check.log" 2>&1; then
-    pass "$what"
-  else
-    fail "$what"
-    sed 's/^/#   /' "$WORK/check.log" | tail -n 20
-  fi
-}
 
 cleanup() {
   "$CLUSTER" stop --dir "$DIR_A" >/dev/null 2>&1 || true
@@ -36,7 +24,6 @@ trap cleanup EXIT
 
 # A mon port with the PORT_SPAN (100) ports above it free, so the test does not collide with a
 # cluster already running here (e.g. the default one on 17789).
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port_block() {
   local port=$1 p
   for ((p = port; p < port + 100; p++)); do
@@ -50,29 +37,11 @@ free_port_block() {
 PORT_A=$(free_port_block 27700)
 PORT_B=$(free_port_block $((PORT_A + 200)))
 
-seconds_since() { awk -v t0="$1" -v t1="$(date +%s%N)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }'; }
-less_than() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-
-# Processes whose command line names a cluster directory: daemons, or clients left hanging.
-procs_of() { pgrep -f -- "$1/" || true; }
-
 # --- start two clusters at once -------------------------------------------------------------
-t0=$(date +%s%N)
-"$CLUSTER" start --dir "$DIR_A" --port "$PORT_A" >"$WORK/start-a.out" 2>"$WORK/start-a.err" &
-pid_a=$!
-"$CLUSTER" start --dir "$DIR_B" --port "$PORT_B" --osds 2 --healthy >"$WORK/start-b.out" 2>"$WORK/start-b.err" &
-pid_b=$!
-rc_a=0; wait "$pid_a" || rc_a=$?
-rc_b=0; wait "$pid_b" || rc_b=$?
-echo "# both clusters started in $(seconds_since "$t0") s (ports $PORT_A, $PORT_B)"
-cat "$WORK/start-a.err" "$WORK/start-b.err" | sed 's/^/# /'
-check "start A exits 0" [ "$rc_a" = 0 ]
-check "start B (2 OSDs, --healthy) exits 0" [ "$rc_b" = 0 ]
-check "start prints the conf path" [ "$(cat "$WORK/start-a.out")" = "$DIR_A/ceph.conf" ]
-if [ "$rc_a" != 0 ] || [ "$rc_b" != 0 ]; then
-  echo "cannot go on without both clusters"
-  exit 1
-fi
+echo "# clusters A and B on ports $PORT_A and $PORT_B"
+start_both "2 OSDs, --healthy" "$DIR_A/ceph.conf" \
+  "$CLUSTER" start --dir "$DIR_A" --port "$PORT_A" -- \
+  "$CLUSTER" start --dir "$DIR_B" --port "$PORT_B" --osds 2 --healthy
 CONF_A=$DIR_A/ceph.conf
 CONF_B=$DIR_B/ceph.conf
 
@@ -180,8 +149,4 @@ for x in A B; do
 done
 check "stop of an absent cluster exits 0" "$CLUSTER" stop --dir "$DIR_A"
 
-if [ "$FAILURES" -ne 0 ]; then
-  echo "$FAILURES check(s) failed"
-  exit 1
-fi
-echo "all checks passed"
+finish

@@ -8,6 +8,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/self_test.bash
+source "$HERE/lib/self_test.bash"
 OPENSTACK=$HERE/openstack.sh
 PY=/usr/bin/python3
 WORK=$(mktemp -d /tmp/rbd-luks-openstack-test.XXXXXX)
@@ -16,20 +18,6 @@ DIR_B=$WORK/b
 DIR_C=$WORK/c
 DIR_D=$WORK/d
 SHORT_TOKEN_S=3
-FAILURES=0
-
-pass() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; FAILURES=$((FAILURES + 1)); }
-# check WHAT CMD...: runs CMD with its output in a log, shown only when CMD fails.
-check() {
-  local what=$1; shift
-  if "$@" >"$WORK/check.log" 2>&1; then
-    pass "$what"
-  else
-    fail "$what"
-    sed 's/^/#   /' "$WORK/check.log" | tail -n 20
-  fi
-}
 
 cleanup() {
   local d
@@ -41,7 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The first port from $1 up that is free and not in $2 (ports already handed out).
 free_port() {
   local p=$1
@@ -53,9 +40,6 @@ B_A=$(free_port 25311 "$K_A")
 K_B=$(free_port $((K_A + 1)) "$K_A $B_A")
 B_B=$(free_port $((B_A + 1)) "$K_A $B_A $K_B")
 
-seconds_since() { awk -v t0="$1" -v t1="$(date +%s%N)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }'; }
-less_than() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-procs_of() { pgrep -f -- "$1/" || true; }
 mode_of() { stat -c %a "$1"; }
 
 # json FILE PYTHON-EXPR: evaluates EXPR on the parsed file bound to `d`, prints the result.
@@ -86,24 +70,11 @@ password_token() {
 }
 
 # --- start two at once; B issues short-lived tokens ------------------------------------------
-t0=$(date +%s%N)
-"$OPENSTACK" start --dir "$DIR_A" --keystone-port "$K_A" --barbican-port "$B_A" \
-  >"$WORK/start-a.out" 2>"$WORK/start-a.err" &
-pid_a=$!
-RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION=$SHORT_TOKEN_S "$OPENSTACK" start --dir "$DIR_B" \
-  --keystone-port "$K_B" --barbican-port "$B_B" >"$WORK/start-b.out" 2>"$WORK/start-b.err" &
-pid_b=$!
-rc_a=0; wait "$pid_a" || rc_a=$?
-rc_b=0; wait "$pid_b" || rc_b=$?
-echo "# both started in $(seconds_since "$t0") s (Keystone/Barbican ports $K_A/$B_A and $K_B/$B_B)"
-cat "$WORK/start-a.err" "$WORK/start-b.err" | sed 's/^/# /'
-check "start A exits 0" [ "$rc_a" = 0 ]
-check "start B (${SHORT_TOKEN_S} s tokens) exits 0" [ "$rc_b" = 0 ]
-check "start prints the openrc path" [ "$(cat "$WORK/start-a.out")" = "$DIR_A/openrc" ]
-if [ "$rc_a" != 0 ] || [ "$rc_b" != 0 ]; then
-  echo "cannot go on without both"
-  exit 1
-fi
+echo "# A and B on Keystone/Barbican ports $K_A/$B_A and $K_B/$B_B"
+start_both "${SHORT_TOKEN_S} s tokens" "$DIR_A/openrc" \
+  "$OPENSTACK" start --dir "$DIR_A" --keystone-port "$K_A" --barbican-port "$B_A" -- \
+  env "RBD_LUKS_KEYSTONE_TOKEN_EXPIRATION=$SHORT_TOKEN_S" \
+  "$OPENSTACK" start --dir "$DIR_B" --keystone-port "$K_B" --barbican-port "$B_B"
 CRED=$DIR_A/credentials
 AUTH_URL=http://127.0.0.1:$K_A/v3
 BARBICAN_URL=http://127.0.0.1:$B_A
@@ -279,8 +250,4 @@ check "their ports are free" ports_free
 check "stop without anything to stop exits 0" "$OPENSTACK" stop --dir "$DIR_A"
 check "status without anything exits non-zero" bash -c "! '$OPENSTACK' status --dir '$DIR_A'"
 
-if [ "$FAILURES" -ne 0 ]; then
-  echo "$FAILURES check(s) failed"
-  exit 1
-fi
-echo "all checks passed"
+finish

@@ -4,8 +4,8 @@
 //   read:  [bounce lease] -> rbd read -> decrypt (here or on a worker) -> done
 //   write: bounce lease -> [read partial sectors] -> encrypt (here or on a worker) -> rbd write -> done
 //   zero:  whole sectors: rbd write_zeroes -> done; a partial sector: like a write of zeros
-// The last piece to finish releases the range and calls back. Requests and their pieces are
-// recycled, so a steady stream of I/O allocates nothing of ours per request.
+// The last piece to finish releases the range and calls back. Requests are recycled together with
+// their pieces and iovec vectors, so these cost no allocation in a steady stream of I/O.
 #include "encrypted_rbd_image.h"
 
 #include <climits>
@@ -21,9 +21,12 @@ namespace {
 constexpr uint64_t kMaxPieceBytes = uint64_t{4} << 20;
 // Recycled requests kept beyond this are freed: enough for any sane queue depth.
 constexpr size_t kMaxFreeRequests = 256;
+// Writes are copied into the bounce buffer and encrypted in chunks of this size (a multiple of
+// every sector size), small enough to stay in the L2 cache between the two steps.
+constexpr uint64_t kCryptoChunkBytes = 64 * 1024;
 
-// Calls f(data, bytes) for each piece of the caller's buffers that holds bytes [skip, skip + length)
-// of their concatenation.
+// Calls f(data, bytes) for each contiguous stretch of the caller's buffers that holds bytes
+// [skip, skip + length) of their concatenation.
 template <typename F>
 void for_each_segment(const std::vector<iovec>& buffers, uint64_t skip, uint64_t length, F f) {
   for (const iovec& v : buffers) {
@@ -84,17 +87,15 @@ struct EncryptedRbdImage::Request {
 };
 
 EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher,
-                                     VolumeLayout layout, uint64_t piece_bytes, uint64_t split_origin,
-                                     const DispatchOptions& options)
+                                     VolumeLayout layout, PieceGrid grid, const DispatchOptions& options)
     : raw_(std::move(raw)),
       cipher_(std::move(cipher)),
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
-      piece_bytes_(piece_bytes),
-      split_origin_(split_origin),
+      grid_(grid),
       inline_crypto_bytes_(std::max<size_t>(options.inline_crypto_bytes, 2 * layout_.sector_size)),
       small_buffers_(inline_crypto_bytes_, std::max<size_t>(options.small_buffers, 1)),
-      large_buffers_(std::max<uint64_t>(piece_bytes, inline_crypto_bytes_), std::max<size_t>(options.large_buffers, 1)),
+      large_buffers_(std::max<uint64_t>(grid.bytes, inline_crypto_bytes_), std::max<size_t>(options.large_buffers, 1)),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
@@ -105,17 +106,16 @@ EncryptedRbdImage::~EncryptedRbdImage() {
 Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_ptr<RbdImage> raw,
                                                                    std::span<const uint8_t> passphrase,
                                                                    const DispatchOptions& options) {
-  auto volume = load_luks(*raw);
-  if (!volume) return Error(volume.error()).context(raw->name());
-  auto key = (*volume)->open(passphrase, options.keyslot);
-  if (!key) return Error(key.error()).context(raw->name());
-  VolumeLayout layout = (*volume)->layout();
-  auto cipher = make_cipher(layout.cipher, key->volume_key.span());
+  // The engine's messages already name the image.
+  RL_ASSIGN(auto volume, load_luks(*raw));
+  RL_ASSIGN(auto key, volume->open(passphrase, options.keyslot));
+  VolumeLayout layout = volume->layout();
+  auto cipher = make_cipher(layout.cipher, key.volume_key.span());
   if (!cipher) return Error(cipher.error()).context(raw->name());
 
   // Pieces follow librbd's object grid (the stripe unit is the object size unless the image is
   // striped), so no piece crosses an object. When the data segment is not sector-aligned in that
-  // grid, some sector straddles two objects whatever we do; pieces then just avoid splitting sectors.
+  // grid, some sectors straddle two objects whatever we do; pieces then just avoid splitting sectors.
   rbd_image_info_t info{};
   if (const int r = rbd_stat(raw->handle(), &info, sizeof info); r < 0) return librbd_error(r, "stat " + raw->name());
   uint64_t stripe_unit = 0;
@@ -124,13 +124,12 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_p
   }
   const uint64_t granule = std::min<uint64_t>(stripe_unit, info.obj_size);
   const bool on_grid = granule % layout.sector_size == 0 && layout.data_offset % layout.sector_size == 0;
-  const uint64_t piece_bytes = on_grid ? std::min(granule, kMaxPieceBytes) : kMaxPieceBytes;
-  const uint64_t split_origin = on_grid ? layout.data_offset : 0;
+  const PieceGrid grid = on_grid ? PieceGrid{std::min(granule, kMaxPieceBytes), layout.data_offset, true}
+                                 : PieceGrid{kMaxPieceBytes, 0, false};
 
   try {
     return std::unique_ptr<EncryptedRbdImage>(new EncryptedRbdImage(
-        std::move(raw), std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), piece_bytes,
-        split_origin, options));
+        std::move(raw), std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), grid, options));
   } catch (const std::system_error& e) {
     return Error(Errc::failure, "start crypto worker threads: " + std::string(e.what()));
   }
@@ -227,8 +226,8 @@ ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t length
 }
 
 SectorSpan EncryptedRbdImage::next_piece(uint64_t position, uint64_t end) const {
-  const uint64_t grid_position = split_origin_ + position;
-  const uint64_t boundary = (grid_position / piece_bytes_ + 1) * piece_bytes_ - split_origin_;
+  const uint64_t grid_position = grid_.origin + position;
+  const uint64_t boundary = (grid_position / grid_.bytes + 1) * grid_.bytes - grid_.origin;
   return cover_sectors(position, std::min(end, boundary) - position, sector_size_);
 }
 
@@ -279,13 +278,16 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
   request->pieces_left = request->piece_count;
 
   begin_in_flight();
-  if (request->error != 0 || op == Op::read || op == Op::flush || length == 0) {
+  const bool torn_reads_possible = !grid_.sectors_in_one_object;
+  if (request->error != 0 || op == Op::flush || length == 0 || (op == Op::read && !torn_reads_possible)) {
     start(request);
     return;
   }
-  // Whole-sector writes only need to exclude read-modify-writes of the same sectors, not each other.
+  // Whole-sector writes only need to exclude read-modify-writes of the same sectors, not each other,
+  // unless a sector can be half written when a read sees it.
   const SectorSpan span = cover_sectors(offset, length, sector_size_);
-  const auto mode = span.aligned() ? RangeLock::Mode::shared : RangeLock::Mode::exclusive;
+  const auto mode = op == Op::read || (span.aligned() && !torn_reads_possible) ? RangeLock::Mode::shared
+                                                                               : RangeLock::Mode::exclusive;
   try {
     sectors_locked_.lock_async(span.begin, span.end, mode, [this, request](RangeLock::Guard guard) {
       request->guard = std::move(guard);
@@ -299,17 +301,18 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
 }
 
 void EncryptedRbdImage::start(Request* request) {
-  // Pieces may finish on other threads while later ones start; piece_count is read first because
-  // the request is recycled once the last one finishes.
+  // Pieces may finish on other threads while later ones start, and the request is recycled once the
+  // last one finishes: read everything needed first, and nothing after starting the last piece.
   const size_t count = request->piece_count;
-  const bool failed = request->error != 0;
+  const Op op = request->op;
+  const bool nothing_to_do = request->error != 0 || (request->length == 0 && op != Op::flush);
   for (size_t i = 0; i < count; ++i) {
     Piece* piece = request->pieces[i].get();
-    if (failed || (request->length == 0 && request->op != Op::flush)) {
-      fail_later(piece, 0);
+    if (nothing_to_do) {
+      fail_later(piece, 0);  // completes with the error already recorded, or with 0 bytes
       continue;
     }
-    switch (request->op) {
+    switch (op) {
       case Op::read: start_read(piece); break;
       case Op::write: start_write(piece); break;
       case Op::zero: start_zero(piece); break;
@@ -489,12 +492,21 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
   if (request.op == Op::zero) {
     encode_zeroes(*cipher_, buffer, span);
   } else {
-    std::span<uint8_t> window = span.window(buffer);
-    for_each_segment(request.buffers, span.request_begin - request.offset, window.size(), [&](uint8_t* from, size_t n) {
-      std::memcpy(window.data(), from, n);
-      window = window.subspan(n);
-    });
-    encrypt_sectors(*cipher_, buffer, sector_size_, span.begin);
+    // Copied in and encrypted a chunk at a time, so the cipher finds the bytes still in cache: one
+    // pass over memory instead of two.
+    for (uint64_t at = span.begin; at < span.end; at += kCryptoChunkBytes) {
+      const uint64_t chunk_end = std::min(span.end, at + kCryptoChunkBytes);
+      const uint64_t from = std::max(at, span.request_begin);
+      const uint64_t to = std::min(chunk_end, span.request_end);
+      if (from < to) {
+        uint8_t* into = buffer.data() + (from - span.begin);
+        for_each_segment(request.buffers, from - request.offset, to - from, [&](uint8_t* data, size_t n) {
+          std::memcpy(into, data, n);
+          into += n;
+        });
+      }
+      encrypt_sectors(*cipher_, buffer.subspan(at - span.begin, chunk_end - at), sector_size_, at);
+    }
   }
 
   rbd_completion_t c = nullptr;

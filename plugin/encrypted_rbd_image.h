@@ -9,8 +9,10 @@
 // - A request is cut into pieces that never cross a RADOS object (stripe unit) and never split a
 //   sector; pieces run in parallel.
 // - Reads need no lock: each sector lives in one object, which RADOS reads and writes atomically.
-//   Whole sectors are read and decrypted in place in the caller's buffer; only partly covered edge
-//   sectors (or sectors that straddle two of the caller's iovecs) go through a bounce buffer.
+//   (On the rare layouts where a sector straddles two objects, reads take the range lock shared and
+//   every write takes it exclusive.) Whole sectors are read and decrypted in place in the caller's
+//   buffer; only partly covered edge sectors (or sectors that straddle two of the caller's iovecs)
+//   go through a bounce buffer.
 // - Writes encrypt into a bounce buffer (the caller's buffer is never modified) and write from it.
 //   Partly covered sectors are read, merged and re-encrypted; a sector range lock, exclusive for
 //   such read-modify-writes and shared for whole-sector writes, keeps overlapping requests from
@@ -23,6 +25,8 @@
 //   submitter or librbd's completion thread); larger ones on a small worker pool.
 // - Completion callbacks run on librbd's completion thread or a worker, never inside the call that
 //   submitted the request and never with an internal lock held.
+// - Submitting may throw std::bad_alloc, and then nothing was submitted; an allocation failure
+//   after that (in a librbd callback) ends the process, as it would inside librbd.
 #pragma once
 
 #include <rados/librados.h>
@@ -87,7 +91,7 @@ class EncryptedRbdImage {
   bool read_only() const { return raw_->read_only(); }
   const std::string& name() const { return raw_->name(); }
   // Bytes of the pieces requests are cut into (a RADOS object or stripe unit, at most 4 MiB).
-  uint64_t piece_bytes() const { return piece_bytes_; }
+  uint64_t piece_bytes() const { return grid_.bytes; }
 
   // Plaintext size in bytes.
   Result<uint64_t> size();
@@ -122,8 +126,16 @@ class EncryptedRbdImage {
   struct Request;
   struct Piece;
 
+  // How requests are cut: at raw offsets origin + k * bytes, which are RADOS object (stripe unit)
+  // boundaries when sectors_in_one_object.
+  struct PieceGrid {
+    uint64_t bytes;
+    uint64_t origin;
+    bool sectors_in_one_object;
+  };
+
   EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout,
-                    uint64_t piece_bytes, uint64_t split_origin, const DispatchOptions& options);
+                    PieceGrid grid, const DispatchOptions& options);
 
   void submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done, int op_flags);
   ssize_t check_request(Op op, uint64_t offset, uint64_t length);
@@ -169,8 +181,7 @@ class EncryptedRbdImage {
   const std::shared_ptr<const XtsCipher> cipher_;
   const VolumeLayout layout_;
   const uint32_t sector_size_;
-  const uint64_t piece_bytes_;
-  const uint64_t split_origin_;  // raw offset the piece grid starts from
+  const PieceGrid grid_;
   const size_t inline_crypto_bytes_;
 
   RangeLock sectors_locked_;

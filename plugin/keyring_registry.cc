@@ -3,8 +3,10 @@
 
 #include <map>
 
+#include "barbican_keyring.h"
 #include "config_key_keyring.h"
 #include "file_keyring.h"
+#include "openstack_settings.h"
 
 namespace rbdluks {
 namespace {
@@ -22,6 +24,13 @@ const std::map<std::string, Factory>& factories() {
            return Error(Errc::key_unavailable, "config-key: " + connection.error().message());
          }
          return make_config_key_keyring(std::move(connection).value());
+       }},
+      {"barbican",
+       [](const KeyringEnvironment& env) -> Result<std::unique_ptr<Keyring>> {
+         RL_ASSIGN(auto settings, load_openstack_settings(env.config_path));
+         auto http = std::make_shared<const HttpClient>(std::move(settings.http));
+         auto auth = std::make_shared<KeystoneAuth>(std::move(settings.credentials), std::move(http));
+         return make_barbican_keyring(std::move(auth), std::move(settings.barbican));
        }},
   };
   return registry;
@@ -41,8 +50,13 @@ Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const K
 }
 
 Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment) {
-  RL_ASSIGN(auto keyring, open_keyring(reference.scheme, environment));
-  return keyring->fetch(reference.locator);
+  auto keyring = open_keyring(reference.scheme, environment);
+  if (!keyring) {
+    Error error = std::move(keyring).error();
+    if (error.is(Errc::key_unavailable)) error.context("fetching " + reference.str());
+    return error;
+  }
+  return (*keyring)->fetch(reference.locator);
 }
 
 }  // namespace rbdluks

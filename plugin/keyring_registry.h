@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "keyring.h"
@@ -14,11 +15,14 @@ namespace rbdluks {
 // What adapters may need, obtained lazily so that e.g. a file: reference never connects to Ceph.
 struct KeyringEnvironment {
   std::function<Result<std::shared_ptr<RbdConnection>>()> ceph;
+  // rbd-luks's config file (--config) for the OpenStack settings; std::nullopt: $RBD_LUKS_CONF,
+  // else /etc/rbd-luks/rbd-luks.conf (see openstack_settings.h).
+  std::optional<std::string> config_path;
 };
 
 Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const KeyringEnvironment& environment);
 
-// Convenience: fetch the key bytes a reference names.
+// Convenience: fetch the key bytes a reference names. Errors name the reference.
 Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment);
 
 }  // namespace rbdluks

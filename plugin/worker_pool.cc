@@ -30,10 +30,10 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::post(std::function<void()> task) {
-  {
-    const std::lock_guard lock(mutex_);
-    tasks_.push_back(std::move(task));
-  }
+  // Notified under the lock: once a worker can take the task, the task may finish the last request
+  // and let the pool be destroyed, so the poster must be done with it by then.
+  const std::lock_guard lock(mutex_);
+  tasks_.push_back(std::move(task));
   posted_.notify_one();
 }
 

@@ -21,7 +21,7 @@ constexpr std::array kOptions = {
     // key source
     OptionSpec{"passphrase-file", 0, true}, OptionSpec{"key-ref", 0, true},
     OptionSpec{"passphrase-encoding", 0, true}, OptionSpec{"new-passphrase-file", 0, true},
-    OptionSpec{"key-slot", 0, true},
+    OptionSpec{"key-slot", 0, true}, OptionSpec{"config", 0, true},
     // output
     OptionSpec{"quiet", 'q', false}, OptionSpec{"json", 0, false}, OptionSpec{"help", 'h', false},
     // format options

@@ -12,7 +12,7 @@ namespace {
 constexpr size_t kNewKeyBytes = 64;  // what Cinder stores for a 512-bit AES-XTS volume
 
 KeyringEnvironment environment_for(const CommandLine& cl) {
-  return KeyringEnvironment{[&cl] { return connect_for(cl); }};
+  return KeyringEnvironment{[&cl] { return connect_for(cl); }, cl.get("config")};
 }
 
 Result<std::optional<PassphraseEncoding>> encoding_option(const CommandLine& cl) {

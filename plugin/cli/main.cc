@@ -33,9 +33,15 @@ Commands:
   keyslot list TARGET
   keyslot add TARGET --new-passphrase-file F [--key-slot N]
   keyslot remove TARGET SLOT
+  key-ref set TARGET REF [--passphrase-encoding raw|hex]
+                                                record REF in the image metadata once it opens a keyslot
+  key-ref show TARGET [--json]                  the key reference recorded in the image metadata
+  key-ref clear TARGET                          forget it
   bench crypto                                  cipher backend and GB/s per sector size
 
-Key source: --passphrase-file FILE (- for stdin)
+Key source: --passphrase-file FILE (- for stdin) | --key-ref barbican:UUID|config-key:KEY|file:PATH
+  [--passphrase-encoding raw|hex] | none: the reference in the image metadata
+  --config FILE: OpenStack settings for barbican (else $RBD_LUKS_CONF, /etc/rbd-luks/rbd-luks.conf, OS_*)
 Format options: --type luks2|luks1  --cipher aes-xts-plain64  --key-size 256|512
   --sector-size 512|1024|2048|4096  --pbkdf argon2id|argon2i|pbkdf2  --iter-time MS
   --pbkdf-force-iterations N  --pbkdf-memory KIB  --pbkdf-parallel N  --hash NAME  --uuid UUID
@@ -73,8 +79,8 @@ Status run(int argc, const char* const* argv) {
   using Handler = std::function<Status(const CommandLine&, const Args&)>;
   static const std::map<std::string, Handler> commands = {
       {"create", cmd_create}, {"format", cmd_format}, {"dump", cmd_dump},       {"check", cmd_check},
-      {"keyslot", cmd_keyslot}, {"import", cmd_import}, {"export", cmd_export}, {"read", cmd_read},
-      {"write", cmd_write},   {"resize", cmd_resize}, {"bench", cmd_bench},
+      {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref}, {"import", cmd_import}, {"export", cmd_export},
+      {"read", cmd_read},       {"write", cmd_write},     {"resize", cmd_resize}, {"bench", cmd_bench},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

@@ -12,46 +12,23 @@ if [ -z "${RBD_LUKS:-}" ] || [ ! -x "$RBD_LUKS" ]; then
   exit 77
 fi
 
+# shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+
 PY=/usr/bin/python3
-FAST=(--pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32 --pbkdf-parallel 1)
 MiB=$((1024 * 1024))
 TAG=cli$$
 IMG=$TAG-img
 NS=$TAG-ns
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-cli-rbd.XXXXXX")
-rbdc() { rbd --client-mount-timeout 20 "$@"; }
 
 cleanup() {
-  local image
-  for image in "$IMG" "$TAG-raw" "$TAG-empty" "$TAG-small" "$TAG-broken"; do
-    rbdc snap purge "rbd/$image" >/dev/null 2>&1 || true
-    rbdc rm "rbd/$image" >/dev/null 2>&1 || true
-  done
-  rbdc rm "rbd/$NS/img" >/dev/null 2>&1 || true
+  remove_images "rbd/$IMG" "rbd/$TAG-raw" "rbd/$TAG-empty" "rbd/$TAG-small" "rbd/$TAG-broken" "rbd/$NS/img"
   rbdc namespace remove "rbd/$NS" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
-
-# expect_exit CODE CMD...: runs CMD, checks its exit code and, for a failing rbd-luks, that stderr is
-# exactly one "rbd-luks: error:" line. Output in $WORK/out and $WORK/err.
-expect_exit() {
-  local want=$1; shift
-  local rc=0
-  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
-  [ "$rc" -eq "$want" ] || { cat "$WORK/err" >&2; fail "'$*' exited $rc, expected $want"; }
-  local arg is_ours=
-  for arg in "$@"; do [ "$arg" != "$RBD_LUKS" ] || is_ours=yes; done
-  if [ "$want" -ne 0 ] && [ -n "$is_ours" ]; then
-    grep -q '^rbd-luks: error: ' "$WORK/err" || { cat "$WORK/err" >&2; fail "'$*' printed no 'rbd-luks: error:' line"; }
-    [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "'$*' printed more than one line on stderr"; }
-  fi
-  return 0
-}
-err_has() { grep -qF -- "$1" "$WORK/err" || { cat "$WORK/err" >&2; fail "stderr lacks '$1'"; }; }
 rbd_size() { rbdc info "$1" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
 
 printf '%s' "first passphrase" >"$WORK/p1"
@@ -61,9 +38,9 @@ K1=(--passphrase-file "$WORK/p1")
 K2=(--passphrase-file "$WORK/p2")
 
 # create: the RBD image holds the plaintext size plus the 16 MiB LUKS2 header area.
-expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$IMG" --size 64M "${K1[@]}" "${FAST[@]}"
+expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$IMG" --size 64M "${K1[@]}" "${FAST_LUKS2[@]}"
 [ "$(rbd_size "rbd/$IMG")" -eq $((80 * MiB)) ] || fail "create: RBD image is $(rbd_size "rbd/$IMG") bytes, not 80 MiB"
-expect_exit 1 "$RBD_LUKS" create "rbd:rbd/$IMG" --size 64M "${K1[@]}" "${FAST[@]}"
+expect_exit 1 "$RBD_LUKS" create "rbd:rbd/$IMG" --size 64M "${K1[@]}" "${FAST_LUKS2[@]}"
 err_has "already exists"
 pass "create rbd:rbd/$IMG"
 
@@ -111,7 +88,7 @@ expect_exit 2 "$RBD_LUKS" read "rbd:rbd/$IMG" --offset $((64 * MiB - 4)) --lengt
 pass "read/write"
 
 # keyslots: add a second passphrase, remove the first.
-expect_exit 0 "$RBD_LUKS" keyslot add "rbd:rbd/$IMG" "${K1[@]}" --new-passphrase-file "$WORK/p2" "${FAST[@]}"
+expect_exit 0 "$RBD_LUKS" keyslot add "rbd:rbd/$IMG" "${K1[@]}" --new-passphrase-file "$WORK/p2" "${FAST_LUKS2[@]}"
 expect_exit 0 "$RBD_LUKS" keyslot list "rbd:rbd/$IMG"
 [ "$(grep -c . "$WORK/out")" -eq 2 ] || { cat "$WORK/out"; fail "keyslot list does not show 2 keyslots"; }
 expect_exit 0 "$RBD_LUKS" check "rbd:rbd/$IMG" "${K2[@]}"
@@ -145,14 +122,14 @@ cmp -s "$WORK/back" "$WORK/new" || fail "head does not show the new data"
 expect_exit 0 "$RBD_LUKS" check "rbd/$IMG@s1" "${K2[@]}"
 expect_exit 1 "$RBD_LUKS" write "rbd:rbd/$IMG@s1" --offset 0 "${K2[@]}" <"$WORK/new"
 err_has "read-only"
-expect_exit 1 "$RBD_LUKS" keyslot add "rbd:rbd/$IMG@s1" "${K2[@]}" --new-passphrase-file "$WORK/p1" "${FAST[@]}"
+expect_exit 1 "$RBD_LUKS" keyslot add "rbd:rbd/$IMG@s1" "${K2[@]}" --new-passphrase-file "$WORK/p1" "${FAST_LUKS2[@]}"
 expect_exit 1 "$RBD_LUKS" check "rbd:rbd/$IMG@nosnap" "${K2[@]}"
 err_has "snapshot 'nosnap' of rbd:rbd/$IMG does not exist"
 pass "snapshot is read-only and shows the old data"
 
 # Namespaces.
 rbdc namespace create "rbd/$NS"
-expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$NS/img" --size 8M "${K1[@]}" "${FAST[@]}"
+expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$NS/img" --size 8M "${K1[@]}" "${FAST_LUKS2[@]}"
 rbdc ls "rbd/$NS" | grep -qx img || fail "image not created in namespace $NS"
 expect_exit 0 "$RBD_LUKS" write "rbd:rbd/$NS/img" --offset 100 "${K1[@]}" <"$WORK/piece"
 "$RBD_LUKS" read "rbd:rbd/$NS/img" --offset 100 --length "$(stat -c %s "$WORK/piece")" "${K1[@]}" >"$WORK/back"
@@ -170,21 +147,21 @@ pass "missing image and pool"
 
 # format: a fresh RBD image is fine; one holding data that is not LUKS needs --force.
 rbdc create "rbd/$TAG-empty" --size 32M
-expect_exit 0 "$RBD_LUKS" format "rbd:rbd/$TAG-empty" "${K1[@]}" "${FAST[@]}"
-expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-empty" "${K1[@]}" "${FAST[@]}"
+expect_exit 0 "$RBD_LUKS" format "rbd:rbd/$TAG-empty" "${K1[@]}" "${FAST_LUKS2[@]}"
+expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-empty" "${K1[@]}" "${FAST_LUKS2[@]}"
 err_has "LUKS"
 head -c $((32 * MiB)) /dev/zero >"$WORK/raw"
 head -c 4096 /dev/urandom | dd of="$WORK/raw" bs=4096 seek=100 conv=notrunc status=none
 rbdc import "$WORK/raw" "rbd/$TAG-raw" >/dev/null 2>&1
-expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-raw" "${K1[@]}" "${FAST[@]}"
+expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-raw" "${K1[@]}" "${FAST_LUKS2[@]}"
 err_has "already holds data"
-expect_exit 0 "$RBD_LUKS" format "rbd:rbd/$TAG-raw" --force "${K1[@]}" "${FAST[@]}"
+expect_exit 0 "$RBD_LUKS" format "rbd:rbd/$TAG-raw" --force "${K1[@]}" "${FAST_LUKS2[@]}"
 expect_exit 0 "$RBD_LUKS" check "rbd:rbd/$TAG-raw" "${K1[@]}"
 pass "format refuses non-LUKS data without --force"
 
 # A damaged header on RBD: exit 4 when both copies are gone; an image too small for the header: refused.
 rbdc create "rbd/$TAG-small" --size 8M
-expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-small" "${K1[@]}" "${FAST[@]}"
+expect_exit 1 "$RBD_LUKS" format "rbd:rbd/$TAG-small" "${K1[@]}" "${FAST_LUKS2[@]}"
 err_has "too small"
 [ "$(rbdc diff "rbd/$TAG-small" | wc -l)" -le 1 ] || fail "refused format wrote to the small image"
 rbdc export "rbd/$TAG-raw" "$WORK/hdr" >/dev/null 2>&1

@@ -6,30 +6,21 @@ set -euo pipefail
 : "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
 : "${RBD_LUKS:?RBD_LUKS must point at the rbd-luks binary}"
 
+# shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+
 TAG=ck$$
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-ck.XXXXXX")
-FAST=(--pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32 --pbkdf-parallel 1)
 cephc() { ceph --connect-timeout 20 "$@"; }
 cleanup() {
-  rbd rm "rbd/$TAG" >/dev/null 2>&1 || true
+  remove_images "rbd/$TAG"
   for k in "rbd-luks/$TAG" "other/$TAG"; do cephc config-key rm "$k" >/dev/null 2>&1 || true; done
   for u in "$TAG-reader" "$TAG-nocap"; do cephc auth rm "client.$u" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
-expect_exit() {
-  local want=$1; shift
-  local rc=0
-  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
-  [ "$rc" -eq "$want" ] || { cat "$WORK/err" >&2; fail "'$*' exited $rc, expected $want"; }
-  if [ "$want" -ne 0 ]; then
-    [ "$(wc -l <"$WORK/err")" -eq 1 ] && grep -q '^rbd-luks: error: ' "$WORK/err" || { cat "$WORK/err" >&2; fail "'$*': not one error line"; }
-  fi
-}
 
-expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG" --size 16M --new-key "config-key:rbd-luks/$TAG" "${FAST[@]}"
+expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG" --size 16M --new-key "config-key:rbd-luks/$TAG" "${FAST_LUKS2[@]}"
 [ "$(rbd image-meta get "rbd/$TAG" rbd-luks.key-ref)" = "config-key:rbd-luks/$TAG" ] || fail "key reference not in the image metadata"
 cephc config-key get "rbd-luks/$TAG" -o "$WORK/key" 2>/dev/null
 [ "$(stat -c %s "$WORK/key")" -eq 64 ] || fail "config-key does not hold a 64-byte key"

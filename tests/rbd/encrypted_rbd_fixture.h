@@ -38,6 +38,10 @@ inline std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
 struct LuksFormat {
   int version = 2;
   uint32_t sector_size = 4096;  // LUKS1 is always 512
+  uint64_t data_offset = 0;     // 0: librbd's default for the version
+  int order = 0;                // RADOS object size 2^order; 0: the cluster's default (4 MiB)
+  uint64_t stripe_unit = 0;     // fancy striping (with order set): stripe unit and count
+  uint64_t stripe_count = 0;
 };
 
 class EncryptedRbdFixture : public ::testing::Test {
@@ -86,23 +90,37 @@ class EncryptedRbdFixture : public ::testing::Test {
     return name;
   }
 
-  std::unique_ptr<RbdImage> create_raw(const std::string& name, uint64_t raw_size) {
-    auto image = create_rbd_image(connection_, RbdImageSpec{kPool, "", name, std::nullopt}, raw_size);
+  // An image with the cluster's defaults, or with the object size and striping of `layout`.
+  std::unique_ptr<RbdImage> create_raw(const std::string& name, uint64_t raw_size, const LuksFormat& layout = {}) {
+    const RbdImageSpec spec{kPool, "", name, std::nullopt};
+    if (layout.order == 0) {
+      auto image = create_rbd_image(connection_, spec, raw_size);
+      EXPECT_TRUE(image) << image.error().message();
+      return image ? std::move(*image) : nullptr;
+    }
+    int order = layout.order;
+    const uint64_t features = RBD_FEATURE_LAYERING | (layout.stripe_unit != 0 ? RBD_FEATURE_STRIPINGV2 : 0);
+    const uint64_t stripe_unit = layout.stripe_unit != 0 ? layout.stripe_unit : uint64_t{1} << order;
+    const uint64_t stripe_count = layout.stripe_count != 0 ? layout.stripe_count : 1;
+    EXPECT_EQ(rbd_create3(io(), name.c_str(), raw_size, features, &order, stripe_unit, stripe_count), 0);
+    auto image = open_rbd_image(connection_, spec, OpenMode::read_write);
     EXPECT_TRUE(image) << image.error().message();
     return image ? std::move(*image) : nullptr;
   }
 
   static uint64_t default_data_offset(int version) { return version == 1 ? 4 * kMiB : 16 * kMiB; }
 
-  // Creates an image with plaintext_size bytes after the LUKS header (at librbd's default data
+  // Creates an image with plaintext_size bytes after the LUKS header (by default at librbd's data
   // offsets: 16 MiB for LUKS2, 4 MiB for LUKS1) and formats it with kPassphrase and a fast KDF.
   std::string create_luks_image(uint64_t plaintext_size, LuksFormat format = {}) {
     const std::string name = fresh_name();
-    auto raw = create_raw(name, default_data_offset(format.version) + plaintext_size);
+    const uint64_t data_offset = format.data_offset != 0 ? format.data_offset : default_data_offset(format.version);
+    auto raw = create_raw(name, data_offset + plaintext_size, format);
     if (!raw) return name;
     FormatOptions options;
     options.version = format.version;
     options.sector_size = format.version == 1 ? 512 : format.sector_size;
+    options.data_offset = data_offset;
     if (format.version == 1) {
       options.kdf = KdfRequest{.type = KdfType::pbkdf2, .force_iterations = 1000};
     } else {

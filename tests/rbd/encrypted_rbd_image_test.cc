@@ -87,6 +87,12 @@ TEST_P(RoundTripTest, AlignedAndUnalignedWritesAtBothEndsAndAcrossObjects) {
   ASSERT_TRUE(image);
   ASSERT_EQ(*image->size(), size);
   EXPECT_EQ(image->layout().sector_size, GetParam().version == 1 ? 512u : GetParam().sector_size);
+  // Pieces are stripe units (at most 4 MiB), so no piece and no sector spans two objects, unless
+  // a sector is larger than a stripe unit.
+  const LuksFormat& format = GetParam();
+  EXPECT_EQ(image->piece_bytes(), format.stripe_unit != 0 ? 4 * kMiB
+                                  : format.order != 0     ? uint64_t{1} << format.order
+                                                          : 4 * kMiB);
   std::vector<uint8_t> model(size, 0);
 
   write_and_model(*image, model, 0, 4096, 1);                       // first sectors, aligned
@@ -112,12 +118,20 @@ TEST_P(RoundTripTest, AlignedAndUnalignedWritesAtBothEndsAndAcrossObjects) {
   expect_contents(*reopened, model);
 }
 
+// Besides the formats, layouts where the piece grid matters: 1 MiB objects; qemu-img's LUKS1 data
+// offset (4040 sectors), which puts object boundaries in the middle of 4096-byte pages; and a
+// 2048-byte stripe unit, where 4096-byte sectors straddle objects (reads then take the range lock).
 INSTANTIATE_TEST_SUITE_P(Formats, RoundTripTest,
-                         ::testing::Values(LuksFormat{2, 4096}, LuksFormat{2, 512}, LuksFormat{1, 512}),
+                         ::testing::Values(LuksFormat{2, 4096}, LuksFormat{2, 512}, LuksFormat{1, 512},
+                                           LuksFormat{2, 4096, 0, 20}, LuksFormat{1, 512, 4040 * 512},
+                                           LuksFormat{2, 4096, 0, 20, 2048, 4}),
                          [](const auto& param_info) {
                            const LuksFormat& format = param_info.param;
                            return "luks" + std::to_string(format.version) + "_" +
-                                  std::to_string(format.version == 1 ? 512 : format.sector_size);
+                                  std::to_string(format.version == 1 ? 512 : format.sector_size) +
+                                  (format.order != 0 ? "_order" + std::to_string(format.order) : "") +
+                                  (format.stripe_unit != 0 ? "_stripe" + std::to_string(format.stripe_unit) : "") +
+                                  (format.data_offset != 0 ? "_offset" + std::to_string(format.data_offset) : "");
                          });
 
 // ---- Scatter/gather and asynchronous requests ----
@@ -424,6 +438,48 @@ TEST_F(EncryptedRbdImageTest, MetadataSetGetRemove) {
   EXPECT_EQ(image->get_metadata("rbd-luks.k")->value_or(""), "v1");
   ASSERT_TRUE(image->remove_metadata("rbd-luks.k"));
   EXPECT_FALSE(image->get_metadata("rbd-luks.k")->has_value());
+}
+
+TEST_F(EncryptedRbdImageTest, OpensImagesInANamespace) {
+  const std::string name_space = "luks-ns-" + std::to_string(getpid());
+  const std::string name = "in-namespace";
+  ASSERT_EQ(rbd_namespace_create(io(), name_space.c_str()), 0);
+  struct Cleanup {
+    std::shared_ptr<RbdConnection> connection;
+    rados_ioctx_t pool;
+    const std::string& name_space;
+    const std::string& name;
+    ~Cleanup() {
+      auto inside = connection->open_pool(kPool, name_space);
+      if (inside) rbd_remove(inside->get(), name.c_str());
+      rbd_namespace_remove(pool, name_space.c_str());
+    }
+  } cleanup{connection_, io(), name_space, name};
+  {
+    auto raw = create_rbd_image(connection_, RbdImageSpec{kPool, name_space, name, std::nullopt}, 20 * kMiB);
+    ASSERT_TRUE(raw) << raw.error().message();
+    std::vector<uint8_t> key(64, 7);
+    FormatOptions options;
+    options.kdf = KdfRequest{.type = KdfType::argon2id, .force_iterations = 4, .max_memory_kib = 32, .parallel = 1};
+    ASSERT_TRUE(format_luks(**raw, options, key, bytes_of(kPassphrase)));
+  }
+  auto ns_io = connection_->open_pool(kPool, name_space);
+  ASSERT_TRUE(ns_io);
+  {
+    auto image = EncryptedRbdImage::open(ns_io->get(), name, std::nullopt, false, bytes_of(kPassphrase));
+    ASSERT_TRUE(image) << image.error().message();
+    ns_io->reset();  // the image keeps its own I/O context
+    EXPECT_EQ((*image)->name(), "rbd:rbd/" + name_space + "/" + name);
+    EXPECT_EQ(*(*image)->size(), 4 * kMiB);
+    const auto data = random_bytes(5000, 16);
+    ASSERT_EQ((*image)->write(3, data), 5000);
+    std::vector<uint8_t> got(5000);
+    ASSERT_EQ((*image)->read(3, got), 5000);
+    EXPECT_EQ(got, data);
+  }
+  auto outside = EncryptedRbdImage::open(io(), name, std::nullopt, false, bytes_of(kPassphrase));
+  ASSERT_FALSE(outside);
+  EXPECT_TRUE(outside.error().is(Errc::not_found));
 }
 
 // ---- Interoperability with librbd's native encryption ----

@@ -7,20 +7,17 @@ set -euo pipefail
 : "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
 : "${RBD_LUKS:?RBD_LUKS must point at the rbd-luks binary}"
 
+# shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+
 PY=/usr/bin/python3
 TAG=nat$$
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-native.XXXXXX")
-rbdc() { rbd --client-mount-timeout 20 "$@"; }
 cleanup() {
-  for image in "$TAG-l2" "$TAG-l1" "$TAG-ours1" "$TAG-qemu"; do
-    rbdc snap purge "rbd/$image" >/dev/null 2>&1 || true
-    rbdc rm "rbd/$image" >/dev/null 2>&1 || true
-  done
+  remove_images "rbd/$TAG-l2" "rbd/$TAG-l1" "rbd/$TAG-ours1" "rbd/$TAG-qemu"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 
 printf '%s' "native passphrase" >"$WORK/pass"
 MiB=$((1024 * 1024))
@@ -84,8 +81,7 @@ done
 
 # --- rbd-luks LUKS1 format + writes -> librbd native reads -----------------------------------
 image=$TAG-ours1
-"$RBD_LUKS" create "rbd:rbd/$image" --type luks1 --size 32M --passphrase-file "$WORK/pass" \
-  --pbkdf pbkdf2 --pbkdf-force-iterations 1000 -q
+"$RBD_LUKS" create "rbd:rbd/$image" --type luks1 --size 32M --passphrase-file "$WORK/pass" "${FAST_PBKDF2[@]}" -q
 head -c 5000 /dev/urandom >"$WORK/a"; head -c 3 /dev/urandom >"$WORK/b"
 "$RBD_LUKS" write "rbd:rbd/$image" --offset 777 --passphrase-file "$WORK/pass" <"$WORK/a"
 "$RBD_LUKS" write "rbd:rbd/$image" --offset $((32 * MiB - 3)) --passphrase-file "$WORK/pass" <"$WORK/b"

@@ -3,30 +3,20 @@
 #include "af_splitter.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#include "random.h"
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
 
-std::vector<uint8_t> random_key(size_t size) {
-  std::vector<uint8_t> key(size);
-  EXPECT_TRUE(fill_random(key).ok());
-  return key;
-}
-
 TEST(AfSplitter, RoundTripsForLuksKeySizesAndHashes) {
   for (const size_t key_size : {32, 64}) {
     for (const char* hash : {"sha1", "sha256", "sha512"}) {
-      const std::vector<uint8_t> key = random_key(key_size);
+      const std::vector<uint8_t> key = random_bytes(key_size);
       std::vector<uint8_t> split(af_split_size(key_size, 4000));
       ASSERT_TRUE(af_split(key, 4000, hash, split).ok()) << hash;
       std::vector<uint8_t> merged(key_size);
@@ -43,43 +33,20 @@ TEST(AfSplitter, RoundTripsForLuksKeySizesAndHashes) {
 }
 
 TEST(AfSplitter, OneStripeIsTheKey) {
-  const std::vector<uint8_t> key = random_key(32);
+  const std::vector<uint8_t> key = random_bytes(32);
   std::vector<uint8_t> split(32);
   ASSERT_TRUE(af_split(key, 1, "sha256", split).ok());
   EXPECT_EQ(split, key);
 }
 
 TEST(AfSplitter, ADamagedStripeLosesTheKey) {
-  const std::vector<uint8_t> key = random_key(64);
+  const std::vector<uint8_t> key = random_bytes(64);
   std::vector<uint8_t> split(af_split_size(64, 4000));
   ASSERT_TRUE(af_split(key, 4000, "sha256", split).ok());
   split[7] ^= 1;  // first stripe
   std::vector<uint8_t> merged(64);
   ASSERT_TRUE(af_merge(split, 4000, "sha256", merged).ok());
   EXPECT_NE(merged, key);
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "af_test.XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-void write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::vector<uint8_t> read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // AF_merge from cryptsetup's lib/luks1/af.c, written from its description with hashlib.
@@ -105,8 +72,6 @@ for k in range(0, len(args), 5):  # hash key_size stripes split_path key_path
 
 TEST(AfSplitter, MergeMatchesIndependentPythonImplementation) {
   TempDir dir;
-  const std::filesystem::path script = dir.path() / "af.py";
-  write_file(script, std::span(reinterpret_cast<const uint8_t*>(kPythonMerge), std::strlen(kPythonMerge)));
   struct Case {
     const char* hash;
     size_t key_size;  // sha1 with 32 bytes and sha512 with 32 bytes exercise the truncated last chunk
@@ -114,24 +79,25 @@ TEST(AfSplitter, MergeMatchesIndependentPythonImplementation) {
     std::filesystem::path merged;
   };
   std::vector<Case> cases = {{"sha1", 32, {}, {}}, {"sha256", 64, {}, {}}, {"sha512", 32, {}, {}}};
-  std::string command = "/usr/bin/python3 " + script.string();
+  std::string args;
   for (size_t n = 0; n < cases.size(); ++n) {
     Case& c = cases[n];
-    c.key = random_key(c.key_size);
+    c.key = random_bytes(c.key_size);
     std::vector<uint8_t> split(af_split_size(c.key_size, 4000));
     ASSERT_TRUE(af_split(c.key, 4000, c.hash, split).ok());
     const std::filesystem::path split_path = dir.path() / ("split" + std::to_string(n));
     c.merged = dir.path() / ("merged" + std::to_string(n));
     write_file(split_path, split);
-    command += std::string(" ") + c.hash + " " + std::to_string(c.key_size) + " 4000 " + split_path.string() + " " +
-               c.merged.string();
+    args += std::string(" ") + c.hash + " " + std::to_string(c.key_size) + " 4000 " + split_path.string() + " " +
+            c.merged.string();
   }
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  std::string output;
+  ASSERT_EQ(run_python(dir.file("af.py"), kPythonMerge, args, &output), 0) << args << "\n" << output;
   for (const Case& c : cases) EXPECT_EQ(read_file(c.merged), c.key) << c.hash << " " << c.key_size;
 }
 
 TEST(AfSplitter, Errors) {
-  const std::vector<uint8_t> key = random_key(32);
+  const std::vector<uint8_t> key = random_bytes(32);
   std::vector<uint8_t> split(af_split_size(32, 10));
 
   Status st = af_split(key, 10, "md5", split);

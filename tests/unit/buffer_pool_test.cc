@@ -4,12 +4,12 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
@@ -39,16 +39,7 @@ TEST(BufferPool, AtMostCountBuffersAreOnLoanAndReturnedOnesAreReused) {
 TEST(BufferPool, AcquireBlocksUntilALeaseEnds) {
   BufferPool pool(4096, 1);
   auto held = pool.acquire();
-  std::atomic<bool> acquired{false};
-  std::thread waiter([&] {
-    auto lease = pool.acquire();
-    acquired = true;
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_FALSE(acquired.load());
-  { auto drop = std::move(held); }
-  waiter.join();
-  EXPECT_TRUE(acquired.load());
+  expect_blocks_until([&] { auto lease = pool.acquire(); }, [&] { auto drop = std::move(held); });
 }
 
 TEST(BufferPool, AcquireAsyncRunsAtOnceWhenABufferIsFree) {

@@ -4,26 +4,19 @@
 #include "encrypted_image.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "file_image.h"
-#include "random.h"
 #include "sector_codec.h"
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Reference AES-XTS with dm-crypt plain64 tweaks (plaintext offset / 512, little-endian), one call
 // per sector. "decrypt" turns the raw data region into plaintext (all-zero sectors stay zeros);
@@ -56,30 +49,10 @@ else:
         f.write(out)
 )PY";
 
-std::vector<uint8_t> random_bytes(std::mt19937_64& rng, size_t size) {
-  std::vector<uint8_t> v(size);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
-
-std::string hex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (uint8_t b : bytes) {
-    s += kDigits[b >> 4];
-    s += kDigits[b & 15];
-  }
-  return s;
-}
-
 class EncryptedImageTest : public ::testing::TestWithParam<uint32_t> {
  protected:
   void SetUp() override {
-    std::string dir_template = (fs::temp_directory_path() / "rbdluks-encimg-XXXXXX").string();
-    ASSERT_NE(mkdtemp(dir_template.data()), nullptr);
-    dir_ = dir_template;
-    key_.resize(64);
-    ASSERT_TRUE(fill_random(key_).ok());
+    key_ = random_bytes(64);
     auto cipher = make_xts_cipher(key_);
     ASSERT_TRUE(cipher.ok()) << cipher.error().message();
     cipher_ = std::move(cipher).value();
@@ -88,8 +61,6 @@ class EncryptedImageTest : public ::testing::TestWithParam<uint32_t> {
     data_offset_ = sector_size_ == 512 ? 4040 * 512 : 32768;
     data_size_ = 64 * sector_size_;
   }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // A raw file of data_offset_ + data_size_ + extra bytes and an EncryptedImage on it.
   void open_image(BounceBufferConfig bounce = {}, uint64_t extra = 0) {
     auto raw = create_file_image(path(), data_offset_ + data_size_ + extra);
@@ -101,7 +72,7 @@ class EncryptedImageTest : public ::testing::TestWithParam<uint32_t> {
     ASSERT_EQ(*size, data_size_);
   }
 
-  std::string path() const { return (dir_ / "image").string(); }
+  std::string path() const { return dir_.file("image"); }
 
   std::vector<uint8_t> read_all() {
     std::vector<uint8_t> out(data_size_);
@@ -123,16 +94,14 @@ class EncryptedImageTest : public ::testing::TestWithParam<uint32_t> {
   }
 
   void run_reference(const std::string& mode, const std::string& plain_file) {
-    const std::string script = (dir_ / "xts.py").string();
-    std::ofstream(script) << kReferenceXts;
-    const std::string command = "/usr/bin/python3 " + script + " " + mode + " " + hex(key_) + " " +
-                                std::to_string(sector_size_) + " " + std::to_string(data_offset_) + " " +
-                                std::to_string(data_size_) + " " + path() + " " + plain_file;
-    const int status = std::system(command.c_str());
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << command;
+    const std::string args = mode + " " + hex(key_) + " " + std::to_string(sector_size_) + " " +
+                             std::to_string(data_offset_) + " " + std::to_string(data_size_) + " " + path() + " " +
+                             plain_file;
+    std::string output;
+    ASSERT_EQ(run_python(dir_.file("xts.py"), kReferenceXts, args, &output), 0) << args << "\n" << output;
   }
 
-  fs::path dir_;
+  TempDir dir_;
   std::vector<uint8_t> key_;
   std::shared_ptr<const XtsCipher> cipher_;
   uint32_t sector_size_ = 0;
@@ -184,17 +153,14 @@ TEST_P(EncryptedImageTest, CiphertextMatchesIndependentAesXts) {
   for (uint64_t s = 0; s < data_size_; s += sector_size_) {
     ASSERT_FALSE(std::equal(raw.begin() + s, raw.begin() + s + sector_size_, plain.begin() + s)) << "sector " << s;
   }
-  const std::string decrypted_file = (dir_ / "decrypted").string();
+  const std::string decrypted_file = dir_.file("decrypted");
   run_reference("decrypt", decrypted_file);
-  std::ifstream in(decrypted_file, std::ios::binary);
-  const std::vector<uint8_t> decrypted((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(decrypted, plain);
+  EXPECT_EQ(read_file(decrypted_file), plain);
 
   // And the other way: what the reference encrypts, EncryptedImage reads.
   const std::vector<uint8_t> plain2 = random_bytes(rng, data_size_);
-  const std::string plain_file = (dir_ / "plain2").string();
-  std::ofstream(plain_file, std::ios::binary).write(reinterpret_cast<const char*>(plain2.data()),
-                                                    static_cast<std::streamsize>(plain2.size()));
+  const std::string plain_file = dir_.file("plain2");
+  write_file(plain_file, plain2);
   run_reference("encrypt", plain_file);
   EXPECT_EQ(read_all(), plain2);
 }

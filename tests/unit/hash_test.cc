@@ -6,20 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
+
 namespace rbdluks {
 namespace {
-
-std::span<const uint8_t> bytes_of(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
-
-std::string hex(std::span<const uint8_t> bytes) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const uint8_t b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
 
 std::string digest_hex(std::string_view name, std::span<const std::span<const uint8_t>> parts) {
   auto size = hash_size(name);

@@ -11,20 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
+
 namespace rbdluks {
 namespace {
-
-std::span<const uint8_t> bytes_of(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
-
-std::string hex(std::span<const uint8_t> bytes) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const uint8_t b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
 
 std::string derive_hex(const KdfParams& params, std::string_view passphrase, std::string_view salt, size_t size) {
   std::vector<uint8_t> out(size);
@@ -63,18 +53,26 @@ TEST(Kdf, Pbkdf2HmacSha256Rfc7914) {
 
 TEST(Kdf, Pbkdf2OtherHashesMatchPythonHashlib) {
   // Expected values from /usr/bin/python3 hashlib.pbkdf2_hmac(name, b"password", b"salt", 1000, 64).
-  EXPECT_EQ(derive_hex(pbkdf2("sha224", 1000), "password", "salt", 64),
-            "d3bcf320fd918908eafcaa460faf40e201f6508d4e6f3d9c1c0abd30dae08cc8"
-            "b1bc0657e2ebc229d22e48df55df72e83f2e50db2324a73b01ddbb88831662f0");
-  EXPECT_EQ(derive_hex(pbkdf2("sha384", 1000), "password", "salt", 64),
-            "3bd37e2236941d4a77b1b5b714c6f913fabb6b0841a6d7d8656b99d611e900fe"
-            "06edb93b5b809efaa9678b635ce513e0f7d9ebb0aea1e07f0ab90d1b9cbd9464");
-  EXPECT_EQ(derive_hex(pbkdf2("sha512", 1000), "password", "salt", 64),
-            "afe6c5530785b6cc6b1c6453384731bd5ee432ee549fd42fb6695779ad8a1c5b"
-            "f59de69c48f774efc4007d5298f9033c0241d5ab69305e7b64eceeb8d834cfec");
-  EXPECT_EQ(derive_hex(pbkdf2("ripemd160", 1000), "password", "salt", 64),
-            "b5c5682c46fdb315930cfc54e82d0987e6ef938fee9320191bfbac2700de4ed4"
-            "518152edc1ea7755a9ead23514d664eb09a4c92bec3c3881ed423a5cbef20a66");
+  const struct {
+    const char* hash;
+    const char* derived;
+  } cases[] = {
+      {"sha224",
+       "d3bcf320fd918908eafcaa460faf40e201f6508d4e6f3d9c1c0abd30dae08cc8"
+       "b1bc0657e2ebc229d22e48df55df72e83f2e50db2324a73b01ddbb88831662f0"},
+      {"sha384",
+       "3bd37e2236941d4a77b1b5b714c6f913fabb6b0841a6d7d8656b99d611e900fe"
+       "06edb93b5b809efaa9678b635ce513e0f7d9ebb0aea1e07f0ab90d1b9cbd9464"},
+      {"sha512",
+       "afe6c5530785b6cc6b1c6453384731bd5ee432ee549fd42fb6695779ad8a1c5b"
+       "f59de69c48f774efc4007d5298f9033c0241d5ab69305e7b64eceeb8d834cfec"},
+      {"ripemd160",
+       "b5c5682c46fdb315930cfc54e82d0987e6ef938fee9320191bfbac2700de4ed4"
+       "518152edc1ea7755a9ead23514d664eb09a4c92bec3c3881ed423a5cbef20a66"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(derive_hex(pbkdf2(c.hash, 1000), "password", "salt", 64), c.derived) << c.hash;
+  }
   // An empty passphrase is valid for LUKS.
   EXPECT_EQ(derive_hex(pbkdf2("sha256", 1000), "", "salt", 32),
             "94fb56af3ea22e5d3ed1b054085b136ca301b75d8b406c802c489479f27387c6");

@@ -4,39 +4,19 @@
 #include "keyslot_material.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "file_image.h"
 #include "kdf.h"
-#include "random.h"
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
 
 constexpr uint64_t kImageSize = 1 << 20;
-
-std::vector<uint8_t> random_bytes(size_t size) {
-  std::vector<uint8_t> bytes(size);
-  EXPECT_TRUE(fill_random(bytes).ok());
-  return bytes;
-}
-
-std::string hex(std::span<const uint8_t> bytes) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const uint8_t b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
 
 // cryptsetup's LUKS2 layout for a 512-bit key: 4000 stripes need 256000 bytes, the area is 258048.
 KeyMaterialLayout luks2_layout() {
@@ -50,17 +30,10 @@ KeyMaterialLayout luks2_layout() {
 class KeyslotMaterial : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() / "keyslot_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    path_ = (dir_ / "image").string();
+    path_ = dir_.file("image");
     auto image = create_file_image(path_, kImageSize);
     ASSERT_TRUE(image.ok()) << image.error().message();
     image_ = std::move(image).value();
-  }
-  void TearDown() override {
-    image_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   std::vector<uint8_t> read_raw(uint64_t offset, size_t size) {
@@ -69,7 +42,7 @@ class KeyslotMaterial : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
+  TempDir dir_;
   std::string path_;
   std::unique_ptr<RawImage> image_;
 };
@@ -128,17 +101,12 @@ TEST_F(KeyslotMaterial, LayoutMatchesIndependentPythonReader) {
   const std::vector<uint8_t> volume_key = random_bytes(64);
   ASSERT_TRUE(write_key_material(*image_, layout, derived, volume_key).ok());
 
-  const std::filesystem::path script = dir_ / "reader.py";
-  std::ofstream(script) << kPythonReader;
-  const std::filesystem::path output = dir_ / "key.hex";
-  const std::string command = "/usr/bin/python3 " + script.string() + " " + path_ + " " +
-                              std::to_string(layout.offset) + " " + std::to_string(layout.encrypted_size()) + " " +
-                              std::to_string(layout.key_bytes) + " " + std::to_string(layout.stripes) + " " +
-                              layout.af_hash + " " + hex(derived) + " > " + output.string();
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  const std::string args = path_ + " " + std::to_string(layout.offset) + " " + std::to_string(layout.encrypted_size()) +
+                           " " + std::to_string(layout.key_bytes) + " " + std::to_string(layout.stripes) + " " +
+                           layout.af_hash + " " + hex(derived);
   std::string python_key;
-  std::ifstream(output) >> python_key;
-  EXPECT_EQ(python_key, hex(volume_key));
+  ASSERT_EQ(run_python(dir_.file("reader.py"), kPythonReader, args, &python_key), 0) << args << "\n" << python_key;
+  EXPECT_EQ(python_key, hex(volume_key) + "\n");
 }
 
 uint32_t be32_at(std::span<const uint8_t> bytes, size_t offset) {
@@ -151,27 +119,23 @@ std::string text_at(std::span<const uint8_t> bytes, size_t offset, size_t size) 
   return {start, strnlen(start, size)};
 }
 
-std::span<const uint8_t> bytes_of(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
-
 TEST_F(KeyslotMaterial, InteroperatesWithCryptsetupLuks1) {
   // The few LUKS1 header fields needed (cryptsetup's lib/luks1/luks.h): hashSpec at 72, keyBytes at
   // 108, mkDigest at 112, mkDigestSalt at 132, mkDigestIterations at 164; keyslot 0 at 208 with
   // iterations at +4, salt at +8, keyMaterialOffset (sectors) at +40 and stripes at +44.
   for (const auto& [key_bits, hash] : {std::pair<int, const char*>{512, "sha256"}, {256, "sha1"}}) {
     const std::vector<uint8_t> volume_key = random_bytes(static_cast<size_t>(key_bits / 8));
-    const std::filesystem::path key_file = dir_ / "volume.key";
-    const std::filesystem::path pass_file = dir_ / "pass";
-    const std::string luks1_path = (dir_ / "luks1.img").string();
+    const std::string key_file = dir_.file("volume.key");
+    const std::string pass_file = dir_.file("pass");
+    const std::string luks1_path = dir_.file("luks1.img");
     ASSERT_TRUE(create_file_image(luks1_path, 4 << 20).ok());  // room for LUKS1's 2 MiB payload offset
-    std::ofstream(key_file, std::ios::binary)
-        .write(reinterpret_cast<const char*>(volume_key.data()), static_cast<std::streamsize>(volume_key.size()));
-    std::ofstream(pass_file, std::ios::binary) << "cryptsetup's passphrase";
-    const std::string format =
-        "cryptsetup luksFormat --type luks1 --batch-mode --pbkdf pbkdf2 "
-        "--pbkdf-force-iterations 1000 --cipher aes-xts-plain64 --hash " +
-        std::string(hash) + " --key-size " + std::to_string(key_bits) + " --volume-key-file " + key_file.string() +
-        " --key-file " + pass_file.string() + " " + luks1_path;
-    ASSERT_EQ(std::system(format.c_str()), 0) << format;
+    write_file(key_file, volume_key);
+    write_file(pass_file, bytes_of("cryptsetup's passphrase"));
+    ASSERT_TRUE(
+        succeeds("cryptsetup luksFormat --type luks1 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
+                 "--cipher aes-xts-plain64 --hash " +
+                 std::string(hash) + " --key-size " + std::to_string(key_bits) + " --volume-key-file " + key_file +
+                 " --key-file " + pass_file + " " + luks1_path));
 
     auto image = open_file_image(luks1_path, OpenMode::read_write);
     ASSERT_TRUE(image.ok());
@@ -201,14 +165,13 @@ TEST_F(KeyslotMaterial, InteroperatesWithCryptsetupLuks1) {
 
     // Write: key material we store under another passphrase (same slot salt) opens with cryptsetup,
     // which refused that passphrase before.
-    std::ofstream(pass_file, std::ios::binary | std::ios::trunc) << "our passphrase";
-    const std::string test =
-        "cryptsetup open --test-passphrase --key-file " + pass_file.string() + " " + luks1_path + " 2>/dev/null";
-    EXPECT_NE(std::system(test.c_str()), 0) << test;
+    write_file(pass_file, bytes_of("our passphrase"));
+    const std::string test = "cryptsetup open --test-passphrase --key-file " + pass_file + " " + luks1_path;
+    EXPECT_NE(run(test), 0) << test;
     ASSERT_TRUE(derive_key(slot_kdf, bytes_of("our passphrase"), slot_salt, derived).ok());
     ASSERT_TRUE(write_key_material(**image, layout, derived, volume_key).ok());
     image->reset();
-    EXPECT_EQ(std::system(test.c_str()), 0) << test;
+    EXPECT_TRUE(succeeds(test));
   }
 }
 

@@ -1,17 +1,13 @@
 // LUKS1 engine: header parsing and validation, and keyslot operations checked against real peers
 // (cryptsetup 2.6 and qemu-img) on temporary image files.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -21,6 +17,7 @@
 #include "luks1_header.h"
 #include "luks1_volume.h"
 #include "random.h"
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
@@ -31,61 +28,6 @@ constexpr uint64_t kImageSize = 16 * 1024 * 1024;
 constexpr char kCryptsetupFast[] = "--batch-mode --pbkdf-force-iterations 1000";
 // Keyslot offsets cryptsetup (and qemu) give a 64-byte key: 500 sectors each, rounded to 8.
 constexpr uint32_t kSlotOffsets512[kLuks1NumKeyslots] = {8, 512, 1016, 1520, 2024, 2528, 3032, 3536};
-
-std::span<const uint8_t> bytes_of(std::string_view text) {
-  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "luks1_test.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-// Runs a shell command; returns its exit status and appends its stdout and stderr to output.
-int run(const std::string& command, std::string* output = nullptr) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  std::string text;
-  char chunk[4096];
-  size_t n = 0;
-  while ((n = fread(chunk, 1, sizeof chunk, pipe)) > 0) text.append(chunk, n);
-  const int status = pclose(pipe);
-  if (output != nullptr) *output += text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-void write_file(const std::string& path, std::string_view content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-}
-
-std::vector<uint8_t> read_file(const std::string& path, uint64_t offset, size_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<uint8_t> out(size);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(size));
-  out.resize(static_cast<size_t>(in.gcount()));
-  return out;
-}
-
-void make_sparse_file(const std::string& path, uint64_t size) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).close();
-  fs::resize_file(path, size);
-}
 
 bool have_tool(const char* path) { return access(path, X_OK) == 0; }
 
@@ -144,9 +86,9 @@ class Luks1Test : public ::testing::Test {
   void SetUp() override {
     if (!have_tool("/usr/sbin/cryptsetup") && !have_tool("/sbin/cryptsetup")) GTEST_SKIP() << "cryptsetup missing";
     image_path_ = dir_.file("img");
-    write_file(dir_.file("pass1"), "first passphrase");
-    write_file(dir_.file("pass2"), "second passphrase");
-    write_file(dir_.file("pass3"), "third passphrase");
+    write_file(dir_.file("pass1"), bytes_of("first passphrase"));
+    write_file(dir_.file("pass2"), bytes_of("second passphrase"));
+    write_file(dir_.file("pass3"), bytes_of("third passphrase"));
   }
 
   std::string pass_file(int n) const { return dir_.file("pass" + std::to_string(n)); }
@@ -157,12 +99,14 @@ class Luks1Test : public ::testing::Test {
 
   void cryptsetup_format(const std::string& extra = "") {
     make_sparse_file(image_path_, kImageSize);
-    std::string out;
-    ASSERT_EQ(run(std::string("cryptsetup luksFormat --type luks1 ") + kCryptsetupFast + " " + extra + " --key-file " +
-                      pass_file(1) + " " + image_path_,
-                  &out),
-              0)
-        << out;
+    ASSERT_TRUE(succeeds(std::string("cryptsetup luksFormat --type luks1 ") + kCryptsetupFast + " " + extra +
+                         " --key-file " + pass_file(1) + " " + image_path_));
+  }
+
+  // Adds passphrase new_pass with cryptsetup, opening the image with passphrase 1.
+  ::testing::AssertionResult cryptsetup_add_key(const std::string& extra, int new_pass) {
+    return succeeds(std::string("cryptsetup luksAddKey ") + kCryptsetupFast + " " + extra + " --key-file " +
+                    pass_file(1) + " " + image_path_ + " " + pass_file(new_pass));
   }
 
   std::unique_ptr<RawImage> open_image(OpenMode mode = OpenMode::read_write) {
@@ -171,16 +115,26 @@ class Luks1Test : public ::testing::Test {
     return image ? std::move(image).value() : nullptr;
   }
 
+  // A fresh image (kept in image_) formatted by us with luks1_options() and passphrase 1.
+  std::unique_ptr<LuksVolume> format_fresh(std::span<const uint8_t> key) {
+    make_sparse_file(image_path_, kImageSize);
+    image_ = open_image();
+    auto volume = format_luks1(*image_, luks1_options(), key, bytes_of(pass(1)));
+    EXPECT_TRUE(volume.ok()) << (volume ? "" : volume.error().message());
+    return volume ? std::move(volume).value() : nullptr;
+  }
+
   std::unique_ptr<LuksVolume> load(RawImage& image) {
     auto volume = load_luks1(image);
     EXPECT_TRUE(volume.ok()) << (volume ? "" : volume.error().message());
     return volume ? std::move(volume).value() : nullptr;
   }
 
-  std::vector<uint8_t> header_bytes() { return read_file(image_path_, 0, kLuks1HeaderIoSize); }
+  std::vector<uint8_t> header_bytes() { return read_bytes(image_path_, 0, kLuks1HeaderIoSize); }
 
   TempDir dir_;
   std::string image_path_;
+  std::unique_ptr<RawImage> image_;
 };
 
 // ---- header ----
@@ -328,7 +282,7 @@ TEST(Luks1Header, RandomCorruptionNeverCrashes) {
 }
 
 TEST_F(Luks1Test, LoadRejectsTruncatedAndForeignImages) {
-  write_file(image_path_, std::string(100, 'L'));
+  write_file(image_path_, bytes_of(std::string(100, 'L')));
   auto image = open_image();
   ASSERT_TRUE(image);
   auto volume = load_luks1(*image);
@@ -355,17 +309,8 @@ TEST_F(Luks1Test, LoadRejectsTruncatedAndForeignImages) {
 
 TEST_F(Luks1Test, OpensCryptsetupKeyslotsWithTheSameVolumeKey) {
   cryptsetup_format();
-  std::string out;
-  ASSERT_EQ(run(std::string("cryptsetup luksAddKey ") + kCryptsetupFast + " --key-file " + pass_file(1) + " " +
-                    image_path_ + " " + pass_file(2),
-                &out),
-            0)
-      << out;
-  ASSERT_EQ(run(std::string("cryptsetup luksAddKey ") + kCryptsetupFast + " --key-slot 5 --key-file " + pass_file(1) +
-                    " " + image_path_ + " " + pass_file(3),
-                &out),
-            0)
-      << out;
+  ASSERT_TRUE(cryptsetup_add_key("", 2));
+  ASSERT_TRUE(cryptsetup_add_key("--key-slot 5", 3));
   const auto expected = cryptsetup_volume_key(image_path_, pass_file(1));
   ASSERT_EQ(expected.size(), 64u);
 
@@ -427,12 +372,8 @@ using Luks1QemuTest = Luks1Test;
 
 TEST_F(Luks1QemuTest, OpensQemuImgLuksImage) {
   if (!have_tool("/usr/bin/qemu-img")) GTEST_SKIP() << "qemu-img missing";
-  std::string out;
-  ASSERT_EQ(run("/usr/bin/qemu-img create -f luks --object secret,id=sec0,data='" + pass(1) +
-                    "' -o key-secret=sec0,iter-time=10 " + image_path_ + " 16M",
-                &out),
-            0)
-      << out;
+  ASSERT_TRUE(succeeds("/usr/bin/qemu-img create -f luks --object secret,id=sec0,data='" + pass(1) +
+                       "' -o key-secret=sec0,iter-time=10 " + image_path_ + " 16M"));
   const auto expected = cryptsetup_volume_key(image_path_, pass_file(1));
   ASSERT_EQ(expected.size(), 64u);
   auto image = open_image(OpenMode::read_only);
@@ -516,7 +457,7 @@ TEST_F(Luks1Test, FormatRefusesBadRequestsAndLeavesImageUntouched) {
   // A pattern, so any write would show.
   std::string pattern(3 * 1024 * 1024, '\0');
   for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<char>(i * 7 + 3);
-  write_file(image_path_, pattern);
+  write_file(image_path_, bytes_of(pattern));
   const SecureBuffer key = random_key(64);
   auto image = open_image();
 
@@ -548,7 +489,7 @@ TEST_F(Luks1Test, FormatRefusesBadRequestsAndLeavesImageUntouched) {
   bad_cipher.cipher = "aes-cbc-essiv:sha256";
   expect_refused(bad_cipher, key.span(), Errc::unsupported, "cbc cipher");
 
-  const auto after = read_file(image_path_, 0, pattern.size());
+  const auto after = read_bytes(image_path_, 0, pattern.size());
   EXPECT_TRUE(std::string(after.begin(), after.end()) == pattern);
 }
 
@@ -582,18 +523,10 @@ TEST_F(Luks1Test, KeyslotAddedByUsOpensInCryptsetup) {
 }
 
 TEST_F(Luks1Test, KeyslotAddedByCryptsetupAfterOursOpensWithUs) {
-  make_sparse_file(image_path_, kImageSize);
   const SecureBuffer key = random_key(64);
-  auto image = open_image();
-  auto formatted = format_luks1(*image, luks1_options(), key.span(), bytes_of(pass(1)));
-  ASSERT_TRUE(formatted.ok()) << formatted.error().message();
-  std::string out;
-  ASSERT_EQ(run(std::string("cryptsetup luksAddKey ") + kCryptsetupFast + " --key-slot 3 --key-file " + pass_file(1) +
-                    " " + image_path_ + " " + pass_file(2),
-                &out),
-            0)
-      << out;
-  auto volume = load(*image);
+  ASSERT_TRUE(format_fresh(key.span()));
+  ASSERT_TRUE(cryptsetup_add_key("--key-slot 3", 2));
+  auto volume = load(*image_);
   ASSERT_TRUE(volume);
   auto unlocked = volume->open(bytes_of(pass(2)));
   ASSERT_TRUE(unlocked.ok()) << unlocked.error().message();
@@ -603,14 +536,9 @@ TEST_F(Luks1Test, KeyslotAddedByCryptsetupAfterOursOpensWithUs) {
 
 TEST_F(Luks1Test, RemovedKeyslotIsRefusedByCryptsetupAndWiped) {
   cryptsetup_format();
-  std::string out;
-  ASSERT_EQ(run(std::string("cryptsetup luksAddKey ") + kCryptsetupFast + " --key-file " + pass_file(1) + " " +
-                    image_path_ + " " + pass_file(2),
-                &out),
-            0)
-      << out;
+  ASSERT_TRUE(cryptsetup_add_key("", 2));
   const uint64_t area_offset = uint64_t{kSlotOffsets512[1]} * 512;
-  const auto area_before = read_file(image_path_, area_offset, 256000);
+  const auto area_before = read_bytes(image_path_, area_offset, 256000);
   auto image = open_image();
   auto volume = load(*image);
   ASSERT_TRUE(volume);
@@ -618,7 +546,7 @@ TEST_F(Luks1Test, RemovedKeyslotIsRefusedByCryptsetupAndWiped) {
 
   EXPECT_FALSE(cryptsetup_accepts(image_path_, pass_file(2)));
   EXPECT_TRUE(cryptsetup_accepts(image_path_, pass_file(1)));
-  const auto area_after = read_file(image_path_, area_offset, 256000);
+  const auto area_after = read_bytes(image_path_, area_offset, 256000);
   ASSERT_EQ(area_after.size(), area_before.size());
   size_t same = 0;
   for (size_t i = 0; i < area_after.size(); ++i) same += area_after[i] == area_before[i];
@@ -642,12 +570,10 @@ TEST_F(Luks1Test, RemovedKeyslotIsRefusedByCryptsetupAndWiped) {
 }
 
 TEST_F(Luks1Test, AddKeyslotRefusals) {
-  make_sparse_file(image_path_, kImageSize);
   const SecureBuffer key = random_key(64);
-  auto image = open_image();
-  auto formatted = format_luks1(*image, luks1_options(), key.span(), bytes_of(pass(1)));
-  ASSERT_TRUE(formatted.ok()) << formatted.error().message();
-  LuksVolume& volume = **formatted;
+  const auto formatted = format_fresh(key.span());
+  ASSERT_TRUE(formatted);
+  LuksVolume& volume = *formatted;
 
   KdfRequest argon = fast_pbkdf2();
   argon.type = KdfType::argon2id;
@@ -677,12 +603,10 @@ TEST_F(Luks1Test, AddKeyslotRefusals) {
 }
 
 TEST_F(Luks1Test, DescribeShowsLayoutWithoutSecrets) {
-  make_sparse_file(image_path_, kImageSize);
   const SecureBuffer key = random_key(64);
-  auto image = open_image();
-  auto formatted = format_luks1(*image, luks1_options(), key.span(), bytes_of(pass(1)));
-  ASSERT_TRUE(formatted.ok()) << formatted.error().message();
-  const nlohmann::json info = (*formatted)->describe();
+  const auto formatted = format_fresh(key.span());
+  ASSERT_TRUE(formatted);
+  const nlohmann::json info = formatted->describe();
   EXPECT_EQ(info["version"], 1);
   EXPECT_EQ(info["cipher"], "aes-xts-plain64");
   EXPECT_EQ(info["hash"], "sha256");
@@ -698,7 +622,7 @@ TEST_F(Luks1Test, DescribeShowsLayoutWithoutSecrets) {
   const std::string text_json = info.dump();
   EXPECT_EQ(text_json.find("salt"), std::string::npos);
 
-  const std::string text = (*formatted)->describe_text();
+  const std::string text = formatted->describe_text();
   EXPECT_NE(text.find("Key Slot 0: ENABLED"), std::string::npos) << text;
   EXPECT_NE(text.find("Key Slot 7: DISABLED"), std::string::npos) << text;
   EXPECT_NE(text.find("Payload offset:\t8192"), std::string::npos) << text;

@@ -1,15 +1,10 @@
 // LUKS2 header engine: reading headers cryptsetup 2.6 wrote, writing them back so cryptsetup still
 // opens them, recovery from a damaged copy, and rejection of damaged, crafted or foreign data.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cryptopp/pwdbased.h>
 #include <cryptopp/sha.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -22,11 +17,11 @@
 #include "file_image.h"
 #include "luks2_header.h"
 #include "random.h"
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
 
-namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
 constexpr uint64_t kMiB = uint64_t{1024} * 1024;
@@ -35,66 +30,10 @@ constexpr size_t kBothCopies = 2 * size_t{16384};  // two 16 KiB header copies
 constexpr char kPbkdf2Fast[] = "--batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000";
 constexpr char kArgon2Fast[] = "--batch-mode --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "luks2_header_test.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-// Runs a shell command; returns its exit status, with stdout and stderr in *output.
-int run(const std::string& command, std::string* output = nullptr) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  std::string text;
-  char chunk[4096];
-  size_t n = 0;
-  while ((n = fread(chunk, 1, sizeof chunk, pipe)) > 0) text.append(chunk, n);
-  const int status = pclose(pipe);
-  if (output != nullptr) *output = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::vector<uint8_t> read_bytes(const std::string& path, uint64_t offset, size_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<uint8_t> out(size);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(size));
-  out.resize(static_cast<size_t>(in.gcount()));
-  return out;
-}
-
-void write_bytes(const std::string& path, uint64_t offset, std::span<const uint8_t> data) {
-  std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
-  out.seekp(static_cast<std::streamoff>(offset));
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-}
-
-void write_file(const std::string& path, std::span<const uint8_t> data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-}
-
 void flip_byte(const std::string& path, uint64_t offset) {
   auto byte = read_bytes(path, offset, 1);
   byte[0] ^= 0x01;
   write_bytes(path, offset, byte);
-}
-
-std::span<const uint8_t> bytes_of(std::string_view text) {
-  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
 }
 
 std::string json_text_at(const std::string& path, uint64_t copy_offset, uint64_t hdr_size) {
@@ -166,26 +105,14 @@ class Luks2HeaderTest : public ::testing::Test {
   // A fresh cryptsetup LUKS2 image with keyslot 0 opened by passphrase_.
   std::string format(const std::string& name, const std::string& options) {
     std::string path = dir_.file(name);
-    std::string output;
-    fs::resize_file(create_empty(path), kImageSize);
-    const int status =
-        run("cryptsetup luksFormat --type luks2 " + options + " --key-file " + passphrase_ + " " + path, &output);
-    EXPECT_EQ(status, 0) << output;
-    return path;
-  }
-
-  std::string create_empty(const std::string& path) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc).flush();
+    make_sparse_file(path, kImageSize);
+    EXPECT_TRUE(succeeds("cryptsetup luksFormat --type luks2 " + options + " --key-file " + passphrase_ + " " + path));
     return path;
   }
 
   void add_key(const std::string& path, int keyslot) {
-    std::string output;
-    ASSERT_EQ(run("cryptsetup luksAddKey " + std::string(kPbkdf2Fast) + " --key-file " + passphrase_ +
-                      " --new-keyfile " + passphrase2_ + " --new-key-slot " + std::to_string(keyslot) + " " + path,
-                  &output),
-              0)
-        << output;
+    ASSERT_TRUE(succeeds("cryptsetup luksAddKey " + std::string(kPbkdf2Fast) + " --key-file " + passphrase_ +
+                         " --new-keyfile " + passphrase2_ + " --new-key-slot " + std::to_string(keyslot) + " " + path));
   }
 
   Json dump_json(const std::string& path) {
@@ -479,10 +406,9 @@ TEST_F(Luks2HeaderTest, ForeignDataIsBadHeader) {
   }
 
   const std::string luks1 = dir_.file("luks1.img");
-  fs::resize_file(create_empty(luks1), kImageSize);
-  ASSERT_EQ(run("cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 --key-file " +
-                passphrase_ + " " + luks1),
-            0);
+  make_sparse_file(luks1, kImageSize);
+  ASSERT_TRUE(succeeds("cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 --key-file " +
+                       passphrase_ + " " + luks1));
   auto loaded = load(luks1);
   ASSERT_FALSE(loaded);
   EXPECT_NE(loaded.error().message().find("version is 1"), std::string::npos) << loaded.error().message();
@@ -685,7 +611,7 @@ TEST_F(Luks2HeaderTest, NewHeaderIsAcceptedByCryptsetup) {
   h.metadata.segments[0] = segment;
 
   const std::string path = dir_.file("fresh.img");
-  fs::resize_file(create_empty(path), kImageSize + kMiB);
+  make_sparse_file(path, kImageSize + kMiB);
   ASSERT_TRUE(store(path, h));
   EXPECT_EQ(h.binary.seqid, 2u);
   EXPECT_EQ(epoch(path), 2);
@@ -695,12 +621,8 @@ TEST_F(Luks2HeaderTest, NewHeaderIsAcceptedByCryptsetup) {
 
   const std::string key_file = dir_.file("volume.key");
   write_file(key_file, volume_key);
-  std::string output;
-  ASSERT_EQ(run("cryptsetup luksAddKey " + std::string(kPbkdf2Fast) + " --key-size 512 --volume-key-file " + key_file +
-                    " --new-keyfile " + passphrase_ + " " + path,
-                &output),
-            0)
-      << output;
+  ASSERT_TRUE(succeeds("cryptsetup luksAddKey " + std::string(kPbkdf2Fast) + " --key-size 512 --volume-key-file " +
+                       key_file + " --new-keyfile " + passphrase_ + " " + path));
   EXPECT_TRUE(opens(path, passphrase_));
 
   auto loaded = load(path);
@@ -718,7 +640,7 @@ TEST_F(Luks2HeaderTest, WriteRefusesInvalidMetadataAndSmallImages) {
   EXPECT_EQ(fresh->binary.uuid, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
 
   const std::string path = dir_.file("small.img");
-  fs::resize_file(create_empty(path), kImageSize);
+  make_sparse_file(path, kImageSize);
   // No segment yet: invalid, and nothing is written.
   auto refused = store(path, *fresh);
   ASSERT_FALSE(refused);
@@ -732,7 +654,7 @@ TEST_F(Luks2HeaderTest, WriteRefusesInvalidMetadataAndSmallImages) {
   fresh->metadata.digests[0] = digest;
   fresh->metadata.segments[0].offset = 16 * kMiB;
   const std::string tiny = dir_.file("tiny.img");
-  fs::resize_file(create_empty(tiny), kMiB);
+  make_sparse_file(tiny, kMiB);
   auto too_small = store(tiny, *fresh);
   ASSERT_FALSE(too_small);
   EXPECT_TRUE(too_small.error().is(Errc::no_space)) << too_small.error().message();

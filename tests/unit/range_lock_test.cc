@@ -5,10 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
 #include <random>
 #include <thread>
 #include <vector>
+
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
@@ -52,16 +53,7 @@ TEST(RangeLock, GuardReleasesOnceWhenMoved) {
 TEST(RangeLock, BlockingLockWaitsForOverlappingRelease) {
   RangeLock locks;
   auto held = locks.lock(0, 100);
-  std::atomic<bool> acquired{false};
-  std::thread waiter([&] {
-    auto guard = locks.lock(50, 150);
-    acquired = true;
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_FALSE(acquired.load());
-  held.release();
-  waiter.join();
-  EXPECT_TRUE(acquired.load());
+  expect_blocks_until([&] { auto guard = locks.lock(50, 150); }, [&] { held.release(); });
 }
 
 TEST(RangeLock, WaitingRequestIsNotOvertakenByLaterOverlappingOnes) {

@@ -1,5 +1,6 @@
-// AES-XTS backends: IEEE 1619-2007 Annex B vectors, sector numbering, a cross-check of multi-sector
-// tweak counting against Python's `cryptography` (OpenSSL), concurrency, and key-size errors.
+// AES-XTS backends: IEEE 1619-2007 Annex B vectors, sector numbering and a cross-check of
+// multi-sector tweak counting against Python's `cryptography` (OpenSSL), each for every backend this
+// CPU supports; concurrency, and key-size errors.
 #include "xts_cipher.h"
 
 #include <gtest/gtest.h>
@@ -123,8 +124,9 @@ std::vector<uint8_t> counting_512() {
 
 // Vectors 1-3 have 32-byte data units. XTS without ciphertext stealing treats blocks independently,
 // so they are the first 32 bytes of a 512-byte sector with the same tweak.
-void check_short_vector(std::string_view key, uint64_t dusn, std::string_view plaintext, std::string_view ciphertext) {
-  const auto cipher = cipher_for(key);
+void check_short_vector(CipherBackend backend, std::string_view key, uint64_t dusn, std::string_view plaintext,
+                        std::string_view ciphertext) {
+  const auto cipher = cipher_for(key, backend);
   ASSERT_TRUE(cipher);
   std::vector<uint8_t> sector(512, 0xa5);
   const std::vector<uint8_t> pt = from_hex(plaintext);
@@ -136,33 +138,40 @@ void check_short_vector(std::string_view key, uint64_t dusn, std::string_view pl
 }
 
 TEST(XtsCipher, Ieee1619ShortVectors) {
-  check_short_vector("0000000000000000000000000000000000000000000000000000000000000000", 0,
-                     "0000000000000000000000000000000000000000000000000000000000000000",
-                     "917cf69ebd68b2ec9b9fe9a3eadda692cd43d2f59598ed858c02c2652fbf922e");
-  check_short_vector("1111111111111111111111111111111122222222222222222222222222222222", 0x3333333333,
-                     "4444444444444444444444444444444444444444444444444444444444444444",
-                     "c454185e6a16936e39334038acef838bfb186fff7480adc4289382ecd6d394f0");
-  check_short_vector("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f022222222222222222222222222222222", 0x3333333333,
-                     "4444444444444444444444444444444444444444444444444444444444444444",
-                     "af85336b597afc1a900b2eb21ec949d292df4c047e0b21532186a5971a227a89");
+  for (const CipherBackend backend : supported_cipher_backends()) {
+    SCOPED_TRACE(cipher_backend_id(backend));
+    check_short_vector(backend, "0000000000000000000000000000000000000000000000000000000000000000", 0,
+                       "0000000000000000000000000000000000000000000000000000000000000000",
+                       "917cf69ebd68b2ec9b9fe9a3eadda692cd43d2f59598ed858c02c2652fbf922e");
+    check_short_vector(backend, "1111111111111111111111111111111122222222222222222222222222222222", 0x3333333333,
+                       "4444444444444444444444444444444444444444444444444444444444444444",
+                       "c454185e6a16936e39334038acef838bfb186fff7480adc4289382ecd6d394f0");
+    check_short_vector(backend, "fffefdfcfbfaf9f8f7f6f5f4f3f2f1f022222222222222222222222222222222", 0x3333333333,
+                       "4444444444444444444444444444444444444444444444444444444444444444",
+                       "af85336b597afc1a900b2eb21ec949d292df4c047e0b21532186a5971a227a89");
+  }
 }
 
 TEST(XtsCipher, Ieee1619Vectors4And5) {
-  const auto cipher = cipher_for(kKey128);
-  ASSERT_TRUE(cipher);
-  std::vector<uint8_t> data = counting_512();
-  cipher->encrypt(data, 512, 0);
-  EXPECT_EQ(hex(data), kVector4Ciphertext);
-  cipher->encrypt(data, 512, 1);
-  EXPECT_EQ(hex(data), kVector5Ciphertext);
-  cipher->decrypt(data, 512, 1);
-  EXPECT_EQ(hex(data), kVector4Ciphertext);
-  cipher->decrypt(data, 512, 0);
-  EXPECT_EQ(data, counting_512());
+  for (const CipherBackend backend : supported_cipher_backends()) {
+    SCOPED_TRACE(cipher_backend_id(backend));
+    const auto cipher = cipher_for(kKey128, backend);
+    ASSERT_TRUE(cipher);
+    std::vector<uint8_t> data = counting_512();
+    cipher->encrypt(data, 512, 0);
+    EXPECT_EQ(hex(data), kVector4Ciphertext);
+    cipher->encrypt(data, 512, 1);
+    EXPECT_EQ(hex(data), kVector5Ciphertext);
+    cipher->decrypt(data, 512, 1);
+    EXPECT_EQ(hex(data), kVector4Ciphertext);
+    cipher->decrypt(data, 512, 0);
+    EXPECT_EQ(data, counting_512());
+  }
 }
 
 TEST(XtsCipher, Ieee1619Vectors10And11Aes256) {
-  for (const CipherBackend backend : {CipherBackend::best, CipherBackend::portable}) {
+  for (const CipherBackend backend : supported_cipher_backends()) {
+    SCOPED_TRACE(cipher_backend_id(backend));
     const auto cipher = cipher_for(kKey256, backend);
     ASSERT_TRUE(cipher);
     std::vector<uint8_t> data = counting_512();
@@ -178,22 +187,25 @@ TEST(XtsCipher, Ieee1619Vectors10And11Aes256) {
 }
 
 TEST(XtsCipher, ConsecutiveSectorsGetConsecutiveTweaks) {
-  // One call over two 512-byte sectors from iv 0 must equal vectors 4 and 5 (data units 0 and 1).
-  const auto cipher = cipher_for(kKey128);
-  ASSERT_TRUE(cipher);
-  std::vector<uint8_t> data = counting_512();
-  const std::vector<uint8_t> second = from_hex(kVector4Ciphertext);
-  data.insert(data.end(), second.begin(), second.end());
-  cipher->encrypt(data, 512, 0);
-  EXPECT_EQ(hex(data), std::string(kVector4Ciphertext) + kVector5Ciphertext);
+  for (const CipherBackend backend : supported_cipher_backends()) {
+    SCOPED_TRACE(cipher_backend_id(backend));
+    // One call over two 512-byte sectors from iv 0 must equal vectors 4 and 5 (data units 0 and 1).
+    const auto cipher = cipher_for(kKey128, backend);
+    ASSERT_TRUE(cipher);
+    std::vector<uint8_t> data = counting_512();
+    const std::vector<uint8_t> second = from_hex(kVector4Ciphertext);
+    data.insert(data.end(), second.begin(), second.end());
+    cipher->encrypt(data, 512, 0);
+    EXPECT_EQ(hex(data), std::string(kVector4Ciphertext) + kVector5Ciphertext);
 
-  // A 1024-byte sector is one data unit: its second half continues the first's tweak sequence
-  // instead of starting over at data unit 1.
-  std::vector<uint8_t> big = counting_512();
-  big.insert(big.end(), second.begin(), second.end());
-  cipher->encrypt(big, 1024, 0);
-  EXPECT_EQ(hex(std::span(big).first(512)), kVector4Ciphertext);
-  EXPECT_NE(hex(std::span(big).subspan(512)), kVector5Ciphertext);
+    // A 1024-byte sector is one data unit: its second half continues the first's tweak sequence
+    // instead of starting over at data unit 1.
+    std::vector<uint8_t> big = counting_512();
+    big.insert(big.end(), second.begin(), second.end());
+    cipher->encrypt(big, 1024, 0);
+    EXPECT_EQ(hex(std::span(big).first(512)), kVector4Ciphertext);
+    EXPECT_NE(hex(std::span(big).subspan(512)), kVector5Ciphertext);
+  }
 }
 
 class TempDir {
@@ -264,14 +276,17 @@ TEST(XtsCipher, MultiSectorTweaksMatchPythonCryptography) {
                plain.string() + " " + c.expected.string();
   }
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  for (const Case& c : cases) {
-    const auto cipher = cipher_for(hex(c.key));
-    ASSERT_TRUE(cipher);
-    std::vector<uint8_t> data = plaintext;
-    cipher->encrypt(data, c.sector_size, c.first_iv);
-    EXPECT_TRUE(data == read_file(c.expected)) << "sector " << c.sector_size << " iv " << c.first_iv;
-    cipher->decrypt(data, c.sector_size, c.first_iv);
-    EXPECT_TRUE(data == plaintext);
+  for (const CipherBackend backend : supported_cipher_backends()) {
+    for (const Case& c : cases) {
+      const auto cipher = cipher_for(hex(c.key), backend);
+      ASSERT_TRUE(cipher);
+      std::vector<uint8_t> data = plaintext;
+      cipher->encrypt(data, c.sector_size, c.first_iv);
+      EXPECT_TRUE(data == read_file(c.expected))
+          << cipher_backend_id(backend) << " sector " << c.sector_size << " iv " << c.first_iv;
+      cipher->decrypt(data, c.sector_size, c.first_iv);
+      EXPECT_TRUE(data == plaintext) << cipher_backend_id(backend);
+    }
   }
 }
 

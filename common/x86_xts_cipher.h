@@ -1,0 +1,35 @@
+// X86XtsCipher: the XtsCipher of the x86-64 backends (AES-NI, VAES on YMM, VAES on ZMM): the round
+// keys plus the backend's kernel entry point. Reached through make_xts_cipher.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "xts_cipher.h"
+#include "xts_round_keys.h"
+
+namespace rbdluks {
+
+// A backend's whole-run entry point; data is whole sectors (checked before the call).
+using XtsKernel = void (*)(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, uint64_t first_iv,
+                           bool encrypt);
+
+class X86XtsCipher final : public XtsCipher {
+ public:
+  // key: 32 or 64 bytes. name must outlive the cipher (a string literal).
+  X86XtsCipher(std::span<const uint8_t> key, XtsKernel kernel, std::string_view name)
+      : keys_(key), kernel_(kernel), name_(name) {}
+
+  void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override;
+  void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override;
+  std::string_view backend_name() const override { return name_; }
+
+ private:
+  XtsRoundKeys keys_;
+  XtsKernel kernel_;
+  std::string_view name_;
+};
+
+}  // namespace rbdluks

@@ -1,0 +1,152 @@
+// The AES-XTS kernel of the x86-64 backends, written once over a register width ("Ops": SSE for
+// AES-NI, YMM and ZMM for VAES). Include it only from a backend's .cc file.
+//
+// How it runs: the IVs of up to 8 registers' worth of sectors are encrypted with the tweak key
+// together, then each sector is processed 8 registers at a time (8, 16 or 32 blocks). The tweaks of
+// those blocks stay in 8 registers and advance by alpha^(8 * lanes) per step, a byte shift plus one
+// carry-less multiply for the reduction; nothing goes through tables, so timing does not depend on
+// keys or data.
+//
+// Why templates without target attributes: GCC refuses to inline a function built for more
+// instruction sets into one built for fewer, so only the Ops members carry the target attribute,
+// and the backend's entry point (built for the same set and marked `flatten`) pulls the whole
+// kernel into itself when optimising. Ops members take vectors by reference, never by value: a
+// function built without AVX passes vector values differently from one built with it, so when they
+// are not inlined (-O0) by-value calls would silently corrupt data.
+//
+// An Ops type provides, all static and compiled for its instruction set, modifying v in place:
+//   V, kLanes                    the register type and how many 16-byte blocks it holds
+//   load(v, p), store(p, v)      unaligned memory access
+//   round_key(v, p)              the 16-byte round key at p (16-byte aligned) in every lane
+//   xor_into(v, a)               v ^= a
+//   aesenc, aesenclast, aesdec, aesdeclast (v, key)
+//   ivs(v, iv, step)             lane l = the tweak block of IV (iv + l * step) mod 2^64
+//   spread(v, p)                 lane l = T * alpha^l, for the 16-byte block T at p (16-aligned)
+//   mul_x<K>(v)                  every lane times alpha^K in GF(2^128), 0 < K <= 32
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "secure_buffer.h"
+#include "xts_round_keys.h"
+
+namespace rbdluks::xts_kernel {
+
+// Registers processed together: enough independent AES rounds in flight to cover the instruction's
+// latency on both AES units. With 16 vector registers (SSE, AVX2) the compiler spills a few tweaks;
+// X86XtsCipher wipes the stack after each call.
+constexpr size_t kRegs = 8;
+
+// f(integral_constant<0>) ... f(integral_constant<N-1>): unrolled, with the index usable as a
+// template argument.
+template <size_t N, typename F>
+void unrolled(F&& f) {
+  [&]<size_t... i>(std::index_sequence<i...>) { (f(std::integral_constant<size_t, i>{}), ...); }
+  (std::make_index_sequence<N>{});
+}
+
+// Encrypts (or decrypts) N registers of blocks in place with the schedule at keys.
+template <class Ops, int kRounds, bool kEncrypt, size_t N>
+void aes(typename Ops::V* x, const uint8_t* keys) {
+  typename Ops::V key;
+  Ops::round_key(key, keys);
+  unrolled<N>([&](auto i) { Ops::xor_into(x[i], key); });
+#pragma GCC unroll 16
+  for (int round = 1; round < kRounds; ++round) {
+    Ops::round_key(key, keys + 16 * round);
+    unrolled<N>([&](auto i) {
+      if constexpr (kEncrypt) {
+        Ops::aesenc(x[i], key);
+      } else {
+        Ops::aesdec(x[i], key);
+      }
+    });
+  }
+  Ops::round_key(key, keys + 16 * kRounds);
+  unrolled<N>([&](auto i) {
+    if constexpr (kEncrypt) {
+      Ops::aesenclast(x[i], key);
+    } else {
+      Ops::aesdeclast(x[i], key);
+    }
+  });
+}
+
+// Writes E_k2(IV) of `count` consecutive sectors, 16 bytes each, to out.
+template <class Ops, int kRounds>
+void first_tweaks(const XtsRoundKeys& keys, size_t count, uint64_t first_iv, uint64_t iv_step, uint8_t* out) {
+  using V = typename Ops::V;
+  const size_t regs = (count + Ops::kLanes - 1) / Ops::kLanes;
+  V x[kRegs];
+  if (regs == kRegs) {
+    unrolled<kRegs>([&](auto r) { Ops::ivs(x[r], first_iv + r * Ops::kLanes * iv_step, iv_step); });
+    aes<Ops, kRounds, true, kRegs>(x, keys.tweak_encrypt());
+    unrolled<kRegs>([&](auto r) { Ops::store(out + r * sizeof(V), x[r]); });
+    return;
+  }
+  for (size_t r = 0; r < regs; ++r) {
+    Ops::ivs(x[0], first_iv + r * Ops::kLanes * iv_step, iv_step);
+    aes<Ops, kRounds, true, 1>(x, keys.tweak_encrypt());
+    Ops::store(out + r * sizeof(V), x[0]);
+  }
+}
+
+template <class Ops, int kRounds, bool kEncrypt>
+void run(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) {
+  using V = typename Ops::V;
+  constexpr size_t kStep = kRegs * sizeof(V);  // bytes per step; divides every sector size
+  constexpr size_t kBatch = kRegs * Ops::kLanes;
+  const uint8_t* const data_keys = kEncrypt ? keys.data_encrypt() : keys.data_decrypt();
+  const uint64_t iv_step = sector_size / 512;
+  const size_t sectors = data.size() / sector_size;
+  // Tweaks are key-derived, so they are wiped like the portable backend wipes its own.
+  alignas(64) uint8_t tweaks[kBatch * 16];
+  for (size_t batch = 0; batch < sectors; batch += kBatch) {
+    const size_t count = std::min(kBatch, sectors - batch);
+    first_tweaks<Ops, kRounds>(keys, count, first_iv + batch * iv_step, iv_step, tweaks);
+    for (size_t s = 0; s < count; ++s) {
+      uint8_t* const sector = data.data() + (batch + s) * sector_size;
+      V t[kRegs];
+      Ops::spread(t[0], tweaks + 16 * s);
+      unrolled<kRegs - 1>([&](auto r) {
+        t[r + 1] = t[0];
+        Ops::template mul_x<(r + 1) * Ops::kLanes>(t[r + 1]);
+      });
+      for (size_t offset = 0;;) {
+        uint8_t* const p = sector + offset;
+        V x[kRegs];
+        unrolled<kRegs>([&](auto r) {
+          Ops::load(x[r], p + r * sizeof(V));
+          Ops::xor_into(x[r], t[r]);
+        });
+        aes<Ops, kRounds, kEncrypt, kRegs>(x, data_keys);
+        unrolled<kRegs>([&](auto r) {
+          Ops::xor_into(x[r], t[r]);
+          Ops::store(p + r * sizeof(V), x[r]);
+        });
+        offset += kStep;
+        if (offset == sector_size) break;
+        unrolled<kRegs>([&](auto r) { Ops::template mul_x<kRegs * Ops::kLanes>(t[r]); });
+      }
+    }
+  }
+  secure_zero(tweaks, sizeof(tweaks));
+}
+
+// The four kernels of one width: AES-128 or AES-256, encrypting or decrypting.
+template <class Ops>
+void dispatch(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, uint64_t first_iv, bool encrypt) {
+  if (keys.rounds() == 14) {
+    encrypt ? run<Ops, 14, true>(keys, data, sector_size, first_iv)
+            : run<Ops, 14, false>(keys, data, sector_size, first_iv);
+  } else {
+    encrypt ? run<Ops, 10, true>(keys, data, sector_size, first_iv)
+            : run<Ops, 10, false>(keys, data, sector_size, first_iv);
+  }
+}
+
+}  // namespace rbdluks::xts_kernel
