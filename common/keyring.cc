@@ -15,21 +15,30 @@ Result<KeyReference> KeyReference::parse(const std::string& text) {
 Result<PassphraseEncoding> parse_passphrase_encoding(const std::string& text) {
   if (text == "raw") return PassphraseEncoding::raw;
   if (text == "hex") return PassphraseEncoding::hex;
-  return Error(Errc::usage, "passphrase encoding '" + text + "' is not raw or hex");
+  if (text == "hex-mangled") return PassphraseEncoding::hex_mangled;
+  return Error(Errc::usage, "passphrase encoding '" + text + "' is not raw, hex or hex-mangled");
 }
 
 const char* passphrase_encoding_name(PassphraseEncoding encoding) {
-  return encoding == PassphraseEncoding::hex ? "hex" : "raw";
+  switch (encoding) {
+    case PassphraseEncoding::raw: return "raw";
+    case PassphraseEncoding::hex: return "hex";
+    case PassphraseEncoding::hex_mangled: return "hex-mangled";
+  }
+  return "raw";
 }
 
 SecureBuffer encode_passphrase(std::span<const uint8_t> key, PassphraseEncoding encoding) {
   if (encoding == PassphraseEncoding::raw) return SecureBuffer::copy_of(key);
   static constexpr char kDigits[] = "0123456789abcdef";
   SecureBuffer out(key.size() * 2);
-  for (size_t i = 0; i < key.size(); ++i) {
-    out[2 * i] = static_cast<uint8_t>(kDigits[key[i] >> 4]);
-    out[2 * i + 1] = static_cast<uint8_t>(kDigits[key[i] & 0xf]);
+  size_t n = 0;
+  for (const uint8_t byte : key) {
+    // The mangled form drops the high digit when it is zero.
+    if (encoding == PassphraseEncoding::hex || (byte >> 4) != 0) out[n++] = static_cast<uint8_t>(kDigits[byte >> 4]);
+    out[n++] = static_cast<uint8_t>(kDigits[byte & 0xf]);
   }
+  out.shrink(n);
   return out;
 }
 

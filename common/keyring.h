@@ -39,9 +39,11 @@ class Keyring {
   virtual Status remove(const std::string& locator) = 0;
 };
 
-// How fetched key bytes become the LUKS passphrase: as they are, or as lowercase hex (OpenStack's
-// convention: the passphrase of a Cinder volume is binascii.hexlify(key)).
-enum class PassphraseEncoding { raw, hex };
+// How fetched key bytes become the LUKS passphrase: as they are, as lowercase hex (OpenStack's
+// convention: the passphrase of a Cinder volume is binascii.hexlify(key)), or in the "mangled" hex of
+// volumes from before OpenStack Newton (each byte as hex(b) without "0x", so without a leading zero;
+// os-brick still tries it when the normal form fails).
+enum class PassphraseEncoding { raw, hex, hex_mangled };
 
 Result<PassphraseEncoding> parse_passphrase_encoding(const std::string& text);
 const char* passphrase_encoding_name(PassphraseEncoding encoding);

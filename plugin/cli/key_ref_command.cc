@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "key_source.h"
 #include "keyring_registry.h"
 #include "target.h"
 #include "volume_access.h"
@@ -16,13 +17,14 @@ namespace {
 Status key_ref_set(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 2, 2, "key-ref set TARGET REF [--passphrase-encoding raw|hex]"));
   for (const char* option : {"passphrase-file", "key-ref", "new-key"}) {
-    if (cl.has(option)) return Error(Errc::usage, std::string("key-ref set takes the reference as its argument, not --") + option);
+    if (cl.has(option))
+      return Error(Errc::usage, std::string("key-ref set takes the reference as its argument, not --") + option);
   }
   RL_ASSIGN(const KeyReference reference, KeyReference::parse(args[1]));
   RL_ASSIGN(const PassphraseEncoding encoding,
             parse_passphrase_encoding(cl.get("passphrase-encoding").value_or("raw")));
   RL_ASSIGN(auto loaded, load_volume(cl, args[0], OpenMode::read_write));
-  const KeyringEnvironment environment{[&cl] { return connect_for(cl); }, cl.get("config")};
+  const KeyringEnvironment environment = keyring_environment(cl);
   RL_ASSIGN(const SecureBuffer key, fetch_key(reference, environment));
   const SecureBuffer passphrase = encode_passphrase(key.span(), encoding);
   auto unlocked = loaded.volume->open(passphrase.span(), std::nullopt);

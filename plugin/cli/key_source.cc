@@ -11,9 +11,6 @@ namespace {
 
 constexpr size_t kNewKeyBytes = 64;  // what Cinder stores for a 512-bit AES-XTS volume
 
-KeyringEnvironment environment_for(const CommandLine& cl) {
-  return KeyringEnvironment{[&cl] { return connect_for(cl); }, cl.get("config")};
-}
 
 Result<std::optional<PassphraseEncoding>> encoding_option(const CommandLine& cl) {
   auto text = cl.get("passphrase-encoding");
@@ -31,11 +28,15 @@ Status exclusive_key_options(const CommandLine& cl) {
 
 Result<SecureBuffer> fetch_passphrase(const CommandLine& cl, const KeyReference& reference,
                                       PassphraseEncoding encoding) {
-  RL_ASSIGN(auto key, fetch_key(reference, environment_for(cl)));
+  RL_ASSIGN(auto key, fetch_key(reference, keyring_environment(cl)));
   return encode_passphrase(key.span(), encoding);
 }
 
 }  // namespace
+
+KeyringEnvironment keyring_environment(const CommandLine& cl) {
+  return KeyringEnvironment{[&cl] { return connect_for(cl); }, cl.get("config")};
+}
 
 Result<SecureBuffer> passphrase_from_file_option(const CommandLine& cl, const std::string& option) {
   auto path = cl.get(option);
@@ -92,7 +93,7 @@ Result<NewVolumeKey> key_for_new_volume(const CommandLine& cl, const std::string
   const std::string scheme = new_key->substr(0, colon);
   const std::string name = colon == std::string::npos ? "rbd-luks " + target_name : new_key->substr(colon + 1);
   if (name.empty()) return Error(Errc::usage, "--new-key " + *new_key + " names no key");
-  RL_ASSIGN(auto keyring, open_keyring(scheme, environment_for(cl)));
+  RL_ASSIGN(auto keyring, open_keyring(scheme, keyring_environment(cl)));
   SecureBuffer key(kNewKeyBytes);
   RL_TRY(fill_random(key.span()));
   RL_ASSIGN(auto reference, keyring->store(key.span(), name));
@@ -114,7 +115,7 @@ Status record_key_reference(RawImage& image, const NewVolumeKey& key) {
 
 void discard_new_key(const CommandLine& cl, const NewVolumeKey& key) {
   if (!key.created || !key.reference) return;
-  auto keyring = open_keyring(key.reference->scheme, environment_for(cl));
+  auto keyring = open_keyring(key.reference->scheme, keyring_environment(cl));
   if (keyring) (void)(*keyring)->remove(key.reference->locator);
 }
 

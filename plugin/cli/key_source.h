@@ -8,11 +8,15 @@
 
 #include "command_line.h"
 #include "keyring.h"
+#include "keyring_registry.h"
 #include "raw_image.h"
 #include "result.h"
 #include "secure_buffer.h"
 
 namespace rbdluks::cli {
+
+// The keyring environment of this command line: Ceph connection and OpenStack settings on demand.
+KeyringEnvironment keyring_environment(const CommandLine& cl);
 
 // The passphrase that opens `image`. `option` picks another file option (--new-passphrase-file)
 // when the caller wants that one; it takes only a file.

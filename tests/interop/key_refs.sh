@@ -53,3 +53,12 @@ pass "malformed key options: exit 2"
 "$RBD_LUKS" check "file:$WORK/before" --key-ref "file:$WORK/moved.key" -q 2>>"$WORK/dump.json" || true
 if grep -qF "$(xxd -p -c 256 "$WORK/moved.key" | cut -c1-16)" "$WORK/dump.json"; then fail "key material in output"; fi
 pass "no key material in output"
+
+# The pre-Newton "mangled" hex form (hex(b) without its leading zero), as os-brick's fallback tries.
+rm -f "$IMG"
+printf '\x01\x0a\xab\x00\x10' >"$WORK/short.key"
+printf '1aab010' >"$WORK/mangled.pass"
+expect_exit 0 "$RBD_LUKS" create "file:$IMG" --size 4M --passphrase-file "$WORK/mangled.pass" "${FAST_LUKS2[@]}"
+expect_exit 0 "$RBD_LUKS" check "file:$IMG" --key-ref "file:$WORK/short.key" --passphrase-encoding hex-mangled
+expect_exit 3 "$RBD_LUKS" check "file:$IMG" --key-ref "file:$WORK/short.key" --passphrase-encoding hex
+pass "hex-mangled encoding matches the pre-Newton passphrase form"
