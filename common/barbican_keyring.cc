@@ -56,7 +56,9 @@ class BarbicanKeyring final : public Keyring {
     request.idempotent = false;  // a repeated POST would leave a second, orphaned secret
     request.headers.push_back(http_header("Content-Type", "application/json"));
     request.headers.push_back(http_header("Accept", "application/json"));
-    RL_ASSIGN(request.body, json_with_secret(document, kPayloadPlaceholder, payload.span()));
+    auto request_body = json_with_secret(document, kPayloadPlaceholder, payload.span());
+    if (!request_body) return Error(Errc::key_unavailable, where + ": " + request_body.error().message());
+    request.body = std::move(request_body).value();
     auto response = send(std::move(request), "/secrets");
     if (!response) return Error(response.error()).context(where);
     if (response->status != 201) return Error(Errc::key_unavailable, where + ": " + refusal(*response));
@@ -109,14 +111,20 @@ class BarbicanKeyring final : public Keyring {
     const std::string status = "HTTP " + std::to_string(response.status);
     const std::string at = "Barbican at " + api_root_;
     switch (response.status) {
-      case 400: return at + " rejected the request (" + status + ")";
-      case 401: return at + " rejected the Keystone token of " + auth_->credentials().principal() + " (" + status +
-                       ", also after re-authenticating)";
-      case 403: return "access denied (" + status + "): the secret belongs to another project, or " +
-                       auth_->credentials().principal() + " may not use it";
-      case 404: return "no such secret at " + api_root_ + " (" + status + ")";
-      case 406: return "the secret has no application/octet-stream payload (" + status + ")";
-      default: break;
+      case 400:
+        return at + " rejected the request (" + status + ")";
+      case 401:
+        return at + " rejected the Keystone token of " + auth_->credentials().principal() + " (" + status +
+               ", also after re-authenticating)";
+      case 403:
+        return "access denied (" + status + "): the secret belongs to another project, or " +
+               auth_->credentials().principal() + " may not use it";
+      case 404:
+        return "no such secret at " + api_root_ + " (" + status + ")";
+      case 406:
+        return "the secret has no application/octet-stream payload (" + status + ")";
+      default:
+        break;
     }
     if (response.status >= 500) {
       return at + " failed (" + status + ", " + std::to_string(response.attempts) +

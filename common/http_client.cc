@@ -22,8 +22,7 @@ std::string lowercase(std::string_view text) {
 }
 
 bool name_equals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
 }
@@ -79,7 +78,8 @@ size_t on_header(char* data, size_t size, size_t count, void* user) noexcept {
   if (colon == std::string_view::npos) return n;
   std::string_view value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
+    value.remove_suffix(1);
   try {
     headers->push_back(HttpHeader{lowercase(line.substr(0, colon)), SecureBuffer::copy_of(value)});
   } catch (const std::bad_alloc&) {
@@ -99,7 +99,8 @@ class HeaderList {
     SecureBuffer line(header.name.size() + 2 + header.value.size() + 1);
     std::memcpy(line.data(), header.name.data(), header.name.size());
     std::memcpy(line.data() + header.name.size(), ": ", 2);
-    if (!header.value.empty()) std::memcpy(line.data() + header.name.size() + 2, header.value.data(), header.value.size());
+    if (!header.value.empty())
+      std::memcpy(line.data() + header.name.size() + 2, header.value.data(), header.value.size());
     add_line(reinterpret_cast<const char*>(line.data()));
   }
   void add_line(const char* line) { list_ = curl_slist_append(list_, line); }
@@ -149,8 +150,6 @@ Attempt perform_once(const HttpOptions& options, const HttpRequest& request) {
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &response.headers);
   if (request.method == "POST") {
     curl_easy_setopt(h, CURLOPT_POST, 1L);
-  } else if (request.method == "HEAD") {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
   } else if (request.method != "GET") {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
@@ -168,7 +167,7 @@ Attempt perform_once(const HttpOptions& options, const HttpRequest& request) {
         rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY;
     const bool transient = unconnected || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SEND_ERROR ||
                            rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE;
-    std::string reason = body.too_large ? "response larger than " + std::to_string(body.limit) + " bytes"
+    std::string reason = body.too_large          ? "response larger than " + std::to_string(body.limit) + " bytes"
                          : error_text[0] != '\0' ? std::string(error_text)
                                                  : std::string(curl_easy_strerror(rc));
     return {Error(Errc::failure, request.method + " " + request.url + ": " + reason), transient, !unconnected};

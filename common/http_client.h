@@ -27,7 +27,7 @@ struct HttpHeader {
 HttpHeader http_header(std::string name, std::string_view value);
 
 struct HttpRequest {
-  std::string method = "GET";
+  std::string method = "GET";  // GET, POST, PUT or DELETE
   std::string url;
   std::vector<HttpHeader> headers;
   SecureBuffer body;

@@ -47,10 +47,10 @@ nlohmann::json auth_document(const KeystoneCredentials& c) {
   nlohmann::json password_user = user(c);
   password_user["password"] = placeholder;
   identity = {{"methods", {"password"}}, {"password", {{"user", password_user}}}};
-  nlohmann::json project = !c.project_id.empty()
-                               ? nlohmann::json{{"id", c.project_id}}
-                               : nlohmann::json{{"name", c.project_name},
-                                                {"domain", domain(c.project_domain_id, c.project_domain_name)}};
+  nlohmann::json project =
+      !c.project_id.empty()
+          ? nlohmann::json{{"id", c.project_id}}
+          : nlohmann::json{{"name", c.project_name}, {"domain", domain(c.project_domain_id, c.project_domain_name)}};
   return {{"auth", {{"identity", identity}, {"scope", {{"project", project}}}}}};
 }
 
@@ -122,14 +122,19 @@ KeystoneAuth::KeystoneAuth(KeystoneCredentials credentials, std::shared_ptr<cons
 
 Status KeystoneAuth::authenticate_locked() {
   RL_TRY(credentials_.check());
-  const SecureBuffer& secret = credentials_.uses_application_credential() ? credentials_.application_credential_secret
-                                                                          : credentials_.password;
+  const SecureBuffer& secret =
+      credentials_.uses_application_credential() ? credentials_.application_credential_secret : credentials_.password;
   HttpRequest request;
   request.method = "POST";
   request.url = credentials_.auth_url + "/auth/tokens";
   request.headers.push_back(http_header("Content-Type", "application/json"));
   request.headers.push_back(http_header("Accept", "application/json"));
-  RL_ASSIGN(request.body, json_with_secret(auth_document(credentials_), kSecretPlaceholder, secret.span()));
+  auto request_body = json_with_secret(auth_document(credentials_), kSecretPlaceholder, secret.span());
+  if (!request_body) {
+    return Error(Errc::key_unavailable,
+                 "token request of " + credentials_.principal() + ": " + request_body.error().message());
+  }
+  request.body = std::move(request_body).value();
   request.idempotent = true;  // a second token request does no harm
 
   const auto started = clock_();
@@ -142,8 +147,8 @@ Status KeystoneAuth::authenticate_locked() {
                                             " (HTTP 401: wrong password or secret, or no access to the project)");
   }
   if (status != 201 && status != 200) {
-    return Error(Errc::key_unavailable, where + " answered HTTP " + std::to_string(status) + " to the token request of " +
-                                            credentials_.principal());
+    return Error(Errc::key_unavailable, where + " answered HTTP " + std::to_string(status) +
+                                            " to the token request of " + credentials_.principal());
   }
   const SecureBuffer* token = response->header("X-Subject-Token");
   if (token == nullptr || token->empty()) return Error(Errc::key_unavailable, where + " sent no X-Subject-Token");
@@ -196,7 +201,8 @@ Result<std::string> KeystoneAuth::endpoint(const std::string& service_type, cons
       }
     }
   } catch (const nlohmann::json::exception&) {
-    return Error(Errc::key_unavailable, "the service catalog from Keystone at " + credentials_.auth_url + " is malformed");
+    return Error(Errc::key_unavailable,
+                 "the service catalog from Keystone at " + credentials_.auth_url + " is malformed");
   }
   return Error(Errc::key_unavailable, "the service catalog of " + credentials_.principal() + " has no " + service_type +
                                           " endpoint with interface " + interface +

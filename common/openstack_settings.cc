@@ -4,7 +4,6 @@
 
 #include <sys/stat.h>
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -17,15 +16,6 @@ namespace {
 struct Loading {
   OpenStackSettings settings;
   std::string auth_type;
-};
-
-using Setter = Status (*)(Loading&, std::string_view);
-
-struct Field {
-  const char* key;  // in [barbican]
-  const char* env;  // nullptr: config file only
-  bool secret;
-  Setter set;
 };
 
 Error invalid(std::string_view key, const std::string& why) {
@@ -43,81 +33,103 @@ Result<unsigned long> parse_number(std::string_view key, std::string_view text, 
   return value;
 }
 
-Result<bool> parse_bool(std::string_view key, std::string_view text) {
-  for (std::string_view yes : {"true", "yes", "on", "1"}) {
-    if (text == yes) return true;
-  }
-  for (std::string_view no : {"false", "no", "off", "0"}) {
-    if (text == no) return false;
-  }
-  return invalid(key, "'" + std::string(text) + "' is not true or false");
+Result<std::chrono::seconds> parse_seconds(std::string_view key, std::string_view text) {
+  RL_ASSIGN(const unsigned long seconds, parse_number(key, text, 3600));
+  if (seconds == 0) return invalid(key, "must be at least 1 second");
+  return std::chrono::seconds(seconds);
 }
 
-#define RL_STRING_FIELD(key, env, member) \
-  Field{key, env, false, [](Loading& l, std::string_view v) -> Status { l.settings.member = std::string(v); return {}; }}
-#define RL_SECRET_FIELD(key, env, member) \
-  Field{key, env, true, [](Loading& l, std::string_view v) -> Status { l.settings.member = SecureBuffer::copy_of(v); return {}; }}
+Status parse_interface(Loading& l, std::string_view v) {
+  // The clients also accept the old catalog names publicURL, internalURL, adminURL.
+  if (v.ends_with("URL")) v.remove_suffix(3);
+  if (v != "public" && v != "internal" && v != "admin") {
+    return invalid("interface", "'" + std::string(v) + "' is not public, internal or admin");
+  }
+  l.settings.barbican.interface = v;
+  return {};
+}
 
-const std::array kFields = {
-    RL_STRING_FIELD("auth_url", "OS_AUTH_URL", credentials.auth_url),
-    Field{"auth_type", "OS_AUTH_TYPE", false, [](Loading& l, std::string_view v) -> Status { l.auth_type = v; return {}; }},
-    RL_STRING_FIELD("username", "OS_USERNAME", credentials.username),
-    RL_STRING_FIELD("user_id", "OS_USER_ID", credentials.user_id),
-    RL_SECRET_FIELD("password", "OS_PASSWORD", credentials.password),
-    RL_STRING_FIELD("user_domain_name", "OS_USER_DOMAIN_NAME", credentials.user_domain_name),
-    RL_STRING_FIELD("user_domain_id", "OS_USER_DOMAIN_ID", credentials.user_domain_id),
-    RL_STRING_FIELD("project_name", "OS_PROJECT_NAME", credentials.project_name),
-    RL_STRING_FIELD("project_id", "OS_PROJECT_ID", credentials.project_id),
-    RL_STRING_FIELD("project_domain_name", "OS_PROJECT_DOMAIN_NAME", credentials.project_domain_name),
-    RL_STRING_FIELD("project_domain_id", "OS_PROJECT_DOMAIN_ID", credentials.project_domain_id),
-    RL_STRING_FIELD("application_credential_id", "OS_APPLICATION_CREDENTIAL_ID", credentials.application_credential_id),
-    RL_STRING_FIELD("application_credential_name", "OS_APPLICATION_CREDENTIAL_NAME",
-                    credentials.application_credential_name),
-    RL_SECRET_FIELD("application_credential_secret", "OS_APPLICATION_CREDENTIAL_SECRET",
-                    credentials.application_credential_secret),
-    RL_STRING_FIELD("region_name", "OS_REGION_NAME", barbican.region),
-    Field{"interface", "OS_INTERFACE", false,
-          [](Loading& l, std::string_view v) -> Status {
-            // The clients also accept the old catalog names publicURL, internalURL, adminURL.
-            if (v.ends_with("URL")) v.remove_suffix(3);
-            if (v != "public" && v != "internal" && v != "admin") {
-              return invalid("interface", "'" + std::string(v) + "' is not public, internal or admin");
-            }
-            l.settings.barbican.interface = v;
-            return {};
-          }},
-    RL_STRING_FIELD("barbican_url", "RBD_LUKS_BARBICAN_URL", barbican.url),
-    RL_STRING_FIELD("cafile", "OS_CACERT", http.ca_file),
-    Field{"insecure", nullptr, false,
-          [](Loading& l, std::string_view v) -> Status {
-            RL_ASSIGN(const bool insecure, parse_bool("insecure", v));
-            l.settings.http.verify_tls = !insecure;
-            return {};
-          }},
-    Field{"timeout", nullptr, false,
-          [](Loading& l, std::string_view v) -> Status {
-            RL_ASSIGN(const unsigned long seconds, parse_number("timeout", v, 3600));
-            if (seconds == 0) return invalid("timeout", "must be at least 1 second");
-            l.settings.http.timeout = std::chrono::seconds(seconds);
-            return {};
-          }},
-    Field{"connect_timeout", nullptr, false,
-          [](Loading& l, std::string_view v) -> Status {
-            RL_ASSIGN(const unsigned long seconds, parse_number("connect_timeout", v, 3600));
-            if (seconds == 0) return invalid("connect_timeout", "must be at least 1 second");
-            l.settings.http.connect_timeout = std::chrono::seconds(seconds);
-            return {};
-          }},
-    Field{"retries", nullptr, false,
-          [](Loading& l, std::string_view v) -> Status {
-            RL_ASSIGN(const unsigned long retries, parse_number("retries", v, 10));
-            l.settings.http.attempts = static_cast<unsigned>(retries) + 1;
-            return {};
-          }},
+Status parse_insecure(Loading& l, std::string_view v) {
+  for (std::string_view yes : {"true", "yes", "on", "1"}) {
+    if (v == yes) {
+      l.settings.http.verify_tls = false;
+      return {};
+    }
+  }
+  for (std::string_view no : {"false", "no", "off", "0"}) {
+    if (v == no) {
+      l.settings.http.verify_tls = true;
+      return {};
+    }
+  }
+  return invalid("insecure", "'" + std::string(v) + "' is not true or false");
+}
+
+Status parse_timeout(Loading& l, std::string_view v) {
+  RL_ASSIGN(l.settings.http.timeout, parse_seconds("timeout", v));
+  return {};
+}
+
+Status parse_connect_timeout(Loading& l, std::string_view v) {
+  RL_ASSIGN(l.settings.http.connect_timeout, parse_seconds("connect_timeout", v));
+  return {};
+}
+
+Status parse_retries(Loading& l, std::string_view v) {
+  RL_ASSIGN(const unsigned long retries, parse_number("retries", v, 10));
+  l.settings.http.attempts = static_cast<unsigned>(retries) + 1;
+  return {};
+}
+
+// A setting: copied into a text or a secret field, or parsed.
+struct Field {
+  const char* key;  // in [barbican]
+  const char* env;  // nullptr: config file only
+  std::string* (*text)(Loading&) = nullptr;
+  SecureBuffer* (*secret)(Loading&) = nullptr;
+  Status (*parse)(Loading&, std::string_view) = nullptr;
 };
 
-#undef RL_STRING_FIELD
-#undef RL_SECRET_FIELD
+Status apply(const Field& field, Loading& l, std::string_view value) {
+  if (field.text != nullptr) {
+    *field.text(l) = value;
+    return {};
+  }
+  if (field.secret != nullptr) {
+    *field.secret(l) = SecureBuffer::copy_of(value);
+    return {};
+  }
+  return field.parse(l, value);
+}
+
+using L = Loading;
+const Field kFields[] = {
+    {"auth_url", "OS_AUTH_URL", [](L& l) { return &l.settings.credentials.auth_url; }},
+    {"auth_type", "OS_AUTH_TYPE", [](L& l) { return &l.auth_type; }},
+    {"username", "OS_USERNAME", [](L& l) { return &l.settings.credentials.username; }},
+    {"user_id", "OS_USER_ID", [](L& l) { return &l.settings.credentials.user_id; }},
+    {"password", "OS_PASSWORD", nullptr, [](L& l) { return &l.settings.credentials.password; }},
+    {"user_domain_name", "OS_USER_DOMAIN_NAME", [](L& l) { return &l.settings.credentials.user_domain_name; }},
+    {"user_domain_id", "OS_USER_DOMAIN_ID", [](L& l) { return &l.settings.credentials.user_domain_id; }},
+    {"project_name", "OS_PROJECT_NAME", [](L& l) { return &l.settings.credentials.project_name; }},
+    {"project_id", "OS_PROJECT_ID", [](L& l) { return &l.settings.credentials.project_id; }},
+    {"project_domain_name", "OS_PROJECT_DOMAIN_NAME", [](L& l) { return &l.settings.credentials.project_domain_name; }},
+    {"project_domain_id", "OS_PROJECT_DOMAIN_ID", [](L& l) { return &l.settings.credentials.project_domain_id; }},
+    {"application_credential_id", "OS_APPLICATION_CREDENTIAL_ID",
+     [](L& l) { return &l.settings.credentials.application_credential_id; }},
+    {"application_credential_name", "OS_APPLICATION_CREDENTIAL_NAME",
+     [](L& l) { return &l.settings.credentials.application_credential_name; }},
+    {"application_credential_secret", "OS_APPLICATION_CREDENTIAL_SECRET", nullptr,
+     [](L& l) { return &l.settings.credentials.application_credential_secret; }},
+    {"region_name", "OS_REGION_NAME", [](L& l) { return &l.settings.barbican.region; }},
+    {"interface", "OS_INTERFACE", nullptr, nullptr, parse_interface},
+    {"barbican_url", "RBD_LUKS_BARBICAN_URL", [](L& l) { return &l.settings.barbican.url; }},
+    {"cafile", "OS_CACERT", [](L& l) { return &l.settings.http.ca_file; }},
+    {"insecure", nullptr, nullptr, nullptr, parse_insecure},
+    {"timeout", nullptr, nullptr, nullptr, parse_timeout},
+    {"connect_timeout", nullptr, nullptr, nullptr, parse_connect_timeout},
+    {"retries", nullptr, nullptr, nullptr, parse_retries},
+};
 
 const Field* find_field(std::string_view key) {
   for (const Field& field : kFields) {
@@ -162,8 +174,10 @@ Status load_file(const std::string& path, Loading& loading) {
     const std::string_view key = trim(line.substr(0, eq));
     const Field* field = find_field(key);
     if (field == nullptr) return fail(where + ": unknown key '" + std::string(key) + "' in [barbican]");
-    if (auto set = field->set(loading, trim(line.substr(eq + 1))); !set) return fail(where + ": " + set.error().message());
-    holds_secret = holds_secret || field->secret;
+    if (auto set = apply(*field, loading, trim(line.substr(eq + 1))); !set) {
+      return fail(where + ": " + set.error().message());
+    }
+    holds_secret = holds_secret || field->secret != nullptr;
   }
   if (holds_secret && (st.st_mode & S_IROTH) != 0) {
     return fail("holds a password or secret but is readable by everyone; run chmod o-r " + path);
@@ -197,7 +211,7 @@ Result<OpenStackSettings> load_openstack_settings(const std::optional<std::strin
   if (!path) {
     if (const char* env_path = environment("RBD_LUKS_CONF"); env_path != nullptr && *env_path != '\0') {
       path = env_path;
-    } else if (struct stat st {}; ::stat(kDefaultConfigPath, &st) == 0) {
+    } else if (struct stat st{}; ::stat(kDefaultConfigPath, &st) == 0) {
       path = kDefaultConfigPath;
     }
   }
@@ -206,12 +220,15 @@ Result<OpenStackSettings> load_openstack_settings(const std::optional<std::strin
     if (field.env == nullptr) continue;
     const char* value = environment(field.env);
     if (value == nullptr || *value == '\0') continue;
-    if (auto set = field.set(loading, value); !set) return Error(Errc::key_unavailable, std::string(field.env) + ": " + set.error().message());
+    if (auto set = apply(field, loading, value); !set) {
+      return Error(Errc::key_unavailable, std::string(field.env) + ": " + set.error().message());
+    }
   }
   RL_TRY(apply_auth_type(loading));
   loading.settings.sources = path ? "the environment and " + *path : "the environment (no config file)";
   if (auto complete = loading.settings.credentials.check(); !complete) {
-    return Error(Errc::key_unavailable, complete.error().message() + " (settings from " + loading.settings.sources + ")");
+    return Error(Errc::key_unavailable,
+                 complete.error().message() + " (settings from " + loading.settings.sources + ")");
   }
   return std::move(loading.settings);
 }

@@ -4,6 +4,7 @@
 # metadata alone; Barbican holds the secret with the expected type and bit length. The same with
 # application-credential auth, and with the settings in a config file (--config, $RBD_LUKS_CONF),
 # which is refused when it is readable by everyone. key-ref show/clear. No key or password leaks.
+# shellcheck source=tests/openstack/lib.bash
 source "$OPENSTACK_TEST_LIB"
 
 # as_app_cred CMD...: CMD with the application credential of rbd-luks instead of its password
@@ -56,7 +57,8 @@ expect_exit 0 rl import "$WORK/data" "rbd:rbd/$img" --offset 12345
 # A new process, no key option: the metadata names the key.
 rl read "rbd:rbd/$img" --offset 12345 --length 300000 >"$WORK/back"
 cmp -s "$WORK/back" "$WORK/data" || fail "read back through the Barbican key differs"
-pass "password auth: create --new-key barbican, write, reopen from metadata alone ($(( ($(date +%s%N) - start) / 1000000 )) ms)"
+pass "password auth: create --new-key barbican, write, reopen from metadata alone" \
+  "($(( ($(date +%s%N) - start) / 1000000 )) ms)"
 
 # The same key through the other key sources: a secret_ref URL, and its bytes as a passphrase file.
 expect_exit 0 rl check "rbd:rbd/$img" --key-ref "barbican:$BARBICAN_URL/v1/secrets/$uuid"
@@ -68,8 +70,9 @@ expect_exit 0 rl key-ref show "rbd:rbd/$img"
 [ "$(cat "$WORK/out")" = "key-ref: barbican:$uuid
 passphrase-encoding: raw" ] || fail "key-ref show printed: $(cat "$WORK/out")"
 expect_exit 0 rl key-ref show "rbd:rbd/$img" --json
-$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d=={"key_ref":"barbican:"+sys.argv[2],"passphrase_encoding":"raw"}, d' \
-  "$WORK/out" "$uuid" || fail "key-ref show --json"
+$PY -c 'import json, sys; d = json.load(open(sys.argv[1]))
+assert d == {"key_ref": "barbican:" + sys.argv[2], "passphrase_encoding": "raw"}, d' "$WORK/out" "$uuid" ||
+  fail "key-ref show --json"
 pass "key-ref show"
 
 # --- application credential auth -----------------------------------------------------------------

@@ -230,8 +230,8 @@ TEST_F(BarbicanKeyringTest, WrongCredentialsAndUnreachableServicesFailCleanly) {
   EXPECT_NE(unreachable.error().message().find("(3 attempts)"), std::string::npos) << unreachable.error().message();
 
   const std::string dead_barbican = "http://127.0.0.1:" + std::to_string(closed_port());
-  auto no_barbican = make_barbican_keyring(auth_for(password_credentials(file_, "rbd-luks")), endpoint(dead_barbican))
-                         ->fetch(uuid);
+  auto no_barbican =
+      make_barbican_keyring(auth_for(password_credentials(file_, "rbd-luks")), endpoint(dead_barbican))->fetch(uuid);
   ASSERT_FALSE(no_barbican);
   expect_clean_error(no_barbican.error(), uuid, no_key, dead_barbican);
 

@@ -5,6 +5,7 @@
 # --key-ref barbican:UUID --passphrase-encoding hex; `key-ref set` records the reference only once
 # it opens a keyslot, after which the volume opens with no key option; what rbd-luks writes,
 # qemu-io reads. The pre-Newton "mangled" passphrase form is not supported (docs/openstack-cinder.md).
+# shellcheck source=tests/openstack/lib.bash
 source "$OPENSTACK_TEST_LIB"
 
 vol=$TAG-cinder
@@ -34,7 +35,8 @@ cmp -s "$WORK/out" <(head -c 131072 /dev/zero | tr '\0' '\132') || fail "data qe
 expect_exit 0 rl read "rbd:rbd/$vol" --key-ref "barbican:$BARBICAN_URL/v1/secrets/$uuid" --passphrase-encoding hex \
   --offset 16773120 --length 4096
 cmp -s "$WORK/out" <(head -c 4096 /dev/zero | tr '\0' '\303') || fail "data qemu-io wrote at the end differs"
-pass "Cinder-style volume (qemu-img luks, hex of the Barbican key) read with --key-ref barbican: --passphrase-encoding hex"
+pass "Cinder-style volume (qemu-img luks, hex of the Barbican key):" \
+  "read with --key-ref barbican:UUID --passphrase-encoding hex"
 
 # The raw key bytes are not the passphrase: exit 3 (wrong key), not 5.
 expect_exit 3 rl check "rbd:rbd/$vol" --key-ref "barbican:$uuid"

@@ -4,6 +4,7 @@
 # the raw image is compared before and after): Barbican down, Keystone down, wrong password,
 # another project's secret (403), a deleted secret (404), a malformed reference, no credentials.
 # `create --new-key barbican` that cannot store its key leaves no image behind.
+# shellcheck source=tests/openstack/lib.bash
 source "$OPENSTACK_TEST_LIB"
 
 img=$TAG-fail

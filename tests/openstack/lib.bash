@@ -12,6 +12,7 @@ OS_DIR=$RBD_LUKS_OPENSTACK_DIR
 TAG=${TAG:-os$$}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-os.XXXXXX")
 chmod 700 "$WORK"
+# shellcheck disable=SC2034  # used by the scripts that source this file
 FAST=(--pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32 --pbkdf-parallel 1)
 IMAGES=()
 SECRETS=()
@@ -60,7 +61,8 @@ check_no_leaks() {
   found=$(grep -l -F -f "$LEAKS" "${files[@]}" 2>/dev/null || true)
   [ -z "$found" ] || fail "key material or a password appears in: $found"
   [ "$(wc -l <"$WORK/ps.log")" -gt 10 ] || fail "the process listing watcher recorded nothing"
-  pass "no key or password in stderr, rbd-luks arguments, $(wc -l <"$WORK/ps.log") process-listing lines or the service logs"
+  pass "no key or password in stderr, rbd-luks arguments, $(wc -l <"$WORK/ps.log") process-listing lines" \
+    "or the service logs"
 }
 
 cleanup() {
@@ -92,8 +94,10 @@ expect_exit() {
   cat "$WORK/err" >>"$WORK/stderr.log"
   [ "$rc" -eq "$want" ] || { cat "$WORK/err" >&2; fail "'$*' exited $rc, expected $want"; }
   if [ "$want" -ne 0 ]; then
-    [ "$(wc -l <"$WORK/err")" -eq 1 ] && grep -q '^rbd-luks: error: ' "$WORK/err" ||
-      { cat "$WORK/err" >&2; fail "'$*': not exactly one error line"; }
+    if [ "$(wc -l <"$WORK/err")" -ne 1 ] || ! grep -q '^rbd-luks: error: ' "$WORK/err"; then
+      cat "$WORK/err" >&2
+      fail "'$*': not exactly one error line"
+    fi
   fi
   return 0
 }
@@ -101,7 +105,9 @@ expect_exit() {
 # expect_error_mentions TEXT...: the last expect_exit's error line contains every TEXT.
 expect_error_mentions() {
   local text
-  for text in "$@"; do grep -qF -- "$text" "$WORK/err" || fail "error does not mention '$text': $(cat "$WORK/err")"; done
+  for text in "$@"; do
+    grep -qF -- "$text" "$WORK/err" || fail "error does not mention '$text': $(cat "$WORK/err")"
+  done
 }
 
 # --- Barbican through curl, as an operator or Cinder would do it ---------------------------------

@@ -3,6 +3,7 @@
 # secret's payload to any token) behind the real Keystone. Verification is on by default: an
 # unknown CA and a wrong host name fail with exit 5 and say so, without retries; OS_CACERT or
 # cafile in the config file make it work; `insecure = true` turns verification off.
+# shellcheck source=tests/openstack/lib.bash
 source "$OPENSTACK_TEST_LIB"
 
 # A CA and a server certificate for IP 127.0.0.1 (not for the name localhost).

@@ -245,7 +245,8 @@ TEST(HttpClientTest, RejectsOtherProtocols) {
 TEST(JsonWithSecretTest, EscapesTheSecretIntoItsPlace) {
   const nlohmann::json document = {{"user", "u"}, {"password", "PLACEHOLDER"}, {"n", 1}};
   const std::string secret = std::string("a\"b\\c\n\x01") + "\xc3\xa9";
-  auto body = json_with_secret(document, "PLACEHOLDER", {reinterpret_cast<const uint8_t*>(secret.data()), secret.size()});
+  auto body =
+      json_with_secret(document, "PLACEHOLDER", {reinterpret_cast<const uint8_t*>(secret.data()), secret.size()});
   ASSERT_TRUE(body);
   const std::string out = text(*body);
   EXPECT_EQ(out.find("PLACEHOLDER"), std::string::npos);

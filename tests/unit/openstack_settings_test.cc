@@ -16,9 +16,8 @@ namespace {
 class OpenStackSettingsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("rbd-luks-settings-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("rbd-luks-settings-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -44,9 +43,15 @@ class OpenStackSettingsTest : public ::testing::Test {
 };
 
 TEST_F(OpenStackSettingsTest, ReadsAnOpenrcEnvironment) {
-  env_ = {{"OS_AUTH_URL", "http://k:5000/v3"}, {"OS_USERNAME", "rbd"},       {"OS_PASSWORD", "pw"},
-          {"OS_PROJECT_NAME", "p"},            {"OS_USER_DOMAIN_NAME", "D"}, {"OS_PROJECT_DOMAIN_NAME", "E"},
-          {"OS_REGION_NAME", "R1"},            {"OS_INTERFACE", "internalURL"}, {"OS_CACERT", "/ca.pem"},
+  env_ = {{"OS_AUTH_URL", "http://k:5000/v3"},
+          {"OS_USERNAME", "rbd"},
+          {"OS_PASSWORD", "pw"},
+          {"OS_PROJECT_NAME", "p"},
+          {"OS_USER_DOMAIN_NAME", "D"},
+          {"OS_PROJECT_DOMAIN_NAME", "E"},
+          {"OS_REGION_NAME", "R1"},
+          {"OS_INTERFACE", "internalURL"},
+          {"OS_CACERT", "/ca.pem"},
           {"RBD_LUKS_BARBICAN_URL", "https://b:9311"}};
   auto s = load_openstack_settings(std::nullopt, environment());
   ASSERT_TRUE(s) << s.error().message();
@@ -84,8 +89,9 @@ TEST_F(OpenStackSettingsTest, ReadsTheBarbicanSectionAndTheEnvironmentOverridesI
 }
 
 TEST_F(OpenStackSettingsTest, FindsTheFileThroughRbdLuksConf) {
-  const std::string path = write_config("[barbican]\nauth_url = http://k/v3\napplication_credential_id = id1\n"
-                                        "application_credential_secret = s3\n");
+  const std::string path = write_config(
+      "[barbican]\nauth_url = http://k/v3\napplication_credential_id = id1\n"
+      "application_credential_secret = s3\n");
   env_ = {{"RBD_LUKS_CONF", path}};
   auto s = load_openstack_settings(std::nullopt, environment());
   ASSERT_TRUE(s) << s.error().message();
@@ -95,9 +101,10 @@ TEST_F(OpenStackSettingsTest, FindsTheFileThroughRbdLuksConf) {
 }
 
 TEST_F(OpenStackSettingsTest, RefusesAWorldReadableFileWithAPassword) {
-  const std::string path = write_config("[barbican]\nauth_url = http://k/v3\nusername = u\npassword = pw\n"
-                                        "project_name = p\n",
-                                        0644);
+  const std::string path = write_config(
+      "[barbican]\nauth_url = http://k/v3\nusername = u\npassword = pw\n"
+      "project_name = p\n",
+      0644);
   auto s = load_openstack_settings(path, environment());
   ASSERT_FALSE(s);
   EXPECT_TRUE(s.error().is(Errc::key_unavailable));
@@ -110,8 +117,12 @@ TEST_F(OpenStackSettingsTest, RefusesAWorldReadableFileWithAPassword) {
 }
 
 TEST_F(OpenStackSettingsTest, AuthTypeChoosesBetweenPasswordAndApplicationCredential) {
-  env_ = {{"OS_AUTH_URL", "http://k/v3"},  {"OS_USERNAME", "u"}, {"OS_PASSWORD", "pw"}, {"OS_PROJECT_NAME", "p"},
-          {"OS_APPLICATION_CREDENTIAL_ID", "ac"}, {"OS_APPLICATION_CREDENTIAL_SECRET", "acs"}};
+  env_ = {{"OS_AUTH_URL", "http://k/v3"},
+          {"OS_USERNAME", "u"},
+          {"OS_PASSWORD", "pw"},
+          {"OS_PROJECT_NAME", "p"},
+          {"OS_APPLICATION_CREDENTIAL_ID", "ac"},
+          {"OS_APPLICATION_CREDENTIAL_SECRET", "acs"}};
   auto both = load_openstack_settings(std::nullopt, environment());
   ASSERT_TRUE(both);
   EXPECT_TRUE(both->credentials.uses_application_credential());
@@ -137,9 +148,9 @@ TEST_F(OpenStackSettingsTest, ReportsWhatIsMissingOrMalformed) {
   EXPECT_NE(no_password.error().message().find("OS_PASSWORD"), std::string::npos) << no_password.error().message();
 
   env_ = {};
-  for (const char* bad : {"[barbican]\nusername\n", "[barbican]\nuser_name = x\n", "[barbican\n",
-                          "[barbican]\ninsecure = maybe\n", "[barbican]\ntimeout = 0\n",
-                          "[barbican]\ninterface = private\n"}) {
+  for (const char* bad :
+       {"[barbican]\nusername\n", "[barbican]\nuser_name = x\n", "[barbican\n", "[barbican]\ninsecure = maybe\n",
+        "[barbican]\ntimeout = 0\n", "[barbican]\ninterface = private\n"}) {
     const std::string path = write_config(bad);
     auto s = load_openstack_settings(path, environment());
     ASSERT_FALSE(s) << bad;
