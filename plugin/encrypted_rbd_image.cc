@@ -251,10 +251,8 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
     request->done = std::move(done);
     request->buffers.assign(buffers.begin(), buffers.end());
     request->error = static_cast<int>(check_request(op, offset, length));
-    if (request->error != 0 || (length == 0 && op != Op::flush)) {
-      add_piece(request, {});  // completes at once, with the error or 0 bytes
-    } else if (op == Op::flush) {
-      add_piece(request, {});
+    if (request->error != 0 || length == 0 || op == Op::flush) {
+      add_piece(request, {});  // a flush, or nothing to do: completes with the error or 0 bytes
     } else if (op == Op::zero) {
       const SectorSpan span = cover_sectors(offset, length, sector_size_);
       for (uint64_t sector : partial_sectors(span)) add_piece(request, part_in_sector(span, sector));

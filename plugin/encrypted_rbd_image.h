@@ -6,8 +6,8 @@
 // The LUKS header stays hidden: sizes and offsets are plaintext ones.
 //
 // Requests of any alignment and any iovec layout are accepted. How they are carried out:
-// - A request is cut into pieces that never cross a RADOS object (stripe unit) and never split a
-//   sector; pieces run in parallel.
+// - A request is cut into pieces that never split a sector and, where the layout allows, never
+//   cross a RADOS object (stripe unit); pieces run in parallel.
 // - Reads need no lock: each sector lives in one object, which RADOS reads and writes atomically.
 //   (On the rare layouts where a sector straddles two objects, reads take the range lock shared and
 //   every write takes it exclusive.) Whole sectors are read and decrypted in place in the caller's
