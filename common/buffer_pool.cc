@@ -58,7 +58,8 @@ void BufferPool::acquire_async(std::function<void(Lease)> on_ready) {
 BufferPool::Lease BufferPool::take() {
   if (free_.empty()) {
     ++allocated_;
-    return Lease(this, Buffer(static_cast<uint8_t*>(::operator new(buffer_bytes_, std::align_val_t(kAlignment)))), buffer_bytes_);
+    return Lease(this, Buffer(static_cast<uint8_t*>(::operator new(buffer_bytes_, std::align_val_t(kAlignment)))),
+                 buffer_bytes_);
   }
   Buffer buffer = std::move(free_.back());
   free_.pop_back();

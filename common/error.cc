@@ -12,14 +12,22 @@ class Category final : public std::error_category {
   const char* name() const noexcept override { return "rbd-luks"; }
   std::string message(int value) const override {
     switch (static_cast<Errc>(value)) {
-      case Errc::failure: return "failure";
-      case Errc::usage: return "usage error";
-      case Errc::bad_key: return "no keyslot opens with this key";
-      case Errc::bad_header: return "no valid LUKS header";
-      case Errc::key_unavailable: return "key could not be fetched";
-      case Errc::unsupported: return "unsupported LUKS feature";
-      case Errc::no_space: return "not enough space";
-      case Errc::not_found: return "not found";
+      case Errc::failure:
+        return "failure";
+      case Errc::usage:
+        return "usage error";
+      case Errc::bad_key:
+        return "no keyslot opens with this key";
+      case Errc::bad_header:
+        return "no valid LUKS header";
+      case Errc::key_unavailable:
+        return "key could not be fetched";
+      case Errc::unsupported:
+        return "unsupported LUKS feature";
+      case Errc::no_space:
+        return "not enough space";
+      case Errc::not_found:
+        return "not found";
     }
     return "unknown error";
   }

@@ -68,9 +68,8 @@ class FileImage final : public RawImage {
     if (read_only_) return Error(Errc::failure, name_ + " is open read-only");
     RL_ASSIGN(const uint64_t end, size());
     // Punching holes keeps sparse files sparse; past the end of the file a hole would not extend it.
-    if (offset + length <= end &&
-        fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(length)) == 0) {
+    if (offset + length <= end && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                                            static_cast<off_t>(length)) == 0) {
       return {};
     }
     return RawImage::write_zeroes(offset, length);
@@ -118,7 +117,8 @@ class FileImage final : public RawImage {
     auto meta = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     if (!meta.is_object()) return Error(Errc::failure, "metadata file " + sidecar() + " is not a JSON object");
     for (const auto& [k, v] : meta.items()) {
-      if (!v.is_string()) return Error(Errc::failure, "metadata file " + sidecar() + ": value of " + k + " is not a string");
+      if (!v.is_string())
+        return Error(Errc::failure, "metadata file " + sidecar() + ": value of " + k + " is not a string");
     }
     return meta;
   }

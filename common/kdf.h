@@ -33,10 +33,10 @@ Status derive_key(const KdfParams& params, std::span<const uint8_t> passphrase, 
 struct KdfRequest {
   KdfType type = KdfType::argon2id;
   std::string hash = "sha256";
-  uint32_t iter_time_ms = 2000;                    // cryptsetup's default unlock time
-  std::optional<uint32_t> force_iterations;       // skip benchmarking
-  uint32_t max_memory_kib = 1048576;               // argon2 memory cap (1 GiB)
-  uint32_t parallel = 4;                           // argon2 threads, capped by online CPUs
+  uint32_t iter_time_ms = 2000;              // cryptsetup's default unlock time
+  std::optional<uint32_t> force_iterations;  // skip benchmarking
+  uint32_t max_memory_kib = 1048576;         // argon2 memory cap (1 GiB)
+  uint32_t parallel = 4;                     // argon2 threads, capped by online CPUs
 };
 
 // Chooses the cost like cryptsetup's crypt_benchmark_pbkdf: pbkdf2 iterations (minimum 1000) or

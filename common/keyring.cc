@@ -6,8 +6,8 @@ namespace rbdluks {
 Result<KeyReference> KeyReference::parse(const std::string& text) {
   const size_t colon = text.find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    return Error(Errc::usage, "key reference '" + text +
-                                  "' is not SCHEME:LOCATOR (barbican:UUID, config-key:KEY or file:PATH)");
+    return Error(Errc::usage,
+                 "key reference '" + text + "' is not SCHEME:LOCATOR (barbican:UUID, config-key:KEY or file:PATH)");
   }
   return KeyReference{text.substr(0, colon), text.substr(colon + 1)};
 }
@@ -21,9 +21,12 @@ Result<PassphraseEncoding> parse_passphrase_encoding(const std::string& text) {
 
 const char* passphrase_encoding_name(PassphraseEncoding encoding) {
   switch (encoding) {
-    case PassphraseEncoding::raw: return "raw";
-    case PassphraseEncoding::hex: return "hex";
-    case PassphraseEncoding::hex_mangled: return "hex-mangled";
+    case PassphraseEncoding::raw:
+      return "raw";
+    case PassphraseEncoding::hex:
+      return "hex";
+    case PassphraseEncoding::hex_mangled:
+      return "hex-mangled";
   }
   return "raw";
 }

@@ -17,9 +17,9 @@
 namespace rbdluks {
 
 struct KeyMaterialLayout {
-  uint64_t offset = 0;         // byte offset of the area in the image
-  uint64_t area_size = 0;      // bytes reserved for the area (>= encrypted_size)
-  size_t key_bytes = 0;        // volume key size
+  uint64_t offset = 0;     // byte offset of the area in the image
+  uint64_t area_size = 0;  // bytes reserved for the area (>= encrypted_size)
+  size_t key_bytes = 0;    // volume key size
   uint32_t stripes = 4000;
   std::string af_hash = "sha256";
   std::string cipher = "aes-xts-plain64";  // cryptsetup spelling, e.g. LUKS2 area.encryption

@@ -37,7 +37,6 @@ constexpr size_t kSlotOffStripes = 44;
 // No cipher cryptsetup knows takes more; anything larger is a corrupt field, not a big key.
 constexpr uint32_t kMaxKeyBytes = 512;
 
-
 template <size_t N>
 void load_bytes(std::span<const uint8_t> bytes, size_t offset, std::array<uint8_t, N>& out) {
   std::memcpy(out.data(), bytes.data() + offset, N);
@@ -54,8 +53,8 @@ Status check_keyslot_areas(const Luks1Header& h, uint64_t image_size) {
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
     const Luks1Keyslot& ks = h.keyslots[i];
     if (ks.stripes != kLuks1Stripes) {
-      return invalid_keyslot(i, std::to_string(ks.stripes) + " AF stripes, LUKS1 requires " +
-                                    std::to_string(kLuks1Stripes));
+      return invalid_keyslot(
+          i, std::to_string(ks.stripes) + " AF stripes, LUKS1 requires " + std::to_string(kLuks1Stripes));
     }
     const uint64_t start = ks.key_material_offset;
     if (start * kLuks1SectorSize < kLuks1HeaderIoSize) {
@@ -67,7 +66,8 @@ Status check_keyslot_areas(const Luks1Header& h, uint64_t image_size) {
                                     std::to_string(h.payload_offset));
     }
     if ((start + area_sectors) * kLuks1SectorSize > image_size) {
-      return invalid_keyslot(i, "key material ends at byte " + std::to_string((start + area_sectors) * kLuks1SectorSize) +
+      return invalid_keyslot(i, "key material ends at byte " +
+                                    std::to_string((start + area_sectors) * kLuks1SectorSize) +
                                     ", past the image end (" + std::to_string(image_size) + " bytes)");
     }
   }
@@ -119,7 +119,8 @@ Status validate(const Luks1Header& h, uint64_t image_size) {
   }
   RL_TRY(check_keyslot_areas(h, image_size));
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
-    if (h.keyslots[i].is_active() && h.keyslots[i].iterations == 0) return invalid_keyslot(i, "active with 0 iterations");
+    if (h.keyslots[i].is_active() && h.keyslots[i].iterations == 0)
+      return invalid_keyslot(i, "active with 0 iterations");
   }
   if (h.payload_offset_bytes() > image_size) {
     return Error(Errc::bad_header, "payload offset " + std::to_string(h.payload_offset_bytes()) +

@@ -22,18 +22,18 @@
 
 namespace rbdluks {
 
-inline constexpr size_t kLuks1HeaderSize = 592;       // the fields
-inline constexpr size_t kLuks1HeaderIoSize = 1024;    // struct luks_phdr with padding: what cryptsetup reads and writes
-inline constexpr size_t kLuks1SectorSize = 512;       // unit of payloadOffset and keyMaterialOffset
+inline constexpr size_t kLuks1HeaderSize = 592;     // the fields
+inline constexpr size_t kLuks1HeaderIoSize = 1024;  // struct luks_phdr with padding: what cryptsetup reads and writes
+inline constexpr size_t kLuks1SectorSize = 512;     // unit of payloadOffset and keyMaterialOffset
 inline constexpr size_t kLuks1NumKeyslots = 8;
 inline constexpr uint32_t kLuks1Stripes = 4000;
 inline constexpr uint32_t kLuks1KeyActive = 0x00AC71F3;
 inline constexpr uint32_t kLuks1KeyDisabled = 0x0000DEAD;
 inline constexpr size_t kLuks1SaltSize = 32;
 inline constexpr size_t kLuks1DigestSize = 20;
-inline constexpr size_t kLuks1NameSize = 32;          // cipherName, cipherMode, hashSpec
+inline constexpr size_t kLuks1NameSize = 32;  // cipherName, cipherMode, hashSpec
 inline constexpr size_t kLuks1UuidSize = 40;
-inline constexpr uint32_t kLuks1MinIterations = 1000; // cryptsetup's floor for keyslots and the digest
+inline constexpr uint32_t kLuks1MinIterations = 1000;     // cryptsetup's floor for keyslots and the digest
 inline constexpr uint64_t kLuks1KeyslotAlignment = 4096;  // keyslot areas start on 4 KiB boundaries
 
 struct Luks1Keyslot {
@@ -48,9 +48,9 @@ struct Luks1Keyslot {
 };
 
 struct Luks1Header {
-  std::string cipher_name;  // "aes"
-  std::string cipher_mode;  // "xts-plain64"
-  std::string hash_spec;    // "sha256": PBKDF2, AF diffusion and the digest
+  std::string cipher_name;      // "aes"
+  std::string cipher_mode;      // "xts-plain64"
+  std::string hash_spec;        // "sha256": PBKDF2, AF diffusion and the digest
   uint32_t payload_offset = 0;  // sectors
   uint32_t key_bytes = 0;
   std::array<uint8_t, kLuks1DigestSize> mk_digest{};

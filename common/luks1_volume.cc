@@ -146,8 +146,8 @@ Result<SecureBuffer> Luks1Volume::try_keyslot(size_t slot, std::span<const uint8
   RL_TRY(derive_key(pbkdf2_params(header_.hash_spec, ks.iterations), passphrase, ks.salt, derived.span()));
   RL_ASSIGN(SecureBuffer candidate, read_key_material(image_, material_layout(header_, slot), derived.span()));
   if (!verify_volume_key(candidate.span())) {
-    return Error(Errc::bad_key, "keyslot " + std::to_string(slot) + " of " + image_.name() +
-                                    " does not open with this passphrase");
+    return Error(Errc::bad_key,
+                 "keyslot " + std::to_string(slot) + " of " + image_.name() + " does not open with this passphrase");
   }
   return candidate;
 }
@@ -189,14 +189,15 @@ Result<int> Luks1Volume::add_keyslot(std::span<const uint8_t> volume_key, std::s
     RL_TRY(check_slot_index(*keyslot, image_.name()));
     slot = static_cast<size_t>(*keyslot);
     const Luks1Keyslot& ks = header_.keyslots[slot];
-    if (ks.is_active()) return Error(Errc::usage, "keyslot " + std::to_string(slot) + " of " + image_.name() + " is in use");
+    if (ks.is_active())
+      return Error(Errc::usage, "keyslot " + std::to_string(slot) + " of " + image_.name() + " is in use");
     if (!ks.is_disabled()) return invalid_slot_state(slot, ks.active, image_.name());
   } else {
     const auto free_slot = std::find_if(header_.keyslots.begin(), header_.keyslots.end(),
                                         [](const Luks1Keyslot& ks) { return ks.is_disabled(); });
     if (free_slot == header_.keyslots.end()) {
-      return Error(Errc::no_space, "all " + std::to_string(kLuks1NumKeyslots) + " LUKS1 keyslots of " + image_.name() +
-                                       " are in use");
+      return Error(Errc::no_space,
+                   "all " + std::to_string(kLuks1NumKeyslots) + " LUKS1 keyslots of " + image_.name() + " are in use");
     }
     slot = static_cast<size_t>(free_slot - header_.keyslots.begin());
   }

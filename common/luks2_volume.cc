@@ -22,8 +22,8 @@ constexpr uint64_t kHdrSize = 16 * 1024;           // cryptsetup's and librbd's 
 constexpr uint64_t kDefaultDataOffset = 16 << 20;  // librbd's and cryptsetup's data offset
 constexpr size_t kSaltSize = 32;                   // LUKS_SALTSIZE
 constexpr uint32_t kStripes = 4000;
-constexpr uint32_t kDigestIterTimeMs = 125;        // cryptsetup's LUKS_MKD_ITERATIONS_MS
-constexpr uint32_t kDigestMinIterations = 1000;    // LUKS_MKD_ITERATIONS_MIN
+constexpr uint32_t kDigestIterTimeMs = 125;      // cryptsetup's LUKS_MKD_ITERATIONS_MS
+constexpr uint32_t kDigestMinIterations = 1000;  // LUKS_MKD_ITERATIONS_MIN
 
 KeyMaterialLayout material_layout(const Luks2Keyslot& ks) {
   KeyMaterialLayout layout;
@@ -35,7 +35,6 @@ KeyMaterialLayout material_layout(const Luks2Keyslot& ks) {
   layout.cipher = ks.area_encryption;
   return layout;
 }
-
 
 class Luks2Volume final : public LuksVolume {
  public:
@@ -386,7 +385,8 @@ Result<std::unique_ptr<LuksVolume>> format_luks2(RawImage& image, const FormatOp
   const uint64_t data_offset = options.data_offset.value_or(kDefaultDataOffset);
   const uint64_t keyslot_area = luks2_keyslot_area_size(volume_key.size(), kStripes);
   if (data_offset % 4096 != 0 || data_offset < 2 * kHdrSize + keyslot_area) {
-    return Error(Errc::usage, "data offset " + std::to_string(data_offset) + " must be a multiple of 4096 and at least " +
+    return Error(Errc::usage, "data offset " + std::to_string(data_offset) +
+                                  " must be a multiple of 4096 and at least " +
                                   std::to_string(2 * kHdrSize + keyslot_area) + " bytes");
   }
   RL_ASSIGN(const uint64_t image_size, image.size());

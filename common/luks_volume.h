@@ -27,13 +27,13 @@ struct KeyslotInfo {
 };
 
 struct VolumeLayout {
-  int version = 2;                     // 1 or 2
+  int version = 2;  // 1 or 2
   std::string uuid;
   std::string cipher = "aes-xts-plain64";  // cipher-mode-iv, cryptsetup's spelling
-  uint32_t key_bytes = 64;             // volume key size
-  uint32_t sector_size = 4096;         // encryption sector size of the data
-  uint64_t data_offset = 0;            // bytes from the image start to plaintext offset 0
-  std::optional<uint64_t> data_size;   // fixed data segment size, or nullopt for "dynamic"
+  uint32_t key_bytes = 64;                 // volume key size
+  uint32_t sector_size = 4096;             // encryption sector size of the data
+  uint64_t data_offset = 0;                // bytes from the image start to plaintext offset 0
+  std::optional<uint64_t> data_size;       // fixed data segment size, or nullopt for "dynamic"
 };
 
 struct UnlockedKey {
@@ -70,10 +70,10 @@ struct FormatOptions {
   int version = 2;
   std::string cipher = "aes-xts-plain64";
   uint32_t key_bytes = 64;
-  uint32_t sector_size = 4096;           // LUKS2 only; LUKS1 is always 512
-  std::optional<uint64_t> data_offset;   // default: 16 MiB for LUKS2 and 4 MiB for LUKS1, like librbd
+  uint32_t sector_size = 4096;          // LUKS2 only; LUKS1 is always 512
+  std::optional<uint64_t> data_offset;  // default: 16 MiB for LUKS2 and 4 MiB for LUKS1, like librbd
   KdfRequest kdf;
-  std::optional<std::string> uuid;       // random when unset
+  std::optional<std::string> uuid;  // random when unset
 };
 
 // Reads the header at offset 0 of image and returns the matching implementation.

@@ -30,7 +30,7 @@ class RangeLock {
     uint64_t end;
     Mode mode;
     bool granted = false;
-    std::condition_variable wakeup;  // for a blocked lock()
+    std::condition_variable wakeup;         // for a blocked lock()
     std::function<void(Guard)> on_granted;  // for lock_async()
   };
   using RequestList = std::list<Request>;

@@ -55,8 +55,10 @@ Status write_secret_file(const std::string& path, std::span<const uint8_t> bytes
   while (status && done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) status = errno_error("write " + path);
-    else done += static_cast<size_t>(n);
+    if (n < 0)
+      status = errno_error("write " + path);
+    else
+      done += static_cast<size_t>(n);
   }
   if (status && fsync(fd) != 0) status = errno_error("sync " + path);
   ::close(fd);

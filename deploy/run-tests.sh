@@ -11,6 +11,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing dependencies"
 bash deploy/install-deps.sh
 
+step "checking formatting (clang-format)"
+git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
+
 step "building (build/)"
 RBD_LUKS_BUILD_DIR="$root/build" bash deploy/build.sh
 

@@ -44,8 +44,8 @@ class ConfigKeyKeyring final : public Keyring {
     size_t outlen = 0;
     char* outs = nullptr;
     size_t outslen = 0;
-    const int r = rados_mon_command(connection_->handle(), argv, 1, reinterpret_cast<const char*>(in.data()),
-                                    in.size(), &outbuf, &outlen, &outs, &outslen);
+    const int r = rados_mon_command(connection_->handle(), argv, 1, reinterpret_cast<const char*>(in.data()), in.size(),
+                                    &outbuf, &outlen, &outs, &outslen);
     if (out != nullptr && r >= 0) *out = SecureBuffer(reinterpret_cast<const uint8_t*>(outbuf), outlen);
     if (outbuf != nullptr) {
       secure_zero(outbuf, outlen);

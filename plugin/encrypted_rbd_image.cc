@@ -81,7 +81,7 @@ struct EncryptedRbdImage::Request {
   Callback done;
   RangeLock::Guard guard;
   std::atomic<size_t> pieces_left{0};
-  std::atomic<int> error{0};  // the first failure, a negative errno
+  std::atomic<int> error{0};                   // the first failure, a negative errno
   std::vector<std::unique_ptr<Piece>> pieces;  // the first piece_count are this request's
   size_t piece_count = 0;
 };
@@ -148,16 +148,16 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(rados_ioctx_t
   }
   IoCtxHandle ioctx(own_io, rados_ioctx_destroy);
   char name_space[256] = {};
-  if (rados_ioctx_get_namespace(io, name_space, sizeof name_space - 1) >= 0) rados_ioctx_set_namespace(own_io, name_space);
+  if (rados_ioctx_get_namespace(io, name_space, sizeof name_space - 1) >= 0)
+    rados_ioctx_set_namespace(own_io, name_space);
 
   read_only = read_only || snapshot.has_value();
   rbd_image_t image = nullptr;
   const int r = read_only ? rbd_open_read_only(own_io, name.c_str(), &image, snapshot ? snapshot->c_str() : nullptr)
                           : rbd_open(own_io, name.c_str(), &image, nullptr);
   if (r == -ENOENT) {
-    return Error(Errc::not_found,
-                 snapshot ? "image " + path + " or its snapshot '" + *snapshot + "' does not exist"
-                          : "image " + path + " does not exist");
+    return Error(Errc::not_found, snapshot ? "image " + path + " or its snapshot '" + *snapshot + "' does not exist"
+                                           : "image " + path + " does not exist");
   }
   if (r < 0) return librbd_error(r, "open " + full_name);
   return open(std::make_unique<RbdImage>(nullptr, std::move(ioctx), image, full_name, read_only), passphrase, options);
@@ -240,8 +240,8 @@ EncryptedRbdImage::Piece* EncryptedRbdImage::add_piece(Request* request, const S
   return piece;
 }
 
-void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers,
-                               Callback done, int op_flags) {
+void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done,
+                               int op_flags) {
   Request* request = take_request();
   try {
     request->op = op;
@@ -284,8 +284,8 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
   // Whole-sector writes only need to exclude read-modify-writes of the same sectors, not each other,
   // unless a sector can be half written when a read sees it.
   const SectorSpan span = cover_sectors(offset, length, sector_size_);
-  const auto mode = op == Op::read || (span.aligned() && !torn_reads_possible) ? RangeLock::Mode::shared
-                                                                               : RangeLock::Mode::exclusive;
+  const auto mode =
+      op == Op::read || (span.aligned() && !torn_reads_possible) ? RangeLock::Mode::shared : RangeLock::Mode::exclusive;
   try {
     sectors_locked_.lock_async(span.begin, span.end, mode, [this, request](RangeLock::Guard guard) {
       request->guard = std::move(guard);
@@ -311,10 +311,18 @@ void EncryptedRbdImage::start(Request* request) {
       continue;
     }
     switch (op) {
-      case Op::read: start_read(piece); break;
-      case Op::write: start_write(piece); break;
-      case Op::zero: start_zero(piece); break;
-      case Op::flush: start_flush(piece); break;
+      case Op::read:
+        start_read(piece);
+        break;
+      case Op::write:
+        start_write(piece);
+        break;
+      case Op::zero:
+        start_zero(piece);
+        break;
+      case Op::flush:
+        start_flush(piece);
+        break;
     }
   }
 }

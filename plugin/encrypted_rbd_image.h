@@ -58,11 +58,11 @@
 namespace rbdluks {
 
 struct DispatchOptions {
-  std::optional<int> keyslot;        // the keyslot to try; all active ones when unset
-  unsigned worker_threads = 0;       // crypto threads; 0: WorkerPool::default_threads()
+  std::optional<int> keyslot;                     // the keyslot to try; all active ones when unset
+  unsigned worker_threads = 0;                    // crypto threads; 0: WorkerPool::default_threads()
   size_t inline_crypto_bytes = size_t{64} << 10;  // also the size of a small bounce buffer
-  size_t small_buffers = 128;        // small bounce buffers (requests up to inline_crypto_bytes)
-  size_t large_buffers = 16;         // bounce buffers of one piece (a RADOS object, at most 4 MiB)
+  size_t small_buffers = 128;                     // small bounce buffers (requests up to inline_crypto_bytes)
+  size_t large_buffers = 16;                      // bounce buffers of one piece (a RADOS object, at most 4 MiB)
 };
 
 class EncryptedRbdImage {

@@ -122,8 +122,8 @@ int check_iov(const struct iovec* iov, int iovcnt) {
   return 0;
 }
 
-int open_image(rados_ioctx_t io, const char* name, const char* snap_name, const char* passphrase,
-               size_t passphrase_len, bool read_only, rbd_luks_image_t* image) {
+int open_image(rados_ioctx_t io, const char* name, const char* snap_name, const char* passphrase, size_t passphrase_len,
+               bool read_only, rbd_luks_image_t* image) {
   if (io == nullptr || name == nullptr || image == nullptr || (passphrase == nullptr && passphrase_len > 0)) {
     return fail(-EINVAL, "rbd_luks_open: missing argument");
   }
@@ -300,7 +300,8 @@ int rbd_luks_metadata_get(rbd_luks_image_t image, const char* key, char* value, 
     const std::string& text = **got;
     if (value == nullptr || *val_len < text.size() + 1) {
       *val_len = text.size() + 1;
-      return fail(-ERANGE, "the value of '" + std::string(key) + "' needs " + std::to_string(text.size() + 1) + " bytes");
+      return fail(-ERANGE,
+                  "the value of '" + std::string(key) + "' needs " + std::to_string(text.size() + 1) + " bytes");
     }
     text.copy(value, text.size());
     value[text.size()] = '\0';

@@ -21,8 +21,8 @@ Result<unsigned> mount_timeout_seconds() {
   errno = 0;
   const unsigned long value = std::strtoul(env, &end, 10);
   if (errno != 0 || *end != '\0' || value == 0 || value > 86400 || *env == '-') {
-    return Error(Errc::usage, "RBD_LUKS_MOUNT_TIMEOUT must be a number of seconds in 1..86400, not '" +
-                                  std::string(env) + "'");
+    return Error(Errc::usage,
+                 "RBD_LUKS_MOUNT_TIMEOUT must be a number of seconds in 1..86400, not '" + std::string(env) + "'");
   }
   return static_cast<unsigned>(value);
 }
@@ -141,8 +141,8 @@ Result<std::shared_ptr<RbdConnection>> RbdConnection::connect(const RbdConnectio
         return Error(Errc::failure, where + ": no monitor answered within " + std::to_string(timeout) +
                                         " s (RBD_LUKS_MOUNT_TIMEOUT sets the wait)");
       case ENOENT:
-        return Error(Errc::failure, where + ": no keyring found (looked in " + conf_get(cluster, "keyring") +
-                                        "; use --keyring FILE)");
+        return Error(Errc::failure,
+                     where + ": no keyring found (looked in " + conf_get(cluster, "keyring") + "; use --keyring FILE)");
       case EACCES:
       case EPERM:
         return Error(Errc::failure, where + ": access denied (wrong key or client name?)");

@@ -52,7 +52,8 @@ Status RbdImage::read(uint64_t offset, std::span<uint8_t> out) {
     const ssize_t r = rbd_read2(image_, offset + done, chunk, reinterpret_cast<char*>(out.data() + done), 0);
     if (r < 0) return ceph_error(static_cast<int>(r), "read " + name_ + " " + range_text(offset + done, chunk));
     if (r == 0) {
-      return Error(Errc::failure, "read " + name_ + ": " + range_text(offset, out.size()) + " pass the end of the image");
+      return Error(Errc::failure,
+                   "read " + name_ + ": " + range_text(offset, out.size()) + " pass the end of the image");
     }
     done += static_cast<size_t>(r);
   }
@@ -151,8 +152,8 @@ Result<bool> RbdImage::has_data() {
 Status RbdImage::check_range(const char* op, uint64_t offset, uint64_t length) {
   RL_ASSIGN(const uint64_t end, size());
   if (offset > end || length > end - offset) {
-    return Error(Errc::failure, std::string(op) + " " + name_ + ": " + range_text(offset, length) +
-                                    " pass the end of the image");
+    return Error(Errc::failure,
+                 std::string(op) + " " + name_ + ": " + range_text(offset, length) + " pass the end of the image");
   }
   return {};
 }
@@ -184,8 +185,8 @@ Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> 
   return std::make_unique<RbdImage>(std::move(connection), std::move(ioctx), image, spec.name(), read_only);
 }
 
-Result<std::unique_ptr<RbdImage>> create_rbd_image(std::shared_ptr<RbdConnection> connection,
-                                                   const RbdImageSpec& spec, uint64_t size) {
+Result<std::unique_ptr<RbdImage>> create_rbd_image(std::shared_ptr<RbdConnection> connection, const RbdImageSpec& spec,
+                                                   uint64_t size) {
   if (spec.snapshot) return Error(Errc::usage, "cannot create " + spec.name() + ": a snapshot is not an image");
   {
     RL_ASSIGN(auto ioctx, connection->open_pool(spec.pool, spec.name_space));

@@ -71,7 +71,7 @@ Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> 
 // Creates an image of `size` bytes with the cluster's default features (rbd_default_features:
 // layering, exclusive-lock, object-map, fast-diff, deep-flatten) and opens it read-write. Fails if
 // the image exists.
-Result<std::unique_ptr<RbdImage>> create_rbd_image(std::shared_ptr<RbdConnection> connection,
-                                                   const RbdImageSpec& spec, uint64_t size);
+Result<std::unique_ptr<RbdImage>> create_rbd_image(std::shared_ptr<RbdConnection> connection, const RbdImageSpec& spec,
+                                                   uint64_t size);
 
 }  // namespace rbdluks

@@ -16,23 +16,43 @@ struct OptionSpec {
 
 constexpr std::array kOptions = {
     // Ceph connection
-    OptionSpec{"conf", 'c', true}, OptionSpec{"id", 0, true}, OptionSpec{"name", 'n', true},
-    OptionSpec{"keyring", 0, true}, OptionSpec{"cluster", 0, true},
+    OptionSpec{"conf", 'c', true},
+    OptionSpec{"id", 0, true},
+    OptionSpec{"name", 'n', true},
+    OptionSpec{"keyring", 0, true},
+    OptionSpec{"cluster", 0, true},
     // key source
-    OptionSpec{"passphrase-file", 0, true}, OptionSpec{"key-ref", 0, true},
-    OptionSpec{"passphrase-encoding", 0, true}, OptionSpec{"new-passphrase-file", 0, true},
-    OptionSpec{"key-slot", 0, true}, OptionSpec{"config", 0, true},
+    OptionSpec{"passphrase-file", 0, true},
+    OptionSpec{"key-ref", 0, true},
+    OptionSpec{"passphrase-encoding", 0, true},
+    OptionSpec{"new-passphrase-file", 0, true},
+    OptionSpec{"key-slot", 0, true},
+    OptionSpec{"config", 0, true},
     // output
-    OptionSpec{"quiet", 'q', false}, OptionSpec{"json", 0, false}, OptionSpec{"help", 'h', false},
+    OptionSpec{"quiet", 'q', false},
+    OptionSpec{"json", 0, false},
+    OptionSpec{"help", 'h', false},
     // format options
-    OptionSpec{"type", 0, true}, OptionSpec{"cipher", 0, true}, OptionSpec{"key-size", 0, true},
-    OptionSpec{"sector-size", 0, true}, OptionSpec{"pbkdf", 0, true}, OptionSpec{"iter-time", 0, true},
-    OptionSpec{"pbkdf-force-iterations", 0, true}, OptionSpec{"pbkdf-memory", 0, true},
-    OptionSpec{"pbkdf-parallel", 0, true}, OptionSpec{"hash", 0, true}, OptionSpec{"new-key", 0, true},
-    OptionSpec{"uuid", 0, true}, OptionSpec{"data-offset", 0, true}, OptionSpec{"force", 0, false},
+    OptionSpec{"type", 0, true},
+    OptionSpec{"cipher", 0, true},
+    OptionSpec{"key-size", 0, true},
+    OptionSpec{"sector-size", 0, true},
+    OptionSpec{"pbkdf", 0, true},
+    OptionSpec{"iter-time", 0, true},
+    OptionSpec{"pbkdf-force-iterations", 0, true},
+    OptionSpec{"pbkdf-memory", 0, true},
+    OptionSpec{"pbkdf-parallel", 0, true},
+    OptionSpec{"hash", 0, true},
+    OptionSpec{"new-key", 0, true},
+    OptionSpec{"uuid", 0, true},
+    OptionSpec{"data-offset", 0, true},
+    OptionSpec{"force", 0, false},
     // data commands
-    OptionSpec{"size", 's', true}, OptionSpec{"offset", 0, true}, OptionSpec{"length", 0, true},
-    OptionSpec{"dump-volume-key", 0, false}, OptionSpec{"volume-key-file", 0, true},
+    OptionSpec{"size", 's', true},
+    OptionSpec{"offset", 0, true},
+    OptionSpec{"length", 0, true},
+    OptionSpec{"dump-volume-key", 0, false},
+    OptionSpec{"volume-key-file", 0, true},
     OptionSpec{"seconds", 0, true},
 };
 
@@ -65,11 +85,24 @@ Result<uint64_t> parse_size(const std::string& text, bool allow_suffix) {
   if (!suffix.empty()) {
     if (!allow_suffix || suffix.size() != 1) return usage("'" + text + "' is not a number");
     switch (suffix[0]) {
-      case 'K': case 'k': shift = 10; break;
-      case 'M': case 'm': shift = 20; break;
-      case 'G': case 'g': shift = 30; break;
-      case 'T': case 't': shift = 40; break;
-      default: return usage("'" + text + "' has an unknown size suffix (use K, M, G or T)");
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        return usage("'" + text + "' has an unknown size suffix (use K, M, G or T)");
     }
   }
   if (shift != 0 && value > (UINT64_MAX >> shift)) return usage("'" + text + "' is out of range");

@@ -117,8 +117,8 @@ Status copy_into(const CommandLine& cl, Stream& in, EncryptedImage& data, const 
     if (got < want) break;
   }
   if (limit && done != *limit) {
-    return Error(Errc::failure, in.name() + " ended after " + std::to_string(done) + " of " +
-                                    std::to_string(*limit) + " bytes");
+    return Error(Errc::failure,
+                 in.name() + " ended after " + std::to_string(done) + " of " + std::to_string(*limit) + " bytes");
   }
   return data.flush();
 }
@@ -194,10 +194,12 @@ Status cmd_resize(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(auto loaded, load_volume(cl, args[0], OpenMode::read_write));
   const VolumeLayout& layout = loaded.volume->layout();
   if (*size % layout.sector_size != 0) {
-    return Error(Errc::usage, "--size must be a multiple of the sector size (" + std::to_string(layout.sector_size) + ")");
+    return Error(Errc::usage,
+                 "--size must be a multiple of the sector size (" + std::to_string(layout.sector_size) + ")");
   }
   if (layout.data_size) {
-    return Error(Errc::unsupported, args[0] + ": the data segment has a fixed size; only dynamic segments can be resized");
+    return Error(Errc::unsupported,
+                 args[0] + ": the data segment has a fixed size; only dynamic segments can be resized");
   }
   RL_TRY(loaded.image->resize(layout.data_offset + *size));
   inform(cl, "resized " + args[0] + " to " + std::to_string(*size) + " bytes of plaintext");

@@ -19,9 +19,12 @@ constexpr uint64_t kMiB = 1 << 20;
 Result<FormatOptions> format_options_from(const CommandLine& cl) {
   FormatOptions options;
   const std::string type = cl.get("type").value_or("luks2");
-  if (type == "luks2") options.version = 2;
-  else if (type == "luks1") options.version = 1;
-  else return Error(Errc::usage, "--type must be luks2 or luks1, not '" + type + "'");
+  if (type == "luks2")
+    options.version = 2;
+  else if (type == "luks1")
+    options.version = 1;
+  else
+    return Error(Errc::usage, "--type must be luks2 or luks1, not '" + type + "'");
 
   options.cipher = cl.get("cipher").value_or("aes-xts-plain64");
   RL_ASSIGN(auto key_bits, cl.get_uint("key-size"));
@@ -82,8 +85,8 @@ Status cmd_create(const CommandLine& cl, const Args& args) {
   if (!size || *size == 0) return Error(Errc::usage, "create needs --size BYTES (the plaintext size)");
   RL_ASSIGN(auto options, format_options_from(cl));
   if (*size % options.sector_size != 0) {
-    return Error(Errc::usage, "--size must be a multiple of the sector size (" +
-                                  std::to_string(options.sector_size) + ")");
+    return Error(Errc::usage,
+                 "--size must be a multiple of the sector size (" + std::to_string(options.sector_size) + ")");
   }
   RL_ASSIGN(auto target, parse_target(args[0]));
   // The key source is checked before anything exists, so a typo leaves no empty image behind.

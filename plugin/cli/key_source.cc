@@ -11,7 +11,6 @@ namespace {
 
 constexpr size_t kNewKeyBytes = 64;  // what Cinder stores for a 512-bit AES-XTS volume
 
-
 Result<std::optional<PassphraseEncoding>> encoding_option(const CommandLine& cl) {
   auto text = cl.get("passphrase-encoding");
   if (!text) return std::optional<PassphraseEncoding>();
@@ -57,8 +56,8 @@ Result<SecureBuffer> passphrase_for(const CommandLine& cl, RawImage& image) {
   }
   RL_ASSIGN(auto stored_ref, image.get_metadata(kKeyRefMetadataKey));
   if (!stored_ref) {
-    return Error(Errc::usage, "no key source: pass --passphrase-file or --key-ref (" + image.name() +
-                                  " records no key reference)");
+    return Error(Errc::usage,
+                 "no key source: pass --passphrase-file or --key-ref (" + image.name() + " records no key reference)");
   }
   RL_ASSIGN(auto reference, KeyReference::parse(*stored_ref));
   if (!encoding) {

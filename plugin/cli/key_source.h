@@ -28,7 +28,7 @@ struct NewVolumeKey {
   SecureBuffer passphrase;
   std::optional<KeyReference> reference;  // recorded in the image metadata
   PassphraseEncoding encoding = PassphraseEncoding::raw;
-  bool created = false;                   // --new-key: the key was made for this volume
+  bool created = false;  // --new-key: the key was made for this volume
 };
 Result<NewVolumeKey> key_for_new_volume(const CommandLine& cl, const std::string& target_name);
 

@@ -52,12 +52,17 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong key, 4 no valid LUKS header, 5 key
 int exit_code(const Error& error) {
   if (error.code().category() != rbdluks_category()) return 1;
   switch (static_cast<Errc>(error.code().value())) {
-    case Errc::usage: return 2;
-    case Errc::bad_key: return 3;
+    case Errc::usage:
+      return 2;
+    case Errc::bad_key:
+      return 3;
     case Errc::bad_header:
-    case Errc::unsupported: return 4;
-    case Errc::key_unavailable: return 5;
-    default: return 1;
+    case Errc::unsupported:
+      return 4;
+    case Errc::key_unavailable:
+      return 5;
+    default:
+      return 1;
   }
 }
 
@@ -78,7 +83,7 @@ Status run(int argc, const char* const* argv) {
   if (words.empty()) return Error(Errc::usage, "no command given (see rbd-luks --help)");
   using Handler = std::function<Status(const CommandLine&, const Args&)>;
   static const std::map<std::string, Handler> commands = {
-      {"create", cmd_create}, {"format", cmd_format}, {"dump", cmd_dump},       {"check", cmd_check},
+      {"create", cmd_create},   {"format", cmd_format},   {"dump", cmd_dump},     {"check", cmd_check},
       {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref}, {"import", cmd_import}, {"export", cmd_export},
       {"read", cmd_read},       {"write", cmd_write},     {"resize", cmd_resize}, {"bench", cmd_bench},
   };

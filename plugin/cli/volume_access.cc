@@ -28,7 +28,8 @@ Result<KdfRequest> kdf_request_from(const CommandLine& cl, int luks_version) {
   }
   RL_ASSIGN(auto iterations, cl.get_uint("pbkdf-force-iterations"));
   if (iterations) {
-    if (*iterations == 0 || *iterations > UINT32_MAX) return Error(Errc::usage, "--pbkdf-force-iterations is out of range");
+    if (*iterations == 0 || *iterations > UINT32_MAX)
+      return Error(Errc::usage, "--pbkdf-force-iterations is out of range");
     request.force_iterations = static_cast<uint32_t>(*iterations);
   }
   RL_ASSIGN(auto memory, cl.get_uint("pbkdf-memory"));

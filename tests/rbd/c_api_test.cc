@@ -157,8 +157,7 @@ TEST_F(CApiTest, OpenErrorCodes) {
   EXPECT_NE(std::string(rbd_luks_last_error()).find(name), std::string::npos) << rbd_luks_last_error();
   EXPECT_EQ(std::string(rbd_luks_last_error()).find(wrong), std::string::npos) << "no secrets in messages";
   EXPECT_EQ(rbd_luks_open(io(), "no-such-image", nullptr, kPassphrase.data(), kPassphrase.size(), &image), -ENOENT);
-  EXPECT_EQ(rbd_luks_open(io(), name.c_str(), "no-such-snap", kPassphrase.data(), kPassphrase.size(), &image),
-            -ENOENT);
+  EXPECT_EQ(rbd_luks_open(io(), name.c_str(), "no-such-snap", kPassphrase.data(), kPassphrase.size(), &image), -ENOENT);
   const std::string plain = fresh_name("plain");
   ASSERT_TRUE(create_raw(plain, 4 * kMiB));
   EXPECT_EQ(rbd_luks_open(io(), plain.c_str(), nullptr, kPassphrase.data(), kPassphrase.size(), &image), -EINVAL);
@@ -258,7 +257,8 @@ TEST_F(ImageApiTest, OpenReadWriteAsyncAndErrors) {
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == 3; }));
   }
   EXPECT_EQ(results[0], 1000);
-  EXPECT_EQ(std::count(results.begin() + 1, results.end(), 1000) + std::count(results.begin() + 1, results.end(), 0), 2);
+  EXPECT_EQ(std::count(results.begin() + 1, results.end(), 1000) + std::count(results.begin() + 1, results.end(), 0),
+            2);
   EXPECT_TRUE(std::equal(async_got.begin(), async_got.end(), data.begin()));
 
   auto past_end = img.read(8 * kMiB - 1, std::span(got).first(2));

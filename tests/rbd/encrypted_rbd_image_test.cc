@@ -95,12 +95,12 @@ TEST_P(RoundTripTest, AlignedAndUnalignedWritesAtBothEndsAndAcrossObjects) {
                                                           : 4 * kMiB);
   std::vector<uint8_t> model(size, 0);
 
-  write_and_model(*image, model, 0, 4096, 1);                       // first sectors, aligned
-  write_and_model(*image, model, 100, 5000, 2);                     // unaligned inside the head
+  write_and_model(*image, model, 0, 4096, 1);                          // first sectors, aligned
+  write_and_model(*image, model, 100, 5000, 2);                        // unaligned inside the head
   write_and_model(*image, model, 4 * kMiB - 3000, 5 * kMiB + 123, 3);  // large: crosses two objects
-  write_and_model(*image, model, 9 * kMiB + 1, 1, 4);               // one byte
-  write_and_model(*image, model, size - 777, 777, 5);               // the very end, unaligned start
-  write_and_model(*image, model, size - 8192, 8192, 6);             // the very end, aligned
+  write_and_model(*image, model, 9 * kMiB + 1, 1, 4);                  // one byte
+  write_and_model(*image, model, size - 777, 777, 5);                  // the very end, unaligned start
+  write_and_model(*image, model, size - 8192, 8192, 6);                // the very end, aligned
   expect_contents(*image, model);
 
   // Unaligned reads of every shape, small and large.
@@ -151,8 +151,8 @@ TEST_F(EncryptedRbdImageTest, ScatterGatherAsyncRoundTrip) {
     sources.push_back(random_bytes(1000 + 7000 + 3000 + 200000, 100 + i));
     auto& data = sources.back();
     std::copy(data.begin(), data.end(), model.begin() + offset);
-    vectors.push_back({{data.data(), 1000}, {data.data() + 1000, 7000}, {data.data() + 8000, 3000},
-                       {data.data() + 11000, 200000}});
+    vectors.push_back(
+        {{data.data(), 1000}, {data.data() + 1000, 7000}, {data.data() + 8000, 3000}, {data.data() + 11000, 200000}});
     image->aio_writev(offset, vectors.back(), writes.add());
   }
   for (ssize_t r : writes.wait()) EXPECT_EQ(r, 211000);
@@ -201,8 +201,8 @@ TEST_F(EncryptedRbdImageTest, CallbacksNeverRunInsideTheSubmittingCall) {
   };
   std::vector<uint8_t> buffer(4096);
   submitting = true;
-  image->aio_read(0, buffer, check(done.add()));                // success
-  image->aio_read(4 * kMiB, buffer, check(done.add()));         // range error
+  image->aio_read(0, buffer, check(done.add()));                       // success
+  image->aio_read(4 * kMiB, buffer, check(done.add()));                // range error
   image->aio_write(0, std::span(buffer).first(0), check(done.add()));  // nothing to do
   image->aio_flush(check(done.add()));
   submitting = false;
@@ -291,9 +291,9 @@ TEST_F(EncryptedRbdImageTest, WritesNeverModifyTheCallersBuffer) {
   ASSERT_TRUE(image);
   const auto data = random_bytes(5 * kMiB + 333, 9);
   auto buffer = data;
-  ASSERT_EQ(image->write(0, buffer), static_cast<ssize_t>(buffer.size()));           // aligned, large
+  ASSERT_EQ(image->write(0, buffer), static_cast<ssize_t>(buffer.size()));             // aligned, large
   ASSERT_EQ(image->write(4 * kMiB + 7, buffer), static_cast<ssize_t>(buffer.size()));  // unaligned
-  ASSERT_EQ(image->write(4096, std::span(buffer).first(4096)), 4096);                 // small, inline crypto
+  ASSERT_EQ(image->write(4096, std::span(buffer).first(4096)), 4096);                  // small, inline crypto
   const iovec iov[] = {{buffer.data(), 1000}, {buffer.data() + 1000, 8192}};
   Completions done;
   image->aio_writev(8 * kMiB + 1, iov, done.add());
@@ -571,7 +571,8 @@ TEST_P(NativeInteropTest, WhatWeWroteReadsBackThroughNativeEncryption) {
   EXPECT_EQ(native_size, size);
   for (const auto& [offset, data] : writes(size)) {
     std::vector<uint8_t> got(data.size());
-    ASSERT_EQ(rbd_read(image, offset, got.size(), reinterpret_cast<char*>(got.data())), static_cast<ssize_t>(got.size()));
+    ASSERT_EQ(rbd_read(image, offset, got.size(), reinterpret_cast<char*>(got.data())),
+              static_cast<ssize_t>(got.size()));
     // The zeroed bytes, then everything else.
     if (offset == 5000) {
       EXPECT_EQ(std::count(got.begin() + 100, got.begin() + 150, 0), 50);

@@ -6,12 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <random>
 #include <vector>
 
@@ -35,12 +35,16 @@ class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) setenv(name, value, 1);
-    else unsetenv(name);
+    if (value != nullptr)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
   }
   ~ScopedEnv() {
-    if (old_) setenv(name_.c_str(), old_->c_str(), 1);
-    else unsetenv(name_.c_str());
+    if (old_)
+      setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      unsetenv(name_.c_str());
   }
 
  private:
@@ -354,8 +358,8 @@ class RbdConnectionTest : public ::testing::Test {
     EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
     close(fd);  // the port is free again, and nothing listens on it
     const std::string path = (dir_ / "dead.conf").string();
-    std::ofstream(path) << "[global]\nmon host = 127.0.0.1:" << ntohs(addr.sin_port) << "\nkeyring = "
-                        << (cluster_dir_ / "ceph.client.admin.keyring").string() << "\n";
+    std::ofstream(path) << "[global]\nmon host = 127.0.0.1:" << ntohs(addr.sin_port)
+                        << "\nkeyring = " << (cluster_dir_ / "ceph.client.admin.keyring").string() << "\n";
     return path;
   }
 

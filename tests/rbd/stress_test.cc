@@ -43,7 +43,8 @@ constexpr uint64_t kImageBytes = 8 * kMiB;
 // Who owns plaintext byte `at`, or -1 outside both regions.
 int owner(uint64_t at) {
   if (at >= kFineBegin && at < kFineBegin + kFineBytes) return static_cast<int>((at - kFineBegin) / kStripe % kThreads);
-  if (at >= kCoarseBegin && at < kCoarseBegin + kThreads * kBlock) return static_cast<int>((at - kCoarseBegin) / kBlock);
+  if (at >= kCoarseBegin && at < kCoarseBegin + kThreads * kBlock)
+    return static_cast<int>((at - kCoarseBegin) / kBlock);
   return -1;
 }
 
@@ -74,8 +75,8 @@ class Stress {
       ASSERT_EQ(image_.read(region.offset, got), static_cast<ssize_t>(got.size()));
       for (uint64_t i = 0; i < got.size(); ++i) {
         if (got[i] != model_[region.offset + i]) {
-          FAIL() << "byte " << region.offset + i << " (owner " << owner(region.offset + i) << ") is "
-                 << int{got[i]} << ", its owner last wrote " << int{model_[region.offset + i]};
+          FAIL() << "byte " << region.offset + i << " (owner " << owner(region.offset + i) << ") is " << int{got[i]}
+                 << ", its owner last wrote " << int{model_[region.offset + i]};
         }
       }
     }
@@ -181,10 +182,18 @@ class Stress {
         if (--left == 0) cv.notify_one();
       };
       switch (op.kind) {
-        case Kind::read: image_.aio_read(op.range.offset, op.data, done); break;
-        case Kind::write: image_.aio_write(op.range.offset, op.data, done); break;
-        case Kind::zero: image_.aio_write_zeroes(op.range.offset, op.range.length, done); break;
-        case Kind::discard: image_.aio_discard(op.range.offset, op.range.length, done); break;
+        case Kind::read:
+          image_.aio_read(op.range.offset, op.data, done);
+          break;
+        case Kind::write:
+          image_.aio_write(op.range.offset, op.data, done);
+          break;
+        case Kind::zero:
+          image_.aio_write_zeroes(op.range.offset, op.range.length, done);
+          break;
+        case Kind::discard:
+          image_.aio_discard(op.range.offset, op.range.length, done);
+          break;
       }
     }
     {

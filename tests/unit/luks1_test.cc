@@ -556,7 +556,8 @@ TEST_F(Luks1Test, RemovedKeyslotIsRefusedByCryptsetupAndWiped) {
   ASSERT_TRUE(parsed.ok());
   EXPECT_TRUE(parsed->keyslots[1].is_disabled());
   EXPECT_EQ(parsed->keyslots[1].iterations, 0u);
-  EXPECT_TRUE(std::all_of(parsed->keyslots[1].salt.begin(), parsed->keyslots[1].salt.end(), [](uint8_t b) { return b == 0; }));
+  EXPECT_TRUE(
+      std::all_of(parsed->keyslots[1].salt.begin(), parsed->keyslots[1].salt.end(), [](uint8_t b) { return b == 0; }));
 
   auto wrong = volume->open(bytes_of(pass(2)));
   ASSERT_FALSE(wrong.ok());

@@ -137,8 +137,10 @@ TEST(RangeLock, StressNeverGrantsConflictingRanges) {
   };
   auto leave = [&](uint64_t b, uint64_t e, Mode mode) {
     for (uint64_t u = b; u < e; ++u) {
-      if (mode == Mode::exclusive) inside[u] = 0;
-      else inside[u].fetch_sub(1);
+      if (mode == Mode::exclusive)
+        inside[u] = 0;
+      else
+        inside[u].fetch_sub(1);
     }
   };
 

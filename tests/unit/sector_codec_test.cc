@@ -68,7 +68,14 @@ TEST(SectorCodec, CoverSectorsFindsSpanAndPartialEdges) {
       {512, 1000, 512, 512, 1536, false, false, true, {1024}},
       {4000, 8288, 4096, 0, 12288, false, true, false, {0}},
       {4095, 4098, 4096, 0, 12288, false, true, true, {0, 8192}},
-      {(uint64_t{1} << 40) + 1, 1, 512, uint64_t{1} << 40, (uint64_t{1} << 40) + 512, false, true, false,
+      {(uint64_t{1} << 40) + 1,
+       1,
+       512,
+       uint64_t{1} << 40,
+       (uint64_t{1} << 40) + 512,
+       false,
+       true,
+       false,
        {uint64_t{1} << 40}},
   };
   for (const SpanCase& c : cases) {

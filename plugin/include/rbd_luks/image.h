@@ -35,8 +35,8 @@ class RBD_LUKS_CXX_API Image {
   struct OpenOptions {
     std::optional<std::string> snapshot;  // opens read-only at this snapshot
     bool read_only = false;
-    std::optional<int> keyslot;           // only try this keyslot
-    unsigned crypto_threads = 0;          // 0: one per CPU, at most 4
+    std::optional<int> keyslot;   // only try this keyslot
+    unsigned crypto_threads = 0;  // 0: one per CPU, at most 4
   };
   using Completion = std::function<void(ssize_t result)>;
 

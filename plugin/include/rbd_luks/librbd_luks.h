@@ -43,65 +43,63 @@ extern "C" {
 
 #define RBD_LUKS_API __attribute__((visibility("default")))
 
-typedef void *rbd_luks_image_t;
-typedef void *rbd_luks_completion_t;
-typedef void (*rbd_luks_callback_t)(rbd_luks_completion_t c, void *arg);
+typedef void* rbd_luks_image_t;
+typedef void* rbd_luks_completion_t;
+typedef void (*rbd_luks_callback_t)(rbd_luks_completion_t c, void* arg);
 
 /* Opens image `name` in the pool and namespace of `io`, read-write, or read-only at snapshot
  * `snap_name` when that is not NULL. The passphrase is passphrase_len bytes, not NUL-terminated.
  * `io` may be destroyed once this returns; its cluster handle must outlive the image. */
-RBD_LUKS_API int rbd_luks_open(rados_ioctx_t io, const char *name, const char *snap_name, const char *passphrase,
-                               size_t passphrase_len, rbd_luks_image_t *image);
-RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char *name, const char *snap_name,
-                                         const char *passphrase, size_t passphrase_len, rbd_luks_image_t *image);
+RBD_LUKS_API int rbd_luks_open(rados_ioctx_t io, const char* name, const char* snap_name, const char* passphrase,
+                               size_t passphrase_len, rbd_luks_image_t* image);
+RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, const char* snap_name,
+                                         const char* passphrase, size_t passphrase_len, rbd_luks_image_t* image);
 /* Waits for the image's requests in flight, then closes it. */
 RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
 
-RBD_LUKS_API int rbd_luks_get_size(rbd_luks_image_t image, uint64_t *size);
+RBD_LUKS_API int rbd_luks_get_size(rbd_luks_image_t image, uint64_t* size);
 /* Plaintext size, a multiple of the encryption sector size (512 or 4096 bytes). */
 RBD_LUKS_API int rbd_luks_resize(rbd_luks_image_t image, uint64_t size);
 
 /* op_flags: LIBRADOS_OP_FLAG_FADVISE_* from librados.h, or 0. */
-RBD_LUKS_API ssize_t rbd_luks_read(rbd_luks_image_t image, uint64_t ofs, size_t len, char *buf, int op_flags);
-RBD_LUKS_API ssize_t rbd_luks_write(rbd_luks_image_t image, uint64_t ofs, size_t len, const char *buf,
-                                    int op_flags);
+RBD_LUKS_API ssize_t rbd_luks_read(rbd_luks_image_t image, uint64_t ofs, size_t len, char* buf, int op_flags);
+RBD_LUKS_API ssize_t rbd_luks_write(rbd_luks_image_t image, uint64_t ofs, size_t len, const char* buf, int op_flags);
 /* Both make the range read back as zeros and return len (discard: at most INT_MAX bytes). */
 RBD_LUKS_API int rbd_luks_discard(rbd_luks_image_t image, uint64_t ofs, uint64_t len);
 RBD_LUKS_API ssize_t rbd_luks_write_zeroes(rbd_luks_image_t image, uint64_t ofs, size_t len);
 RBD_LUKS_API int rbd_luks_flush(rbd_luks_image_t image);
 
-RBD_LUKS_API int rbd_luks_aio_create_completion(void *cb_arg, rbd_luks_callback_t complete_cb,
-                                                rbd_luks_completion_t *c);
-RBD_LUKS_API int rbd_luks_aio_read(rbd_luks_image_t image, uint64_t off, size_t len, char *buf,
-                                   rbd_luks_completion_t c, int op_flags);
-RBD_LUKS_API int rbd_luks_aio_readv(rbd_luks_image_t image, const struct iovec *iov, int iovcnt, uint64_t off,
+RBD_LUKS_API int rbd_luks_aio_create_completion(void* cb_arg, rbd_luks_callback_t complete_cb,
+                                                rbd_luks_completion_t* c);
+RBD_LUKS_API int rbd_luks_aio_read(rbd_luks_image_t image, uint64_t off, size_t len, char* buf, rbd_luks_completion_t c,
+                                   int op_flags);
+RBD_LUKS_API int rbd_luks_aio_readv(rbd_luks_image_t image, const struct iovec* iov, int iovcnt, uint64_t off,
                                     rbd_luks_completion_t c);
-RBD_LUKS_API int rbd_luks_aio_write(rbd_luks_image_t image, uint64_t off, size_t len, const char *buf,
+RBD_LUKS_API int rbd_luks_aio_write(rbd_luks_image_t image, uint64_t off, size_t len, const char* buf,
                                     rbd_luks_completion_t c, int op_flags);
-RBD_LUKS_API int rbd_luks_aio_writev(rbd_luks_image_t image, const struct iovec *iov, int iovcnt, uint64_t off,
+RBD_LUKS_API int rbd_luks_aio_writev(rbd_luks_image_t image, const struct iovec* iov, int iovcnt, uint64_t off,
                                      rbd_luks_completion_t c);
 RBD_LUKS_API int rbd_luks_aio_discard(rbd_luks_image_t image, uint64_t off, uint64_t len, rbd_luks_completion_t c);
-RBD_LUKS_API int rbd_luks_aio_write_zeroes(rbd_luks_image_t image, uint64_t off, size_t len,
-                                           rbd_luks_completion_t c);
+RBD_LUKS_API int rbd_luks_aio_write_zeroes(rbd_luks_image_t image, uint64_t off, size_t len, rbd_luks_completion_t c);
 RBD_LUKS_API int rbd_luks_aio_flush(rbd_luks_image_t image, rbd_luks_completion_t c);
 RBD_LUKS_API int rbd_luks_aio_is_complete(rbd_luks_completion_t c);
 RBD_LUKS_API int rbd_luks_aio_wait_for_complete(rbd_luks_completion_t c);
 /* As librbd: the byte count for reads, 0 for writes, discard, write_zeroes and flush, or a
  * negative errno. */
 RBD_LUKS_API ssize_t rbd_luks_aio_get_return_value(rbd_luks_completion_t c);
-RBD_LUKS_API void *rbd_luks_aio_get_arg(rbd_luks_completion_t c);
+RBD_LUKS_API void* rbd_luks_aio_get_arg(rbd_luks_completion_t c);
 RBD_LUKS_API void rbd_luks_aio_release(rbd_luks_completion_t c);
 
 /* Image metadata (key/value pairs kept in the RBD image header), as rbd_metadata_*: get returns
  * -ENOENT for an absent key and -ERANGE (with *val_len set to the size needed, NUL included) when
  * the value does not fit. */
-RBD_LUKS_API int rbd_luks_metadata_get(rbd_luks_image_t image, const char *key, char *value, size_t *val_len);
-RBD_LUKS_API int rbd_luks_metadata_set(rbd_luks_image_t image, const char *key, const char *value);
-RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char *key);
+RBD_LUKS_API int rbd_luks_metadata_get(rbd_luks_image_t image, const char* key, char* value, size_t* val_len);
+RBD_LUKS_API int rbd_luks_metadata_set(rbd_luks_image_t image, const char* key, const char* value);
+RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key);
 
 /* A one-line description of the last failure of a call made in this thread ("" if none); valid until
  * the next call in this thread. Never contains a passphrase or key. */
-RBD_LUKS_API const char *rbd_luks_last_error(void);
+RBD_LUKS_API const char* rbd_luks_last_error(void);
 
 #ifdef __cplusplus
 }
