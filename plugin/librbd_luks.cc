@@ -13,6 +13,7 @@
 #include <string>
 
 #include "encrypted_rbd_image.h"
+#include "stored_key.h"
 
 using rbdluks::EncryptedRbdImage;
 
@@ -150,6 +151,19 @@ int rbd_luks_open(rados_ioctx_t io, const char* name, const char* snap_name, con
 int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, const char* snap_name, const char* passphrase,
                             size_t passphrase_len, rbd_luks_image_t* image) {
   return open_image(io, name, snap_name, passphrase, passphrase_len, true, image);
+}
+
+int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
+                                  rbd_luks_image_t* image) {
+  if (io == nullptr || name == nullptr || image == nullptr) {
+    return fail(-EINVAL, "rbd_luks_open_with_stored_key: missing argument");
+  }
+  return guarded([&] {
+    auto passphrase = rbdluks::stored_key_passphrase(io, name);
+    if (!passphrase) return fail(-ENOKEY, passphrase.error().message());
+    return open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),
+                      read_only != 0, image);
+  });
 }
 
 int rbd_luks_close(rbd_luks_image_t image) {

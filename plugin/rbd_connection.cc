@@ -153,7 +153,13 @@ Result<std::shared_ptr<RbdConnection>> RbdConnection::connect(const RbdConnectio
   return connection;
 }
 
-RbdConnection::~RbdConnection() { rados_shutdown(cluster_); }
+std::shared_ptr<RbdConnection> RbdConnection::borrow(rados_t cluster) {
+  return std::shared_ptr<RbdConnection>(new RbdConnection(cluster, "", false));
+}
+
+RbdConnection::~RbdConnection() {
+  if (owned_) rados_shutdown(cluster_);
+}
 
 Result<IoCtxHandle> RbdConnection::open_pool(const std::string& pool, const std::string& name_space) {
   rados_ioctx_t io = nullptr;

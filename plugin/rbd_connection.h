@@ -33,6 +33,9 @@ class RbdConnection {
   // since data operations may wait behind peering on a healthy cluster.
   static Result<std::shared_ptr<RbdConnection>> connect(const RbdConnectionOptions& options);
 
+  // Wraps a cluster handle the caller owns (e.g. a library client's); it is not shut down here.
+  static std::shared_ptr<RbdConnection> borrow(rados_t cluster);
+
   ~RbdConnection();
   RbdConnection(const RbdConnection&) = delete;
   RbdConnection& operator=(const RbdConnection&) = delete;
@@ -44,10 +47,12 @@ class RbdConnection {
   rados_t handle() const { return cluster_; }
 
  private:
-  RbdConnection(rados_t cluster, std::string client_name) : cluster_(cluster), client_name_(std::move(client_name)) {}
+  RbdConnection(rados_t cluster, std::string client_name, bool owned = true)
+      : cluster_(cluster), client_name_(std::move(client_name)), owned_(owned) {}
 
   rados_t cluster_;
   std::string client_name_;
+  bool owned_;
 };
 
 // An Error for a negative errno `r` returned by librados/librbd: "what: strerror". -ENOENT becomes

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "encrypted_rbd_image.h"
+#include "stored_key.h"
 
 namespace rbdluks {
 namespace {
@@ -46,6 +47,14 @@ Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& 
 Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& name,
                                            std::span<const uint8_t> passphrase) {
   return open(io, name, passphrase, OpenOptions{});
+}
+
+Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, const std::string& name,
+                                                           const OpenOptions& options) {
+  return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
+    RL_ASSIGN(auto passphrase, stored_key_passphrase(io, name));
+    return open(io, name, passphrase.span(), options);
+  });
 }
 
 const std::string& Image::name() const { return impl_->name(); }

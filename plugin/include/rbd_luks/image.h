@@ -47,6 +47,11 @@ class RBD_LUKS_CXX_API Image {
                                              std::span<const uint8_t> passphrase, const OpenOptions& options);
   static Result<std::unique_ptr<Image>> open(rados_ioctx_t io, const std::string& name,
                                              std::span<const uint8_t> passphrase);
+  // Opens with the key the image's metadata refers to (recorded by `rbd-luks format --new-key`,
+  // `--key-ref` or `key-ref set`), fetched from its keyring; no secret needed at hand.
+  // Errc::key_unavailable when the keyring refuses or cannot be reached.
+  static Result<std::unique_ptr<Image>> open_with_stored_key(rados_ioctx_t io, const std::string& name,
+                                                             const OpenOptions& options);
 
   // Waits for requests in flight, then closes the image.
   ~Image();

@@ -54,6 +54,12 @@ RBD_LUKS_API int rbd_luks_open(rados_ioctx_t io, const char* name, const char* s
                                size_t passphrase_len, rbd_luks_image_t* image);
 RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, const char* snap_name,
                                          const char* passphrase, size_t passphrase_len, rbd_luks_image_t* image);
+/* Opens with the key the image's metadata refers to (rbd-luks.key-ref, recorded by
+ * `rbd-luks format --new-key/--key-ref` or `rbd-luks key-ref set`), fetched from its keyring
+ * (config-key through io's cluster, Barbican with the settings of $RBD_LUKS_CONF and OS_* variables).
+ * -ENOKEY when the image records no reference or the keyring refuses or cannot be reached. */
+RBD_LUKS_API int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
+                                               rbd_luks_image_t* image);
 /* Waits for the image's requests in flight, then closes it. */
 RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
 

@@ -1,0 +1,22 @@
+// The passphrase an image's own metadata points at (rbd-luks.key-ref and rbd-luks.passphrase-encoding,
+// recorded by `rbd-luks format --new-key/--key-ref` or `key-ref set`), so library clients can open an
+// image with no secret at hand. Keyrings that need Ceph (config-key) use the caller's cluster handle.
+#pragma once
+
+#include <rados/librados.h>
+
+#include <optional>
+#include <string>
+
+#include "result.h"
+#include "secure_buffer.h"
+
+namespace rbdluks {
+
+// config_path: rbd-luks settings file for Barbican (nullopt: $RBD_LUKS_CONF, then the default path).
+// Errc::usage when the image records no key reference; Errc::key_unavailable when the key cannot be
+// fetched.
+Result<SecureBuffer> stored_key_passphrase(rados_ioctx_t io, const std::string& name,
+                                           const std::optional<std::string>& config_path = std::nullopt);
+
+}  // namespace rbdluks

@@ -1,0 +1,89 @@
+// Library clients open an image by the key reference its metadata records, with no secret at hand:
+// rbdluks::Image::open_with_stored_key and rbd_luks_open_with_stored_key, with the key in config-key.
+#include <gtest/gtest.h>
+#include <rbd/librbd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "config_key_keyring.h"
+#include "encrypted_rbd_fixture.h"
+#include "keyring.h"
+#include "rbd_luks/image.h"
+#include "rbd_luks/librbd_luks.h"
+
+namespace rbdluks {
+namespace {
+
+using namespace rbdluks::testing;
+
+class StoredKeyTest : public EncryptedRbdFixture {
+ protected:
+  // Stores kPassphrase in config-key and records the reference in the image's metadata.
+  void record_config_key(const std::string& name) {
+    config_key_ = "rbd-luks/test/" + name;
+    auto keyring = make_config_key_keyring(connection_);
+    auto stored = keyring->store(bytes_of(kPassphrase), config_key_);
+    ASSERT_TRUE(stored) << stored.error().message();
+    set_metadata(name, kKeyRefMetadataKey, stored->str());
+    set_metadata(name, kPassphraseEncodingMetadataKey, "raw");
+  }
+
+  void set_metadata(const std::string& name, const char* key, const std::string& value) {
+    rbd_image_t image = nullptr;
+    ASSERT_EQ(rbd_open(io(), name.c_str(), &image, nullptr), 0);
+    EXPECT_EQ(rbd_metadata_set(image, key, value.c_str()), 0);
+    rbd_close(image);
+  }
+
+  void TearDown() override {
+    if (!config_key_.empty()) (void)make_config_key_keyring(connection_)->remove(config_key_);
+    EncryptedRbdFixture::TearDown();
+  }
+
+  std::string config_key_;
+};
+
+TEST_F(StoredKeyTest, CxxApiOpensWithTheRecordedReference) {
+  const std::string name = create_luks_image(4 * kMiB);
+  record_config_key(name);
+  auto image = Image::open_with_stored_key(io(), name, {});
+  ASSERT_TRUE(image) << image.error().message();
+  const std::string data = "opened by reference";
+  ASSERT_TRUE((*image)->write(4097, bytes_of(data)));
+  std::string back(data.size(), '\0');
+  ASSERT_TRUE((*image)->read(4097, std::span(reinterpret_cast<uint8_t*>(back.data()), back.size())));
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(StoredKeyTest, CApiOpensWithTheRecordedReference) {
+  const std::string name = create_luks_image(4 * kMiB);
+  record_config_key(name);
+  rbd_luks_image_t image = nullptr;
+  ASSERT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 1, &image), 0) << rbd_luks_last_error();
+  uint64_t size = 0;
+  EXPECT_EQ(rbd_luks_get_size(image, &size), 0);
+  EXPECT_EQ(size, 4 * kMiB);
+  EXPECT_EQ(rbd_luks_write(image, 0, 1, "x", 0), -EROFS);
+  EXPECT_EQ(rbd_luks_close(image), 0);
+}
+
+TEST_F(StoredKeyTest, NoReferenceOrMissingKeyFailsClearly) {
+  const std::string name = create_luks_image(4 * kMiB);
+  auto none = Image::open_with_stored_key(io(), name, {});
+  ASSERT_FALSE(none);
+  EXPECT_TRUE(none.error().is(Errc::usage)) << none.error().message();
+  EXPECT_NE(none.error().message().find("records no key reference"), std::string::npos);
+  rbd_luks_image_t image = nullptr;
+  EXPECT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 0, &image), -ENOKEY);
+
+  record_config_key(name);
+  ASSERT_TRUE(make_config_key_keyring(connection_)->remove(config_key_));
+  auto missing = Image::open_with_stored_key(io(), name, {});
+  ASSERT_FALSE(missing);
+  EXPECT_TRUE(missing.error().is(Errc::key_unavailable)) << missing.error().message();
+  EXPECT_NE(missing.error().message().find(config_key_), std::string::npos) << missing.error().message();
+}
+
+}  // namespace
+}  // namespace rbdluks
