@@ -31,3 +31,4 @@ expect_exit() {
 
 # err_has TEXT: the stderr of the last expect_exit contains TEXT.
 err_has() { grep -qF -- "$1" "$WORK/err" || { cat "$WORK/err" >&2; fail "stderr lacks '$1'"; }; }
+

@@ -4,7 +4,8 @@
 # (passed in a file, as Cinder does), data written by qemu-io. rbd-luks reads it with
 # --key-ref barbican:UUID --passphrase-encoding hex; `key-ref set` records the reference only once
 # it opens a keyslot, after which the volume opens with no key option; what rbd-luks writes,
-# qemu-io reads. The pre-Newton "mangled" passphrase form is not supported (docs/openstack-cinder.md).
+# qemu-io reads. (The pre-Newton "mangled" form is --passphrase-encoding hex-mangled, tested in
+# tests/interop/key_refs.sh.)
 # shellcheck source=tests/openstack/lib.bash
 source "$OPENSTACK_TEST_LIB"
 
@@ -18,9 +19,10 @@ chmod 600 "$WORK/passphrase"
 
 # What cinder.volume.drivers.rbd does for a volume type with provider luks, aes-xts-plain64, 256.
 secret=(--object "secret,id=luks_sec,format=raw,file=$WORK/passphrase")
-qemu-img create -q -f luks "${secret[@]}" \
-  -o key-secret=luks_sec,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=10 \
-  "rbd:rbd/$vol:conf=$CEPH_CONF" 16M
+# shellcheck source=tests/lib/qemu.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/qemu.bash"
+qemu_img_create_rbd "rbd/$vol" 16M -q -f luks "${secret[@]}" \
+  -o key-secret=luks_sec,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=10
 qio() {
   qemu-io "${secret[@]}" --image-opts \
     "driver=luks,key-secret=luks_sec,file.driver=rbd,file.pool=rbd,file.image=$vol,file.conf=$CEPH_CONF" "$@"

@@ -9,6 +9,8 @@ set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+# shellcheck source=../lib/qemu.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/qemu.bash"
 
 PY=/usr/bin/python3
 TAG=nat$$
@@ -104,7 +106,7 @@ pass "rbd-luks LUKS1 on RBD reads back through librbd native encryption"
 # --- qemu-img / qemu-io LUKS on rbd (the way Cinder creates encrypted volumes) ----------------
 image=$TAG-qemu
 secret=(--object "secret,id=sec0,file=$WORK/pass")
-qemu-img create -q -f luks "${secret[@]}" -o key-secret=sec0,iter-time=10 "rbd:rbd/$image:conf=$CEPH_CONF" 16M
+qemu_img_create_rbd "rbd/$image" 16M -q -f luks "${secret[@]}" -o key-secret=sec0,iter-time=10
 qemu-io "${secret[@]}" --image-opts \
   "driver=luks,key-secret=sec0,file.driver=rbd,file.pool=rbd,file.image=$image,file.conf=$CEPH_CONF" \
   -c "write -P 0xa5 1000 5000" -c "write -P 0x3c 16769000 1000" >/dev/null

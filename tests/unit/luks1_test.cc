@@ -372,8 +372,17 @@ using Luks1QemuTest = Luks1Test;
 
 TEST_F(Luks1QemuTest, OpensQemuImgLuksImage) {
   if (!have_tool("/usr/bin/qemu-img")) GTEST_SKIP() << "qemu-img missing";
-  ASSERT_TRUE(succeeds("/usr/bin/qemu-img create -f luks --object secret,id=sec0,data='" + pass(1) +
-                       "' -o key-secret=sec0,iter-time=10 " + image_path_ + " 16M"));
+  const std::string create = "/usr/bin/qemu-img create -f luks --object secret,id=sec0,data='" + pass(1) +
+                             "' -o key-secret=sec0,iter-time=10 " + image_path_ + " 16M";
+  // qemu-img's own KDF timing fails now and then on a busy machine; that is qemu's problem, not ours.
+  int status = -1;
+  std::string output;
+  for (int attempt = 0; attempt < 3 && status != 0; ++attempt) {
+    output.clear();
+    status = run(create, &output);
+    if (output.find("Unable to get accurate CPU usage") == std::string::npos) break;
+  }
+  ASSERT_EQ(status, 0) << create << "\n" << output;
   const auto expected = cryptsetup_volume_key(image_path_, pass_file(1));
   ASSERT_EQ(expected.size(), 64u);
   auto image = open_image(OpenMode::read_only);
