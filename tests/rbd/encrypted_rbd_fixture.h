@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster_fixture.h"
 #include "luks_volume.h"
 #include "random.h"
 #include "rbd_connection.h"
@@ -21,7 +22,6 @@
 namespace rbdluks::testing {
 
 inline constexpr uint64_t kMiB = uint64_t{1} << 20;
-inline const std::string kPool = "rbd";
 inline const std::string kPassphrase = "correct horse battery staple";
 
 inline std::span<const uint8_t> bytes_of(const std::string& text) {
@@ -44,18 +44,8 @@ struct LuksFormat {
   uint64_t stripe_count = 0;
 };
 
-class EncryptedRbdFixture : public ::testing::Test {
+class EncryptedRbdFixture : public ClusterFixture {
  protected:
-  void SetUp() override {
-    ASSERT_NE(std::getenv("CEPH_CONF"), nullptr) << "run through ctest, or set CEPH_CONF to a test cluster";
-    auto connection = RbdConnection::connect({});
-    ASSERT_TRUE(connection) << connection.error().message();
-    connection_ = *connection;
-    auto pool = connection_->open_pool(kPool, "");
-    ASSERT_TRUE(pool) << pool.error().message();
-    pool_ = std::move(*pool);
-  }
-
   // Removes the images in reverse order of creation (clones before their parents), each with its
   // snapshots.
   void TearDown() override {
@@ -75,8 +65,6 @@ class EncryptedRbdFixture : public ::testing::Test {
       rbd_remove(io(), it->c_str());
     }
   }
-
-  rados_ioctx_t io() const { return pool_.get(); }
 
   // A name unique to this test and process, removed in TearDown.
   std::string fresh_name(const std::string& tag = "img") {
@@ -133,8 +121,6 @@ class EncryptedRbdFixture : public ::testing::Test {
     return name;
   }
 
-  std::shared_ptr<RbdConnection> connection_;
-  IoCtxHandle pool_{nullptr, rados_ioctx_destroy};
   std::vector<std::string> created_;
 };
 

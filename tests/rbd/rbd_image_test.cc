@@ -15,13 +15,14 @@
 #include <random>
 #include <vector>
 
+#include "cluster_fixture.h"
 #include "rbd_image.h"
 
 namespace rbdluks {
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
-const std::string kPool = "rbd";
+using testing::kPool;
 
 std::vector<uint8_t> random_bytes(size_t n, unsigned seed) {
   std::mt19937 gen(seed);
@@ -52,18 +53,8 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-class RbdImageTest : public ::testing::Test {
+class RbdImageTest : public testing::ClusterFixture {
  protected:
-  void SetUp() override {
-    ASSERT_NE(std::getenv("CEPH_CONF"), nullptr) << "run through ctest, or set CEPH_CONF to a test cluster";
-    auto connection = RbdConnection::connect({});
-    ASSERT_TRUE(connection) << connection.error().message();
-    connection_ = *connection;
-    auto pool = connection_->open_pool(kPool, "");
-    ASSERT_TRUE(pool) << pool.error().message();
-    pool_ = std::move(*pool);
-  }
-
   void TearDown() override {
     for (const auto& [name_space, image] : created_) {
       auto io = connection_->open_pool(kPool, name_space);
@@ -93,8 +84,6 @@ class RbdImageTest : public ::testing::Test {
     return image ? std::move(*image) : nullptr;
   }
 
-  std::shared_ptr<RbdConnection> connection_;
-  IoCtxHandle pool_{nullptr, rados_ioctx_destroy};
   std::vector<std::pair<std::string, std::string>> created_;
   std::vector<std::string> namespaces_;
 };
