@@ -21,6 +21,11 @@ struct RbdConnectionOptions {
   std::string client_name;  // "client.ID"; empty: --id/--name in CEPH_ARGS, then client.admin
   std::string keyring;      // empty: what the conf file or CEPH_ARGS say, else Ceph's default paths
   std::string cluster = "ceph";
+  // Let librbd send asynchronous writes from the caller's buffer instead of copying it first
+  // (sets rbd_disable_zero_copy_writes=false over the configuration). Right for
+  // rbd-luks: its writes come from its own bounce buffers, which it keeps until librbd completes,
+  // and librbd copies anyway whenever a writeback cache may hold the data. Off: stock librbd.
+  bool zero_copy_writes = true;
 };
 
 // Owns a rados_ioctx_t. It must not outlive the RbdConnection that opened it.

@@ -1,4 +1,5 @@
-// `bench crypto`: which cipher backend runs and how fast it encrypts and decrypts per sector size.
+// `bench crypto`: which cipher backend runs and how fast it encrypts and decrypts per sector size;
+// and the entry point of `bench` (`bench io` is in bench_io.cc).
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -51,7 +52,8 @@ Status bench_crypto(const CommandLine& cl) {
 
 Status cmd_bench(const CommandLine& cl, const Args& args) {
   if (args.size() == 1 && args[0] == "crypto") return bench_crypto(cl);
-  return Error(Errc::usage, "usage: rbd-luks bench crypto [--seconds S]");
+  if (!args.empty() && args[0] == "io") return bench_io(cl, args);
+  return Error(Errc::usage, "usage: rbd-luks bench crypto [--seconds S] | bench io [POOL] [options]");
 }
 
 }  // namespace rbdluks::cli

@@ -54,6 +54,11 @@ constexpr std::array kOptions = {
     OptionSpec{"dump-volume-key", 0, false},
     OptionSpec{"volume-key-file", 0, true},
     OptionSpec{"seconds", 0, true},
+    OptionSpec{"rounds", 0, true},
+    OptionSpec{"block-sizes", 0, true},
+    OptionSpec{"queue-depths", 0, true},
+    OptionSpec{"rw", 0, true},
+    OptionSpec{"paths", 0, true},
 };
 
 const OptionSpec* find_long(const std::string& name) {

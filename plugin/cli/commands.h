@@ -24,6 +24,8 @@ Status cmd_read(const CommandLine& cl, const Args& args);
 Status cmd_write(const CommandLine& cl, const Args& args);
 Status cmd_resize(const CommandLine& cl, const Args& args);
 Status cmd_bench(const CommandLine& cl, const Args& args);
+// `bench io`, in bench_io.cc; args[0] is "io".
+Status bench_io(const CommandLine& cl, const Args& args);
 
 // A usage error unless args has between min and max entries.
 Status expect_args(const Args& args, size_t min, size_t max, const char* synopsis);

@@ -1,0 +1,452 @@
+// `bench io`: plain librbd, rbd-luks and librbd's native LUKS encryption against the same cluster in
+// one run, over block sizes and queue depths, as a table or JSON (docs/performance.md).
+//
+// The three paths get images of the same plaintext size in the same pool, filled once before
+// measuring (so reads hit real objects and writes overwrite, as on a volume in use), and the same
+// seeded random offsets. Rounds alternate the paths, rotating who goes first, so a noisy neighbour
+// or a warming cache hurts all three alike; the reported figures are medians over rounds, and
+// ratios are the median of the per-round ratios. CPU time is the whole client process's.
+//
+// Plain and native run on a connection with librbd's stock settings; rbd-luks runs on one set up
+// as rbd-luks sets up its own (zero-copy writes, see RbdConnectionOptions), as separate client
+// programs of each kind would.
+#include <rbd/librbd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "encrypted_rbd_image.h"
+#include "io_load.h"
+#include "luks_volume.h"
+#include "random.h"
+#include "rbd_image.h"
+#include "secure_buffer.h"
+#include "target.h"
+#include "xts_cipher.h"
+
+namespace rbdluks::cli {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kLuks2DataOffset = 16 * kMiB;  // what `rbd encryption format` and we both use
+
+enum class PathKind { plain, rbd_luks, native };
+constexpr const char* path_name(PathKind kind) {
+  switch (kind) {
+    case PathKind::plain:
+      return "plain";
+    case PathKind::rbd_luks:
+      return "rbd-luks";
+    case PathKind::native:
+      return "native";
+  }
+  return "?";
+}
+
+struct Settings {
+  std::string pool = "rbd";
+  uint64_t size = 256 * kMiB;  // plaintext bytes per image
+  std::vector<uint64_t> block_sizes{4096, 16384, 65536, 262144, kMiB, 4 * kMiB};
+  std::vector<uint64_t> queue_depths{1, 4, 16, 32};
+  std::vector<std::string> rws{"write", "read"};
+  std::vector<PathKind> paths{PathKind::plain, PathKind::rbd_luks, PathKind::native};
+  double seconds = 1;
+  uint64_t rounds = 3;
+};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) items.push_back(item);
+  return items;
+}
+
+Result<std::vector<uint64_t>> parse_list(const CommandLine& cl, const std::string& option, bool sizes,
+                                         std::vector<uint64_t> fallback) {
+  auto text = cl.get(option);
+  if (!text) return fallback;
+  std::vector<uint64_t> values;
+  for (const auto& item : split_list(*text)) {
+    auto value = parse_size(item, sizes);
+    if (!value || *value == 0 || *value > (sizes ? 64 * kMiB : 1024)) {
+      return Error(Errc::usage,
+                   "--" + option + ": '" + item + "' is not a " + (sizes ? "size up to 64M" : "number from 1 to 1024"));
+    }
+    values.push_back(*value);
+  }
+  if (values.empty()) return Error(Errc::usage, "--" + option + " is empty");
+  return values;
+}
+
+Result<Settings> settings_from(const CommandLine& cl, const Args& args) {
+  Settings s;
+  if (args.size() > 2) return Error(Errc::usage, "usage: rbd-luks bench io [POOL] [options]");
+  if (args.size() == 2) s.pool = args[1];
+  RL_ASSIGN(auto size, cl.get_size("size"));
+  s.size = size.value_or(s.size);
+  if (s.size < 4 * kMiB || s.size % (4 * kMiB) != 0) return Error(Errc::usage, "--size must be a multiple of 4M");
+  RL_ASSIGN(s.block_sizes, parse_list(cl, "block-sizes", true, s.block_sizes));
+  for (uint64_t bs : s.block_sizes) {
+    if (bs % 4096 != 0 || bs > s.size)
+      return Error(Errc::usage, "--block-sizes: each must be a multiple of 4K, at most --size");
+  }
+  RL_ASSIGN(s.queue_depths, parse_list(cl, "queue-depths", false, s.queue_depths));
+  if (auto rw = cl.get("rw")) {
+    s.rws = split_list(*rw);
+    for (const auto& item : s.rws) {
+      if (item != "read" && item != "write")
+        return Error(Errc::usage, "--rw takes read, write or both: not '" + item + "'");
+    }
+    if (s.rws.empty()) return Error(Errc::usage, "--rw is empty");
+  }
+  if (auto paths = cl.get("paths")) {
+    s.paths.clear();
+    for (const auto& item : split_list(*paths)) {
+      if (item == "plain") {
+        s.paths.push_back(PathKind::plain);
+      } else if (item == "rbd-luks") {
+        s.paths.push_back(PathKind::rbd_luks);
+      } else if (item == "native") {
+        s.paths.push_back(PathKind::native);
+      } else {
+        return Error(Errc::usage, "--paths takes plain, rbd-luks and native: not '" + item + "'");
+      }
+    }
+    if (s.paths.empty()) return Error(Errc::usage, "--paths is empty");
+  }
+  s.seconds = std::atof(cl.get("seconds").value_or("1").c_str());
+  if (s.seconds <= 0 || s.seconds > 600) return Error(Errc::usage, "--seconds must be between 0 and 600");
+  RL_ASSIGN(auto rounds, cl.get_uint("rounds"));
+  s.rounds = rounds.value_or(s.rounds);
+  if (s.rounds == 0 || s.rounds > 100) return Error(Errc::usage, "--rounds must be between 1 and 100");
+  return s;
+}
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_interrupt(int) { g_interrupted.store(true); }
+
+// The benchmark's images: created in the pool, removed however the run ends (Ctrl-C included), so
+// an operator never finds stray rbd-luks-bench-* images after a run.
+class BenchImages {
+ public:
+  BenchImages(std::shared_ptr<RbdConnection> stock, std::shared_ptr<RbdConnection> ours, IoCtxHandle ioctx,
+              std::string pool)
+      : stock_(std::move(stock)), ours_(std::move(ours)), ioctx_(std::move(ioctx)), pool_(std::move(pool)) {}
+  ~BenchImages() {
+    devices_.clear();
+    luks_.clear();
+    raw_.clear();
+    for (const auto& name : names_) rbd_remove(ioctx_.get(), name.c_str());
+  }
+  BenchImages(const BenchImages&) = delete;
+  BenchImages& operator=(const BenchImages&) = delete;
+
+  Status add(PathKind kind, uint64_t plaintext_size) {
+    const std::string name = "rbd-luks-bench-" + std::to_string(getpid()) + "-" + path_name(kind);
+    const uint64_t raw_size = plaintext_size + (kind == PathKind::plain ? 0 : kLuks2DataOffset);
+    const RbdImageSpec spec{pool_, "", name, std::nullopt};
+    const auto& connection = kind == PathKind::rbd_luks ? ours_ : stock_;
+    RL_ASSIGN(auto image, create_rbd_image(connection, spec, raw_size));
+    names_.push_back(name);
+    switch (kind) {
+      case PathKind::plain:
+        devices_[kind] = librbd_device(image->handle(), plaintext_size);
+        raw_.push_back(std::move(image));
+        break;
+      case PathKind::rbd_luks: {
+        // The KDF cost only guards a throwaway passphrase: keep it at the minimum.
+        FormatOptions options;
+        options.kdf.type = KdfType::pbkdf2;
+        options.kdf.force_iterations = 1000;
+        SecureBuffer passphrase(32), volume_key(options.key_bytes);
+        RL_TRY(fill_random(passphrase.span()));
+        RL_TRY(fill_random(volume_key.span()));
+        RL_TRY(format_luks(*image, options, volume_key.span(), passphrase.span()));
+        RL_ASSIGN(auto encrypted, EncryptedRbdImage::open(std::move(image), passphrase.span()));
+        RL_ASSIGN(auto size, encrypted->size());
+        devices_[kind] = rbd_luks_device(*encrypted, size);
+        luks_.push_back(std::move(encrypted));
+        break;
+      }
+      case PathKind::native: {
+        SecureBuffer passphrase(32);
+        RL_TRY(fill_random(passphrase.span()));
+        rbd_encryption_luks2_format_options_t options{
+            RBD_ENCRYPTION_ALGORITHM_AES256, reinterpret_cast<const char*>(passphrase.data()), passphrase.size()};
+        int r = rbd_encryption_format(image->handle(), RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
+        if (r < 0) return ceph_error(r, "native LUKS2 format of " + spec.name());
+        // Load on a fresh open, as a client of an existing native volume does.
+        image.reset();
+        RL_ASSIGN(image, open_rbd_image(connection, spec, OpenMode::read_write));
+        r = rbd_encryption_load(image->handle(), RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
+        if (r < 0) return ceph_error(r, "native LUKS2 load of " + spec.name());
+        RL_ASSIGN(auto size, image->size());
+        devices_[kind] = librbd_device(image->handle(), size);
+        raw_.push_back(std::move(image));
+        break;
+      }
+    }
+    return {};
+  }
+
+  AsyncBlockDevice& device(PathKind kind) { return *devices_.at(kind); }
+
+ private:
+  std::shared_ptr<RbdConnection> stock_, ours_;
+  IoCtxHandle ioctx_;  // on stock_, for removing the images
+  std::string pool_;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<RbdImage>> raw_;
+  std::vector<std::unique_ptr<EncryptedRbdImage>> luks_;
+  std::map<PathKind, std::unique_ptr<AsyncBlockDevice>> devices_;
+};
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+double mb_per_s(const LoadResult& r) { return static_cast<double>(r.bytes) / r.seconds / 1e6; }
+double cpu_per_gb(const LoadResult& r) { return r.cpu_seconds / (static_cast<double>(r.bytes) / 1e9); }
+
+// One (rw, block size, queue depth) point: every path's rounds.
+struct Cell {
+  std::string rw;
+  uint64_t block_size;
+  uint64_t queue_depth;
+  std::map<PathKind, std::vector<LoadResult>> rounds;
+
+  double median_of(PathKind kind, double (*f)(const LoadResult&)) const {
+    std::vector<double> values;
+    for (const auto& r : rounds.at(kind)) values.push_back(f(r));
+    return median(values);
+  }
+  // The median over rounds of kind's throughput relative to plain's in the same round.
+  std::optional<double> ratio(PathKind kind) const {
+    if (!rounds.count(kind) || !rounds.count(PathKind::plain)) return std::nullopt;
+    std::vector<double> values;
+    for (size_t i = 0; i < rounds.at(kind).size(); ++i) {
+      values.push_back(mb_per_s(rounds.at(kind)[i]) / mb_per_s(rounds.at(PathKind::plain)[i]));
+    }
+    return median(values);
+  }
+};
+
+std::string size_label(uint64_t bytes) {
+  if (bytes % kMiB == 0) return std::to_string(bytes / kMiB) + "M";
+  return std::to_string(bytes / 1024) + "K";
+}
+
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+std::string cipher_backend() {
+  SecureBuffer key(64);
+  if (!fill_random(key.span())) return "unknown";
+  auto cipher = make_xts_cipher(key.span());
+  return cipher ? std::string((*cipher)->backend_name()) : "unknown";
+}
+
+std::string utc_now() {
+  char text[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+class Report {
+ public:
+  Report(const Settings& settings, bool json) : settings_(settings), json_(json) {}
+
+  void header() const {
+    if (json_) return;
+    std::printf(
+        "rbd-luks bench io: pool %s, %s per image, %.3g s x %llu rounds per point; cpu %s x %ld; "
+        "rbd-luks cipher %s\n",
+        settings_.pool.c_str(), size_label(settings_.size).c_str(), settings_.seconds,
+        static_cast<unsigned long long>(settings_.rounds), cpu_model().c_str(), sysconf(_SC_NPROCESSORS_ONLN),
+        cipher_backend().c_str());
+    std::printf("%-5s %6s %4s", "rw", "block", "qd");
+    for (PathKind kind : settings_.paths) std::printf(" %10s", (std::string(path_name(kind)) + " MB/s").c_str());
+    for (PathKind kind : settings_.paths) {
+      if (kind != PathKind::plain) std::printf(" %14s", (std::string(path_name(kind)) + "/plain").c_str());
+    }
+    for (PathKind kind : settings_.paths) std::printf(" %10s", (std::string(path_name(kind)) + " s/GB").c_str());
+    std::printf("\n");
+  }
+
+  void row(const Cell& cell) const {
+    if (json_) return;
+    std::printf("%-5s %6s %4llu", cell.rw.c_str(), size_label(cell.block_size).c_str(),
+                static_cast<unsigned long long>(cell.queue_depth));
+    for (PathKind kind : settings_.paths) std::printf(" %10.1f", cell.median_of(kind, mb_per_s));
+    for (PathKind kind : settings_.paths) {
+      if (kind != PathKind::plain) std::printf(" %14s", format_ratio(cell.ratio(kind)).c_str());
+    }
+    for (PathKind kind : settings_.paths) std::printf(" %10.3f", cell.median_of(kind, cpu_per_gb));
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+
+  // The targets, for the points this run measured.
+  void targets(const std::vector<Cell>& cells) const {
+    if (json_) return;
+    bool any = false;
+    for (const auto& cell : cells) {
+      if (cell.queue_depth != 16 || (cell.block_size != 4 * kMiB && cell.block_size != 4096)) continue;
+      if (!cell.rounds.count(PathKind::rbd_luks) || !cell.rounds.count(PathKind::plain)) continue;
+      if (!any) std::printf("\ntargets at queue depth 16 (rbd-luks against plain librbd):\n");
+      any = true;
+      const bool large = cell.block_size == 4 * kMiB;
+      const double want = large ? 0.90 : 0.95;
+      const double got = *cell.ratio(PathKind::rbd_luks);
+      std::printf("  %-5s %2s %s %.3f, want >= %.2f: %s\n", cell.rw.c_str(), size_label(cell.block_size).c_str(),
+                  large ? "throughput" : "IOPS      ", got, want, got >= want ? "met" : "MISSED");
+      if (large) {
+        const double extra =
+            cell.median_of(PathKind::rbd_luks, cpu_per_gb) - cell.median_of(PathKind::plain, cpu_per_gb);
+        std::printf("  %-5s %2s client CPU %+.3f s/GB, want <= +0.15: %s\n", cell.rw.c_str(),
+                    size_label(cell.block_size).c_str(), extra, extra <= 0.15 ? "met" : "MISSED");
+      }
+    }
+  }
+
+  void json(const std::vector<Cell>& cells) const {
+    if (!json_) return;
+    nlohmann::json out;
+    out["tool"] = "rbd-luks bench io";
+    out["date"] = utc_now();
+    out["machine"] = {{"cpu", cpu_model()},
+                      {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+                      {"cipher_backend", cipher_backend()},
+                      {"librbd", librbd_version_text()}};
+    out["settings"] = {{"pool", settings_.pool},
+                       {"image_bytes", settings_.size},
+                       {"seconds", settings_.seconds},
+                       {"rounds", settings_.rounds}};
+    auto& results = out["results"] = nlohmann::json::array();
+    for (const auto& cell : cells) {
+      nlohmann::json point{{"rw", cell.rw}, {"block_size", cell.block_size}, {"queue_depth", cell.queue_depth}};
+      for (const auto& [kind, rounds] : cell.rounds) {
+        auto& path = point["paths"][path_name(kind)];
+        path["mb_per_s"] = cell.median_of(kind, mb_per_s);
+        path["iops"] = cell.median_of(kind, mb_per_s) * 1e6 / static_cast<double>(cell.block_size);
+        path["cpu_s_per_gb"] = cell.median_of(kind, cpu_per_gb);
+        if (auto ratio = cell.ratio(kind); ratio && kind != PathKind::plain) path["ratio_to_plain"] = *ratio;
+        for (const auto& r : rounds) {
+          path["rounds"].push_back(
+              {{"bytes", r.bytes}, {"requests", r.requests}, {"seconds", r.seconds}, {"cpu_seconds", r.cpu_seconds}});
+        }
+      }
+      results.push_back(std::move(point));
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+  }
+
+ private:
+  static std::string format_ratio(std::optional<double> ratio) {
+    if (!ratio) return "-";
+    char text[16];
+    std::snprintf(text, sizeof text, "%.3f", *ratio);
+    return text;
+  }
+  static std::string librbd_version_text() {
+    int major = 0, minor = 0, extra = 0;
+    rbd_version(&major, &minor, &extra);
+    return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(extra);
+  }
+
+  const Settings& settings_;
+  bool json_;
+};
+
+}  // namespace
+
+Status bench_io(const CommandLine& cl, const Args& args) {
+  RL_ASSIGN(const Settings settings, settings_from(cl, args));
+  RL_ASSIGN(auto options, connection_options_from(cl));
+  RL_ASSIGN(auto ours, RbdConnection::connect(options));
+  options.zero_copy_writes = false;
+  RL_ASSIGN(auto stock, RbdConnection::connect(options));
+  RL_ASSIGN(auto ioctx, stock->open_pool(settings.pool, ""));
+
+  g_interrupted.store(false);
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  struct sigaction old_int {
+  }, old_term{};
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+  struct RestoreSignals {
+    struct sigaction& int_action;
+    struct sigaction& term_action;
+    ~RestoreSignals() {
+      sigaction(SIGINT, &int_action, nullptr);
+      sigaction(SIGTERM, &term_action, nullptr);
+    }
+  } restore{old_int, old_term};
+
+  BenchImages images(stock, ours, std::move(ioctx), settings.pool);
+  for (PathKind kind : settings.paths) {
+    inform(cl,
+           std::string("creating and filling the ") + path_name(kind) + " image (" + size_label(settings.size) + ")");
+    RL_TRY(images.add(kind, settings.size));
+    LoadSpec fill;
+    fill.write = true;
+    fill.block_size = 4 * kMiB;
+    fill.queue_depth = 8;
+    fill.fill_once = true;
+    RL_TRY(run_load(images.device(kind), fill, g_interrupted));
+  }
+
+  const Report report(settings, cl.has("json"));
+  report.header();
+  std::vector<Cell> cells;
+  uint64_t seed = 1;
+  for (const auto& rw : settings.rws) {
+    for (uint64_t bs : settings.block_sizes) {
+      for (uint64_t qd : settings.queue_depths) {
+        Cell cell{rw, bs, qd, {}};
+        for (uint64_t round = 0; round < settings.rounds; ++round) {
+          ++seed;
+          for (size_t i = 0; i < settings.paths.size(); ++i) {
+            const PathKind kind = settings.paths[(i + round) % settings.paths.size()];
+            LoadSpec spec;
+            spec.write = rw == "write";
+            spec.block_size = static_cast<uint32_t>(bs);
+            spec.queue_depth = static_cast<uint32_t>(qd);
+            spec.seconds = settings.seconds;
+            spec.seed = seed;
+            RL_ASSIGN(auto result, run_load(images.device(kind), spec, g_interrupted));
+            if (g_interrupted.load()) return Error(Errc::failure, "interrupted; the benchmark images were removed");
+            cell.rounds[kind].push_back(result);
+          }
+        }
+        report.row(cell);
+        cells.push_back(std::move(cell));
+      }
+    }
+  }
+  report.targets(cells);
+  report.json(cells);
+  return {};
+}
+
+}  // namespace rbdluks::cli
