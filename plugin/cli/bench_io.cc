@@ -2,8 +2,8 @@
 // one run, over block sizes and queue depths, as a table or JSON (docs/performance.md).
 //
 // The three paths get images of the same plaintext size in the same pool, filled once before
-// measuring (so reads hit real objects and writes overwrite, as on a volume in use), and the same
-// seeded random offsets. Rounds alternate the paths, rotating who goes first, so a noisy neighbour
+// measuring (so reads hit real objects and writes overwrite, as on a volume in use) and flushed,
+// and the same seeded random offsets. Rounds alternate the paths, rotating who goes first, so a noisy neighbour
 // or a warming cache hurts all three alike; the reported figures are medians over rounds, and
 // ratios are the median of the per-round ratios. CPU time is the whole client process's.
 //
@@ -414,6 +414,12 @@ Status bench_io(const CommandLine& cl, const Args& args) {
     fill.queue_depth = 8;
     fill.fill_once = true;
     RL_TRY(run_load(images.device(kind), fill, g_interrupted));
+    // librbd's cache stays write-through until an image's first flush (rbd_cache_writethrough_until_flush)
+    // and then acknowledges writes early: every path must start in the same state, the one a
+    // long-running client such as QEMU is in.
+    if (const int r = images.device(kind).flush(); r < 0) {
+      return ceph_error(r, std::string("flush the ") + path_name(kind) + " benchmark image");
+    }
   }
 
   const Report report(settings, cl.has("json"));

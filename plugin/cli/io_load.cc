@@ -30,6 +30,7 @@ class LibrbdDevice final : public AsyncBlockDevice {
     }
     if (r < 0) slot->complete(r);
   }
+  int flush() override { return rbd_flush(image_); }
 
  private:
   static void done(rbd_completion_t c, void* arg) {
@@ -54,6 +55,7 @@ class RbdLuksDevice final : public AsyncBlockDevice {
     else
       image_.aio_read(offset, buffer, done);
   }
+  int flush() override { return static_cast<int>(image_.flush()); }
 
  private:
   EncryptedRbdImage& image_;

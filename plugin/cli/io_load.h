@@ -31,6 +31,8 @@ class AsyncBlockDevice {
   virtual uint64_t size() const = 0;
   // Starts a read or a write of buffer at offset; slot->complete runs later, on another thread.
   virtual void submit(bool write, uint64_t offset, std::span<uint8_t> buffer, IoSlot* slot) = 0;
+  // Waits until completed writes are durable; 0 or a negative errno.
+  virtual int flush() = 0;
 };
 
 // An open librbd image, plain or with native encryption loaded (its size is then the plaintext size).
