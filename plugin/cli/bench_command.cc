@@ -28,8 +28,8 @@ double measure(Op op, size_t bytes, double seconds) {
 }
 
 Status bench_crypto(const CommandLine& cl) {
-  std::string seconds_text = cl.get("seconds").value_or("0.5");
-  const double seconds = std::atof(seconds_text.c_str());
+  RL_ASSIGN(const auto given, cl.get_number("seconds"));
+  const double seconds = given.value_or(0.5);
   if (seconds <= 0 || seconds > 60) return Error(Errc::usage, "--seconds must be between 0 and 60");
   std::vector<uint8_t> buffer(4u << 20);
   RL_TRY(fill_random(buffer));

@@ -123,7 +123,8 @@ Result<Settings> settings_from(const CommandLine& cl, const Args& args) {
     }
     if (s.paths.empty()) return Error(Errc::usage, "--paths is empty");
   }
-  s.seconds = std::atof(cl.get("seconds").value_or("1").c_str());
+  RL_ASSIGN(auto seconds, cl.get_number("seconds"));
+  s.seconds = seconds.value_or(s.seconds);
   if (s.seconds <= 0 || s.seconds > 600) return Error(Errc::usage, "--seconds must be between 0 and 600");
   RL_ASSIGN(auto rounds, cl.get_uint("rounds"));
   s.rounds = rounds.value_or(s.rounds);

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 namespace rbdluks::cli {
@@ -163,6 +164,18 @@ Result<std::optional<uint64_t>> CommandLine::get_uint(const std::string& option)
   auto value = parse_size(*text, false);
   if (!value) return usage("--" + option + ": " + value.error().message());
   return std::optional<uint64_t>(*value);
+}
+
+Result<std::optional<double>> CommandLine::get_number(const std::string& option) const {
+  auto text = get(option);
+  if (!text) return std::optional<double>();
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text->c_str(), &end);
+  if (text->empty() || *end != '\0' || errno != 0 || !std::isfinite(value)) {
+    return usage("--" + option + ": '" + *text + "' is not a number");
+  }
+  return std::optional<double>(value);
 }
 
 Result<std::optional<uint64_t>> CommandLine::get_size(const std::string& option) const {

@@ -25,6 +25,7 @@ class CommandLine {
 
   // Typed getters: a present but malformed value is a usage error naming the option.
   Result<std::optional<uint64_t>> get_uint(const std::string& option) const;
+  Result<std::optional<double>> get_number(const std::string& option) const;
   // Sizes accept suffixes K, M, G, T (powers of 1024) as `rbd --size` does.
   Result<std::optional<uint64_t>> get_size(const std::string& option) const;
 

@@ -1,3 +1,5 @@
+// IoLoad: one submitting thread refilling the queue from completions, and the two kinds of device
+// it drives: librbd images (plain or natively encrypted) and rbd-luks images.
 #include "io_load.h"
 
 #include <sys/resource.h>
@@ -5,8 +7,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
+#include <system_error>
 #include <vector>
 
 #include "random.h"
@@ -120,7 +122,10 @@ class Load {
     }
     result.seconds = std::chrono::duration<double>(clock::now() - start).count();
     result.cpu_seconds = cpu_seconds() - cpu_start;
-    if (error_ != 0) return Error(Errc::failure, std::string("benchmark I/O failed: ") + std::strerror(error_));
+    if (error_ != 0) {
+      return Error(Errc::failure,
+                   "benchmark I/O failed: " + std::error_code(error_, std::generic_category()).message());
+    }
     return result;
   }
 
