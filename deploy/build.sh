@@ -7,5 +7,7 @@ build=${RBD_LUKS_BUILD_DIR:-$root/build}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 # Relative paths and no working directory in the hash, so fresh clones (CI) hit the same cache.
 export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=true
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+# The fio ioengine compiles against Debian's source of the installed fio (docs/fio.md); cached.
+fio_source=$(bash "$root/deploy/fetch-fio-source.sh")
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRBDLUKS_FIO_SOURCE="$fio_source" "$@" >/dev/null
 cmake --build "$build" -j "$(nproc)"

@@ -22,9 +22,10 @@ struct RbdConnectionOptions {
   std::string keyring;      // empty: what the conf file or CEPH_ARGS say, else Ceph's default paths
   std::string cluster = "ceph";
   // Let librbd send asynchronous writes from the caller's buffer instead of copying it first
-  // (sets rbd_disable_zero_copy_writes=false over the configuration). Right for
-  // rbd-luks: its writes come from its own bounce buffers, which it keeps until librbd completes,
-  // and librbd copies anyway whenever a writeback cache may hold the data. Off: stock librbd.
+  // (sets rbd_disable_zero_copy_writes=false over the configuration). Right for rbd-luks: it writes
+  // from its own bounce buffers and keeps them until librbd completes. It only matters with
+  // rbd_cache=false: while librbd's cache is on (the default), librbd copies whatever this says.
+  // Off: stock librbd.
   bool zero_copy_writes = true;
 };
 
