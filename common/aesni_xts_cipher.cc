@@ -47,9 +47,10 @@ struct Xmm {
   }
 };
 
-RBDLUKS_AESNI_TARGET __attribute__((flatten)) void aesni_kernel(const XtsRoundKeys& keys, std::span<uint8_t> data,
-                                                                size_t sector_size, uint64_t first_iv, bool encrypt) {
-  xts_kernel::dispatch<Xmm>(keys, data, sector_size, first_iv, encrypt);
+RBDLUKS_AESNI_TARGET __attribute__((flatten)) void aesni_kernel(const XtsRoundKeys& keys, const uint8_t* in,
+                                                                uint8_t* out, size_t bytes, size_t sector_size,
+                                                                uint64_t first_iv, bool encrypt) {
+  xts_kernel::dispatch<Xmm>(keys, in, out, bytes, sector_size, first_iv, encrypt);
 }
 
 }  // namespace

@@ -63,11 +63,15 @@ class CryptoppXtsCipher final : public XtsCipher {
     idle_.push_back(make_keyed());  // build one up front so most single-threaded use never allocates
   }
 
-  void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override {
-    run(data, sector_size, first_iv, true);
+  using XtsCipher::decrypt;
+  using XtsCipher::encrypt;
+  void encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+               uint64_t first_iv) const override {
+    run(in, out, sector_size, first_iv, true);
   }
-  void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override {
-    run(data, sector_size, first_iv, false);
+  void decrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+               uint64_t first_iv) const override {
+    run(in, out, sector_size, first_iv, false);
   }
   std::string_view backend_name() const override { return "portable (Crypto++)"; }
 
@@ -91,12 +95,14 @@ class CryptoppXtsCipher final : public XtsCipher {
     idle_.push_back(std::move(keyed));
   }
 
-  void run(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv, bool encrypting) const {
+  void run(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size, uint64_t first_iv,
+           bool encrypting) const {
     // The interface cannot report errors and a partial sector would stay in plaintext, so a caller
     // that breaks the contract stops the process rather than leak data.
     if ((sector_size != 512 && sector_size != 1024 && sector_size != 2048 && sector_size != 4096) ||
-        data.size() % sector_size != 0) {
-      std::fprintf(stderr, "rbd-luks: XTS called with %zu bytes in sectors of %zu\n", data.size(), sector_size);
+        in.size() % sector_size != 0 || out.size() != in.size()) {
+      std::fprintf(stderr, "rbd-luks: XTS called with %zu bytes into %zu in sectors of %zu\n", in.size(), out.size(),
+                   sector_size);
       std::abort();
     }
     std::unique_ptr<KeyedAes> keyed = borrow();
@@ -105,8 +111,9 @@ class CryptoppXtsCipher final : public XtsCipher {
     alignas(16) uint8_t tweaks[kMaxSectorSize];
     alignas(16) uint8_t t[kBlock];
     const uint64_t iv_step = sector_size / 512;
-    for (size_t offset = 0; offset < data.size(); offset += sector_size) {
-      uint8_t* sector = data.data() + offset;
+    for (size_t offset = 0; offset < in.size(); offset += sector_size) {
+      const uint8_t* from = in.data() + offset;
+      uint8_t* sector = out.data() + offset;
       store_le64(t, first_iv + offset / sector_size * iv_step);
       store_le64(t + 8, 0);
       keyed->tweak_enc.ProcessBlock(t);
@@ -121,7 +128,7 @@ class CryptoppXtsCipher final : public XtsCipher {
         lo = (lo << 1) ^ (carry * 0x87);
       }
       data_cipher.AdvancedProcessBlocks(
-          sector, tweaks, sector, sector_size,
+          from, tweaks, sector, sector_size,
           CryptoPP::BlockTransformation::BT_XorInput | CryptoPP::BlockTransformation::BT_AllowParallel);
       xor_in_place(sector, tweaks, sector_size);
     }

@@ -76,6 +76,12 @@ void encrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32
   if (!sectors.empty()) cipher.encrypt(sectors, sector_size, plaintext_offset / kTweakUnit);
 }
 
+void encrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,
+                     uint64_t plaintext_offset) {
+  assert(in.size() == out.size() && in.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
+  if (!in.empty()) cipher.encrypt(in, out, sector_size, plaintext_offset / kTweakUnit);
+}
+
 void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset) {
   assert(sectors.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
@@ -99,8 +105,19 @@ void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32
 void encode_write(const XtsCipher& cipher, std::span<uint8_t> span_buffer, const SectorSpan& span,
                   std::span<const uint8_t> data) {
   assert(span_buffer.size() == span.size() && data.size() == span.request_end - span.request_begin);
-  std::ranges::copy(data, span.window(span_buffer).begin());
-  encrypt_sectors(cipher, span_buffer, span.sector_size, span.begin);
+  // Partial sectors: the request's bytes merged into their plaintext, encrypted in place.
+  for (uint64_t sector : partial_sectors(span)) {
+    const SectorSpan part = part_in_sector(span, sector);
+    std::ranges::copy(data.subspan(part.request_begin - span.request_begin, part.request_end - part.request_begin),
+                      span_buffer.begin() + static_cast<ptrdiff_t>(part.request_begin - span.begin));
+    encrypt_sectors(cipher, span.sector_in(span_buffer, sector), span.sector_size, sector);
+  }
+  // Whole sectors: encrypted straight from data, one pass over memory rather than a copy and a pass.
+  if (span.full_end() > span.full_begin()) {
+    const uint64_t bytes = span.full_end() - span.full_begin();
+    encrypt_sectors(cipher, data.subspan(span.full_begin() - span.request_begin, bytes),
+                    span_buffer.subspan(span.full_begin() - span.begin, bytes), span.sector_size, span.full_begin());
+  }
 }
 
 void encode_zeroes(const XtsCipher& cipher, std::span<uint8_t> span_buffer, const SectorSpan& span) {

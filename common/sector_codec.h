@@ -81,6 +81,9 @@ bool is_zero(std::span<const uint8_t> bytes);
 // In place; sectors.size() is a multiple of sector_size and plaintext_offset a multiple of sector_size.
 void encrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset);
+// From in into out, which have the same size and do not overlap.
+void encrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,
+                     uint64_t plaintext_offset);
 // In place; all-zero ciphertext sectors (holes) are left as zeros, the others are decrypted.
 void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset);

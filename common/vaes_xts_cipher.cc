@@ -110,16 +110,16 @@ struct Zmm {
   }
 };
 
-RBDLUKS_VAES256_TARGET __attribute__((flatten)) void vaes256_kernel(const XtsRoundKeys& keys, std::span<uint8_t> data,
-                                                                    size_t sector_size, uint64_t first_iv,
-                                                                    bool encrypt) {
-  xts_kernel::dispatch<Ymm>(keys, data, sector_size, first_iv, encrypt);
+RBDLUKS_VAES256_TARGET __attribute__((flatten)) void vaes256_kernel(const XtsRoundKeys& keys, const uint8_t* in,
+                                                                    uint8_t* out, size_t bytes, size_t sector_size,
+                                                                    uint64_t first_iv, bool encrypt) {
+  xts_kernel::dispatch<Ymm>(keys, in, out, bytes, sector_size, first_iv, encrypt);
 }
 
-RBDLUKS_VAES512_TARGET __attribute__((flatten)) void vaes512_kernel(const XtsRoundKeys& keys, std::span<uint8_t> data,
-                                                                    size_t sector_size, uint64_t first_iv,
-                                                                    bool encrypt) {
-  xts_kernel::dispatch<Zmm>(keys, data, sector_size, first_iv, encrypt);
+RBDLUKS_VAES512_TARGET __attribute__((flatten)) void vaes512_kernel(const XtsRoundKeys& keys, const uint8_t* in,
+                                                                    uint8_t* out, size_t bytes, size_t sector_size,
+                                                                    uint64_t first_iv, bool encrypt) {
+  xts_kernel::dispatch<Zmm>(keys, in, out, bytes, sector_size, first_iv, encrypt);
 }
 
 }  // namespace

@@ -12,10 +12,18 @@ namespace {
 
 // The interface cannot report errors and a partial sector would stay in plaintext, so a caller that
 // breaks the contract stops the process rather than leak data (as the portable backend does).
-void require_whole_sectors(size_t size, size_t sector_size) {
+void require_whole_sectors(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size) {
+  const size_t size = in.size();
   if ((sector_size != 512 && sector_size != 1024 && sector_size != 2048 && sector_size != 4096) ||
-      size % sector_size != 0) {
-    std::fprintf(stderr, "rbd-luks: XTS called with %zu bytes in sectors of %zu\n", size, sector_size);
+      size % sector_size != 0 || out.size() != size) {
+    std::fprintf(stderr, "rbd-luks: XTS called with %zu bytes into %zu in sectors of %zu\n", size, out.size(),
+                 sector_size);
+    std::abort();
+  }
+  const auto* a = in.data();
+  const auto* b = out.data();
+  if (a != b && size != 0 && a < b + size && b < a + size) {
+    std::fprintf(stderr, "rbd-luks: XTS called with overlapping input and output\n");
     std::abort();
   }
 }
@@ -30,15 +38,17 @@ __attribute__((noinline)) void wipe_kernel_stack() {
 
 }  // namespace
 
-void X86XtsCipher::encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const {
-  require_whole_sectors(data.size(), sector_size);
-  kernel_(keys_, data, sector_size, first_iv, true);
+void X86XtsCipher::encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+                           uint64_t first_iv) const {
+  require_whole_sectors(in, out, sector_size);
+  kernel_(keys_, in.data(), out.data(), in.size(), sector_size, first_iv, true);
   wipe_kernel_stack();
 }
 
-void X86XtsCipher::decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const {
-  require_whole_sectors(data.size(), sector_size);
-  kernel_(keys_, data, sector_size, first_iv, false);
+void X86XtsCipher::decrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+                           uint64_t first_iv) const {
+  require_whole_sectors(in, out, sector_size);
+  kernel_(keys_, in.data(), out.data(), in.size(), sector_size, first_iv, false);
   wipe_kernel_stack();
 }
 

@@ -12,9 +12,10 @@
 
 namespace rbdluks {
 
-// A backend's whole-run entry point; data is whole sectors (checked before the call).
-using XtsKernel = void (*)(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, uint64_t first_iv,
-                           bool encrypt);
+// A backend's whole-run entry point: in and out are the same whole sectors, or as many that do not
+// overlap (checked before the call).
+using XtsKernel = void (*)(const XtsRoundKeys& keys, const uint8_t* in, uint8_t* out, size_t bytes, size_t sector_size,
+                           uint64_t first_iv, bool encrypt);
 
 class X86XtsCipher final : public XtsCipher {
  public:
@@ -22,8 +23,12 @@ class X86XtsCipher final : public XtsCipher {
   X86XtsCipher(std::span<const uint8_t> key, XtsKernel kernel, std::string_view name)
       : keys_(key), kernel_(kernel), name_(name) {}
 
-  void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override;
-  void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override;
+  using XtsCipher::decrypt;
+  using XtsCipher::encrypt;
+  void encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+               uint64_t first_iv) const override;
+  void decrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+               uint64_t first_iv) const override;
   std::string_view backend_name() const override { return name_; }
 
  private:

@@ -1,4 +1,6 @@
-// XtsCipher: the cipher-backend interface. AES-XTS over runs of whole sectors, in place.
+// XtsCipher: the cipher-backend interface. AES-XTS over runs of whole sectors, in place or from one
+// buffer into another (so a write can encrypt straight from the caller's memory into its bounce
+// buffer, one pass over memory instead of a copy and then a pass).
 //
 // Tweaks follow dm-crypt's "plain64" IV in 512-byte units, which is what cryptsetup (LUKS1 and
 // LUKS2, any sector size) and librbd's native encryption use: the sector that starts at byte offset
@@ -25,11 +27,21 @@ class XtsCipher {
  public:
   virtual ~XtsCipher() = default;
 
-  // data.size() must be a multiple of sector_size (512, 1024, 2048 or 4096). first_iv is the tweak
-  // of the first sector (byte offset / 512); sector i gets first_iv + i * sector_size / 512, modulo
-  // 2^64 like plain64.
-  virtual void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const = 0;
-  virtual void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const = 0;
+  // in.size() == out.size() must be a multiple of sector_size (512, 1024, 2048 or 4096); in and out
+  // are the same bytes or do not overlap. first_iv is the tweak of the first sector (byte offset /
+  // 512); sector i gets first_iv + i * sector_size / 512, modulo 2^64 like plain64.
+  virtual void encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+                       uint64_t first_iv) const = 0;
+  virtual void decrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+                       uint64_t first_iv) const = 0;
+
+  // In place.
+  void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const {
+    encrypt(data, data, sector_size, first_iv);
+  }
+  void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const {
+    decrypt(data, data, sector_size, first_iv);
+  }
 
   // Human-readable backend name, e.g. "portable (Crypto++)".
   virtual std::string_view backend_name() const = 0;

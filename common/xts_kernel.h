@@ -96,20 +96,21 @@ void first_tweaks(const XtsRoundKeys& keys, size_t count, uint64_t first_iv, uin
 }
 
 template <class Ops, int kRounds, bool kEncrypt>
-void run(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) {
+void run(const XtsRoundKeys& keys, const uint8_t* in, uint8_t* out, size_t bytes, size_t sector_size,
+         uint64_t first_iv) {
   using V = typename Ops::V;
   constexpr size_t kStep = kRegs * sizeof(V);  // bytes per step; divides every sector size
   constexpr size_t kBatch = kRegs * Ops::kLanes;
   const uint8_t* const data_keys = kEncrypt ? keys.data_encrypt() : keys.data_decrypt();
   const uint64_t iv_step = sector_size / 512;
-  const size_t sectors = data.size() / sector_size;
+  const size_t sectors = bytes / sector_size;
   // Tweaks are key-derived, so they are wiped like the portable backend wipes its own.
   alignas(64) uint8_t tweaks[kBatch * 16];
   for (size_t batch = 0; batch < sectors; batch += kBatch) {
     const size_t count = std::min(kBatch, sectors - batch);
     first_tweaks<Ops, kRounds>(keys, count, first_iv + batch * iv_step, iv_step, tweaks);
     for (size_t s = 0; s < count; ++s) {
-      uint8_t* const sector = data.data() + (batch + s) * sector_size;
+      const size_t sector = (batch + s) * sector_size;
       V t[kRegs];
       Ops::spread(t[0], tweaks + 16 * s);
       unrolled<kRegs - 1>([&](auto r) {
@@ -117,16 +118,17 @@ void run(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, 
         Ops::template mul_x<(r + 1) * Ops::kLanes>(t[r + 1]);
       });
       for (size_t offset = 0;;) {
-        uint8_t* const p = sector + offset;
+        const uint8_t* const from = in + sector + offset;
+        uint8_t* const to = out + sector + offset;
         V x[kRegs];
         unrolled<kRegs>([&](auto r) {
-          Ops::load(x[r], p + r * sizeof(V));
+          Ops::load(x[r], from + r * sizeof(V));
           Ops::xor_into(x[r], t[r]);
         });
         aes<Ops, kRounds, kEncrypt, kRegs>(x, data_keys);
         unrolled<kRegs>([&](auto r) {
           Ops::xor_into(x[r], t[r]);
-          Ops::store(p + r * sizeof(V), x[r]);
+          Ops::store(to + r * sizeof(V), x[r]);
         });
         offset += kStep;
         if (offset == sector_size) break;
@@ -139,13 +141,14 @@ void run(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, 
 
 // The four kernels of one width: AES-128 or AES-256, encrypting or decrypting.
 template <class Ops>
-void dispatch(const XtsRoundKeys& keys, std::span<uint8_t> data, size_t sector_size, uint64_t first_iv, bool encrypt) {
+void dispatch(const XtsRoundKeys& keys, const uint8_t* in, uint8_t* out, size_t bytes, size_t sector_size,
+              uint64_t first_iv, bool encrypt) {
   if (keys.rounds() == 14) {
-    encrypt ? run<Ops, 14, true>(keys, data, sector_size, first_iv)
-            : run<Ops, 14, false>(keys, data, sector_size, first_iv);
+    encrypt ? run<Ops, 14, true>(keys, in, out, bytes, sector_size, first_iv)
+            : run<Ops, 14, false>(keys, in, out, bytes, sector_size, first_iv);
   } else {
-    encrypt ? run<Ops, 10, true>(keys, data, sector_size, first_iv)
-            : run<Ops, 10, false>(keys, data, sector_size, first_iv);
+    encrypt ? run<Ops, 10, true>(keys, in, out, bytes, sector_size, first_iv)
+            : run<Ops, 10, false>(keys, in, out, bytes, sector_size, first_iv);
   }
 }
 

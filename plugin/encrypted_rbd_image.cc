@@ -488,6 +488,17 @@ void EncryptedRbdImage::partial_sector_read(Piece* piece, ssize_t r) {
   crypto(piece, &EncryptedRbdImage::encode_and_write);
 }
 
+// The caller's bytes for span's part of the request, when they lie in one of its buffers.
+std::optional<std::span<const uint8_t>> EncryptedRbdImage::contiguous_bytes(const Request& request,
+                                                                            const SectorSpan& span) {
+  std::optional<std::span<const uint8_t>> bytes;
+  const uint64_t length = span.request_end - span.request_begin;
+  for_each_segment(request.buffers, span.request_begin - request.offset, length, [&](uint8_t* data, size_t n) {
+    if (n == length) bytes.emplace(data, n);
+  });
+  return bytes;
+}
+
 void EncryptedRbdImage::encode_and_write(Piece* piece) {
   const SectorSpan& span = piece->span;
   Request& request = *piece->request;
@@ -497,6 +508,8 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
   }
   if (request.op == Op::zero) {
     encode_zeroes(*cipher_, buffer, span);
+  } else if (const auto contiguous = contiguous_bytes(request, span)) {
+    encode_write(*cipher_, buffer, span, *contiguous);
   } else {
     // Copied in and encrypted a chunk at a time, so the cipher finds the bytes still in cache: one
     // pass over memory instead of two.

@@ -152,6 +152,7 @@ class EncryptedRbdImage {
   void start_write(Piece* piece);
   void read_partial_sectors(Piece* piece);
   void partial_sector_read(Piece* piece, ssize_t r);
+  static std::optional<std::span<const uint8_t>> contiguous_bytes(const Request& request, const SectorSpan& span);
   void encode_and_write(Piece* piece);
   void start_zero(Piece* piece);
   void start_flush(Piece* piece);

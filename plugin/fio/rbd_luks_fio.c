@@ -79,7 +79,7 @@ static struct fio_option options[] = {
         .name = "passphrase_file",
         .lname = "rbd-luks engine passphrase file",
         .type = FIO_OPT_STR_STORE,
-        .help = "File holding the passphrase (one trailing newline is dropped); "
+        .help = "File holding the passphrase, its bytes exactly as rbd-luks --passphrase-file takes them; "
                 "default: the key the image metadata refers to",
         .off1 = offsetof(struct rbd_luks_options, passphrase_file),
         .category = FIO_OPT_C_ENGINE,
@@ -176,8 +176,10 @@ static struct rbd_luks_data* job_data(struct thread_data* td) {
 }
 
 /*
- * Reads the passphrase in path into buf (MAX_PASSPHRASE + 1 bytes), without one trailing newline so
- * that files written by echo work. Pipes work too. Returns its length, or -1 after log_err.
+ * Reads the passphrase in path into buf (MAX_PASSPHRASE + 1 bytes): the file's exact bytes, as
+ * rbd-luks --passphrase-file and cryptsetup --key-file take them, so one file opens the volume
+ * everywhere (a key file of random bytes may well end in a newline byte). Pipes work too. Returns
+ * its length, or -1 after log_err.
  */
 static ssize_t read_passphrase(const char* path, char* buf) {
   size_t len = 0;
@@ -202,7 +204,6 @@ static ssize_t read_passphrase(const char* path, char* buf) {
     log_err("rbd_luks_fio: passphrase_file %s is longer than %d bytes\n", path, MAX_PASSPHRASE);
     return -1;
   }
-  if (len > 0 && buf[len - 1] == '\n') len--;
   return (ssize_t)len;
 }
 

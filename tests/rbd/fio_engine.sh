@@ -77,7 +77,8 @@ expect_bytes() {
   [ "$(report "$1" "sum(j['error'] for j in jobs)")" -eq 0 ] || fail "$1: a job reports an error"
 }
 
-# The CLI takes a passphrase file's bytes exactly; the engine drops one trailing newline.
+# The engine takes a passphrase file's bytes exactly, as the CLI does: with a trailing newline it is
+# another passphrase.
 printf '%s' "fio engine passphrase" >"$WORK/pass"
 printf '%s\n' "fio engine passphrase" >"$WORK/pass.nl"
 printf '%s\n' "not the passphrase" >"$WORK/bad"
@@ -88,14 +89,14 @@ MIXED=(--rw=randwrite --bssplit=4k/40:64k/40:4m/20 --iodepth=16 --verify=crc32c 
 
 # --- mixed block sizes, queue depth 16, verified ------------------------------------------------
 # No size=: the job covers the plaintext volume (64 MiB), not the RBD image with its LUKS header.
-fio_ok mixed --rbdname="$IMG" --passphrase_file="$WORK/pass.nl" "${MIXED[@]}"
+fio_ok mixed --rbdname="$IMG" --passphrase_file="$WORK/pass" "${MIXED[@]}"
 expect_bytes mixed write $((64 * MiB))
 expect_bytes mixed read $((64 * MiB))
 depth16=$(report mixed "jobs[0]['iodepth_level']['16']")
 $PY -c "import sys; sys.exit(0 if float('$depth16') > 50 else 1)" ||
   fail "mixed: only $depth16% of the time at queue depth 16: requests are not asynchronous"
 # A new process, a new open: the data is there.
-fio_ok mixed --rbdname="$IMG" --passphrase_file="$WORK/pass.nl" "${MIXED[@]}" --verify_only
+fio_ok mixed --rbdname="$IMG" --passphrase_file="$WORK/pass" "${MIXED[@]}" --verify_only
 expect_bytes mixed read $((64 * MiB))
 pass "4k/64k/4m random writes at iodepth 16 over the whole volume, verified (crc32c) in the same and a new process"
 
@@ -112,7 +113,7 @@ pass "numjobs=2 with offset_increment, stored key (config-key), verified"
 # --- peers read what fio wrote; the raw image does not hold it -----------------------------------
 # verify_pattern=%o fills every block with its own offset as 8-byte little-endian words, so the
 # plaintext is known without fio; the region lies inside the data that the mixed job left.
-fio_ok pattern --rbdname="$IMG" --passphrase_file="$WORK/pass.nl" --rw=randwrite --bs=64k --iodepth=16 \
+fio_ok pattern --rbdname="$IMG" --passphrase_file="$WORK/pass" --rw=randwrite --bs=64k --iodepth=16 \
   --offset=8M --size=16M --verify=pattern --verify_pattern=%o
 expect_bytes pattern write $((16 * MiB))
 "$RBD_LUKS" export "rbd:rbd/$IMG" "$WORK/export" --passphrase-file "$WORK/pass" -q
@@ -155,7 +156,11 @@ before=$(sum_raw)
 fio_err_has wrong "rbd_luks_fio: cannot open image rbd/$IMG with the passphrase in $WORK/bad" \
   "no keyslot opens with this passphrase"
 [ "$(sum_raw)" = "$before" ] || fail "fio with a wrong passphrase changed the image"
-pass "wrong passphrase: fio fails, says why, image unchanged"
+! run_fio newline --rbdname="$IMG" --passphrase_file="$WORK/pass.nl" --rw=write --bs=4k --size=1M ||
+  fail "fio accepted the passphrase with a newline appended"
+fio_err_has newline "no keyslot opens with this passphrase"
+[ "$(sum_raw)" = "$before" ] || fail "fio with a wrong passphrase changed the image"
+pass "wrong passphrase (also the right one plus a newline): fio fails, says why, image unchanged"
 
 ! run_fio missing --rbdname="$TAG-missing" --passphrase_file="$WORK/pass" --rw=read --bs=4k ||
   fail "fio on a missing image exited 0"

@@ -23,22 +23,26 @@ class TweakXorCipher final : public XtsCipher {
 
   static uint8_t keystream(uint64_t iv, size_t i) { return static_cast<uint8_t>((iv * 131 + i * 7) % 255 + 1); }
 
-  void encrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override {
-    apply(data, sector_size, first_iv);
+  using XtsCipher::decrypt;
+  using XtsCipher::encrypt;
+  void encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+               uint64_t first_iv) const override {
+    apply(in, out, sector_size, first_iv);
   }
-  void decrypt(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const override {
-    apply(data, sector_size, first_iv);
+  void decrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
+               uint64_t first_iv) const override {
+    apply(in, out, sector_size, first_iv);
   }
   std::string_view backend_name() const override { return "test xor"; }
 
   mutable std::vector<Call> calls;
 
  private:
-  void apply(std::span<uint8_t> data, size_t sector_size, uint64_t first_iv) const {
-    calls.push_back({data.size(), sector_size, first_iv});
-    for (size_t s = 0; s < data.size() / sector_size; ++s) {
+  void apply(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size, uint64_t first_iv) const {
+    calls.push_back({in.size(), sector_size, first_iv});
+    for (size_t s = 0; s < in.size() / sector_size; ++s) {
       const uint64_t iv = first_iv + s * sector_size / 512;
-      for (size_t i = 0; i < sector_size; ++i) data[s * sector_size + i] ^= keystream(iv, i);
+      for (size_t i = 0; i < sector_size; ++i) out[s * sector_size + i] = in[s * sector_size + i] ^ keystream(iv, i);
     }
   }
 };

@@ -1,7 +1,8 @@
 // Every XTS backend this CPU supports against an independent reference, Crypto++'s XTS_Mode<AES>
 // with one data unit per sector: random keys (both sizes), tweaks (including runs that wrap past
-// 2^64), sector sizes, run lengths around the kernels' batch sizes, and unaligned buffers, all in
-// place. Also the backend list, forced backends and the RBD_LUKS_CIPHER_BACKEND override.
+// 2^64), sector sizes, run lengths around the kernels' batch sizes, and unaligned buffers, in place
+// and from one buffer into another (differently aligned). Also the backend list, forced backends and
+// the RBD_LUKS_CIPHER_BACKEND override.
 #include <crypto++/aes.h>
 #include <crypto++/xts.h>
 #include <gtest/gtest.h>
@@ -78,6 +79,17 @@ class XtsBackend : public ::testing::TestWithParam<CipherBackend> {
     xts->decrypt(buffer, sector_size, first_iv);
     const std::vector<uint8_t> expected_plain = reference(key, plain, sector_size, first_iv, false);
     ASSERT_TRUE(std::equal(buffer.begin(), buffer.end(), expected_plain.begin())) << "decryption differs";
+
+    // From one buffer into another with its own alignment; the input stays as it was.
+    std::vector<uint8_t> out_storage(size + 128);
+    const auto out_base = reinterpret_cast<uintptr_t>(out_storage.data());
+    const std::span<uint8_t> out(out_storage.data() + ((64 - out_base % 64) % 64) + (misalign * 7 + 3) % 64, size);
+    std::copy(plain.begin(), plain.end(), buffer.begin());
+    xts->encrypt(std::span<const uint8_t>(buffer), out, sector_size, first_iv);
+    ASSERT_TRUE(std::equal(out.begin(), out.end(), expected.begin())) << "out-of-place encryption differs";
+    ASSERT_TRUE(std::equal(buffer.begin(), buffer.end(), plain.begin())) << "out-of-place encryption changed its input";
+    xts->decrypt(std::span<const uint8_t>(buffer), out, sector_size, first_iv);
+    ASSERT_TRUE(std::equal(out.begin(), out.end(), expected_plain.begin())) << "out-of-place decryption differs";
   }
 };
 
