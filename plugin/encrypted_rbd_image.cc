@@ -93,6 +93,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
       grid_(grid),
+      librbd_copies_writes_(raw_->copies_async_writes()),
       inline_crypto_bytes_(std::max<size_t>(options.inline_crypto_bytes, 2 * layout_.sector_size)),
       small_buffers_(inline_crypto_bytes_, std::max<size_t>(options.small_buffers, 1)),
       large_buffers_(std::max<uint64_t>(grid.bytes, inline_crypto_bytes_), std::max<size_t>(options.large_buffers, 1)),
@@ -528,6 +529,12 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
     }
   }
 
+  // When librbd copies the data before rbd_aio_write2 returns (its default), the bounce buffer goes
+  // back to the pool as soon as it does, still in cache for the next write; otherwise it stays on
+  // loan until the write completes. Taken out of the piece first: once submitted, the piece may
+  // complete and be recycled on another thread.
+  std::optional<BufferPool::Lease> copied_by_librbd;
+  if (librbd_copies_writes_) copied_by_librbd = std::exchange(piece->bounce, std::nullopt);
   rbd_completion_t c = nullptr;
   int r = completion<&EncryptedRbdImage::piece_done>(piece, &c);
   if (r == 0) {

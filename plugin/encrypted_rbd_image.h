@@ -13,7 +13,10 @@
 //   every write takes it exclusive.) Whole sectors are read and decrypted in place in the caller's
 //   buffer; only partly covered edge sectors (or sectors that straddle two of the caller's iovecs)
 //   go through a bounce buffer.
-// - Writes encrypt into a bounce buffer (the caller's buffer is never modified) and write from it.
+// - Writes encrypt into a bounce buffer (the caller's buffer is never modified; whole sectors are
+//   encrypted straight from it) and write from it. Where librbd copies write data before
+//   rbd_aio_write returns (rbd_disable_zero_copy_writes, its default), the bounce buffer is reused
+//   at once, while still in cache.
 //   Partly covered sectors are read, merged and re-encrypted; a sector range lock, exclusive for
 //   such read-modify-writes and shared for whole-sector writes, keeps overlapping requests from
 //   losing each other's bytes.
@@ -183,6 +186,7 @@ class EncryptedRbdImage {
   const VolumeLayout layout_;
   const uint32_t sector_size_;
   const PieceGrid grid_;
+  const bool librbd_copies_writes_;
   const size_t inline_crypto_bytes_;
 
   RangeLock sectors_locked_;

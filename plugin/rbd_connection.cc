@@ -127,7 +127,6 @@ Result<std::shared_ptr<RbdConnection>> RbdConnection::connect(const RbdConnectio
   RL_TRY(conf_set(cluster, "client_mount_timeout", std::to_string(timeout)));
   RL_TRY(bound_op_timeout(cluster, "rados_mon_op_timeout", timeout));
   RL_TRY(bound_op_timeout(cluster, "rados_osd_op_timeout", 3 * timeout));
-  if (options.zero_copy_writes) RL_TRY(conf_set(cluster, "rbd_disable_zero_copy_writes", "false"));
 
   const std::string mon_host = conf_get(cluster, "mon_host");
   if (mon_host.empty() && !conf_read) {

@@ -21,12 +21,6 @@ struct RbdConnectionOptions {
   std::string client_name;  // "client.ID"; empty: --id/--name in CEPH_ARGS, then client.admin
   std::string keyring;      // empty: what the conf file or CEPH_ARGS say, else Ceph's default paths
   std::string cluster = "ceph";
-  // Let librbd send asynchronous writes from the caller's buffer instead of copying it first
-  // (sets rbd_disable_zero_copy_writes=false over the configuration). Right for rbd-luks: it writes
-  // from its own bounce buffers and keeps them until librbd completes. It only matters with
-  // rbd_cache=false: while librbd's cache is on (the default), librbd copies whatever this says.
-  // Off: stock librbd.
-  bool zero_copy_writes = true;
 };
 
 // Owns a rados_ioctx_t. It must not outlive the RbdConnection that opened it.

@@ -89,6 +89,24 @@ Status RbdImage::write_zeroes(uint64_t offset, uint64_t length) {
   return {};
 }
 
+bool RbdImage::copies_async_writes() const {
+  std::vector<rbd_config_option_t> options(512);
+  int max = static_cast<int>(options.size());
+  int r = rbd_config_image_list(image_, options.data(), &max);
+  if (r == -ERANGE) {
+    options.resize(static_cast<size_t>(max));
+    r = rbd_config_image_list(image_, options.data(), &max);
+  }
+  if (r < 0) return false;
+  bool copies = false;
+  for (int i = 0; i < max; ++i) {
+    if (std::strcmp(options[i].name, "rbd_disable_zero_copy_writes") == 0)
+      copies = std::strcmp(options[i].value, "true") == 0;
+  }
+  rbd_config_image_list_cleanup(options.data(), max);
+  return copies;
+}
+
 Status RbdImage::flush() {
   if (read_only_) return {};
   if (const int r = rbd_flush(image_); r < 0) return ceph_error(r, "flush " + name_);

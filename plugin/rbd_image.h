@@ -48,6 +48,12 @@ class RbdImage final : public RawImage {
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();
 
+  // Whether rbd_aio_write copies the caller's buffer before it returns, so the buffer may be reused
+  // at once: the image's rbd_disable_zero_copy_writes (true by default). librbd only ever turns
+  // zero-copy off for an open image, never back on, so a true answer holds until it is closed.
+  // False when the setting cannot be read.
+  bool copies_async_writes() const;
+
   // The open librbd image, for the asynchronous data path (rbd_aio_*). Owned by this object.
   rbd_image_t handle() const { return image_; }
 

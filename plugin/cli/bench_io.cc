@@ -6,10 +6,7 @@
 // and the same seeded random offsets. Rounds alternate the paths, rotating who goes first, so a noisy neighbour
 // or a warming cache hurts all three alike; the reported figures are medians over rounds, and
 // ratios are the median of the per-round ratios. CPU time is the whole client process's.
-//
-// Plain and native run on a connection with librbd's stock settings; rbd-luks runs on one set up
-// as rbd-luks sets up its own (zero-copy writes, see RbdConnectionOptions), as separate client
-// programs of each kind would.
+
 #include <rbd/librbd.h>
 #include <unistd.h>
 
@@ -139,9 +136,8 @@ extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 // an operator never finds stray rbd-luks-bench-* images after a run.
 class BenchImages {
  public:
-  BenchImages(std::shared_ptr<RbdConnection> stock, std::shared_ptr<RbdConnection> ours, IoCtxHandle ioctx,
-              std::string pool)
-      : stock_(std::move(stock)), ours_(std::move(ours)), ioctx_(std::move(ioctx)), pool_(std::move(pool)) {}
+  BenchImages(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::string pool)
+      : connection_(std::move(connection)), ioctx_(std::move(ioctx)), pool_(std::move(pool)) {}
   ~BenchImages() {
     devices_.clear();
     luks_.clear();
@@ -155,8 +151,7 @@ class BenchImages {
     const std::string name = "rbd-luks-bench-" + std::to_string(getpid()) + "-" + path_name(kind);
     const uint64_t raw_size = plaintext_size + (kind == PathKind::plain ? 0 : kLuks2DataOffset);
     const RbdImageSpec spec{pool_, "", name, std::nullopt};
-    const auto& connection = kind == PathKind::rbd_luks ? ours_ : stock_;
-    RL_ASSIGN(auto image, create_rbd_image(connection, spec, raw_size));
+    RL_ASSIGN(auto image, create_rbd_image(connection_, spec, raw_size));
     names_.push_back(name);
     switch (kind) {
       case PathKind::plain:
@@ -187,7 +182,7 @@ class BenchImages {
         if (r < 0) return ceph_error(r, "native LUKS2 format of " + spec.name());
         // Load on a fresh open, as a client of an existing native volume does.
         image.reset();
-        RL_ASSIGN(image, open_rbd_image(connection, spec, OpenMode::read_write));
+        RL_ASSIGN(image, open_rbd_image(connection_, spec, OpenMode::read_write));
         r = rbd_encryption_load(image->handle(), RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
         if (r < 0) return ceph_error(r, "native LUKS2 load of " + spec.name());
         RL_ASSIGN(auto size, image->size());
@@ -202,8 +197,8 @@ class BenchImages {
   AsyncBlockDevice& device(PathKind kind) { return *devices_.at(kind); }
 
  private:
-  std::shared_ptr<RbdConnection> stock_, ours_;
-  IoCtxHandle ioctx_;  // on stock_, for removing the images
+  std::shared_ptr<RbdConnection> connection_;
+  IoCtxHandle ioctx_;
   std::string pool_;
   std::vector<std::string> names_;
   std::vector<std::unique_ptr<RbdImage>> raw_;
@@ -382,11 +377,8 @@ class Report {
 
 Status bench_io(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(const Settings settings, settings_from(cl, args));
-  RL_ASSIGN(auto options, connection_options_from(cl));
-  RL_ASSIGN(auto ours, RbdConnection::connect(options));
-  options.zero_copy_writes = false;
-  RL_ASSIGN(auto stock, RbdConnection::connect(options));
-  RL_ASSIGN(auto ioctx, stock->open_pool(settings.pool, ""));
+  RL_ASSIGN(auto connection, connect_for(cl));
+  RL_ASSIGN(auto ioctx, connection->open_pool(settings.pool, ""));
 
   g_interrupted.store(false);
   struct sigaction action {};
@@ -404,7 +396,7 @@ Status bench_io(const CommandLine& cl, const Args& args) {
     }
   } restore{old_int, old_term};
 
-  BenchImages images(stock, ours, std::move(ioctx), settings.pool);
+  BenchImages images(connection, std::move(ioctx), settings.pool);
   for (PathKind kind : settings.paths) {
     inform(cl,
            std::string("creating and filling the ") + path_name(kind) + " image (" + size_label(settings.size) + ")");

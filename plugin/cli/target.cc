@@ -38,6 +38,8 @@ Result<Target> parse_target(const std::string& text) {
   return t;
 }
 
+namespace {
+
 Result<RbdConnectionOptions> connection_options_from(const CommandLine& cl) {
   RbdConnectionOptions options;
   options.conf_file = cl.get("conf").value_or("");
@@ -59,8 +61,6 @@ Result<RbdConnectionOptions> connection_options_from(const CommandLine& cl) {
   }
   return options;
 }
-
-namespace {
 
 RbdImageSpec rbd_spec_of(const Target& target) {
   return {target.pool, target.name_space, target.image, target.snapshot};

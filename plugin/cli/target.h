@@ -25,9 +25,7 @@ struct Target {
 
 Result<Target> parse_target(const std::string& text);
 
-// How to connect, from the global options (-c, --id/--name, --keyring, --cluster).
-Result<RbdConnectionOptions> connection_options_from(const CommandLine& cl);
-// A cluster connection with those options.
+// A cluster connection from the global options (-c, --id/--name, --keyring, --cluster).
 Result<std::shared_ptr<RbdConnection>> connect_for(const CommandLine& cl);
 
 // Opens an existing target; snapshots are always read-only.
