@@ -217,12 +217,16 @@ void EncryptedRbdImage::aio_discard(uint64_t offset, uint64_t length, Callback d
 
 void EncryptedRbdImage::aio_flush(Callback done) { submit(Op::flush, 0, 0, {}, std::move(done), 0); }
 
-ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t length) {
+// librbd's rule (its clip_io): an empty request is always fine, one that starts at or past the end
+// fails, one that runs past the end is cut short there and reports the bytes it covered.
+ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t& length) {
   if (op == Op::flush) return 0;
   if (op != Op::read && read_only()) return -EROFS;
+  if (length == 0) return 0;
   auto size = this->size();
   if (!size) return -EIO;
-  if (offset > *size || length > *size - offset) return -EINVAL;
+  if (offset >= *size) return -EINVAL;
+  length = std::min(length, *size - offset);
   return 0;
 }
 
@@ -247,11 +251,11 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
   try {
     request->op = op;
     request->offset = offset;
-    request->length = length;
     request->op_flags = op_flags;
     request->done = std::move(done);
     request->buffers.assign(buffers.begin(), buffers.end());
     request->error = static_cast<int>(check_request(op, offset, length));
+    request->length = length;
     if (request->error != 0 || length == 0 || op == Op::flush) {
       add_piece(request, {});  // a flush, or nothing to do: completes with the error or 0 bytes
     } else if (op == Op::zero) {

@@ -70,8 +70,9 @@ struct DispatchOptions {
 
 class EncryptedRbdImage {
  public:
-  // The request's length in bytes (0 for flush) on success, else a negative errno: -EINVAL for a
-  // range past the end, -EROFS for a change to a read-only image, librbd's errors as they come.
+  // The bytes the request covered (0 for flush) on success, else a negative errno. As in librbd, a
+  // request that runs past the end is cut short there and one that starts past it fails with
+  // -EINVAL; -EROFS for a change to a read-only image; librbd's errors as they come.
   using Callback = std::function<void(ssize_t result)>;
 
   // Reads the LUKS header through librbd, unlocks a keyslot with passphrase and takes over raw.
@@ -141,7 +142,7 @@ class EncryptedRbdImage {
                     PieceGrid grid, const DispatchOptions& options);
 
   void submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done, int op_flags);
-  ssize_t check_request(Op op, uint64_t offset, uint64_t length);
+  ssize_t check_request(Op op, uint64_t offset, uint64_t& length);
   void start(Request* request);
   SectorSpan next_piece(uint64_t position, uint64_t end) const;
   Piece* add_piece(Request* request, const SectorSpan& span);

@@ -55,7 +55,9 @@ TEST_F(CApiTest, SynchronousReadWriteDiscardFlush) {
   std::fill_n(expected.begin() + (8000 - 4095), 4096, 0);
   EXPECT_EQ(std::memcmp(got.data(), expected.data(), got.size()), 0);
 
-  EXPECT_EQ(rbd_luks_read(image, size - 10, 20, got.data(), 0), -EINVAL);
+  // Past the end, as librbd: cut short at the end, or -EINVAL when starting beyond it.
+  EXPECT_EQ(rbd_luks_read(image, size - 10, 20, got.data(), 0), 10);
+  EXPECT_EQ(rbd_luks_read(image, size + 1, 20, got.data(), 0), -EINVAL);
   EXPECT_EQ(rbd_luks_close(image), 0);
 }
 
@@ -202,6 +204,7 @@ TEST_F(CApiTest, MetadataAndResize) {
   ASSERT_EQ(rbd_luks_metadata_remove(image, "rbd-luks.k"), 0);
   length = sizeof value;
   EXPECT_EQ(rbd_luks_metadata_get(image, "rbd-luks.k", value, &length), -ENOENT);
+  EXPECT_EQ(rbd_luks_metadata_remove(image, "rbd-luks.k"), -ENOENT) << "as rbd_metadata_remove";
 
   ASSERT_EQ(rbd_luks_resize(image, 8 * kMiB), 0);
   uint64_t size = 0;
@@ -261,6 +264,7 @@ TEST_F(ImageApiTest, OpenReadWriteAsyncAndErrors) {
             2);
   EXPECT_TRUE(std::equal(async_got.begin(), async_got.end(), data.begin()));
 
+  // The synchronous C++ calls report no byte count, so they refuse a range that runs past the end.
   auto past_end = img.read(8 * kMiB - 1, std::span(got).first(2));
   ASSERT_FALSE(past_end);
   EXPECT_EQ(past_end.error().code(), std::make_error_code(std::errc::invalid_argument));

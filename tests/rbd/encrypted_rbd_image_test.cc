@@ -318,20 +318,36 @@ TEST_F(EncryptedRbdImageTest, WriteZeroesAndDiscardLeaveZerosAndKeepTheEdges) {
 
 // ---- Errors and the caller's buffers ----
 
-TEST_F(EncryptedRbdImageTest, RequestsPastTheEndFail) {
+// Requests at the end of the image behave as librbd's own on a plain image of the same size: cut
+// short when they run past the end, -EINVAL when they start beyond it, and nothing past the end
+// is written.
+TEST_F(EncryptedRbdImageTest, RequestsPastTheEndBehaveAsInLibrbd) {
   const uint64_t size = 4 * kMiB;
   auto image = open(create_luks_image(size));
   ASSERT_TRUE(image);
+  const std::string plain_name = fresh_name("plain");
+  ASSERT_TRUE(create_raw(plain_name, size));
+  rbd_image_t plain = nullptr;
+  ASSERT_EQ(rbd_open(io(), plain_name.c_str(), &plain, nullptr), 0);
+
   std::vector<uint8_t> buffer(8192, 1);
-  EXPECT_EQ(image->read(size - 4096, buffer), -EINVAL);
-  EXPECT_EQ(image->write(size - 4096, buffer), -EINVAL);
-  EXPECT_EQ(image->write(size + 1, std::span(buffer).first(0)), -EINVAL);
-  EXPECT_EQ(image->write_zeroes(size - 1, 2), -EINVAL);
+  auto* chars = reinterpret_cast<char*>(buffer.data());
+  struct Case {
+    uint64_t offset;
+    size_t length;
+  };
+  for (const Case c : {Case{size - 4096, 8192}, Case{size - 1, 2}, Case{size, 0}, Case{size, 10}, Case{size + 1, 0},
+                       Case{size + 1, 10}}) {
+    SCOPED_TRACE("offset " + std::to_string(c.offset) + " length " + std::to_string(c.length));
+    EXPECT_EQ(image->write(c.offset, std::span(buffer).first(c.length)), rbd_write(plain, c.offset, c.length, chars));
+    EXPECT_EQ(image->read(c.offset, std::span(buffer).first(c.length)), rbd_read(plain, c.offset, c.length, chars));
+    EXPECT_EQ(image->write_zeroes(c.offset, c.length), rbd_write_zeroes(plain, c.offset, c.length, 0, 0));
+  }
   EXPECT_EQ(image->discard(UINT64_MAX, 1), -EINVAL);
-  EXPECT_EQ(image->write(size, std::span(buffer).first(0)), 0) << "an empty request at the end is fine";
-  // Nothing of the refused write landed.
-  ASSERT_EQ(image->read(size - 4096, std::span(buffer).first(4096)), 4096);
-  EXPECT_TRUE(std::all_of(buffer.begin(), buffer.begin() + 4096, [](uint8_t b) { return b == 0; }));
+  rbd_close(plain);
+  auto current = image->size();
+  ASSERT_TRUE(current);
+  EXPECT_EQ(*current, size) << "writes past the end must not grow the image";
 }
 
 TEST_F(EncryptedRbdImageTest, WritesNeverModifyTheCallersBuffer) {

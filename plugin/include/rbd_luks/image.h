@@ -66,6 +66,9 @@ class RBD_LUKS_CXX_API Image {
   // A multiple of sector_size().
   Status resize(uint64_t size);
 
+  // The range must lie within the image, else std::errc::invalid_argument and nothing is
+  // done. (The asynchronous calls, like librbd, cut a request that runs past the end short there
+  // and report the bytes covered.)
   Status read(uint64_t offset, std::span<uint8_t> out);
   Status write(uint64_t offset, std::span<const uint8_t> data);
   // Both make the range read back as zeros.
@@ -90,6 +93,7 @@ class RBD_LUKS_CXX_API Image {
  private:
   explicit Image(std::unique_ptr<EncryptedRbdImage> impl);
   Status status_of(ssize_t r, const char* what, uint64_t offset, uint64_t length) const;
+  Status check_inside(const char* what, uint64_t offset, uint64_t length);
 
   std::unique_ptr<EncryptedRbdImage> impl_;
 };

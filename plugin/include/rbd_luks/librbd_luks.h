@@ -12,7 +12,9 @@
  * Return values: 0 or a byte count on success, a negative errno on failure. Besides the errors that
  * librbd and librados pass through (-ENOENT for a missing pool, image or snapshot, ...):
  *   -EACCES      the passphrase opens no keyslot
- *   -EINVAL      no valid LUKS header, an invalid argument, or a request past the end of the image
+ *   -EINVAL      no valid LUKS header, an invalid argument, or a non-empty request that starts at
+ *                or past the end of the image (one that runs past the end is cut short there, as
+ *                in librbd, and returns the bytes it covered)
  *   -EOPNOTSUPP  a valid LUKS header with a cipher or feature this library does not implement
  *   -EROFS       a change to an image opened read-only or at a snapshot
  *   -ENOMEM      out of memory
@@ -96,9 +98,9 @@ RBD_LUKS_API ssize_t rbd_luks_aio_get_return_value(rbd_luks_completion_t c);
 RBD_LUKS_API void* rbd_luks_aio_get_arg(rbd_luks_completion_t c);
 RBD_LUKS_API void rbd_luks_aio_release(rbd_luks_completion_t c);
 
-/* Image metadata (key/value pairs kept in the RBD image header), as rbd_metadata_*: get returns
- * -ENOENT for an absent key and -ERANGE (with *val_len set to the size needed, NUL included) when
- * the value does not fit. */
+/* Image metadata (key/value pairs kept in the RBD image header), as rbd_metadata_*: get and remove
+ * return -ENOENT for an absent key; get returns -ERANGE (with *val_len set to the size needed, NUL
+ * included) when the value does not fit. */
 RBD_LUKS_API int rbd_luks_metadata_get(rbd_luks_image_t image, const char* key, char* value, size_t* val_len);
 RBD_LUKS_API int rbd_luks_metadata_set(rbd_luks_image_t image, const char* key, const char* value);
 RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key);
