@@ -41,6 +41,13 @@ namespace rbdluks::xts_kernel {
 // X86XtsCipher wipes the stack after each call.
 constexpr size_t kRegs = 8;
 
+// How far ahead of the block being encrypted its input is prefetched. The data path's input often
+// comes cold from DRAM, and the hardware prefetchers stop at 4 KiB page boundaries, so each new page
+// would start with a stall; two pages ahead measured best (cipher_bench's cold-source runs:
+// vaes512 20.3-20.9 GB/s against 16.6-18.9 without, in-cache speed unchanged). Prefetches never
+// fault, so running past the end of the input is harmless.
+constexpr size_t kPrefetchBytes = 8192;
+
 // f(integral_constant<0>) ... f(integral_constant<N-1>): unrolled, with the index usable as a
 // template argument.
 template <size_t N, typename F>
@@ -120,6 +127,7 @@ void run(const XtsRoundKeys& keys, const uint8_t* in, uint8_t* out, size_t bytes
       for (size_t offset = 0;;) {
         const uint8_t* const from = in + sector + offset;
         uint8_t* const to = out + sector + offset;
+        for (size_t line = 0; line < kStep; line += 64) __builtin_prefetch(from + kPrefetchBytes + line, 0, 3);
         V x[kRegs];
         unrolled<kRegs>([&](auto r) {
           Ops::load(x[r], from + r * sizeof(V));
