@@ -3,7 +3,8 @@
 //
 // The three paths get images of the same plaintext size in the same pool, filled once before
 // measuring (so reads hit real objects and writes overwrite, as on a volume in use) and flushed,
-// and the same seeded random offsets. Rounds alternate the paths, rotating who goes first, so a noisy neighbour
+// and the same seeded random offsets. Rounds alternate the paths, rotating who goes first and
+// reversing the order every other round, and writes are flushed after each run, so a noisy neighbour
 // or a warming cache hurts all three alike; the reported figures are medians over rounds, and
 // ratios are the median of the per-round ratios. CPU time is the whole client process's.
 
@@ -205,6 +206,14 @@ class BenchImages {
   std::vector<std::unique_ptr<EncryptedRbdImage>> luks_;
   std::map<PathKind, std::unique_ptr<AsyncBlockDevice>> devices_;
 };
+
+// The i-th path to run in a round. Who goes first rotates, and the order reverses every other
+// round, so no path always runs right after the same other one (and inherits its aftermath).
+PathKind path_in_round(const std::vector<PathKind>& paths, uint64_t round, size_t i) {
+  const size_t n = paths.size();
+  const size_t position = round % 2 == 0 ? i : n - 1 - i;
+  return paths[(position + round / 2) % n];
+}
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -426,7 +435,7 @@ Status bench_io(const CommandLine& cl, const Args& args) {
         for (uint64_t round = 0; round < settings.rounds; ++round) {
           ++seed;
           for (size_t i = 0; i < settings.paths.size(); ++i) {
-            const PathKind kind = settings.paths[(i + round) % settings.paths.size()];
+            const PathKind kind = path_in_round(settings.paths, round, i);
             LoadSpec spec;
             spec.write = rw == "write";
             spec.block_size = static_cast<uint32_t>(bs);
@@ -435,6 +444,11 @@ Status bench_io(const CommandLine& cl, const Args& args) {
             spec.seed = seed;
             RL_ASSIGN(auto result, run_load(images.device(kind), spec, g_interrupted));
             if (g_interrupted.load()) return Error(Errc::failure, "interrupted; the benchmark images were removed");
+            // Writes librbd's cache acknowledged early are still on their way to the OSD; they must
+            // not land in the next path's time.
+            if (const int r = spec.write ? images.device(kind).flush() : 0; r < 0) {
+              return ceph_error(r, std::string("flush the ") + path_name(kind) + " benchmark image");
+            }
             cell.rounds[kind].push_back(result);
           }
         }
