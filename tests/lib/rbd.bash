@@ -3,6 +3,17 @@
 # shellcheck source-path=SCRIPTDIR source=common.bash
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
+# require_cluster_and_cli: what every tests/rbd/*.sh needs first: CEPH_CONF naming the test
+# cluster (the CTest fixture sets it), and the rbd-luks binary in RBD_LUKS; without the binary the
+# test exits 77, which CTest reports as skipped.
+require_cluster_and_cli() {
+  : "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
+  if [ -z "${RBD_LUKS:-}" ] || [ ! -x "$RBD_LUKS" ]; then
+    echo "SKIP: rbd-luks is not built (RBD_LUKS=${RBD_LUKS:-unset}); build it with --target rbd-luks"
+    exit 77
+  fi
+}
+
 # rbd with a bounded wait for the monitors, so a dead cluster fails a test instead of hanging it.
 rbdc() { rbd --client-mount-timeout 20 "$@"; }
 

@@ -6,14 +6,9 @@
 # Speed itself is not asserted here: targets live in the benchmark's own output.
 set -euo pipefail
 
-: "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
-if [ -z "${RBD_LUKS:-}" ] || [ ! -x "$RBD_LUKS" ]; then
-  echo "SKIP: rbd-luks is not built (RBD_LUKS=${RBD_LUKS:-unset}); build it with --target rbd-luks"
-  exit 77
-fi
-
 # shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+require_cluster_and_cli
 
 PY=/usr/bin/python3
 PLOT=$(dirname "${BASH_SOURCE[0]}")/../bench/plot_bench_io.py

@@ -6,14 +6,9 @@
 # Exits 77 (skipped) only when the rbd-luks binary has not been built.
 set -euo pipefail
 
-: "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
-if [ -z "${RBD_LUKS:-}" ] || [ ! -x "$RBD_LUKS" ]; then
-  echo "SKIP: rbd-luks is not built (RBD_LUKS=${RBD_LUKS:-unset}); build it with --target rbd-luks"
-  exit 77
-fi
-
 # shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+require_cluster_and_cli
 
 PY=/usr/bin/python3
 MiB=$((1024 * 1024))

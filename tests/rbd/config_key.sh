@@ -3,11 +3,9 @@
 # it; a new process opens the image with only the metadata, as a restricted cephx user that may read
 # config-key entries under "rbd-luks/" and nothing else of config-key; failures exit 5 and write nothing.
 set -euo pipefail
-: "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
-: "${RBD_LUKS:?RBD_LUKS must point at the rbd-luks binary}"
-
 # shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+require_cluster_and_cli
 
 TAG=ck$$
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-ck.XXXXXX")

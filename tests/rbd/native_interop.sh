@@ -4,11 +4,9 @@
 # rbd_encryption_load via python3-rbd) and qemu-img/qemu-io's LUKS driver on rbd (what Cinder uses).
 # Unaligned offsets, both ends of the image, snapshots; and the reverse direction for LUKS1.
 set -euo pipefail
-: "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
-: "${RBD_LUKS:?RBD_LUKS must point at the rbd-luks binary}"
-
 # shellcheck source-path=SCRIPTDIR source=../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/rbd.bash"
+require_cluster_and_cli
 # shellcheck source=../lib/qemu.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/qemu.bash"
 
