@@ -44,7 +44,7 @@ std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), 
 
 Error errno_error(const std::string& what) {
   const int err = errno;
-  return Error(std::error_code(err, std::generic_category()), what + ": " + std::strerror(err));
+  return Error(std::error_code(err, std::generic_category()), what + ": " + std::generic_category().message(err));
 }
 
 }  // namespace rbdluks

@@ -160,7 +160,7 @@ std::optional<uint64_t> memory_cap_kib() {
   const long page_size = sysconf(_SC_PAGESIZE);
   if (pages <= 0 || page_size <= 0) return std::nullopt;
   const uint64_t kib = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 1024;
-  if (kib < 128 * 1024) return std::nullopt;
+  if (kib < uint64_t{128} * 1024) return std::nullopt;
   return kib / 2;
 }
 

@@ -2,9 +2,10 @@
 #include "keystone_auth.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <ctime>
+#include <iomanip>
 #include <optional>
+#include <sstream>
 
 namespace rbdluks {
 namespace {
@@ -59,12 +60,9 @@ std::optional<double> parse_time(const nlohmann::json& value) {
   if (!value.is_string()) return std::nullopt;
   std::tm tm{};
   double seconds = 0;
-  if (std::sscanf(value.get<std::string>().c_str(), "%d-%d-%dT%d:%d:%lf", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &seconds) != 6) {
-    return std::nullopt;
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
+  std::istringstream in(value.get<std::string>());
+  in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:") >> seconds;
+  if (in.fail()) return std::nullopt;
   return static_cast<double>(timegm(&tm)) + seconds;
 }
 

@@ -20,8 +20,8 @@
 namespace rbdluks {
 namespace {
 
-constexpr uint64_t kDefaultDataOffset = 4 * 1024 * 1024;  // librbd's `encryption format luks1`
-constexpr double kDigestIterationsMs = 125;               // cryptsetup's LUKS_MKD_ITERATIONS_MS
+constexpr uint64_t kDefaultDataOffset = uint64_t{4} << 20;  // librbd's `encryption format luks1`
+constexpr double kDigestIterationsMs = 125;                 // cryptsetup's LUKS_MKD_ITERATIONS_MS
 
 KdfParams pbkdf2_params(const std::string& hash, uint32_t iterations) {
   KdfParams params;

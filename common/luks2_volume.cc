@@ -18,7 +18,7 @@
 namespace rbdluks {
 namespace {
 
-constexpr uint64_t kHdrSize = 16 * 1024;           // cryptsetup's and librbd's metadata area
+constexpr uint64_t kHdrSize = uint64_t{16} << 10;  // cryptsetup's and librbd's metadata area
 constexpr uint64_t kDefaultDataOffset = 16 << 20;  // librbd's and cryptsetup's data offset
 constexpr size_t kSaltSize = 32;                   // LUKS_SALTSIZE
 constexpr uint32_t kStripes = 4000;

@@ -148,7 +148,7 @@ std::string_view trim(std::string_view text) {
 Status load_file(const std::string& path, Loading& loading) {
   auto fail = [&path](const std::string& why) { return Error(Errc::key_unavailable, "config " + path + ": " + why); };
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return fail(std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) return fail(std::generic_category().message(errno));
   auto content = read_secret_file(path, 1 << 20);
   if (!content) return fail(content.error().message());
   const std::string_view text(reinterpret_cast<const char*>(content->data()), content->size());

@@ -26,6 +26,7 @@ class RangeLock {
 
  private:
   struct Request {
+    Request(uint64_t b, uint64_t e, Mode m) : begin(b), end(e), mode(m) {}
     uint64_t begin;
     uint64_t end;
     Mode mode;

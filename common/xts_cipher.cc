@@ -35,6 +35,7 @@ bool supported(CipherBackend backend) {
 }
 
 Result<CipherBackend> resolve_best() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
   const char* requested = std::getenv("RBD_LUKS_CIPHER_BACKEND");
   if (requested == nullptr || *requested == '\0') return supported_cipher_backends().front();
   for (const CipherBackend backend : kFastestFirst) {

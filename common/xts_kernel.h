@@ -64,7 +64,7 @@ void aes(typename Ops::V* x, const uint8_t* keys) {
   unrolled<N>([&](auto i) { Ops::xor_into(x[i], key); });
 #pragma GCC unroll 16
   for (int round = 1; round < kRounds; ++round) {
-    Ops::round_key(key, keys + 16 * round);
+    Ops::round_key(key, keys + size_t{16} * static_cast<size_t>(round));
     unrolled<N>([&](auto i) {
       if constexpr (kEncrypt) {
         Ops::aesenc(x[i], key);
@@ -73,7 +73,7 @@ void aes(typename Ops::V* x, const uint8_t* keys) {
       }
     });
   }
-  Ops::round_key(key, keys + 16 * kRounds);
+  Ops::round_key(key, keys + size_t{16} * kRounds);
   unrolled<N>([&](auto i) {
     if constexpr (kEncrypt) {
       Ops::aesenclast(x[i], key);

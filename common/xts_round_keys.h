@@ -27,7 +27,7 @@ class XtsRoundKeys {
   const uint8_t* tweak_encrypt() const { return schedule(2); }
 
  private:
-  static constexpr size_t kScheduleBytes = 15 * 16;
+  static constexpr size_t kScheduleBytes = size_t{15} * 16;
   const uint8_t* schedule(size_t n) const { return storage_.data() + n * kScheduleBytes; }
 
   SecureBuffer storage_;

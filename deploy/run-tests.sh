@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian 12 machine: installs dependencies, builds, runs every
-# test (unit and interoperability against cryptsetup and friends), then builds with
+# The whole test suite, from a fresh Debian 12 machine: installs dependencies, checks formatting,
+# builds, runs clang-tidy, runs every test (unit, interoperability, cluster, OpenStack), then builds with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit tests again under them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +16,13 @@ git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 
 step "building (build/)"
 RBD_LUKS_BUILD_DIR="$root/build" bash deploy/build.sh
+
+step "static analysis (clang-tidy on common/ and plugin/, .clang-tidy, findings are errors)"
+run-clang-tidy -p "$root/build" -j 2 -quiet "$root/(common|plugin)/" >"$root/build/clang-tidy.log" 2>&1 || {
+  grep -E '(error|warning): ' "$root/build/clang-tidy.log" | sort -u >&2
+  echo "clang-tidy found the problems above (whole log: build/clang-tidy.log)" >&2
+  exit 1
+}
 
 step "running the test suite"
 ctest --test-dir "$root/build" --output-on-failure -j 2 --timeout 900

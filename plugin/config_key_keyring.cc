@@ -56,7 +56,7 @@ class ConfigKeyKeyring final : public Keyring {
   }
 
   static Error failure(const char* what, const std::string& key, int r) {
-    std::string reason = std::strerror(-r);
+    std::string reason = std::generic_category().message(-r);
     if (r == -EACCES || r == -EPERM) reason += " (the client's mon caps do not allow config-key on this key)";
     if (r == -ENOENT) reason = "no such key";
     return Error(Errc::key_unavailable, std::string("config-key ") + what + " of " + key + ": " + reason);

@@ -23,7 +23,7 @@ constexpr uint64_t kMaxPieceBytes = uint64_t{4} << 20;
 constexpr size_t kMaxFreeRequests = 256;
 // Writes are copied into the bounce buffer and encrypted in chunks of this size (a multiple of
 // every sector size), small enough to stay in the L2 cache between the two steps.
-constexpr uint64_t kCryptoChunkBytes = 64 * 1024;
+constexpr uint64_t kCryptoChunkBytes = uint64_t{64} << 10;
 
 // Calls f(data, bytes) for each contiguous stretch of the caller's buffers that holds bytes
 // [skip, skip + length) of their concatenation.
@@ -43,7 +43,7 @@ void for_each_segment(const std::vector<iovec>& buffers, uint64_t skip, uint64_t
 }
 
 Error librbd_error(int r, const std::string& what) {
-  return {std::error_code(-r, std::generic_category()), what + ": " + std::strerror(-r)};
+  return {std::error_code(-r, std::generic_category()), what + ": " + std::generic_category().message(-r)};
 }
 
 // "pool", "pool/namespace" of an I/O context, for names in messages.
@@ -94,7 +94,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       sector_size_(layout_.sector_size),
       grid_(grid),
       librbd_copies_writes_(raw_->copies_async_writes()),
-      inline_crypto_bytes_(std::max<size_t>(options.inline_crypto_bytes, 2 * layout_.sector_size)),
+      inline_crypto_bytes_(std::max<size_t>(options.inline_crypto_bytes, size_t{2} * layout_.sector_size)),
       small_buffers_(inline_crypto_bytes_, std::max<size_t>(options.small_buffers, 1)),
       large_buffers_(std::max<uint64_t>(grid.bytes, inline_crypto_bytes_), std::max<size_t>(options.large_buffers, 1)),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}

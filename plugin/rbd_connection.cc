@@ -15,6 +15,7 @@ namespace {
 constexpr unsigned kDefaultMountTimeoutS = 20;
 
 Result<unsigned> mount_timeout_seconds() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
   const char* env = std::getenv("RBD_LUKS_MOUNT_TIMEOUT");
   if (env == nullptr || *env == '\0') return kDefaultMountTimeoutS;
   char* end = nullptr;
@@ -32,6 +33,7 @@ Result<unsigned> mount_timeout_seconds() {
 // connection would not see a change), and ignores --id/--name.
 std::vector<std::string> ceph_args() {
   std::vector<std::string> args;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
   if (const char* env = std::getenv("CEPH_ARGS")) {
     std::istringstream words(env);
     for (std::string w; words >> w;) args.push_back(w);
@@ -112,6 +114,7 @@ Result<std::shared_ptr<RbdConnection>> RbdConnection::connect(const RbdConnectio
 
   // An explicit conf (-c or CEPH_CONF) must be readable; Ceph's default search path may find nothing.
   std::string conf = options.conf_file;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
   if (conf.empty() && std::getenv("CEPH_CONF") != nullptr) conf = std::getenv("CEPH_CONF");
   bool conf_read = false;
   if (!conf.empty()) {

@@ -73,7 +73,7 @@ Status Image::status_of(ssize_t r, const char* what, uint64_t offset, uint64_t l
   if (r >= 0) return {};
   return Error(std::error_code(static_cast<int>(-r), std::generic_category()),
                name() + ": " + what + " of " + std::to_string(length) + " bytes at " + std::to_string(offset) + ": " +
-                   std::strerror(static_cast<int>(-r)));
+                   std::generic_category().message(static_cast<int>(-r)));
 }
 
 // The data path cuts requests short at the end, as librbd does; a Status could not say so.
