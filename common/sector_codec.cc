@@ -72,8 +72,7 @@ bool is_zero(std::span<const uint8_t> bytes) {
 
 void encrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset) {
-  assert(sectors.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
-  if (!sectors.empty()) cipher.encrypt(sectors, sector_size, plaintext_offset / kTweakUnit);
+  encrypt_sectors(cipher, std::span<const uint8_t>(sectors), sectors, sector_size, plaintext_offset);
 }
 
 void encrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,

@@ -40,15 +40,18 @@ __attribute__((noinline)) void wipe_kernel_stack() {
 
 void X86XtsCipher::encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
                            uint64_t first_iv) const {
-  require_whole_sectors(in, out, sector_size);
-  kernel_(keys_, in.data(), out.data(), in.size(), sector_size, first_iv, true);
-  wipe_kernel_stack();
+  run(in, out, sector_size, first_iv, true);
 }
 
 void X86XtsCipher::decrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
                            uint64_t first_iv) const {
+  run(in, out, sector_size, first_iv, false);
+}
+
+void X86XtsCipher::run(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size, uint64_t first_iv,
+                       bool encrypt) const {
   require_whole_sectors(in, out, sector_size);
-  kernel_(keys_, in.data(), out.data(), in.size(), sector_size, first_iv, false);
+  kernel_(keys_, in.data(), out.data(), in.size(), sector_size, first_iv, encrypt);
   wipe_kernel_stack();
 }
 

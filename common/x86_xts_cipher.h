@@ -32,6 +32,9 @@ class X86XtsCipher final : public XtsCipher {
   std::string_view backend_name() const override { return name_; }
 
  private:
+  void run(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size, uint64_t first_iv,
+           bool encrypt) const;
+
   XtsRoundKeys keys_;
   XtsKernel kernel_;
   std::string_view name_;

@@ -197,6 +197,13 @@ class BenchImages {
 
   AsyncBlockDevice& device(PathKind kind) { return *devices_.at(kind); }
 
+  Status flush(PathKind kind) {
+    if (const int r = device(kind).flush(); r < 0) {
+      return ceph_error(r, std::string("flush the ") + path_name(kind) + " benchmark image");
+    }
+    return {};
+  }
+
  private:
   std::shared_ptr<RbdConnection> connection_;
   IoCtxHandle ioctx_;
@@ -419,9 +426,7 @@ Status bench_io(const CommandLine& cl, const Args& args) {
     // librbd's cache stays write-through until an image's first flush (rbd_cache_writethrough_until_flush)
     // and then acknowledges writes early: every path must start in the same state, the one a
     // long-running client such as QEMU is in.
-    if (const int r = images.device(kind).flush(); r < 0) {
-      return ceph_error(r, std::string("flush the ") + path_name(kind) + " benchmark image");
-    }
+    RL_TRY(images.flush(kind));
   }
 
   const Report report(settings, cl.has("json"));
@@ -446,9 +451,7 @@ Status bench_io(const CommandLine& cl, const Args& args) {
             if (g_interrupted.load()) return Error(Errc::failure, "interrupted; the benchmark images were removed");
             // Writes librbd's cache acknowledged early are still on their way to the OSD; they must
             // not land in the next path's time.
-            if (const int r = spec.write ? images.device(kind).flush() : 0; r < 0) {
-              return ceph_error(r, std::string("flush the ") + path_name(kind) + " benchmark image");
-            }
+            if (spec.write) RL_TRY(images.flush(kind));
             cell.rounds[kind].push_back(result);
           }
         }

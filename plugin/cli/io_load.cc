@@ -115,7 +115,7 @@ class Load {
       for (Slot* slot : done) {
         --in_flight;
         ++result.requests;
-        result.bytes += slot->length;
+        result.bytes += slot->buffer.size();
         if (more && submit_next(slot)) ++in_flight;
       }
       done.clear();
@@ -135,7 +135,6 @@ class Load {
     void complete(ssize_t r) override { load->completed(this, r); }
     Load* load;
     std::span<uint8_t> buffer;
-    size_t length = 0;
   };
   struct FreeArena {
     void operator()(uint8_t* p) const { std::free(p); }
@@ -154,7 +153,6 @@ class Load {
       rng_ ^= rng_ >> 27;
       block_index = (rng_ * 0x2545F4914F6CDD1DULL) % blocks_;
     }
-    slot->length = slot->buffer.size();
     device_.submit(spec_.write, block_index * spec_.block_size, slot->buffer, slot);
     return true;
   }
@@ -162,7 +160,7 @@ class Load {
   void completed(Slot* slot, ssize_t r) {
     std::lock_guard lock(mutex_);
     if (r < 0 && error_ == 0) error_ = static_cast<int>(-r);
-    if (r >= 0 && static_cast<size_t>(r) != slot->length && !spec_.write && error_ == 0) error_ = EIO;
+    if (r >= 0 && static_cast<size_t>(r) != slot->buffer.size() && !spec_.write && error_ == 0) error_ = EIO;
     completed_.push_back(slot);
     completed_cv_.notify_one();
   }
