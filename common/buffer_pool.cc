@@ -1,13 +1,41 @@
 // BufferPool: free buffers on a stack (the most recently used one is the warmest in cache).
 #include "buffer_pool.h"
 
+#include <sys/mman.h>
+
 #include <cassert>
+#include <cstdint>
 #include <new>
 #include <utility>
 
 namespace rbdluks {
 
-void BufferPool::AlignedFree::operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t(kAlignment)); }
+void BufferPool::AlignedFree::operator()(uint8_t* p) const {
+  if (mapped_bytes != 0) {
+    munmap(p, mapped_bytes);
+  } else {
+    ::operator delete(p, std::align_val_t(kAlignment));
+  }
+}
+
+BufferPool::Buffer BufferPool::allocate() const {
+  if (buffer_bytes_ < kHugePageBytes) {
+    return Buffer(static_cast<uint8_t*>(::operator new(buffer_bytes_, std::align_val_t(kAlignment))), AlignedFree{});
+  }
+  // Mapped with a huge page of slack, then trimmed to a huge-page-aligned run: mmap itself only
+  // promises page alignment, and a misaligned buffer could not use a single huge page.
+  const size_t bytes = (buffer_bytes_ + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  void* mapped = mmap(nullptr, bytes + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  auto* const start = static_cast<uint8_t*>(mapped);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(start);
+  const size_t head = (kHugePageBytes - address % kHugePageBytes) % kHugePageBytes;
+  if (head != 0) munmap(start, head);
+  if (head != kHugePageBytes) munmap(start + head + bytes, kHugePageBytes - head);
+  // Advice only: without THP (or with it set to never) the buffer simply uses small pages.
+  madvise(start + head, bytes, MADV_HUGEPAGE);
+  return Buffer(start + head, AlignedFree{bytes});
+}
 
 BufferPool::Lease::Lease(Lease&& other) noexcept
     : pool_(std::exchange(other.pool_, nullptr)), buffer_(std::move(other.buffer_)), size_(other.size_) {}
@@ -57,9 +85,9 @@ void BufferPool::acquire_async(std::function<void(Lease)> on_ready) {
 
 BufferPool::Lease BufferPool::take() {
   if (free_.empty()) {
+    Buffer buffer = allocate();
     ++allocated_;
-    return Lease(this, Buffer(static_cast<uint8_t*>(::operator new(buffer_bytes_, std::align_val_t(kAlignment)))),
-                 buffer_bytes_);
+    return Lease(this, std::move(buffer), buffer_bytes_);
   }
   Buffer buffer = std::move(free_.back());
   free_.pop_back();

@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstring>
 #include <system_error>
+#include <utility>
 
 #include "cipher_spec.h"
 
@@ -24,6 +25,9 @@ constexpr size_t kMaxFreeRequests = 256;
 // Writes are copied into the bounce buffer and encrypted in chunks of this size (a multiple of
 // every sector size), small enough to stay in the L2 cache between the two steps.
 constexpr uint64_t kCryptoChunkBytes = uint64_t{64} << 10;
+
+// The request whose submit() is running on this thread, if any (see EncryptedRbdImage::crypto).
+thread_local const void* submitting_here = nullptr;
 
 // Calls f(data, bytes) for each contiguous stretch of the caller's buffers that holds bytes
 // [skip, skip + length) of their concatenation.
@@ -248,6 +252,12 @@ EncryptedRbdImage::Piece* EncryptedRbdImage::add_piece(Request* request, const S
 void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done,
                                int op_flags) {
   Request* request = take_request();
+  // Restored on the way out, also when a completion callback submits to another image.
+  struct SubmittingHere {
+    const void* outer = std::exchange(submitting_here, nullptr);
+    ~SubmittingHere() { submitting_here = outer; }
+  } const scope;
+  submitting_here = request;
   try {
     request->op = op;
     request->offset = offset;
@@ -577,7 +587,17 @@ void EncryptedRbdImage::start_flush(Piece* piece) {
 // ---- Completion ----
 
 void EncryptedRbdImage::crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*)) {
-  if (piece->span.size() <= inline_crypto_bytes_) {
+  // A write's last piece, still on the thread that submits it, is encrypted right here. That thread
+  // would otherwise only hand it over and wait for nothing: librbd's own copy of the data inside
+  // rbd_aio_write costs it about as much again, and a single submitter that encrypts and writes
+  // one piece at a time keeps reusing one bounce buffer that stays in cache (measured: a third of
+  // the CPU rbd-luks adds to 4 MiB writes). Its other pieces go to the workers meanwhile. Reads
+  // finish on librbd's completion thread, which every image's requests share: large decryptions
+  // leave it at once.
+  const Request& request = *piece->request;
+  const bool last_piece_in_submit =
+      request.op != Op::read && submitting_here == &request && piece == request.pieces[request.piece_count - 1].get();
+  if (piece->span.size() <= inline_crypto_bytes_ || last_piece_in_submit) {
     (this->*f)(piece);
   } else {
     workers_.post([this, piece, f] { (this->*f)(piece); });

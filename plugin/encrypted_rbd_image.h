@@ -25,7 +25,8 @@
 // - Bounce buffers come from two fixed pools (small and object-sized), so memory is bounded
 //   whatever the queue depth; nothing waits for a lock or a buffer by blocking a thread.
 // - Pieces up to DispatchOptions::inline_crypto_bytes are en/decrypted on the thread at hand (the
-//   submitter or librbd's completion thread); larger ones on a small worker pool.
+//   submitter or librbd's completion thread); larger ones on a small worker pool, except a write's
+//   last piece, which the submitting thread encrypts itself while the workers take the others.
 // - Completion callbacks run on librbd's completion thread or a worker, never inside the call that
 //   submitted the request and never with an internal lock held.
 // - Submitting may throw std::bad_alloc, and then nothing was submitted; an allocation failure

@@ -1,11 +1,16 @@
 // BufferPool: alignment, the bound on buffers in use, reuse, blocking until one is returned, and
-// the callbacks of acquire_async (at once, or in order in the thread that returns a buffer).
+// the callbacks of acquire_async (at once, or in order in the thread that returns a buffer), and
+// huge pages for buffers of 2 MiB and more.
 #include "buffer_pool.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <optional>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,6 +25,42 @@ TEST(BufferPool, BuffersAreAlignedAndRoundedUp) {
   auto lease = pool.acquire();
   EXPECT_EQ(lease.span().size(), 8192u);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(lease.span().data()) % BufferPool::kAlignment, 0u);
+}
+
+// The kernel's THP mode, the bracketed word of "always [madvise] never".
+std::string transparent_huge_pages_mode() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto open = all.find('['), close = all.find(']');
+  return open == std::string::npos || close == std::string::npos ? "" : all.substr(open + 1, close - open - 1);
+}
+
+// kB of AnonHugePages in the mapping of /proc/self/smaps that holds address.
+uint64_t anon_huge_page_kb_at(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &begin, &end) == 2) {
+      inside = begin <= at && at < end;
+    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+      return std::stoull(line.substr(std::strlen("AnonHugePages:")));
+    }
+  }
+  return 0;
+}
+
+TEST(BufferPool, LargeBuffersSitOnHugePages) {
+  BufferPool pool(size_t{4} << 20, 2);
+  auto lease = pool.acquire();
+  const std::span<uint8_t> buffer = lease.span();
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(buffer.data()) % BufferPool::kHugePageBytes, 0u);
+  std::memset(buffer.data(), 0xa5, buffer.size());
+  EXPECT_EQ(buffer.back(), 0xa5);
+  const std::string mode = transparent_huge_pages_mode();
+  if (mode != "always" && mode != "madvise") GTEST_SKIP() << "transparent huge pages are '" << mode << "' here";
+  EXPECT_GT(anon_huge_page_kb_at(buffer.data()), 0u);
 }
 
 TEST(BufferPool, AtMostCountBuffersAreOnLoanAndReturnedOnesAreReused) {
