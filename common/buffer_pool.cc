@@ -31,7 +31,7 @@ BufferPool::Buffer BufferPool::allocate() const {
   const uintptr_t address = reinterpret_cast<uintptr_t>(start);
   const size_t head = (kHugePageBytes - address % kHugePageBytes) % kHugePageBytes;
   if (head != 0) munmap(start, head);
-  if (head != kHugePageBytes) munmap(start + head + bytes, kHugePageBytes - head);
+  munmap(start + head + bytes, kHugePageBytes - head);  // head < kHugePageBytes: never empty
   // Advice only: without THP (or with it set to never) the buffer simply uses small pages.
   madvise(start + head, bytes, MADV_HUGEPAGE);
   return Buffer(start + head, AlignedFree{bytes});
