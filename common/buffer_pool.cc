@@ -8,6 +8,8 @@
 #include <new>
 #include <utility>
 
+#include "alignment.h"
+
 namespace rbdluks {
 
 void BufferPool::AlignedFree::operator()(uint8_t* p) const {
@@ -24,7 +26,7 @@ BufferPool::Buffer BufferPool::allocate() const {
   }
   // Mapped with a huge page of slack, then trimmed to a huge-page-aligned run: mmap itself only
   // promises page alignment, and a misaligned buffer could not use a single huge page.
-  const size_t bytes = (buffer_bytes_ + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  const size_t bytes = round_up(buffer_bytes_, kHugePageBytes);
   void* mapped = mmap(nullptr, bytes + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapped == MAP_FAILED) throw std::bad_alloc();
   auto* const start = static_cast<uint8_t*>(mapped);
@@ -55,7 +57,7 @@ BufferPool::Lease::~Lease() {
 }
 
 BufferPool::BufferPool(size_t buffer_bytes, size_t count)
-    : buffer_bytes_((buffer_bytes + kAlignment - 1) / kAlignment * kAlignment), count_(count) {
+    : buffer_bytes_(round_up(buffer_bytes, kAlignment)), count_(count) {
   assert(buffer_bytes_ > 0 && count_ > 0);
   free_.reserve(count_);
 }

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <string_view>
 
+#include "alignment.h"
 #include "byte_fields.h"
 #include "cipher_spec.h"
 #include "hash.h"
@@ -133,7 +134,7 @@ Status validate(const Luks1Header& h, uint64_t image_size) {
 
 uint64_t Luks1Header::key_material_size() const {
   const uint64_t split = uint64_t{key_bytes} * kLuks1Stripes;
-  return (split + kLuks1SectorSize - 1) / kLuks1SectorSize * kLuks1SectorSize;
+  return round_up(split, kLuks1SectorSize);
 }
 
 Result<Luks1Header> parse_luks1_header(std::span<const uint8_t> bytes, uint64_t image_size) {
@@ -203,7 +204,7 @@ uint64_t place_luks1_keyslots(Luks1Header& header) {
   for (Luks1Keyslot& ks : header.keyslots) {
     ks.key_material_offset = static_cast<uint32_t>(next);
     ks.stripes = kLuks1Stripes;
-    next = (next + area_sectors + kAlignSectors - 1) / kAlignSectors * kAlignSectors;
+    next = round_up(next + area_sectors, kAlignSectors);
   }
   return next;
 }

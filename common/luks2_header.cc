@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "alignment.h"
 #include "random.h"
 
 namespace rbdluks {
@@ -128,8 +129,6 @@ std::optional<std::string> normalize_uuid(std::string_view text) {
   }
   return out;
 }
-
-uint64_t round_up(uint64_t value, uint64_t alignment) { return (value + alignment - 1) / alignment * alignment; }
 
 }  // namespace
 

@@ -5,25 +5,25 @@
 #include <cassert>
 #include <cstring>
 
+#include "alignment.h"
+
 namespace rbdluks {
 namespace {
 
 constexpr uint64_t kTweakUnit = 512;
 
-uint64_t align_down(uint64_t value, uint32_t alignment) { return value & ~(uint64_t{alignment} - 1); }
-
 }  // namespace
 
 uint64_t dynamic_data_size(uint64_t raw_size, uint64_t data_offset, uint32_t sector_size) {
-  return raw_size <= data_offset ? 0 : align_down(raw_size - data_offset, sector_size);
+  return raw_size <= data_offset ? 0 : round_down(raw_size - data_offset, sector_size);
 }
 
 SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size) {
   assert(length > 0 && sector_size >= kTweakUnit && (sector_size & (sector_size - 1)) == 0);
   const uint64_t request_end = offset + length;
   return SectorSpan{
-      .begin = align_down(offset, sector_size),
-      .end = align_down(request_end + sector_size - 1, sector_size),
+      .begin = round_down(offset, sector_size),
+      .end = round_up(request_end, sector_size),
       .request_begin = offset,
       .request_end = request_end,
       .sector_size = sector_size,
@@ -32,7 +32,7 @@ SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size)
 
 SectorSpan next_chunk(uint64_t position, uint64_t request_end, uint64_t max_span_bytes, uint32_t sector_size) {
   assert(position < request_end && max_span_bytes >= sector_size && max_span_bytes % sector_size == 0);
-  const uint64_t chunk_end = std::min(request_end, align_down(position, sector_size) + max_span_bytes);
+  const uint64_t chunk_end = std::min(request_end, round_down(position, sector_size) + max_span_bytes);
   return cover_sectors(position, chunk_end - position, sector_size);
 }
 

@@ -8,12 +8,14 @@
 #include <new>
 #include <utility>
 
+#include "alignment.h"
+
 namespace rbdluks {
 namespace {
 
 size_t page_round(size_t size) {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return (size + page - 1) / page * page;
+  return round_up(size, page);
 }
 
 }  // namespace

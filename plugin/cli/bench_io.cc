@@ -274,6 +274,25 @@ std::string cipher_backend() {
   return cipher ? std::string((*cipher)->backend_name()) : "unknown";
 }
 
+// The kernel's transparent huge page mode ("always", "madvise" or "never") and how much of this
+// process's anonymous memory sits on huge pages: with THP at madvise only the rbd-luks image's
+// object-sized bounce buffers ask for them, so a run whose buffers fell back to small pages shows.
+std::string thp_mode() {
+  std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  std::getline(file, line);
+  const auto open = line.find('['), close = line.find(']');
+  return open != std::string::npos && close > open ? line.substr(open + 1, close - open - 1) : "unknown";
+}
+
+uint64_t anon_huge_page_bytes() {
+  std::ifstream rollup("/proc/self/smaps_rollup");
+  for (std::string line; std::getline(rollup, line);) {
+    if (line.rfind("AnonHugePages:", 0) == 0) return std::stoull(line.substr(line.find(':') + 1)) * 1024;
+  }
+  return 0;
+}
+
 std::string utc_now() {
   char text[32];
   const std::time_t now = std::time(nullptr);
@@ -317,6 +336,12 @@ class Report {
     std::fflush(stdout);
   }
 
+  void huge_pages() const {
+    if (json_) return;
+    std::printf("\ntransparent huge pages: %s; %llu MiB of this process on huge pages at the end\n", thp_mode().c_str(),
+                static_cast<unsigned long long>(anon_huge_page_bytes() / kMiB));
+  }
+
   // The targets, for the points this run measured.
   void targets(const std::vector<Cell>& cells) const {
     if (json_) return;
@@ -348,7 +373,9 @@ class Report {
     out["machine"] = {{"cpu", cpu_model()},
                       {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
                       {"cipher_backend", cipher_backend()},
-                      {"librbd", librbd_version_text()}};
+                      {"librbd", librbd_version_text()},
+                      {"transparent_huge_pages", thp_mode()},
+                      {"anon_huge_page_bytes_at_end", anon_huge_page_bytes()}};
     out["settings"] = {{"pool", settings_.pool},
                        {"image_bytes", settings_.size},
                        {"seconds", settings_.seconds},
@@ -460,6 +487,7 @@ Status bench_io(const CommandLine& cl, const Args& args) {
       }
     }
   }
+  report.huge_pages();
   report.targets(cells);
   report.json(cells);
   return {};
