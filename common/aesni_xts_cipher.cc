@@ -22,6 +22,9 @@ struct Xmm {
     v = _mm_load_si128(reinterpret_cast<const V*>(p));
   }
   RBDLUKS_AESNI_TARGET static void xor_into(V& v, const V& a) { v = _mm_xor_si128(v, a); }
+  RBDLUKS_AESNI_TARGET static void xor3_into(V& v, const V& a, const V& b) {
+    v = _mm_xor_si128(v, _mm_xor_si128(a, b));
+  }
   RBDLUKS_AESNI_TARGET static void aesenc(V& v, const V& k) { v = _mm_aesenc_si128(v, k); }
   RBDLUKS_AESNI_TARGET static void aesenclast(V& v, const V& k) { v = _mm_aesenclast_si128(v, k); }
   RBDLUKS_AESNI_TARGET static void aesdec(V& v, const V& k) { v = _mm_aesdec_si128(v, k); }

@@ -29,6 +29,9 @@ struct Ymm {
     v = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
   }
   RBDLUKS_VAES256_TARGET static void xor_into(V& v, const V& a) { v = _mm256_xor_si256(v, a); }
+  RBDLUKS_VAES256_TARGET static void xor3_into(V& v, const V& a, const V& b) {
+    v = _mm256_xor_si256(v, _mm256_xor_si256(a, b));
+  }
   RBDLUKS_VAES256_TARGET static void aesenc(V& v, const V& k) { v = _mm256_aesenc_epi128(v, k); }
   RBDLUKS_VAES256_TARGET static void aesenclast(V& v, const V& k) { v = _mm256_aesenclast_epi128(v, k); }
   RBDLUKS_VAES256_TARGET static void aesdec(V& v, const V& k) { v = _mm256_aesdec_epi128(v, k); }
@@ -76,6 +79,9 @@ struct Zmm {
     v = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
   }
   RBDLUKS_VAES512_TARGET static void xor_into(V& v, const V& a) { v = _mm512_xor_si512(v, a); }
+  RBDLUKS_VAES512_TARGET static void xor3_into(V& v, const V& a, const V& b) {
+    v = _mm512_ternarylogic_epi64(v, a, b, 0x96);
+  }
   RBDLUKS_VAES512_TARGET static void aesenc(V& v, const V& k) { v = _mm512_aesenc_epi128(v, k); }
   RBDLUKS_VAES512_TARGET static void aesenclast(V& v, const V& k) { v = _mm512_aesenclast_epi128(v, k); }
   RBDLUKS_VAES512_TARGET static void aesdec(V& v, const V& k) { v = _mm512_aesdec_epi128(v, k); }

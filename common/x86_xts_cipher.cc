@@ -29,10 +29,11 @@ void require_whole_sectors(std::span<const uint8_t> in, std::span<uint8_t> out, 
 }
 
 // Zeroes the stack just below the caller's frame, where the kernel it has just called kept its
-// locals: each batch's first tweaks, and tweaks the compiler spilled when the 16 registers of SSE and
-// AVX2 ran out. The kernels' frames are about 1 KiB; noinline so this frame lands where theirs was.
+// locals: each batch's first tweaks, the broadcast round keys, and whatever the compiler spilled
+// when the vector registers ran out. The kernels' frames are 0.8-2.4 KiB (common/CMakeLists.txt
+// fails an optimised build past 2.75 KiB); noinline so this frame lands where theirs was.
 __attribute__((noinline)) void wipe_kernel_stack() {
-  uint8_t area[2048];
+  uint8_t area[3072];
   secure_zero(area, sizeof(area));
 }
 

@@ -19,6 +19,7 @@
 //   load(v, p), store(p, v)      unaligned memory access
 //   round_key(v, p)              the 16-byte round key at p (16-byte aligned) in every lane
 //   xor_into(v, a)               v ^= a
+//   xor3_into(v, a, b)           v ^= a ^ b
 //   aesenc, aesenclast, aesdec, aesdeclast (v, key)
 //   ivs(v, iv, step)             lane l = the tweak block of IV (iv + l * step) mod 2^64
 //   spread(v, p)                 lane l = T * alpha^l, for the 16-byte block T at p (16-aligned)
@@ -56,15 +57,31 @@ void unrolled(F&& f) {
   (std::make_index_sequence<N>{});
 }
 
-// Encrypts (or decrypts) N registers of blocks in place with the schedule at keys.
-template <class Ops, int kRounds, bool kEncrypt, size_t N>
-void aes(typename Ops::V* x, const uint8_t* keys) {
-  typename Ops::V key;
-  Ops::round_key(key, keys);
-  unrolled<N>([&](auto i) { Ops::xor_into(x[i], key); });
-#pragma GCC unroll 16
-  for (int round = 1; round < kRounds; ++round) {
-    Ops::round_key(key, keys + size_t{16} * static_cast<size_t>(round));
+// Where the rounds find their keys. The data schedule is broadcast into registers once per call and
+// kept there across the whole run of sectors (where there are too few registers the compiler spills
+// some, and X86XtsCipher wipes the stack); the tweak schedule, used once per batch of sectors, is
+// read from memory as needed, which keeps the kernel's frame small.
+template <class Ops, int kRounds>
+struct KeysInRegisters {
+  typename Ops::V k[kRounds + 1];
+  explicit KeysInRegisters(const uint8_t* keys) {
+    for (int round = 0; round <= kRounds; ++round) Ops::round_key(k[round], keys + size_t{16} * round);
+  }
+  void get(typename Ops::V& v, size_t round) const { v = k[round]; }
+};
+
+template <class Ops>
+struct KeysInMemory {
+  const uint8_t* keys;
+  void get(typename Ops::V& v, size_t round) const { Ops::round_key(v, keys + size_t{16} * round); }
+};
+
+// Rounds 1 .. kRounds-1 of AES (or its inverse) on N registers of blocks.
+template <class Ops, int kRounds, bool kEncrypt, size_t N, class Keys>
+void middle_rounds(typename Ops::V* x, const Keys& keys) {
+  unrolled<kRounds - 1>([&](auto round) {
+    typename Ops::V key;
+    keys.get(key, round + 1);
     unrolled<N>([&](auto i) {
       if constexpr (kEncrypt) {
         Ops::aesenc(x[i], key);
@@ -72,14 +89,48 @@ void aes(typename Ops::V* x, const uint8_t* keys) {
         Ops::aesdec(x[i], key);
       }
     });
+  });
+}
+
+template <class Ops, bool kEncrypt>
+void last_round(typename Ops::V& x, const typename Ops::V& key) {
+  if constexpr (kEncrypt) {
+    Ops::aesenclast(x, key);
+  } else {
+    Ops::aesdeclast(x, key);
   }
-  Ops::round_key(key, keys + size_t{16} * kRounds);
-  unrolled<N>([&](auto i) {
-    if constexpr (kEncrypt) {
-      Ops::aesenclast(x[i], key);
-    } else {
-      Ops::aesdeclast(x[i], key);
-    }
+}
+
+// Encrypts N registers of blocks in place.
+template <class Ops, int kRounds, size_t N, class Keys>
+void aes_encrypt(typename Ops::V* x, const Keys& keys) {
+  typename Ops::V key;
+  keys.get(key, 0);
+  unrolled<N>([&](auto i) { Ops::xor_into(x[i], key); });
+  middle_rounds<Ops, kRounds, true, N>(x, keys);
+  keys.get(key, kRounds);
+  unrolled<N>([&](auto i) { last_round<Ops, true>(x[i], key); });
+}
+
+// One step of XTS on kRegs registers: out = AES(in ^ t) ^ t. Both tweak XORs are folded into AES's
+// own key additions (the first is one three-way XOR where the ISA has it; the last round ends by
+// adding its key, so adding key ^ t there adds t too), which leaves the vector units fewer
+// instructions to share with the AES ones. With the schedule in registers, 8-10% faster than
+// loading each round's key and XORing the tweaks separately (vaes512 on Zen 4).
+template <class Ops, int kRounds, bool kEncrypt>
+void xts_step(const KeysInRegisters<Ops, kRounds>& keys, const typename Ops::V* t, const uint8_t* from, uint8_t* to) {
+  using V = typename Ops::V;
+  V x[kRegs];
+  unrolled<kRegs>([&](auto r) {
+    Ops::load(x[r], from + r * sizeof(V));
+    Ops::xor3_into(x[r], t[r], keys.k[0]);
+  });
+  middle_rounds<Ops, kRounds, kEncrypt, kRegs>(x, keys);
+  unrolled<kRegs>([&](auto r) {
+    V last = t[r];
+    Ops::xor_into(last, keys.k[kRounds]);
+    last_round<Ops, kEncrypt>(x[r], last);
+    Ops::store(to + r * sizeof(V), x[r]);
   });
 }
 
@@ -88,16 +139,17 @@ template <class Ops, int kRounds>
 void first_tweaks(const XtsRoundKeys& keys, size_t count, uint64_t first_iv, uint64_t iv_step, uint8_t* out) {
   using V = typename Ops::V;
   const size_t regs = (count + Ops::kLanes - 1) / Ops::kLanes;
+  const KeysInMemory<Ops> tweak_keys{keys.tweak_encrypt()};
   V x[kRegs];
   if (regs == kRegs) {
     unrolled<kRegs>([&](auto r) { Ops::ivs(x[r], first_iv + r * Ops::kLanes * iv_step, iv_step); });
-    aes<Ops, kRounds, true, kRegs>(x, keys.tweak_encrypt());
+    aes_encrypt<Ops, kRounds, kRegs>(x, tweak_keys);
     unrolled<kRegs>([&](auto r) { Ops::store(out + r * sizeof(V), x[r]); });
     return;
   }
   for (size_t r = 0; r < regs; ++r) {
     Ops::ivs(x[0], first_iv + r * Ops::kLanes * iv_step, iv_step);
-    aes<Ops, kRounds, true, 1>(x, keys.tweak_encrypt());
+    aes_encrypt<Ops, kRounds, 1>(x, tweak_keys);
     Ops::store(out + r * sizeof(V), x[0]);
   }
 }
@@ -108,11 +160,11 @@ void run(const XtsRoundKeys& keys, const uint8_t* in, uint8_t* out, size_t bytes
   using V = typename Ops::V;
   constexpr size_t kStep = kRegs * sizeof(V);  // bytes per step; divides every sector size
   constexpr size_t kBatch = kRegs * Ops::kLanes;
-  const uint8_t* const data_keys = kEncrypt ? keys.data_encrypt() : keys.data_decrypt();
   const uint64_t iv_step = sector_size / 512;
   const size_t sectors = bytes / sector_size;
   // Tweaks are key-derived, so they are wiped like the portable backend wipes its own.
   alignas(64) uint8_t tweaks[kBatch * 16];
+  const KeysInRegisters<Ops, kRounds> data_keys(kEncrypt ? keys.data_encrypt() : keys.data_decrypt());
   for (size_t batch = 0; batch < sectors; batch += kBatch) {
     const size_t count = std::min(kBatch, sectors - batch);
     first_tweaks<Ops, kRounds>(keys, count, first_iv + batch * iv_step, iv_step, tweaks);
@@ -128,16 +180,7 @@ void run(const XtsRoundKeys& keys, const uint8_t* in, uint8_t* out, size_t bytes
         const uint8_t* const from = in + sector + offset;
         uint8_t* const to = out + sector + offset;
         for (size_t line = 0; line < kStep; line += 64) __builtin_prefetch(from + kPrefetchBytes + line, 0, 3);
-        V x[kRegs];
-        unrolled<kRegs>([&](auto r) {
-          Ops::load(x[r], from + r * sizeof(V));
-          Ops::xor_into(x[r], t[r]);
-        });
-        aes<Ops, kRounds, kEncrypt, kRegs>(x, data_keys);
-        unrolled<kRegs>([&](auto r) {
-          Ops::xor_into(x[r], t[r]);
-          Ops::store(to + r * sizeof(V), x[r]);
-        });
+        xts_step<Ops, kRounds, kEncrypt>(data_keys, t, from, to);
         offset += kStep;
         if (offset == sector_size) break;
         unrolled<kRegs>([&](auto r) { Ops::template mul_x<kRegs * Ops::kLanes>(t[r]); });
