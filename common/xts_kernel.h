@@ -115,8 +115,9 @@ void aes_encrypt(typename Ops::V* x, const Keys& keys) {
 // One step of XTS on kRegs registers: out = AES(in ^ t) ^ t. Both tweak XORs are folded into AES's
 // own key additions (the first is one three-way XOR where the ISA has it; the last round ends by
 // adding its key, so adding key ^ t there adds t too), which leaves the vector units fewer
-// instructions to share with the AES ones. With the schedule in registers, 8-10% faster than
-// loading each round's key and XORing the tweaks separately (vaes512 on Zen 4).
+// instructions to share with the AES ones. Together with the schedule in registers: vaes512 AES-256
+// at 13.7 / 13.6 GB/s (enc/dec) on Zen 4, against 11.4 / 12.6 with each round's key loaded and the
+// tweaks XORed separately.
 template <class Ops, int kRounds, bool kEncrypt>
 void xts_step(const KeysInRegisters<Ops, kRounds>& keys, const typename Ops::V* t, const uint8_t* from, uint8_t* to) {
   using V = typename Ops::V;
