@@ -102,10 +102,11 @@ class FileImage final : public RawImage {
     return store_metadata(meta);
   }
 
-  Status remove_metadata(const std::string& key) override {
+  Result<bool> remove_metadata(const std::string& key) override {
     RL_ASSIGN(auto meta, load_metadata());
-    meta.erase(key);
-    return store_metadata(meta);
+    if (meta.erase(key) == 0) return false;
+    RL_TRY(store_metadata(meta));
+    return true;
   }
 
  private:

@@ -29,10 +29,11 @@ class RawImage {
   virtual bool read_only() const = 0;
 
   // Small key/value metadata kept beside the image (RBD image metadata; a sidecar for files).
-  // get_metadata returns std::nullopt when the key is absent.
+  // get_metadata returns std::nullopt when the key is absent. remove_metadata says whether the key
+  // was there; removing an absent one is not an error, since callers clearing optional keys rely on it.
   virtual Result<std::optional<std::string>> get_metadata(const std::string& key) = 0;
   virtual Status set_metadata(const std::string& key, const std::string& value) = 0;
-  virtual Status remove_metadata(const std::string& key) = 0;
+  virtual Result<bool> remove_metadata(const std::string& key) = 0;
 
   // Where this image is, for error messages: "file:/tmp/x.img", "rbd:pool/image".
   virtual const std::string& name() const = 0;

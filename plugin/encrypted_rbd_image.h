@@ -105,7 +105,7 @@ class EncryptedRbdImage {
 
   Result<std::optional<std::string>> get_metadata(const std::string& key) { return raw_->get_metadata(key); }
   Status set_metadata(const std::string& key, const std::string& value) { return raw_->set_metadata(key, value); }
-  Status remove_metadata(const std::string& key) { return raw_->remove_metadata(key); }
+  Result<bool> remove_metadata(const std::string& key) { return raw_->remove_metadata(key); }
 
   // The buffers must stay valid until the callback runs; the iovec array itself may go at once.
   // op_flags (LIBRADOS_OP_FLAG_FADVISE_*) go to librbd where its API takes them.

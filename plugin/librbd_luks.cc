@@ -339,12 +339,10 @@ int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key) {
   if (image == nullptr || key == nullptr) return fail(-EINVAL, "rbd_luks_metadata_remove: missing argument");
   if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
   return guarded([&] {
-    // rbd_metadata_remove says -ENOENT for an absent key; the layer below forgives it.
-    auto present = image_of(image)->get_metadata(key);
-    if (!present) return fail(present.error());
-    if (!*present) return fail(-ENOENT, std::string("no metadata '") + key + "' on " + image_of(image)->name());
+    // As rbd_metadata_remove: -ENOENT for an absent key, which the layer below forgives.
     auto removed = image_of(image)->remove_metadata(key);
-    return removed ? 0 : fail(removed.error());
+    if (!removed) return fail(removed.error());
+    return *removed ? 0 : fail(-ENOENT, std::string("no metadata '") + key + "' on " + image_of(image)->name());
   });
 }
 

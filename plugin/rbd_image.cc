@@ -145,11 +145,12 @@ Status RbdImage::set_metadata(const std::string& key, const std::string& value) 
   return {};
 }
 
-Status RbdImage::remove_metadata(const std::string& key) {
+Result<bool> RbdImage::remove_metadata(const std::string& key) {
   RL_TRY(check_writable());
   const int r = rbd_metadata_remove(image_, key.c_str());
-  if (r < 0 && r != -ENOENT) return ceph_error(r, "remove metadata '" + key + "' of " + name_);
-  return {};
+  if (r == -ENOENT) return false;
+  if (r < 0) return ceph_error(r, "remove metadata '" + key + "' of " + name_);
+  return true;
 }
 
 Result<bool> RbdImage::has_data() {

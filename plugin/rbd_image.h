@@ -42,7 +42,7 @@ class RbdImage final : public RawImage {
   bool read_only() const override { return read_only_; }
   Result<std::optional<std::string>> get_metadata(const std::string& key) override;
   Status set_metadata(const std::string& key, const std::string& value) override;
-  Status remove_metadata(const std::string& key) override;
+  Result<bool> remove_metadata(const std::string& key) override;
   const std::string& name() const override { return name_; }
 
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.

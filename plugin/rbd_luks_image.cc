@@ -174,7 +174,10 @@ Status Image::metadata_set(const std::string& key, const std::string& value) {
 }
 
 Status Image::metadata_remove(const std::string& key) {
-  return guarded(name(), "remove metadata of", [&] { return impl_->remove_metadata(key); });
+  return guarded(name(), "remove metadata of", [&]() -> Status {
+    RL_TRY(impl_->remove_metadata(key));
+    return {};
+  });
 }
 
 }  // namespace rbdluks

@@ -106,7 +106,8 @@ Status record_key_reference(RawImage& image, const NewVolumeKey& key) {
   if (!key.reference) {
     // A passphrase-file volume must not keep a reference from an earlier format.
     RL_TRY(image.remove_metadata(kKeyRefMetadataKey));
-    return image.remove_metadata(kPassphraseEncodingMetadataKey);
+    RL_TRY(image.remove_metadata(kPassphraseEncodingMetadataKey));
+    return {};
   }
   RL_TRY(image.set_metadata(kKeyRefMetadataKey, key.reference->str()));
   return image.set_metadata(kPassphraseEncodingMetadataKey, passphrase_encoding_name(key.encoding));

@@ -202,9 +202,13 @@ TEST_F(RbdImageTest, MetadataSetGetRemove) {
   ASSERT_TRUE(empty && empty->has_value());
   EXPECT_EQ(**empty, "");
 
-  ASSERT_TRUE(image->remove_metadata("rbd-luks.test"));
+  auto removed = image->remove_metadata("rbd-luks.test");
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(*removed) << "the key was there";
   EXPECT_FALSE(image->get_metadata("rbd-luks.test")->has_value());
-  EXPECT_TRUE(image->remove_metadata("rbd-luks.test")) << "removing an absent key is not an error";
+  auto again = image->remove_metadata("rbd-luks.test");
+  ASSERT_TRUE(again) << "removing an absent key is not an error";
+  EXPECT_FALSE(*again) << "and says the key was not there";
   // Metadata lives in the image header, not in data objects.
   EXPECT_FALSE(*image->has_data());
 }
