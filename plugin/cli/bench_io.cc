@@ -314,6 +314,7 @@ class Report {
         settings_.pool.c_str(), size_label(settings_.size).c_str(), settings_.seconds,
         static_cast<unsigned long long>(settings_.rounds), cpu_model().c_str(), sysconf(_SC_NPROCESSORS_ONLN),
         cipher_backend().c_str());
+    std::printf("MB/s and s/GB: medians over rounds; x/plain: the median of each round's own ratio\n");
     std::printf("%-5s %6s %4s", "rw", "block", "qd");
     for (PathKind kind : settings_.paths) std::printf(" %10s", (std::string(path_name(kind)) + " MB/s").c_str());
     for (PathKind kind : settings_.paths) {
