@@ -5,6 +5,7 @@
 
 #include <cassert>
 #include <cstdint>
+#include <fstream>
 #include <new>
 #include <utility>
 
@@ -37,6 +38,16 @@ BufferPool::Buffer BufferPool::allocate() const {
   // Advice only: without THP (or with it set to never) the buffer simply uses small pages.
   madvise(start + head, bytes, MADV_HUGEPAGE);
   return Buffer(start + head, AlignedFree{bytes});
+}
+
+std::string BufferPool::transparent_huge_pages_mode() {
+  std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  std::getline(file, line);
+  const auto open = line.find('['), close = line.find(']');
+  return open != std::string::npos && close != std::string::npos && close > open
+             ? line.substr(open + 1, close - open - 1)
+             : "unknown";
 }
 
 BufferPool::Lease::Lease(Lease&& other) noexcept

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace rbdluks {
@@ -61,6 +62,10 @@ class BufferPool {
   BufferPool(size_t buffer_bytes, size_t count);
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
+
+  // The kernel's transparent huge page mode, the bracketed word of "always [madvise] never", which
+  // decides whether large buffers get huge pages; "unknown" where the kernel does not say.
+  static std::string transparent_huge_pages_mode();
 
   size_t buffer_bytes() const { return buffer_bytes_; }
   size_t count() const { return count_; }

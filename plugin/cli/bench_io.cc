@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "buffer_pool.h"
 #include "commands.h"
 #include "encrypted_rbd_image.h"
 #include "io_load.h"
@@ -274,17 +275,9 @@ std::string cipher_backend() {
   return cipher ? std::string((*cipher)->backend_name()) : "unknown";
 }
 
-// The kernel's transparent huge page mode ("always", "madvise" or "never") and how much of this
-// process's anonymous memory sits on huge pages: with THP at madvise only the rbd-luks image's
-// object-sized bounce buffers ask for them, so a run whose buffers fell back to small pages shows.
-std::string thp_mode() {
-  std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::string line;
-  std::getline(file, line);
-  const auto open = line.find('['), close = line.find(']');
-  return open != std::string::npos && close > open ? line.substr(open + 1, close - open - 1) : "unknown";
-}
-
+// How much of this process's anonymous memory sits on huge pages: with THP at madvise only the
+// rbd-luks image's object-sized bounce buffers ask for them, so a run whose buffers fell back to
+// small pages shows.
 uint64_t anon_huge_page_bytes() {
   std::ifstream rollup("/proc/self/smaps_rollup");
   for (std::string line; std::getline(rollup, line);) {
@@ -339,7 +332,8 @@ class Report {
 
   void huge_pages() const {
     if (json_) return;
-    std::printf("\ntransparent huge pages: %s; %llu MiB of this process on huge pages at the end\n", thp_mode().c_str(),
+    std::printf("\ntransparent huge pages: %s; %llu MiB of this process on huge pages at the end\n",
+                BufferPool::transparent_huge_pages_mode().c_str(),
                 static_cast<unsigned long long>(anon_huge_page_bytes() / kMiB));
   }
 
@@ -375,7 +369,7 @@ class Report {
                       {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
                       {"cipher_backend", cipher_backend()},
                       {"librbd", librbd_version_text()},
-                      {"transparent_huge_pages", thp_mode()},
+                      {"transparent_huge_pages", BufferPool::transparent_huge_pages_mode()},
                       {"anon_huge_page_bytes_at_end", anon_huge_page_bytes()}};
     out["settings"] = {{"pool", settings_.pool},
                        {"image_bytes", settings_.size},

@@ -27,14 +27,6 @@ TEST(BufferPool, BuffersAreAlignedAndRoundedUp) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(lease.span().data()) % BufferPool::kAlignment, 0u);
 }
 
-// The kernel's THP mode, the bracketed word of "always [madvise] never".
-std::string transparent_huge_pages_mode() {
-  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto open = all.find('['), close = all.find(']');
-  return open == std::string::npos || close == std::string::npos ? "" : all.substr(open + 1, close - open - 1);
-}
-
 // kB of AnonHugePages in the mapping of /proc/self/smaps that holds address.
 uint64_t anon_huge_page_kb_at(const void* address) {
   std::ifstream smaps("/proc/self/smaps");
@@ -58,7 +50,7 @@ TEST(BufferPool, LargeBuffersSitOnHugePages) {
   ASSERT_EQ(reinterpret_cast<uintptr_t>(buffer.data()) % BufferPool::kHugePageBytes, 0u);
   std::memset(buffer.data(), 0xa5, buffer.size());
   EXPECT_EQ(buffer.back(), 0xa5);
-  const std::string mode = transparent_huge_pages_mode();
+  const std::string mode = BufferPool::transparent_huge_pages_mode();
   if (mode != "always" && mode != "madvise") GTEST_SKIP() << "transparent huge pages are '" << mode << "' here";
   EXPECT_GT(anon_huge_page_kb_at(buffer.data()), 0u);
 }
