@@ -1,5 +1,6 @@
-// round_up / round_down at the edges: zero, exact multiples, one either side, alignments that are
-// not powers of two (LUKS1 keyslot areas count in sectors of 8) and the largest offsets an image has.
+// round_up / round_down at the edges: zero, exact multiples, one either side, an alignment that is
+// not a power of two (the helpers divide rather than mask, so any alignment works) and the largest
+// offsets an image has.
 #include "alignment.h"
 
 #include <gtest/gtest.h>
