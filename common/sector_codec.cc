@@ -83,22 +83,28 @@ void encrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::
 
 void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset) {
-  assert(sectors.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
+  decrypt_sectors(cipher, std::span<const uint8_t>(sectors), sectors, sector_size, plaintext_offset);
+}
+
+void decrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,
+                     uint64_t plaintext_offset) {
+  assert(in.size() == out.size() && in.size() % sector_size == 0 && plaintext_offset % sector_size == 0);
   // Runs of written sectors are decrypted in one call, which lets the cipher backend pipeline them.
   size_t run_begin = 0;
   auto decrypt_run = [&](size_t run_end) {
     if (run_end > run_begin) {
-      cipher.decrypt(sectors.subspan(run_begin, run_end - run_begin), sector_size,
-                     (plaintext_offset + run_begin) / kTweakUnit);
+      cipher.decrypt(in.subspan(run_begin, run_end - run_begin), out.subspan(run_begin, run_end - run_begin),
+                     sector_size, (plaintext_offset + run_begin) / kTweakUnit);
     }
   };
-  for (size_t at = 0; at < sectors.size(); at += sector_size) {
-    if (is_zero(sectors.subspan(at, sector_size))) {
+  for (size_t at = 0; at < in.size(); at += sector_size) {
+    if (is_zero(in.subspan(at, sector_size))) {
       decrypt_run(at);
+      if (out.data() != in.data()) std::memset(out.data() + at, 0, sector_size);
       run_begin = at + sector_size;
     }
   }
-  decrypt_run(sectors.size());
+  decrypt_run(in.size());
 }
 
 void encode_write(const XtsCipher& cipher, std::span<uint8_t> span_buffer, const SectorSpan& span,

@@ -87,6 +87,9 @@ void encrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::
 // In place; all-zero ciphertext sectors (holes) are left as zeros, the others are decrypted.
 void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset);
+// From in into out (same size; the same bytes or not overlapping): holes become zeros in out.
+void decrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,
+                     uint64_t plaintext_offset);
 
 // Turns span_buffer into the ciphertext to write for a write of data at the span's request.
 // Beforehand the partial sectors (partial_sectors(span)) must hold their current plaintext; the

@@ -9,7 +9,7 @@ PACKAGES=(
   # libraries
   libcrypto++-dev libargon2-dev nlohmann-json3-dev libboost-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  librbd-dev librados-dev
+  librbd-dev librados-dev libradospp-dev
   # the headers Debian's fio was configured with, for the fio ioengine (deploy/fetch-fio-source.sh)
   libaio-dev libnuma-dev librdmacm-dev libibverbs-dev
   # local Ceph cluster

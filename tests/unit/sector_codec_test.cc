@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -231,6 +232,20 @@ TEST(SectorCodec, EncodeZeroesMakesWholeSectorsHoles) {
   auto expected = old_plain;
   std::fill(expected.begin() + 10, expected.begin() + 10 + 3 * 4096, 0);
   EXPECT_EQ(buffer, expected);
+}
+
+TEST(SectorCodec, OutOfPlaceDecryptionWritesZerosForHoles) {
+  const TweakXorCipher cipher;
+  const std::vector<uint8_t> data = pattern(3 * 4096, 5);
+  std::vector<uint8_t> ciphertext(data.size());
+  encrypt_sectors(cipher, data, ciphertext, 4096, 8192);
+  std::fill_n(ciphertext.begin() + 4096, 4096, 0);
+  std::vector<uint8_t> out(data.size(), 0xAA);
+  decrypt_sectors(cipher, ciphertext, out, 4096, 8192);
+  EXPECT_TRUE(std::equal(out.begin(), out.begin() + 4096, data.begin()));
+  EXPECT_TRUE(is_zero(std::span(out).subspan(4096, 4096)));
+  EXPECT_TRUE(std::equal(out.begin() + 8192, out.end(), data.begin() + 8192));
+  EXPECT_EQ(cipher.calls, (std::vector<TweakXorCipher::Call>{{12288, 4096, 16}, {4096, 4096, 16}, {4096, 4096, 32}}));
 }
 
 }  // namespace
