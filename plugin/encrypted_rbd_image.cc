@@ -1,29 +1,30 @@
 // EncryptedRbdImage: a request is planned into pieces when it is submitted (so allocation failures
 // surface there, before anything is issued), waits for its sector range when it writes, then every
 // piece runs its own chain of librbd completions:
-//   read:  [bounce lease] -> rbd read -> decrypt (here or on a worker) -> done
-//   write: bounce lease -> [read partial sectors] -> encrypt (here or on a worker) -> rbd write -> done
+//   read:  rbd read -> decrypt into the caller's buffers (here or on a worker) -> done
+//   write: [read partial sectors] -> encrypt into a new librbd buffer (here or on a worker) -> rbd write -> done
 //   zero:  whole sectors: rbd write_zeroes -> done; a partial sector: like a write of zeros
 // The last piece to finish releases the range and calls back. Requests are recycled together with
 // their pieces and iovec vectors, so these cost no allocation in a steady stream of I/O.
 #include "encrypted_rbd_image.h"
 
-#include <climits>
 #include <cstring>
 #include <system_error>
 #include <utility>
 
 #include "cipher_spec.h"
+#include "scattered_sectors.h"
 
 namespace rbdluks {
 namespace {
 
-// Largest piece: a bounce buffer holds one, so this bounds the large pool's buffers.
+// Largest piece, so that one request's ciphertext is never all in one huge allocation.
 constexpr uint64_t kMaxPieceBytes = uint64_t{4} << 20;
 // Recycled requests kept beyond this are freed: enough for any sane queue depth.
 constexpr size_t kMaxFreeRequests = 256;
-// Writes are copied into the bounce buffer and encrypted in chunks of this size (a multiple of
-// every sector size), small enough to stay in the L2 cache between the two steps.
+// Writes from several caller buffers are gathered into the ciphertext buffer and encrypted in chunks
+// of this size (a multiple of every sector size), small enough to stay in the L2 cache between the
+// two steps.
 constexpr uint64_t kCryptoChunkBytes = uint64_t{64} << 10;
 
 // The request whose submit() is running on this thread, if any (see EncryptedRbdImage::crypto).
@@ -65,13 +66,16 @@ struct EncryptedRbdImage::Piece {
   EncryptedRbdImage* image = nullptr;
   Request* request = nullptr;
   SectorSpan span;
-  std::optional<BufferPool::Lease> bounce;
-  // Reads: whole sectors go straight into the caller's buffers (`segments`); only partial edge
-  // sectors use the bounce buffer, head first.
-  bool direct = false;
-  std::vector<iovec> segments;
-  std::vector<iovec> raw_iov;  // what librbd reads into
-  // Writes: partial sectors still being read, and the first error among those reads.
+  // Reads: the ciphertext as librbd received it. Writes: the ciphertext to send, in a buffer of
+  // librbd's kind, so that librbd takes it as it is and frees it once it is done with it.
+  RbdBufferList data;
+  // Reads: views of data's buffers and of the caller's buffers for this piece (kept for their
+  // capacity).
+  std::vector<std::span<const uint8_t>> from;
+  std::vector<std::span<uint8_t>> to;
+  // Writes: the partial sectors read back (head first), those reads still running, and the first
+  // error among them.
+  std::array<RbdBufferList, 2> edges;
   std::atomic<int> reads_left{0};
   std::atomic<int> read_error{0};
 };
@@ -97,10 +101,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
       grid_(grid),
-      librbd_copies_writes_(raw_->copies_async_writes()),
       inline_crypto_bytes_(std::max<size_t>(options.inline_crypto_bytes, size_t{2} * layout_.sector_size)),
-      small_buffers_(inline_crypto_bytes_, std::max<size_t>(options.small_buffers, 1)),
-      large_buffers_(std::max<uint64_t>(grid.bytes, inline_crypto_bytes_), std::max<size_t>(options.large_buffers, 1)),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
@@ -121,13 +122,7 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_p
   // Pieces follow librbd's object grid (the stripe unit is the object size unless the image is
   // striped), so no piece crosses an object. When the data segment is not sector-aligned in that
   // grid, some sectors straddle two objects whatever we do; pieces then just avoid splitting sectors.
-  rbd_image_info_t info{};
-  if (const int r = rbd_stat(raw->handle(), &info, sizeof info); r < 0) return librbd_error(r, "stat " + raw->name());
-  uint64_t stripe_unit = 0;
-  if (const int r = rbd_get_stripe_unit(raw->handle(), &stripe_unit); r < 0) {
-    return librbd_error(r, "stripe unit of " + raw->name());
-  }
-  const uint64_t granule = std::min<uint64_t>(stripe_unit, info.obj_size);
+  const uint64_t granule = raw->stripe_unit();
   const bool on_grid = granule % layout.sector_size == 0 && layout.data_offset % layout.sector_size == 0;
   const PieceGrid grid = on_grid ? PieceGrid{std::min(granule, kMaxPieceBytes), layout.data_offset, true}
                                  : PieceGrid{kMaxPieceBytes, 0, false};
@@ -156,16 +151,9 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(rados_ioctx_t
   if (rados_ioctx_get_namespace(io, name_space, sizeof name_space - 1) >= 0)
     rados_ioctx_set_namespace(own_io, name_space);
 
-  read_only = read_only || snapshot.has_value();
-  rbd_image_t image = nullptr;
-  const int r = read_only ? rbd_open_read_only(own_io, name.c_str(), &image, snapshot ? snapshot->c_str() : nullptr)
-                          : rbd_open(own_io, name.c_str(), &image, nullptr);
-  if (r == -ENOENT) {
-    return Error(Errc::not_found, snapshot ? "image " + path + " or its snapshot '" + *snapshot + "' does not exist"
-                                           : "image " + path + " does not exist");
-  }
-  if (r < 0) return librbd_error(r, "open " + full_name);
-  return open(std::make_unique<RbdImage>(nullptr, std::move(ioctx), image, full_name, read_only), passphrase, options);
+  RL_ASSIGN(auto raw, open_rbd_image(nullptr, std::move(ioctx), name, snapshot,
+                                     read_only ? OpenMode::read_only : OpenMode::read_write, full_name));
+  return open(std::move(raw), passphrase, options);
 }
 
 Result<uint64_t> EncryptedRbdImage::size() {
@@ -275,12 +263,7 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
       }
     } else {
       for (uint64_t position = offset; position < offset + length;) {
-        Piece* piece = add_piece(request, next_piece(position, offset + length));
-        if (op == Op::read) {
-          piece->direct = plan_direct_read(piece);
-          piece->raw_iov.reserve(piece->direct ? piece->segments.size() + 2 : 1);
-        }
-        position = piece->span.request_end;
+        position = add_piece(request, next_piece(position, offset + length))->span.request_end;
       }
     }
   } catch (...) {
@@ -347,75 +330,23 @@ void EncryptedRbdImage::start(Request* request) {
 // completion and continues the piece's chain with Step.
 
 template <void (EncryptedRbdImage::*Step)(EncryptedRbdImage::Piece*, ssize_t)>
-void EncryptedRbdImage::on_librbd_done(rbd_completion_t c, void* arg) {
-  const ssize_t r = rbd_aio_get_return_value(c);
-  rbd_aio_release(c);
+void EncryptedRbdImage::on_librbd_done(void* arg, ssize_t r) {
   auto* piece = static_cast<Piece*>(arg);
   (piece->image->*Step)(piece, r);
 }
 
-template <void (EncryptedRbdImage::*Step)(EncryptedRbdImage::Piece*, ssize_t)>
-int EncryptedRbdImage::completion(Piece* piece, rbd_completion_t* c) {
-  return rbd_aio_create_completion(piece, &on_librbd_done<Step>, c);
-}
-
 // ---- Reads ----
 
-bool EncryptedRbdImage::plan_direct_read(Piece* piece) {
-  const SectorSpan& span = piece->span;
-  const Request& request = *piece->request;
-  piece->segments.clear();
-  bool whole_sectors = true;
-  if (span.full_end() > span.full_begin()) {
-    for_each_segment(request.buffers, span.full_begin() - request.offset, span.full_end() - span.full_begin(),
-                     [&](uint8_t* data, size_t n) {
-                       whole_sectors = whole_sectors && n % sector_size_ == 0;
-                       piece->segments.push_back({data, n});
-                     });
-  }
-  return whole_sectors && piece->segments.size() + 2 <= IOV_MAX;
-}
-
 void EncryptedRbdImage::start_read(Piece* piece) {
-  const uint64_t bounce_bytes = piece->direct ? partial_sectors(piece->span).count * sector_size_ : piece->span.size();
-  if (bounce_bytes == 0) {
-    issue_read(piece);
-    return;
-  }
-  pool_for(bounce_bytes).acquire_async([this, piece](BufferPool::Lease lease) {
-    piece->bounce.emplace(std::move(lease));
-    issue_read(piece);
-  });
-}
-
-void EncryptedRbdImage::issue_read(Piece* piece) {
   const SectorSpan& span = piece->span;
-  auto& iov = piece->raw_iov;
-  iov.clear();
-  if (piece->direct) {
-    uint8_t* edge = piece->bounce ? piece->bounce->span().data() : nullptr;
-    if (span.head_partial()) iov.push_back({std::exchange(edge, edge + sector_size_), sector_size_});
-    iov.insert(iov.end(), piece->segments.begin(), piece->segments.end());
-    if (span.tail_partial()) iov.push_back({edge, sector_size_});
-  } else {
-    iov.push_back({piece->bounce->span().data(), span.size()});
-  }
-
-  rbd_completion_t c = nullptr;
-  int r = completion<&EncryptedRbdImage::read_done>(piece, &c);
-  if (r == 0) {
-    const uint64_t raw_offset = layout_.data_offset + span.begin;
-    r = iov.size() == 1 ? rbd_aio_read2(raw_->handle(), raw_offset, iov[0].iov_len, static_cast<char*>(iov[0].iov_base),
-                                        c, piece->request->op_flags)
-                        : rbd_aio_readv(raw_->handle(), iov.data(), static_cast<int>(iov.size()), raw_offset, c);
-    if (r < 0) rbd_aio_release(c);
-  }
+  const int r = raw_->aio_read(layout_.data_offset + span.begin, span.size(), piece->data, piece->request->op_flags,
+                               &on_librbd_done<&EncryptedRbdImage::read_done>, piece);
   if (r < 0) fail_later(piece, r);
 }
 
 void EncryptedRbdImage::read_done(Piece* piece, ssize_t r) {
   // librbd clips reads at the end of the image; a short read means the image shrank under us.
-  if (r >= 0 && static_cast<uint64_t>(r) != piece->span.size()) r = -EIO;
+  if (r >= 0 && (static_cast<uint64_t>(r) != piece->span.size() || piece->data.size() != piece->span.size())) r = -EIO;
   if (r < 0) {
     piece_done(piece, r);
     return;
@@ -425,44 +356,19 @@ void EncryptedRbdImage::read_done(Piece* piece, ssize_t r) {
 
 void EncryptedRbdImage::decode_read(Piece* piece) {
   const SectorSpan& span = piece->span;
-  Request& request = *piece->request;
-  auto scatter = [&](uint64_t plaintext_offset, std::span<const uint8_t> bytes) {
-    for_each_segment(request.buffers, plaintext_offset - request.offset, bytes.size(), [&](uint8_t* to, size_t n) {
-      std::memcpy(to, bytes.data(), n);
-      bytes = bytes.subspan(n);
-    });
-  };
-  if (piece->direct) {
-    uint8_t* edge = piece->bounce ? piece->bounce->span().data() : nullptr;
-    for (uint64_t sector : partial_sectors(span)) {
-      const std::span<uint8_t> bytes(std::exchange(edge, edge + sector_size_), sector_size_);
-      decrypt_sectors(*cipher_, bytes, sector_size_, sector);
-      const SectorSpan part = part_in_sector(span, sector);
-      scatter(part.request_begin, bytes.subspan(part.request_begin - sector, part.request_end - part.request_begin));
-    }
-    uint64_t at = span.full_begin();
-    for (const iovec& segment : piece->segments) {
-      decrypt_sectors(*cipher_, {static_cast<uint8_t*>(segment.iov_base), segment.iov_len}, sector_size_, at);
-      at += segment.iov_len;
-    }
-  } else {
-    const std::span<uint8_t> buffer = piece->bounce->span().first(span.size());
-    decrypt_sectors(*cipher_, buffer, sector_size_, span.begin);
-    scatter(span.request_begin, span.window(buffer));
-  }
+  const Request& request = *piece->request;
+  piece->from.clear();
+  piece->data.views(piece->from);
+  piece->to.clear();
+  for_each_segment(request.buffers, span.request_begin - request.offset, span.request_end - span.request_begin,
+                   [&](uint8_t* data, size_t n) { piece->to.emplace_back(data, n); });
+  decrypt_scattered(*cipher_, span, piece->from, piece->to);
   piece_done(piece, 0);
 }
 
 // ---- Writes and zeroing ----
 
 void EncryptedRbdImage::start_write(Piece* piece) {
-  pool_for(piece->span.size()).acquire_async([this, piece](BufferPool::Lease lease) {
-    piece->bounce.emplace(std::move(lease));
-    read_partial_sectors(piece);
-  });
-}
-
-void EncryptedRbdImage::read_partial_sectors(Piece* piece) {
   const PartialSectors partial = partial_sectors(piece->span);
   if (partial.count == 0) {
     crypto(piece, &EncryptedRbdImage::encode_and_write);
@@ -470,15 +376,9 @@ void EncryptedRbdImage::read_partial_sectors(Piece* piece) {
   }
   piece->read_error = 0;
   piece->reads_left = static_cast<int>(partial.count);
-  const std::span<uint8_t> buffer = piece->bounce->span().first(piece->span.size());
-  for (uint64_t sector : partial) {
-    rbd_completion_t c = nullptr;
-    int r = completion<&EncryptedRbdImage::partial_sector_read>(piece, &c);
-    if (r == 0) {
-      r = rbd_aio_read2(raw_->handle(), layout_.data_offset + sector, sector_size_,
-                        reinterpret_cast<char*>(piece->span.sector_in(buffer, sector).data()), c, 0);
-      if (r < 0) rbd_aio_release(c);
-    }
+  for (size_t i = 0; i < partial.count; ++i) {
+    const int r = raw_->aio_read(layout_.data_offset + partial.offsets[i], sector_size_, piece->edges[i], 0,
+                                 &on_librbd_done<&EncryptedRbdImage::partial_sector_read>, piece);
     if (r < 0) {
       // Counted as done here; the error goes out with the piece's last read.
       int none = 0;
@@ -489,7 +389,7 @@ void EncryptedRbdImage::read_partial_sectors(Piece* piece) {
 }
 
 void EncryptedRbdImage::partial_sector_read(Piece* piece, ssize_t r) {
-  if (r >= 0 && static_cast<uint64_t>(r) != sector_size_) r = -EIO;
+  if (r >= 0 && static_cast<uint64_t>(r) != sector_size_) r = -EIO;  // the edge buffers' sizes are checked on use
   if (r < 0) {
     int none = 0;
     piece->read_error.compare_exchange_strong(none, static_cast<int>(r));
@@ -516,9 +416,20 @@ std::optional<std::span<const uint8_t>> EncryptedRbdImage::contiguous_bytes(cons
 void EncryptedRbdImage::encode_and_write(Piece* piece) {
   const SectorSpan& span = piece->span;
   Request& request = *piece->request;
-  const std::span<uint8_t> buffer = piece->bounce->span().first(span.size());
-  for (uint64_t sector : partial_sectors(span)) {
-    decrypt_sectors(*cipher_, span.sector_in(buffer, sector), sector_size_, sector);
+  // As big as what librbd's C API would copy a plain write into (and keep past its completion,
+  // while librbd's cache is on): rbd-luks encrypts into it instead.
+  const std::span<uint8_t> buffer = piece->data.replace_with_new_buffer(span.size());
+  const PartialSectors partial = partial_sectors(span);
+  for (size_t i = 0; i < partial.count; ++i) {
+    const std::span<uint8_t> sector = span.sector_in(buffer, partial.offsets[i]);
+    RbdBufferList& edge = piece->edges[i];
+    if (edge.size() != sector.size()) {
+      piece_done(piece, -EIO);
+      return;
+    }
+    edge.copy_to(sector);
+    edge.clear();
+    decrypt_sectors(*cipher_, sector, sector_size_, partial.offsets[i]);
   }
   if (request.op == Op::zero) {
     encode_zeroes(*cipher_, buffer, span);
@@ -542,19 +453,10 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
     }
   }
 
-  // When librbd copies the data before rbd_aio_write2 returns (its default), the bounce buffer goes
-  // back to the pool as soon as it does, still in cache for the next write; otherwise it stays on
-  // loan until the write completes. Taken out of the piece first: once submitted, the piece may
-  // complete and be recycled on another thread.
-  std::optional<BufferPool::Lease> copied_by_librbd;
-  if (librbd_copies_writes_) copied_by_librbd = std::exchange(piece->bounce, std::nullopt);
-  rbd_completion_t c = nullptr;
-  int r = completion<&EncryptedRbdImage::piece_done>(piece, &c);
-  if (r == 0) {
-    r = rbd_aio_write2(raw_->handle(), layout_.data_offset + span.begin, buffer.size(),
-                       reinterpret_cast<const char*>(buffer.data()), c, request.op_flags);
-    if (r < 0) rbd_aio_release(c);
-  }
+  // librbd takes its own reference to the buffer, so the piece may let go of it as soon as it
+  // completes (on any thread, possibly before aio_write returns).
+  const int r = raw_->aio_write(layout_.data_offset + span.begin, piece->data, request.op_flags,
+                                &on_librbd_done<&EncryptedRbdImage::piece_done>, piece);
   if (r < 0) fail_later(piece, r);
 }
 
@@ -564,22 +466,13 @@ void EncryptedRbdImage::start_zero(Piece* piece) {
     return;
   }
   // Whole sectors become holes: all-zero ciphertext, which reads back as zeros.
-  rbd_completion_t c = nullptr;
-  int r = completion<&EncryptedRbdImage::piece_done>(piece, &c);
-  if (r == 0) {
-    r = rbd_aio_write_zeroes(raw_->handle(), layout_.data_offset + piece->span.begin, piece->span.size(), c, 0, 0);
-    if (r < 0) rbd_aio_release(c);
-  }
+  const int r = raw_->aio_write_zeroes(layout_.data_offset + piece->span.begin, piece->span.size(),
+                                       &on_librbd_done<&EncryptedRbdImage::piece_done>, piece);
   if (r < 0) fail_later(piece, r);
 }
 
 void EncryptedRbdImage::start_flush(Piece* piece) {
-  rbd_completion_t c = nullptr;
-  int r = completion<&EncryptedRbdImage::piece_done>(piece, &c);
-  if (r == 0) {
-    r = rbd_aio_flush(raw_->handle(), c);
-    if (r < 0) rbd_aio_release(c);
-  }
+  const int r = raw_->aio_flush(&on_librbd_done<&EncryptedRbdImage::piece_done>, piece);
   if (r < 0) fail_later(piece, r);
 }
 
@@ -587,13 +480,10 @@ void EncryptedRbdImage::start_flush(Piece* piece) {
 
 void EncryptedRbdImage::crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*)) {
   // A write's last piece, still on the thread that submits it, is encrypted right here. That thread
-  // would otherwise only hand it over and wait for nothing: librbd's own copy of the data inside
-  // rbd_aio_write costs it about as much again, and a single submitter that encrypts and writes
-  // one piece at a time keeps reusing one bounce buffer that stays in cache (measured together with
-  // huge-page bounce buffers: 4 MiB writes at +0.01 to +0.05 s/GB of client CPU over plain librbd
-  // instead of +0.05 to +0.08). Its other pieces go to the workers meanwhile. Reads
-  // finish on librbd's completion thread, which every image's requests share: large decryptions
-  // leave it at once.
+  // would otherwise only hand it over and wait for nothing, and its encryption takes the place of
+  // the copy that plain librbd's C API makes on the same thread. Its other pieces go to the workers
+  // meanwhile. Reads finish on librbd's completion thread, which every image's requests share:
+  // large decryptions leave it at once.
   const Request& request = *piece->request;
   const bool last_piece_in_submit =
       request.op != Op::read && submitting_here == &request && piece == request.pieces[request.piece_count - 1].get();
@@ -602,10 +492,6 @@ void EncryptedRbdImage::crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*
   } else {
     workers_.post([this, piece, f] { (this->*f)(piece); });
   }
-}
-
-BufferPool& EncryptedRbdImage::pool_for(uint64_t bytes) {
-  return bytes <= small_buffers_.buffer_bytes() ? small_buffers_ : large_buffers_;
 }
 
 void EncryptedRbdImage::fail_later(Piece* piece, int r) {
@@ -618,8 +504,9 @@ void EncryptedRbdImage::piece_done(Piece* piece, ssize_t r) {
     int none = 0;
     request->error.compare_exchange_strong(none, static_cast<int>(r));
   }
-  // May hand the buffer to a piece that waits for one, which then continues on this thread.
-  piece->bounce.reset();
+  // Dropped now rather than when the piece is reused: librbd's buffers go back as soon as possible.
+  piece->data.clear();
+  for (auto& edge : piece->edges) edge.clear();
   if (request->pieces_left.fetch_sub(1) == 1) finish(request);
 }
 

@@ -1,5 +1,5 @@
 // EncryptedRbdImage: the plaintext view of a LUKS-formatted RBD image, on librbd's public
-// asynchronous C API. This is the dispatch layer behind librbd_luks (C) and rbdluks::Image (C++).
+// asynchronous C++ API. This is the dispatch layer behind librbd_luks (C) and rbdluks::Image (C++).
 //
 // The data format is librbd's native encryption: plaintext offset 0 is raw offset data_offset, the
 // tweak is plaintext offset / 512, and an all-zero ciphertext sector is a hole that reads as zeros.
@@ -10,20 +10,21 @@
 //   cross a RADOS object (stripe unit); pieces run in parallel.
 // - Reads need no lock: each sector lives in one object, which RADOS reads and writes atomically.
 //   (On the rare layouts where a sector straddles two objects, reads take the range lock shared and
-//   every write takes it exclusive.) Whole sectors are read and decrypted in place in the caller's
-//   buffer; only partly covered edge sectors (or sectors that straddle two of the caller's iovecs)
-//   go through a bounce buffer.
-// - Writes encrypt into a bounce buffer (the caller's buffer is never modified; whole sectors are
-//   encrypted straight from it) and write from it. Where librbd copies write data before
-//   rbd_aio_write returns (rbd_disable_zero_copy_writes, its default), the bounce buffer is reused
-//   at once, while still in cache.
+//   every write takes it exclusive.) Whole sectors are decrypted from the buffers librbd received
+//   them in straight into the caller's buffers; only partly covered edge sectors (or sectors split
+//   between buffers) pass through a one-sector buffer on the stack.
+// - Writes encrypt from the caller's buffers (never modified) into a buffer of librbd's own kind
+//   and hand it to librbd, which keeps its reference for as long as it needs the bytes. So there is
+//   one pass over the data each way, where librbd's C API would add a copy to the encryption.
 //   Partly covered sectors are read, merged and re-encrypted; a sector range lock, exclusive for
 //   such read-modify-writes and shared for whole-sector writes, keeps overlapping requests from
 //   losing each other's bytes.
 // - write_zeroes and discard make the range read as zeros: whole sectors become holes through
-//   rbd_aio_write_zeroes, partial sectors are re-encrypted with zeros.
-// - Bounce buffers come from two fixed pools (small and object-sized), so memory is bounded
-//   whatever the queue depth; nothing waits for a lock or a buffer by blocking a thread.
+//   librbd's write_zeroes, partial sectors are re-encrypted with zeros.
+// - Memory: a write's ciphertext buffer is the size of the data and lives as long as librbd needs
+//   it, as librbd's own copy of a plain write does (its C API copies every write while its cache is
+//   on); reads need no buffer beyond the ones librbd received into. So rbd-luks holds no more
+//   memory than plain librbd for the same requests. Nothing waits for a lock by blocking a thread.
 // - Pieces up to DispatchOptions::inline_crypto_bytes are en/decrypted on the thread at hand (the
 //   submitter or librbd's completion thread); larger ones on a small worker pool, except a write's
 //   last piece, which the submitting thread encrypts itself while the workers take the others.
@@ -34,7 +35,6 @@
 #pragma once
 
 #include <rados/librados.h>
-#include <rbd/librbd.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -50,7 +50,6 @@
 #include <string>
 #include <vector>
 
-#include "buffer_pool.h"
 #include "luks_volume.h"
 #include "range_lock.h"
 #include "rbd_image.h"
@@ -64,9 +63,7 @@ namespace rbdluks {
 struct DispatchOptions {
   std::optional<int> keyslot;                     // the keyslot to try; all active ones when unset
   unsigned worker_threads = 0;                    // crypto threads; 0: WorkerPool::default_threads()
-  size_t inline_crypto_bytes = size_t{64} << 10;  // also the size of a small bounce buffer
-  size_t small_buffers = 128;                     // small bounce buffers (requests up to inline_crypto_bytes)
-  size_t large_buffers = 16;                      // bounce buffers of one piece (a RADOS object, at most 4 MiB)
+  size_t inline_crypto_bytes = size_t{64} << 10;  // pieces up to this size are en/decrypted on the thread at hand
 };
 
 class EncryptedRbdImage {
@@ -149,27 +146,21 @@ class EncryptedRbdImage {
   Piece* add_piece(Request* request, const SectorSpan& span);
 
   void start_read(Piece* piece);
-  bool plan_direct_read(Piece* piece);
-  void issue_read(Piece* piece);
   void read_done(Piece* piece, ssize_t r);
   void decode_read(Piece* piece);
 
   void start_write(Piece* piece);
-  void read_partial_sectors(Piece* piece);
   void partial_sector_read(Piece* piece, ssize_t r);
   static std::optional<std::span<const uint8_t>> contiguous_bytes(const Request& request, const SectorSpan& span);
   void encode_and_write(Piece* piece);
   void start_zero(Piece* piece);
   void start_flush(Piece* piece);
 
+  // A librbd completion (RbdImage::AioDone) whose argument is a piece, which it continues with Step.
   template <void (EncryptedRbdImage::*Step)(Piece*, ssize_t)>
-  static void on_librbd_done(rbd_completion_t c, void* arg);
-  // A librbd completion that continues piece with Step.
-  template <void (EncryptedRbdImage::*Step)(Piece*, ssize_t)>
-  static int completion(Piece* piece, rbd_completion_t* c);
+  static void on_librbd_done(void* arg, ssize_t r);
   // Runs f here for a small piece, else on the worker pool.
   void crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*));
-  BufferPool& pool_for(uint64_t bytes);
   // Reports a piece that failed before librbd took it, never from inside the submitting call.
   void fail_later(Piece* piece, int r);
   void piece_done(Piece* piece, ssize_t r);
@@ -188,12 +179,9 @@ class EncryptedRbdImage {
   const VolumeLayout layout_;
   const uint32_t sector_size_;
   const PieceGrid grid_;
-  const bool librbd_copies_writes_;
   const size_t inline_crypto_bytes_;
 
   RangeLock sectors_locked_;
-  BufferPool small_buffers_;
-  BufferPool large_buffers_;
 
   std::mutex requests_mutex_;
   std::vector<std::unique_ptr<Request>> free_requests_;  // recycled, with their vectors' capacity

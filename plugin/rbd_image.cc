@@ -1,6 +1,8 @@
-// RbdImage: RawImage calls mapped onto librbd's synchronous C API, with the whole-length and
+// RbdImage: RawImage calls mapped onto librbd's synchronous C++ API, with the whole-length and
 // bounds checks that RawImage promises (librbd itself clips reads and writes at the end of the image).
 #include "rbd_image.h"
+
+#include <rbd/librbd.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +20,32 @@ std::string range_text(uint64_t offset, uint64_t length) {
   return std::to_string(length) + " bytes at " + std::to_string(offset);
 }
 
+// What a librbd completion carries back to us: RBD::AioCompletion has room for one argument only.
+struct PendingAio {
+  RbdImage::AioDone done;
+  void* arg;
+};
+
+void on_aio_complete(librbd::completion_t c, void* pending_aio) {
+  auto* completion = static_cast<librbd::RBD::AioCompletion*>(c);
+  const ssize_t r = completion->get_return_value();
+  completion->release();
+  const std::unique_ptr<PendingAio> pending(static_cast<PendingAio*>(pending_aio));
+  pending->done(pending->arg, r);
+}
+
+template <typename Submit>
+int submit_aio(RbdImage::AioDone done, void* arg, Submit submit) {
+  auto pending = std::make_unique<PendingAio>(PendingAio{done, arg});
+  auto* completion = new librbd::RBD::AioCompletion(pending.get(), &on_aio_complete);
+  if (const int r = submit(completion); r < 0) {
+    completion->release();
+    return r;
+  }
+  pending.release();  // on_aio_complete's now
+  return 0;
+}
+
 }  // namespace
 
 std::string RbdImageSpec::name() const {
@@ -28,19 +56,19 @@ std::string RbdImageSpec::name() const {
   return n;
 }
 
-RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, rbd_image_t image, std::string name,
-                   bool read_only)
+RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::unique_ptr<librbd::Image> image,
+                   std::string name, bool read_only)
     : connection_(std::move(connection)),
       ioctx_(std::move(ioctx)),
-      image_(image),
+      image_(std::move(image)),
       name_(std::move(name)),
       read_only_(read_only) {}
 
-RbdImage::~RbdImage() { rbd_close(image_); }
+RbdImage::~RbdImage() { image_->close(); }
 
 Result<uint64_t> RbdImage::size() {
   uint64_t size = 0;
-  if (const int r = rbd_get_size(image_, &size); r < 0) return ceph_error(r, "size of " + name_);
+  if (const int r = image_->size(&size); r < 0) return ceph_error(r, "size of " + name_);
   return size;
 }
 
@@ -49,12 +77,14 @@ Status RbdImage::read(uint64_t offset, std::span<uint8_t> out) {
   size_t done = 0;
   while (done < out.size()) {
     const size_t chunk = std::min(out.size() - done, kMaxIoBytes);
-    const ssize_t r = rbd_read2(image_, offset + done, chunk, reinterpret_cast<char*>(out.data() + done), 0);
+    ceph::bufferlist bl;
+    const ssize_t r = image_->read2(offset + done, chunk, bl, 0);
     if (r < 0) return ceph_error(static_cast<int>(r), "read " + name_ + " " + range_text(offset + done, chunk));
     if (r == 0) {
       return Error(Errc::failure,
                    "read " + name_ + ": " + range_text(offset, out.size()) + " pass the end of the image");
     }
+    bl.begin().copy(static_cast<unsigned>(r), reinterpret_cast<char*>(out.data() + done));
     done += static_cast<size_t>(r);
   }
   return {};
@@ -66,7 +96,10 @@ Status RbdImage::write(uint64_t offset, std::span<const uint8_t> data) {
   size_t done = 0;
   while (done < data.size()) {
     const size_t chunk = std::min(data.size() - done, kMaxIoBytes);
-    const ssize_t r = rbd_write2(image_, offset + done, chunk, reinterpret_cast<const char*>(data.data() + done), 0);
+    // Copied: with librbd's cache on, a write may complete while librbd still holds its data.
+    ceph::bufferlist bl;
+    bl.append(reinterpret_cast<const char*>(data.data() + done), static_cast<unsigned>(chunk));
+    const ssize_t r = image_->write2(offset + done, chunk, bl, 0);
     if (r < 0) return ceph_error(static_cast<int>(r), "write " + name_ + " " + range_text(offset + done, chunk));
     if (r == 0) return Error(Errc::failure, "write " + name_ + ": no progress at " + std::to_string(offset + done));
     done += static_cast<size_t>(r);
@@ -81,7 +114,7 @@ Status RbdImage::write_zeroes(uint64_t offset, uint64_t length) {
   uint64_t done = 0;
   while (done < length) {
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(length - done, kMaxIoBytes));
-    const ssize_t r = rbd_write_zeroes(image_, offset + done, chunk, 0, 0);
+    const ssize_t r = image_->write_zeroes(offset + done, chunk, 0, 0);
     if (r < 0) return ceph_error(static_cast<int>(r), "zero " + name_ + " " + range_text(offset + done, chunk));
     if (r == 0) return Error(Errc::failure, "zero " + name_ + ": no progress at " + std::to_string(offset + done));
     done += static_cast<uint64_t>(r);
@@ -89,57 +122,54 @@ Status RbdImage::write_zeroes(uint64_t offset, uint64_t length) {
   return {};
 }
 
-bool RbdImage::copies_async_writes() const {
-  std::vector<rbd_config_option_t> options(512);
-  int max = static_cast<int>(options.size());
-  int r = rbd_config_image_list(image_, options.data(), &max);
-  if (r == -ERANGE) {
-    options.resize(static_cast<size_t>(max));
-    r = rbd_config_image_list(image_, options.data(), &max);
-  }
-  if (r < 0) return false;
-  bool copies = false;
-  for (int i = 0; i < max; ++i) {
-    if (std::strcmp(options[i].name, "rbd_disable_zero_copy_writes") == 0)
-      copies = std::strcmp(options[i].value, "true") == 0;
-  }
-  rbd_config_image_list_cleanup(options.data(), max);
-  return copies;
+int RbdImage::aio_read(uint64_t offset, uint64_t length, RbdBufferList& into, int op_flags, AioDone done, void* arg) {
+  return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) {
+    return image_->aio_read2(offset, length, into.list(), c, op_flags);
+  });
 }
+
+int RbdImage::aio_write(uint64_t offset, RbdBufferList& data, int op_flags, AioDone done, void* arg) {
+  return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) {
+    return image_->aio_write2(offset, data.size(), data.list(), c, op_flags);
+  });
+}
+
+int RbdImage::aio_write_zeroes(uint64_t offset, uint64_t length, AioDone done, void* arg) {
+  return submit_aio(done, arg,
+                    [&](librbd::RBD::AioCompletion* c) { return image_->aio_write_zeroes(offset, length, c, 0, 0); });
+}
+
+int RbdImage::aio_flush(AioDone done, void* arg) {
+  return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) { return image_->aio_flush(c); });
+}
+
+uint64_t RbdImage::stripe_unit() const { return image_->get_stripe_unit(); }
 
 Status RbdImage::flush() {
   if (read_only_) return {};
-  if (const int r = rbd_flush(image_); r < 0) return ceph_error(r, "flush " + name_);
+  if (const int r = image_->flush(); r < 0) return ceph_error(r, "flush " + name_);
   return {};
 }
 
 Status RbdImage::resize(uint64_t new_size) {
   RL_TRY(check_writable());
-  if (const int r = rbd_resize(image_, new_size); r < 0) {
+  if (const int r = image_->resize(new_size); r < 0) {
     return ceph_error(r, "resize " + name_ + " to " + std::to_string(new_size) + " bytes");
   }
   return {};
 }
 
 Result<std::optional<std::string>> RbdImage::get_metadata(const std::string& key) {
-  std::vector<char> value(256);
-  for (;;) {
-    size_t length = value.size();
-    const int r = rbd_metadata_get(image_, key.c_str(), value.data(), &length);
-    if (r == -ENOENT) return std::optional<std::string>();
-    if (r == -ERANGE && length > value.size()) {
-      value.resize(length);
-      continue;
-    }
-    if (r < 0) return Error(Errc::failure, ceph_error(r, "read metadata '" + key + "' of " + name_).message());
-    // On success librbd leaves the length alone; the value is a C string.
-    return std::optional<std::string>(std::string(value.data(), strnlen(value.data(), value.size())));
-  }
+  std::string value;
+  const int r = image_->metadata_get(key, &value);
+  if (r == -ENOENT) return std::optional<std::string>();
+  if (r < 0) return Error(Errc::failure, ceph_error(r, "read metadata '" + key + "' of " + name_).message());
+  return std::optional<std::string>(std::move(value));
 }
 
 Status RbdImage::set_metadata(const std::string& key, const std::string& value) {
   RL_TRY(check_writable());
-  if (const int r = rbd_metadata_set(image_, key.c_str(), value.c_str()); r < 0) {
+  if (const int r = image_->metadata_set(key, value); r < 0) {
     return ceph_error(r, "set metadata '" + key + "' of " + name_);
   }
   return {};
@@ -147,7 +177,7 @@ Status RbdImage::set_metadata(const std::string& key, const std::string& value) 
 
 Result<bool> RbdImage::remove_metadata(const std::string& key) {
   RL_TRY(check_writable());
-  const int r = rbd_metadata_remove(image_, key.c_str());
+  const int r = image_->metadata_remove(key);
   if (r == -ENOENT) return false;
   if (r < 0) return ceph_error(r, "remove metadata '" + key + "' of " + name_);
   return true;
@@ -162,7 +192,7 @@ Result<bool> RbdImage::has_data() {
     *static_cast<bool*>(arg) = true;
     return -ECANCELED;  // one extent is enough
   };
-  const int r = rbd_diff_iterate2(image_, nullptr, 0, end, 1, 1, on_extent, &found);
+  const int r = image_->diff_iterate2(nullptr, 0, end, true, true, on_extent, &found);
   if (found) return true;
   if (r < 0) return ceph_error(r, "list allocated extents of " + name_);
   return false;
@@ -182,26 +212,32 @@ Status RbdImage::check_writable() const {
   return Error(Errc::failure, name_ + " is open read-only");
 }
 
+Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx,
+                                                 const std::string& image, const std::optional<std::string>& snapshot,
+                                                 OpenMode mode, const std::string& name) {
+  librados::IoCtx io;
+  librados::IoCtx::from_rados_ioctx_t(ioctx.get(), io);
+  const bool read_only = mode == OpenMode::read_only || snapshot.has_value();
+  const char* snap = snapshot ? snapshot->c_str() : nullptr;
+  librbd::RBD rbd;
+  auto opened = std::make_unique<librbd::Image>();
+  const int r = read_only ? rbd.open_read_only(io, *opened, image.c_str(), snap) : rbd.open(io, *opened, image.c_str());
+  if (r == -ENOENT) {
+    const std::string head = snapshot ? name.substr(0, name.size() - snapshot->size() - 1) : name;
+    librbd::Image probe;
+    if (snapshot && rbd.open_read_only(io, probe, image.c_str(), nullptr) == 0) {
+      return Error(Errc::not_found, "snapshot '" + *snapshot + "' of " + head + " does not exist");
+    }
+    return Error(Errc::not_found, "image " + head + " does not exist");
+  }
+  if (r < 0) return ceph_error(r, "open " + name);
+  return std::make_unique<RbdImage>(std::move(connection), std::move(ioctx), std::move(opened), name, read_only);
+}
+
 Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> connection, const RbdImageSpec& spec,
                                                  OpenMode mode) {
   RL_ASSIGN(auto ioctx, connection->open_pool(spec.pool, spec.name_space));
-  const bool read_only = mode == OpenMode::read_only || spec.snapshot.has_value();
-  const char* snap = spec.snapshot ? spec.snapshot->c_str() : nullptr;
-  rbd_image_t image = nullptr;
-  const int r = read_only ? rbd_open_read_only(ioctx.get(), spec.image.c_str(), &image, snap)
-                          : rbd_open(ioctx.get(), spec.image.c_str(), &image, nullptr);
-  if (r == -ENOENT) {
-    RbdImageSpec head = spec;
-    head.snapshot.reset();
-    rbd_image_t probe = nullptr;
-    if (spec.snapshot && rbd_open_read_only(ioctx.get(), spec.image.c_str(), &probe, nullptr) == 0) {
-      rbd_close(probe);
-      return Error(Errc::not_found, "snapshot '" + *spec.snapshot + "' of " + head.name() + " does not exist");
-    }
-    return Error(Errc::not_found, "image " + head.name() + " does not exist");
-  }
-  if (r < 0) return ceph_error(r, "open " + spec.name());
-  return std::make_unique<RbdImage>(std::move(connection), std::move(ioctx), image, spec.name(), read_only);
+  return open_rbd_image(std::move(connection), std::move(ioctx), spec.image, spec.snapshot, mode, spec.name());
 }
 
 Result<std::unique_ptr<RbdImage>> create_rbd_image(std::shared_ptr<RbdConnection> connection, const RbdImageSpec& spec,

@@ -1,8 +1,14 @@
 // RbdImage: a RawImage over an RBD image (librbd), so the LUKS engine and the commands work on
 // `rbd:POOL[/NAMESPACE]/IMAGE[@SNAP]` exactly as on files. Snapshots are always read-only.
+//
+// It opens the image through librbd's C++ API, whose buffer lists let the dispatch layer hand librbd
+// ciphertext it encrypted into a buffer librbd then owns, and decrypt what librbd received where it
+// lies: the C API copies the data of every write (while librbd's cache is on, its default) and of
+// every read, and those copies would come on top of the encryption pass. librbd.hpp itself is only
+// included by rbd_image.cc (see rbd_buffer_list.h).
 #pragma once
 
-#include <rbd/librbd.h>
+#include <sys/types.h>
 
 #include <memory>
 #include <optional>
@@ -10,7 +16,12 @@
 
 #include "file_image.h"
 #include "raw_image.h"
+#include "rbd_buffer_list.h"
 #include "rbd_connection.h"
+
+namespace librbd {
+class Image;
+}
 
 namespace rbdluks {
 
@@ -26,9 +37,10 @@ struct RbdImageSpec {
 
 class RbdImage final : public RawImage {
  public:
-  // Takes ownership of `image`, opened on `ioctx` of `connection`.
-  RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, rbd_image_t image, std::string name,
-           bool read_only);
+  // Takes ownership of `image`, opened on `ioctx` of `connection` (which may be null when the
+  // caller keeps the cluster connected for the image's lifetime).
+  RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::unique_ptr<librbd::Image> image,
+           std::string name, bool read_only);
   ~RbdImage() override;
   RbdImage(const RbdImage&) = delete;
   RbdImage& operator=(const RbdImage&) = delete;
@@ -48,14 +60,23 @@ class RbdImage final : public RawImage {
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();
 
-  // Whether rbd_aio_write copies the caller's buffer before it returns, so the buffer may be reused
-  // at once: the image's rbd_disable_zero_copy_writes (true by default). librbd only ever turns
-  // zero-copy off for an open image, never back on, so a true answer holds until it is closed.
-  // False when the setting cannot be read.
-  bool copies_async_writes() const;
+  // The asynchronous data path. Each call returns 0 and later runs done(arg, result) on a librbd
+  // thread, with librbd's result (bytes read, 0 for the others, or a negative errno); or returns
+  // librbd's negative errno at once and never runs done.
+  using AioDone = void (*)(void* arg, ssize_t result);
+  int aio_read(uint64_t offset, uint64_t length, RbdBufferList& into, int op_flags, AioDone done, void* arg);
+  // librbd takes its own reference to data's buffers and keeps it for as long as it needs them,
+  // which with its cache on is past done.
+  int aio_write(uint64_t offset, RbdBufferList& data, int op_flags, AioDone done, void* arg);
+  int aio_write_zeroes(uint64_t offset, uint64_t length, AioDone done, void* arg);
+  int aio_flush(AioDone done, void* arg);
 
-  // The open librbd image, for the asynchronous data path (rbd_aio_*). Owned by this object.
-  rbd_image_t handle() const { return image_; }
+  // The unit librbd cuts I/O at: the stripe unit, which is the object size unless the image is
+  // striped (and never more than it).
+  uint64_t stripe_unit() const;
+
+  // The open librbd image (librbd.hpp), for what RawImage does not cover, such as snapshots.
+  librbd::Image& image() const { return *image_; }
 
  private:
   Status check_writable() const;
@@ -64,7 +85,7 @@ class RbdImage final : public RawImage {
   // Declared in this order so the image closes before its I/O context, and that before the cluster.
   std::shared_ptr<RbdConnection> connection_;
   IoCtxHandle ioctx_;
-  rbd_image_t image_;
+  std::unique_ptr<librbd::Image> image_;
   std::string name_;
   bool read_only_;
 };
@@ -73,6 +94,12 @@ class RbdImage final : public RawImage {
 // namespace, image or snapshot is Errc::not_found with a message naming it.
 Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> connection, const RbdImageSpec& spec,
                                                  OpenMode mode);
+// The same on an I/O context already opened: the image keeps `ioctx`, and `connection` when given
+// (without one, the caller keeps the cluster connected while the image is open); `name` is what
+// messages call the image, "rbd:POOL[/NAMESPACE]/IMAGE[@SNAP]".
+Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx,
+                                                 const std::string& image, const std::optional<std::string>& snapshot,
+                                                 OpenMode mode, const std::string& name);
 
 // Creates an image of `size` bytes with the cluster's default features (rbd_default_features:
 // layering, exclusive-lock, object-map, fast-diff, deep-flatten) and opens it read-write. Fails if

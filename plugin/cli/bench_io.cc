@@ -21,7 +21,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "buffer_pool.h"
 #include "commands.h"
 #include "encrypted_rbd_image.h"
 #include "io_load.h"
@@ -143,7 +142,7 @@ class BenchImages {
   ~BenchImages() {
     devices_.clear();
     luks_.clear();
-    raw_.clear();
+    librbd_images_.clear();
     for (const auto& name : names_) rbd_remove(ioctx_.get(), name.c_str());
   }
   BenchImages(const BenchImages&) = delete;
@@ -156,10 +155,12 @@ class BenchImages {
     RL_ASSIGN(auto image, create_rbd_image(connection_, spec, raw_size));
     names_.push_back(name);
     switch (kind) {
-      case PathKind::plain:
-        devices_[kind] = librbd_device(image->handle(), plaintext_size);
-        raw_.push_back(std::move(image));
+      case PathKind::plain: {
+        image.reset();
+        RL_ASSIGN(rbd_image_t plain, open_with_c_api(spec));
+        devices_[kind] = librbd_device(plain, plaintext_size);
         break;
+      }
       case PathKind::rbd_luks: {
         // The KDF cost only guards a throwaway passphrase: keep it at the minimum.
         FormatOptions options;
@@ -176,20 +177,22 @@ class BenchImages {
         break;
       }
       case PathKind::native: {
+        image.reset();
         SecureBuffer passphrase(32);
         RL_TRY(fill_random(passphrase.span()));
         rbd_encryption_luks2_format_options_t options{
             RBD_ENCRYPTION_ALGORITHM_AES256, reinterpret_cast<const char*>(passphrase.data()), passphrase.size()};
-        int r = rbd_encryption_format(image->handle(), RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
+        RL_ASSIGN(rbd_image_t formatting, open_with_c_api(spec));
+        int r = rbd_encryption_format(formatting, RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
         if (r < 0) return ceph_error(r, "native LUKS2 format of " + spec.name());
         // Load on a fresh open, as a client of an existing native volume does.
-        image.reset();
-        RL_ASSIGN(image, open_rbd_image(connection_, spec, OpenMode::read_write));
-        r = rbd_encryption_load(image->handle(), RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
+        librbd_images_.pop_back();
+        RL_ASSIGN(rbd_image_t native, open_with_c_api(spec));
+        r = rbd_encryption_load(native, RBD_ENCRYPTION_FORMAT_LUKS2, &options, sizeof options);
         if (r < 0) return ceph_error(r, "native LUKS2 load of " + spec.name());
-        RL_ASSIGN(auto size, image->size());
-        devices_[kind] = librbd_device(image->handle(), size);
-        raw_.push_back(std::move(image));
+        uint64_t size = 0;
+        if (r = rbd_get_size(native, &size); r < 0) return ceph_error(r, "size of " + spec.name());
+        devices_[kind] = librbd_device(native, size);
         break;
       }
     }
@@ -210,7 +213,17 @@ class BenchImages {
   IoCtxHandle ioctx_;
   std::string pool_;
   std::vector<std::string> names_;
-  std::vector<std::unique_ptr<RbdImage>> raw_;
+  // Plain and native librbd run through librbd's C API, as C clients (qemu, fio's rbd engine) do.
+  Result<rbd_image_t> open_with_c_api(const RbdImageSpec& spec) {
+    rbd_image_t image = nullptr;
+    if (const int r = rbd_open(ioctx_.get(), spec.image.c_str(), &image, nullptr); r < 0) {
+      return ceph_error(r, "open " + spec.name());
+    }
+    librbd_images_.emplace_back(image, rbd_close);
+    return image;
+  }
+
+  std::vector<std::unique_ptr<void, int (*)(rbd_image_t)>> librbd_images_;
   std::vector<std::unique_ptr<EncryptedRbdImage>> luks_;
   std::map<PathKind, std::unique_ptr<AsyncBlockDevice>> devices_;
 };
@@ -275,17 +288,6 @@ std::string cipher_backend() {
   return cipher ? std::string((*cipher)->backend_name()) : "unknown";
 }
 
-// How much of this process's anonymous memory sits on huge pages: with THP at madvise only the
-// rbd-luks image's object-sized bounce buffers ask for them, so a run whose buffers fell back to
-// small pages shows.
-uint64_t anon_huge_page_bytes() {
-  std::ifstream rollup("/proc/self/smaps_rollup");
-  for (std::string line; std::getline(rollup, line);) {
-    if (line.rfind("AnonHugePages:", 0) == 0) return std::stoull(line.substr(line.find(':') + 1)) * 1024;
-  }
-  return 0;
-}
-
 std::string utc_now() {
   char text[32];
   const std::time_t now = std::time(nullptr);
@@ -330,13 +332,6 @@ class Report {
     std::fflush(stdout);
   }
 
-  void huge_pages() const {
-    if (json_) return;
-    std::printf("\ntransparent huge pages: %s; %llu MiB of this process on huge pages at the end\n",
-                BufferPool::transparent_huge_pages_mode().c_str(),
-                static_cast<unsigned long long>(anon_huge_page_bytes() / kMiB));
-  }
-
   // The targets, for the points this run measured.
   void targets(const std::vector<Cell>& cells) const {
     if (json_) return;
@@ -368,9 +363,7 @@ class Report {
     out["machine"] = {{"cpu", cpu_model()},
                       {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
                       {"cipher_backend", cipher_backend()},
-                      {"librbd", librbd_version_text()},
-                      {"transparent_huge_pages", BufferPool::transparent_huge_pages_mode()},
-                      {"anon_huge_page_bytes_at_end", anon_huge_page_bytes()}};
+                      {"librbd", librbd_version_text()}};
     out["settings"] = {{"pool", settings_.pool},
                        {"image_bytes", settings_.size},
                        {"seconds", settings_.seconds},
@@ -482,7 +475,6 @@ Status bench_io(const CommandLine& cl, const Args& args) {
       }
     }
   }
-  report.huge_pages();
   report.targets(cells);
   report.json(cells);
   return {};

@@ -3,8 +3,10 @@
 // errors for missing pools, images and monitors.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <rbd/librbd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <rbd/librbd.hpp>
 
 #include <gtest/gtest.h>
 #include <algorithm>
@@ -232,7 +234,7 @@ TEST_F(RbdImageTest, SnapshotIsReadOnlyAndKeepsOldData) {
   const auto after = random_bytes(4096, 8);
   ASSERT_TRUE(image->write(0, before));
   ASSERT_TRUE(image->set_metadata("k", "v"));
-  ASSERT_EQ(rbd_snap_create(image->handle(), "s1"), 0);
+  ASSERT_EQ(image->image().snap_create("s1"), 0);
   ASSERT_TRUE(image->write(0, after));
 
   auto snap_spec = spec;
@@ -254,7 +256,7 @@ TEST_F(RbdImageTest, SnapshotIsReadOnlyAndKeepsOldData) {
   EXPECT_EQ(got, after);
 
   snap->reset();
-  EXPECT_EQ(rbd_snap_remove(image->handle(), "s1"), 0);
+  EXPECT_EQ(image->image().snap_remove("s1"), 0);
 }
 
 TEST_F(RbdImageTest, CreateRefusesAnExistingImage) {

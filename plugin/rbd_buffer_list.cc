@@ -1,0 +1,36 @@
+// RbdBufferList: the few ceph::bufferlist operations the dispatch layer needs.
+#include "rbd_buffer_list.h"
+
+#include <rados/buffer.h>
+
+#include <cassert>
+
+namespace rbdluks {
+
+RbdBufferList::RbdBufferList() : list_(std::make_unique<ceph::bufferlist>()) {}
+RbdBufferList::~RbdBufferList() = default;
+
+uint64_t RbdBufferList::size() const { return list_->length(); }
+
+void RbdBufferList::views(std::vector<std::span<const uint8_t>>& views) const {
+  for (const auto& buffer : list_->buffers()) {
+    views.emplace_back(reinterpret_cast<const uint8_t*>(buffer.c_str()), buffer.length());
+  }
+}
+
+void RbdBufferList::copy_to(std::span<uint8_t> out) const {
+  assert(out.size() <= list_->length());
+  list_->begin().copy(static_cast<unsigned>(out.size()), reinterpret_cast<char*>(out.data()));
+}
+
+std::span<uint8_t> RbdBufferList::replace_with_new_buffer(size_t size) {
+  ceph::bufferptr buffer(ceph::buffer::create_page_aligned(static_cast<unsigned>(size)));
+  const std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer.c_str()), size);
+  list_->clear();
+  list_->push_back(std::move(buffer));
+  return bytes;
+}
+
+void RbdBufferList::clear() { list_->clear(); }
+
+}  // namespace rbdluks
