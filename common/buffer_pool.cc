@@ -79,23 +79,6 @@ BufferPool::Lease BufferPool::acquire() {
   return take();
 }
 
-std::optional<BufferPool::Lease> BufferPool::try_acquire() {
-  const std::lock_guard lock(mutex_);
-  if (free_.empty() && allocated_ == count_) return std::nullopt;
-  return take();
-}
-
-void BufferPool::acquire_async(std::function<void(Lease)> on_ready) {
-  std::unique_lock lock(mutex_);
-  if (free_.empty() && allocated_ == count_) {
-    waiting_.push_back(std::move(on_ready));
-    return;
-  }
-  Lease lease = take();
-  lock.unlock();
-  on_ready(std::move(lease));
-}
-
 BufferPool::Lease BufferPool::take() {
   if (free_.empty()) {
     Buffer buffer = allocate();
@@ -109,14 +92,6 @@ BufferPool::Lease BufferPool::take() {
 
 void BufferPool::give_back(Buffer buffer) {
   std::unique_lock lock(mutex_);
-  if (!waiting_.empty()) {
-    // Handed straight over, so a buffer never sits free while a callback waits.
-    auto on_ready = std::move(waiting_.front());
-    waiting_.pop_front();
-    lock.unlock();
-    on_ready(Lease(this, std::move(buffer), buffer_bytes_));
-    return;
-  }
   free_.push_back(std::move(buffer));
   lock.unlock();
   returned_.notify_one();

@@ -1,24 +1,21 @@
-// BufferPool: a bounded set of reusable, page-aligned bounce buffers for the data path.
+// BufferPool: a bounded set of reusable, page-aligned bounce buffers for the synchronous data path
+// over files (EncryptedImage). (The RBD dispatch layer needs none: it encrypts into buffers librbd
+// takes over, see plugin/encrypted_rbd_image.h.)
 //
 // Writes encrypt into a bounce buffer so the caller's data is never modified, and partial-sector
 // requests assemble whole sectors in one. Taking them from a fixed pool instead of allocating per
 // request bounds memory (count x size, whatever the queue depth) and avoids page-faulting fresh
 // megabytes on every request. Buffers are allocated on first use, so an idle pool costs nothing.
-// The synchronous data path blocks in acquire(); the asynchronous one, which must never block a
-// librbd callback thread, queues a callback with acquire_async().
 // Buffers of a huge page or more are mapped on huge-page boundaries and offered to transparent huge
 // pages (MADV_HUGEPAGE; most distributions enable THP only on request): a 4 MiB bounce buffer then
-// takes two TLB entries instead of 1024 while the cipher writes it and librbd copies it.
+// takes two TLB entries instead of 1024 while the cipher writes it.
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -72,12 +69,6 @@ class BufferPool {
 
   // Blocks while all buffers are on loan.
   Lease acquire();
-  // A buffer when one is free now, else nullopt.
-  std::optional<Lease> try_acquire();
-  // Never blocks. on_ready runs exactly once with a buffer: in the calling thread before this returns
-  // when one is free, otherwise in the thread whose returned lease frees one, without any internal
-  // lock held. Waiting callbacks are served in arrival order, before blocked acquire() callers.
-  void acquire_async(std::function<void(Lease)> on_ready);
 
  private:
   // Caller holds mutex_ and has checked that a buffer is free or may still be allocated.
@@ -90,7 +81,6 @@ class BufferPool {
   std::mutex mutex_;
   std::condition_variable returned_;
   std::vector<Buffer> free_;
-  std::deque<std::function<void(Lease)>> waiting_;  // only while every buffer is on loan
   size_t allocated_ = 0;
 };
 

@@ -2,8 +2,8 @@
 // `rbd` tools set theirs up (conf file, CEPH_CONF, CEPH_ARGS, client name, keyring), but with bounded
 // timeouts so that a dead cluster fails in seconds with a message instead of hanging for 300 s.
 //
-// We use the C APIs of librados and librbd: they are stable across Ceph releases, need no C++
-// headers beyond librados.h/librbd.h, never throw, and read and write straight into caller buffers.
+// Connections and pools use librados's C API, which is stable across Ceph releases and never
+// throws; images are opened through librbd's C++ API for its buffer lists (see rbd_image.h).
 #pragma once
 
 #include <rados/librados.h>

@@ -1,5 +1,4 @@
-// BufferPool: alignment, the bound on buffers in use, reuse, blocking until one is returned, and
-// the callbacks of acquire_async (at once, or in order in the thread that returns a buffer), and
+// BufferPool: alignment, the bound on buffers in use (blocking until one is returned), reuse, and
 // huge pages for buffers of 2 MiB and more.
 #include "buffer_pool.h"
 
@@ -11,8 +10,6 @@
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "test_support.h"
 
@@ -55,63 +52,23 @@ TEST(BufferPool, LargeBuffersSitOnHugePages) {
   EXPECT_GT(anon_huge_page_kb_at(buffer.data()), 0u);
 }
 
-TEST(BufferPool, AtMostCountBuffersAreOnLoanAndReturnedOnesAreReused) {
-  BufferPool pool(4096, 2);
-  auto a = pool.try_acquire();
-  auto b = pool.try_acquire();
-  ASSERT_TRUE(a && b);
-  EXPECT_NE(a->span().data(), b->span().data());
-  EXPECT_FALSE(pool.try_acquire().has_value());
-  uint8_t* const returned = b->span().data();
+TEST(BufferPool, TheLastBufferReturnedIsTheFirstReused) {
+  BufferPool pool(4096, 3);
+  auto a = pool.acquire();
+  std::optional<BufferPool::Lease> b = pool.acquire();
+  std::optional<BufferPool::Lease> c = pool.acquire();
+  EXPECT_NE(a.span().data(), b->span().data());
+  EXPECT_NE(b->span().data(), c->span().data());
+  uint8_t* const last = b->span().data();
+  c.reset();
   b.reset();
-  auto c = pool.try_acquire();
-  ASSERT_TRUE(c.has_value());
-  EXPECT_EQ(c->span().data(), returned);
+  EXPECT_EQ(pool.acquire().span().data(), last) << "the warmest buffer in cache";
 }
 
 TEST(BufferPool, AcquireBlocksUntilALeaseEnds) {
   BufferPool pool(4096, 1);
   auto held = pool.acquire();
   expect_blocks_until([&] { auto lease = pool.acquire(); }, [&] { auto drop = std::move(held); });
-}
-
-TEST(BufferPool, AcquireAsyncRunsAtOnceWhenABufferIsFree) {
-  BufferPool pool(4096, 1);
-  std::optional<BufferPool::Lease> got;
-  pool.acquire_async([&](BufferPool::Lease lease) { got.emplace(std::move(lease)); });
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(got->span().size(), 4096u);
-  EXPECT_FALSE(pool.try_acquire().has_value()) << "the async lease counts against the bound";
-}
-
-TEST(BufferPool, AcquireAsyncWaitersAreServedInOrderByTheReturningThread) {
-  BufferPool pool(4096, 1);
-  std::optional<BufferPool::Lease> held = pool.acquire();
-  uint8_t* const buffer = held->span().data();
-  std::vector<int> order;
-  std::optional<BufferPool::Lease> first;
-  std::thread::id first_thread;
-  pool.acquire_async([&](BufferPool::Lease lease) {
-    order.push_back(1);
-    first_thread = std::this_thread::get_id();
-    first.emplace(std::move(lease));
-  });
-  pool.acquire_async([&](BufferPool::Lease lease) {
-    order.push_back(2);
-    EXPECT_EQ(lease.span().data(), buffer);
-  });
-  EXPECT_TRUE(order.empty()) << "no buffer is free, so nothing runs yet";
-  EXPECT_FALSE(pool.try_acquire().has_value());
-
-  std::thread returner([&] { held.reset(); });
-  returner.join();
-  ASSERT_EQ(order, std::vector<int>{1});
-  EXPECT_NE(first_thread, std::this_thread::get_id()) << "the callback ran in the thread that returned the buffer";
-  EXPECT_EQ(first->span().data(), buffer);
-
-  first.reset();  // hands the buffer to the second waiter, which drops it again
-  EXPECT_EQ(order, (std::vector<int>{1, 2}));
-  EXPECT_TRUE(pool.try_acquire().has_value()) << "the buffer is free again";
 }
 
 }  // namespace
