@@ -3,9 +3,8 @@
 # qemu_img_create_rbd POOL/IMAGE SIZE ARGS...: `qemu-img create ARGS rbd:POOL/IMAGE SIZE` (what Cinder
 # runs), retried when qemu's own PBKDF2 timing fails on a busy machine ("Unable to get accurate CPU
 # usage": qemu measured 2^15 PBKDF2 iterations as 0 ms of thread CPU time, which happens now and
-# then, in bursts when the host is loaded), which happens after
-# the RBD image was created: the retry removes it first, and waits a little longer each time. Any
-# other failure is final.
+# then, in bursts when the host is loaded). That happens after the RBD image was created: the retry
+# removes it first, and waits a little longer each time. Any other failure is final.
 qemu_img_create_rbd() {
   local image=$1 size=$2 attempt
   shift 2
