@@ -1,7 +1,7 @@
 // EncryptedImage: the plaintext view of a LUKS data segment on a RawImage, synchronous and thread-safe.
 //
 // Used by the CLI for reading and writing unlocked images; the asynchronous librbd layer shares its
-// building blocks (sector_codec, range_lock, buffer_pool) rather than this class. Plaintext offset 0
+// building blocks (sector_codec, range_lock) rather than this class. Plaintext offset 0
 // is raw offset data_offset. Requests of any alignment are accepted: partial sectors are read,
 // merged and re-encrypted under a range lock, so concurrent overlapping requests never lose bytes.
 // The caller's buffers are never modified by writes (encryption happens in pooled bounce buffers),

@@ -1,6 +1,7 @@
 // XtsCipher: the cipher-backend interface. AES-XTS over runs of whole sectors, in place or from one
-// buffer into another (so a write can encrypt straight from the caller's memory into its bounce
-// buffer, one pass over memory instead of a copy and then a pass).
+// buffer into another (so a write can encrypt straight from the caller's memory into the buffer
+// librbd sends, and a read decrypt straight from the one librbd received into the caller's: one
+// pass over memory instead of a copy and then a pass).
 //
 // Tweaks follow dm-crypt's "plain64" IV in 512-byte units, which is what cryptsetup (LUKS1 and
 // LUKS2, any sector size) and librbd's native encryption use: the sector that starts at byte offset
