@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <vector>
 
 namespace rbdluks {
 namespace {
