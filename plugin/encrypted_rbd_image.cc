@@ -101,7 +101,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
       grid_(grid),
-      inline_crypto_bytes_(std::max<size_t>(options.inline_crypto_bytes, size_t{2} * layout_.sector_size)),
+      inline_crypto_bytes_(options.inline_crypto_bytes),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
