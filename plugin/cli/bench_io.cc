@@ -5,8 +5,10 @@
 // measuring (so reads hit real objects and writes overwrite, as on a volume in use) and flushed,
 // and the same seeded random offsets. Rounds alternate the paths, rotating who goes first and
 // reversing the order every other round, and writes are flushed after each run, so a noisy neighbour
-// or a warming cache hurts all three alike; the reported figures are medians over rounds, and
-// ratios are the median of the per-round ratios. CPU time is the whole client process's.
+// or a warming cache hurts all three alike; the reported figures are medians over rounds, ratios
+// are the median of the per-round ratios (and the client CPU surcharge the median of per-round
+// differences), and the targets come with a 95% confidence interval for that median, so a miss
+// can be told from the host's noise. CPU time is the whole client process's.
 
 #include <rbd/librbd.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@
 #include "encrypted_rbd_image.h"
 #include "io_load.h"
 #include "luks_volume.h"
+#include "median_interval.h"
 #include "random.h"
 #include "rbd_image.h"
 #include "secure_buffer.h"
@@ -236,12 +239,6 @@ PathKind path_in_round(const std::vector<PathKind>& paths, uint64_t round, size_
   return paths[(position + round / 2) % n];
 }
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
 double mb_per_s(const LoadResult& r) { return static_cast<double>(r.bytes) / r.seconds / 1e6; }
 double cpu_per_gb(const LoadResult& r) { return r.cpu_seconds / (static_cast<double>(r.bytes) / 1e9); }
 
@@ -257,16 +254,36 @@ struct Cell {
     for (const auto& r : rounds.at(kind)) values.push_back(f(r));
     return median(values);
   }
-  // The median over rounds of kind's throughput relative to plain's in the same round.
+  // Each round's throughput of kind relative to plain's in the same round.
+  std::vector<double> ratios(PathKind kind) const {
+    return paired(kind, [](const LoadResult& r, const LoadResult& p) { return mb_per_s(r) / mb_per_s(p); });
+  }
+  // Each round's client CPU per GB of kind minus plain's in the same round.
+  std::vector<double> extra_cpu(PathKind kind) const {
+    return paired(kind, [](const LoadResult& r, const LoadResult& p) { return cpu_per_gb(r) - cpu_per_gb(p); });
+  }
   std::optional<double> ratio(PathKind kind) const {
     if (!rounds.count(kind) || !rounds.count(PathKind::plain)) return std::nullopt;
+    return median(ratios(kind));
+  }
+
+ private:
+  std::vector<double> paired(PathKind kind, double (*f)(const LoadResult&, const LoadResult&)) const {
     std::vector<double> values;
-    for (size_t i = 0; i < rounds.at(kind).size(); ++i) {
-      values.push_back(mb_per_s(rounds.at(kind)[i]) / mb_per_s(rounds.at(PathKind::plain)[i]));
-    }
-    return median(values);
+    for (size_t i = 0; i < rounds.at(kind).size(); ++i)
+      values.push_back(f(rounds.at(kind)[i], rounds.at(PathKind::plain)[i]));
+    return values;
   }
 };
+
+// " (95% CI a-b)" for the median of values, or nothing when there are too few rounds for one.
+std::string interval_text(const std::vector<double>& values, const char* format) {
+  const auto interval = median_interval(values);
+  if (!interval) return "";
+  char text[64];
+  std::snprintf(text, sizeof text, format, interval->low, interval->high);
+  return std::string(" (95% CI ") + text + ")";
+}
 
 std::string size_label(uint64_t bytes) {
   if (bytes % kMiB == 0) return std::to_string(bytes / kMiB) + "M";
@@ -343,14 +360,17 @@ class Report {
       any = true;
       const bool large = cell.block_size == 4 * kMiB;
       const double want = large ? 0.90 : 0.95;
-      const double got = *cell.ratio(PathKind::rbd_luks);
-      std::printf("  %-5s %2s %s %.3f, want >= %.2f: %s\n", cell.rw.c_str(), size_label(cell.block_size).c_str(),
-                  large ? "throughput" : "IOPS      ", got, want, got >= want ? "met" : "MISSED");
+      const std::vector<double> ratios = cell.ratios(PathKind::rbd_luks);
+      const double got = median(ratios);
+      std::printf("  %-5s %2s %s %.3f%s, want >= %.2f: %s\n", cell.rw.c_str(), size_label(cell.block_size).c_str(),
+                  large ? "throughput" : "IOPS      ", got, interval_text(ratios, "%.3f-%.3f").c_str(), want,
+                  got >= want ? "met" : "MISSED");
       if (large) {
-        const double extra =
-            cell.median_of(PathKind::rbd_luks, cpu_per_gb) - cell.median_of(PathKind::plain, cpu_per_gb);
-        std::printf("  %-5s %2s client CPU %+.3f s/GB, want <= +0.15: %s\n", cell.rw.c_str(),
-                    size_label(cell.block_size).c_str(), extra, extra <= 0.15 ? "met" : "MISSED");
+        const std::vector<double> extras = cell.extra_cpu(PathKind::rbd_luks);
+        const double extra = median(extras);
+        std::printf("  %-5s %2s client CPU %+.3f s/GB%s, want <= +0.15: %s\n", cell.rw.c_str(),
+                    size_label(cell.block_size).c_str(), extra, interval_text(extras, "%+.3f to %+.3f").c_str(),
+                    extra <= 0.15 ? "met" : "MISSED");
       }
     }
   }
@@ -376,7 +396,13 @@ class Report {
         path["mb_per_s"] = cell.median_of(kind, mb_per_s);
         path["iops"] = cell.median_of(kind, mb_per_s) * 1e6 / static_cast<double>(cell.block_size);
         path["cpu_s_per_gb"] = cell.median_of(kind, cpu_per_gb);
-        if (auto ratio = cell.ratio(kind); ratio && kind != PathKind::plain) path["ratio_to_plain"] = *ratio;
+        if (auto ratio = cell.ratio(kind); ratio && kind != PathKind::plain) {
+          path["ratio_to_plain"] = *ratio;
+          if (const auto interval = median_interval(cell.ratios(kind))) {
+            path["ratio_to_plain_ci95"] = {interval->low, interval->high};
+          }
+          path["extra_cpu_s_per_gb"] = median(cell.extra_cpu(kind));
+        }
         for (const auto& r : rounds) {
           path["rounds"].push_back(
               {{"bytes", r.bytes}, {"requests", r.requests}, {"seconds", r.seconds}, {"cpu_seconds", r.cpu_seconds}});
