@@ -27,8 +27,13 @@ constexpr size_t kMaxFreeRequests = 256;
 // two steps.
 constexpr uint64_t kCryptoChunkBytes = uint64_t{64} << 10;
 
-// The request whose submit() is running on this thread, if any (see EncryptedRbdImage::crypto).
+// The request whose submit() is running on this thread, if any (see EncryptedRbdImage::encrypt_piece).
 thread_local const void* submitting_here = nullptr;
+
+// Whether a large read is being decrypted on one of librbd's completion threads right now (see
+// EncryptedRbdImage::read_done). Process-wide, because those threads are: librados has a few
+// (librados_thread_count, 2 by default) that complete every image's requests.
+std::atomic<bool> large_decryption_on_completion_thread{false};
 
 // Calls f(data, bytes) for each contiguous stretch of the caller's buffers that holds bytes
 // [skip, skip + length) of their concatenation.
@@ -351,10 +356,28 @@ void EncryptedRbdImage::read_done(Piece* piece, ssize_t r) {
     piece_done(piece, r);
     return;
   }
-  crypto(piece, &EncryptedRbdImage::decode_read);
+  // The ciphertext has just arrived on this thread, librbd's completion thread, so it is decrypted
+  // here: handing a large piece to a worker costs more than the decryption saves (docs/
+  // performance.md, "Threads and memory"). But these threads complete every request in the
+  // process, so only one large decryption at a time runs on them; the others go to the workers,
+  // which keeps completions flowing and spreads bursts of large reads over the cores.
+  if (piece->span.size() <= inline_crypto_bytes_) {
+    decrypt_and_finish(piece);
+  } else if (!large_decryption_on_completion_thread.exchange(true, std::memory_order_relaxed)) {
+    decrypt_into_callers_buffers(piece);
+    large_decryption_on_completion_thread.store(false, std::memory_order_relaxed);
+    piece_done(piece, 0);  // after the flag: the request's callback may run long
+  } else {
+    workers_.post([this, piece] { decrypt_and_finish(piece); });
+  }
 }
 
-void EncryptedRbdImage::decode_read(Piece* piece) {
+void EncryptedRbdImage::decrypt_and_finish(Piece* piece) {
+  decrypt_into_callers_buffers(piece);
+  piece_done(piece, 0);
+}
+
+void EncryptedRbdImage::decrypt_into_callers_buffers(Piece* piece) {
   const SectorSpan& span = piece->span;
   const Request& request = *piece->request;
   piece->from.clear();
@@ -363,7 +386,6 @@ void EncryptedRbdImage::decode_read(Piece* piece) {
   for_each_segment(request.buffers, span.request_begin - request.offset, span.request_end - span.request_begin,
                    [&](uint8_t* data, size_t n) { piece->to.emplace_back(data, n); });
   decrypt_scattered(*cipher_, span, piece->from, piece->to);
-  piece_done(piece, 0);
 }
 
 // ---- Writes and zeroing ----
@@ -371,7 +393,7 @@ void EncryptedRbdImage::decode_read(Piece* piece) {
 void EncryptedRbdImage::start_write(Piece* piece) {
   const PartialSectors partial = partial_sectors(piece->span);
   if (partial.count == 0) {
-    crypto(piece, &EncryptedRbdImage::encode_and_write);
+    encrypt_piece(piece);
     return;
   }
   piece->read_error = 0;
@@ -399,7 +421,7 @@ void EncryptedRbdImage::partial_sector_read(Piece* piece, ssize_t r) {
     piece_done(piece, piece->read_error);
     return;
   }
-  crypto(piece, &EncryptedRbdImage::encode_and_write);
+  encrypt_piece(piece);
 }
 
 // The caller's bytes for span's part of the request, when they lie in one of its buffers.
@@ -478,19 +500,18 @@ void EncryptedRbdImage::start_flush(Piece* piece) {
 
 // ---- Completion ----
 
-void EncryptedRbdImage::crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*)) {
+void EncryptedRbdImage::encrypt_piece(Piece* piece) {
   // A write's last piece, still on the thread that submits it, is encrypted right here. That thread
   // would otherwise only hand it over and wait for nothing, and its encryption takes the place of
   // the copy that plain librbd's C API makes on the same thread. Its other pieces go to the workers
-  // meanwhile. Reads finish on librbd's completion thread, which every image's requests share:
-  // large decryptions leave it at once.
+  // meanwhile, as do large pieces that waited for their edge sectors (on librbd's completion thread).
   const Request& request = *piece->request;
   const bool last_piece_in_submit =
-      request.op != Op::read && submitting_here == &request && piece == request.pieces[request.piece_count - 1].get();
+      submitting_here == &request && piece == request.pieces[request.piece_count - 1].get();
   if (piece->span.size() <= inline_crypto_bytes_ || last_piece_in_submit) {
-    (this->*f)(piece);
+    encode_and_write(piece);
   } else {
-    workers_.post([this, piece, f] { (this->*f)(piece); });
+    workers_.post([this, piece] { encode_and_write(piece); });
   }
 }
 

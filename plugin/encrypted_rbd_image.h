@@ -26,8 +26,10 @@
 //   on); reads need no buffer beyond the ones librbd received into. So rbd-luks holds no more
 //   memory than plain librbd for the same requests. Nothing waits for a lock by blocking a thread.
 // - Pieces up to DispatchOptions::inline_crypto_bytes are en/decrypted on the thread at hand (the
-//   submitter or librbd's completion thread); larger ones on a small worker pool, except a write's
-//   last piece, which the submitting thread encrypts itself while the workers take the others.
+//   submitter or librbd's completion thread). Of larger ones, a write's last piece is encrypted by
+//   the submitting thread while a small worker pool takes the others; a read's are decrypted on
+//   librbd's completion thread where the ciphertext arrived, one at a time in the process, and on
+//   the workers while that one runs.
 // - Completion callbacks run on librbd's completion thread or a worker, never inside the call that
 //   submitted the request and never with an internal lock held.
 // - Submitting may throw std::bad_alloc, and then nothing was submitted; an allocation failure
@@ -147,7 +149,8 @@ class EncryptedRbdImage {
 
   void start_read(Piece* piece);
   void read_done(Piece* piece, ssize_t r);
-  void decode_read(Piece* piece);
+  void decrypt_and_finish(Piece* piece);
+  void decrypt_into_callers_buffers(Piece* piece);
 
   void start_write(Piece* piece);
   void partial_sector_read(Piece* piece, ssize_t r);
@@ -159,8 +162,8 @@ class EncryptedRbdImage {
   // A librbd completion (RbdImage::AioDone) whose argument is a piece, which it continues with Step.
   template <void (EncryptedRbdImage::*Step)(Piece*, ssize_t)>
   static void on_librbd_done(void* arg, ssize_t r);
-  // Runs f here for a small piece, else on the worker pool.
-  void crypto(Piece* piece, void (EncryptedRbdImage::*f)(Piece*));
+  // Encrypts a write's piece and sends it, here or on a worker (see the .cc).
+  void encrypt_piece(Piece* piece);
   // Reports a piece that failed before librbd took it, never from inside the submitting call.
   void fail_later(Piece* piece, int r);
   void piece_done(Piece* piece, ssize_t r);
