@@ -396,9 +396,10 @@ class Report {
         path["mb_per_s"] = cell.median_of(kind, mb_per_s);
         path["iops"] = cell.median_of(kind, mb_per_s) * 1e6 / static_cast<double>(cell.block_size);
         path["cpu_s_per_gb"] = cell.median_of(kind, cpu_per_gb);
-        if (auto ratio = cell.ratio(kind); ratio && kind != PathKind::plain) {
-          path["ratio_to_plain"] = *ratio;
-          if (const auto interval = median_interval(cell.ratios(kind))) {
+        if (kind != PathKind::plain && cell.rounds.count(PathKind::plain)) {
+          const std::vector<double> ratios = cell.ratios(kind);
+          path["ratio_to_plain"] = median(ratios);
+          if (const auto interval = median_interval(ratios)) {
             path["ratio_to_plain_ci95"] = {interval->low, interval->high};
           }
           path["extra_cpu_s_per_gb"] = median(cell.extra_cpu(kind));
