@@ -19,8 +19,8 @@ RBD_LUKS_BUILD_DIR="$root/build" bash deploy/build.sh
 
 step "static analysis (clang-tidy on common/ and plugin/, .clang-tidy, findings are errors)"
 # Except the two files that include librbd's C++ headers: clang cannot compile Ceph 16's buffer.h
-# as C++20 (an ambiguous iterator comparison; GCC accepts it), see plugin/rbd_buffer_list.h.
-run-clang-tidy -p "$root/build" -j 2 -quiet "$root/(common|plugin)/(?!rbd_image\.cc|rbd_buffer_list\.cc)" \
+# as C++20 (an ambiguous iterator comparison; GCC accepts it), see plugin/rbd/rbd_buffer_list.h.
+run-clang-tidy -p "$root/build" -j 2 -quiet "$root/(common|plugin)/(?!rbd/rbd_image\.cc|rbd/rbd_buffer_list\.cc)" \
   >"$root/build/clang-tidy.log" 2>&1 || {
   grep -E '(error|warning): ' "$root/build/clang-tidy.log" | sort -u >&2
   echo "clang-tidy found the problems above (whole log: build/clang-tidy.log)" >&2

@@ -1,4 +1,4 @@
-// Target parsing and opening. Files are common/file_image; RBD images are plugin/rbd_image.
+// Target parsing and opening. Files are common/io/file_image; RBD images are plugin/rbd/rbd_image.
 #include "target.h"
 
 #include <sys/stat.h>

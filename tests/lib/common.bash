@@ -1,6 +1,6 @@
-# Helpers shared by the shell tests (tests/interop/*.sh through tests/interop/lib.bash, and
-# tests/rbd/*.sh): "ok" lines, failing at the first error, and exit-code checks of rbd-luks that
-# also hold it to its one-line error message. Sourced, not run. The sourcing script sets RBD_LUKS
+# Helpers shared by the shell tests (tests/plugin/cli/file/*.sh through their lib.bash, and the
+# cluster tests through rbd.bash): "ok" lines, failing at the first error, and exit-code checks of
+# rbd-luks that also hold it to its one-line error message. Sourced, not run. The sourcing script sets RBD_LUKS
 # (the binary under test) and WORK (its scratch directory, which gets the files out and err).
 
 # Fast KDF settings, so tests spend their time on behaviour rather than on key stretching.

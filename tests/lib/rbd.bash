@@ -1,9 +1,9 @@
-# Helpers for the shell tests against a Ceph cluster (tests/rbd/*.sh), on top of common.bash, which
-# this sources. Sourced, not run.
+# Helpers for the shell tests against a Ceph cluster (tests/plugin/**/*.sh), on top of
+# common.bash, which this sources. Sourced, not run.
 # shellcheck source-path=SCRIPTDIR source=common.bash
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
-# require_cluster_and_cli: what every tests/rbd/*.sh needs first: CEPH_CONF naming the test
+# require_cluster_and_cli: what every cluster test script needs first: CEPH_CONF naming the test
 # cluster (the CTest fixture sets it), and the rbd-luks binary in RBD_LUKS; without the binary the
 # test exits 77, which CTest reports as skipped.
 require_cluster_and_cli() {

@@ -1,0 +1,42 @@
+// RawImage: the bytes of an image as they are stored, header and ciphertext alike.
+//
+// The LUKS engine and the data path only talk to this interface. Implementations: a local file
+// (file_image) and an RBD image (in plugin/rbd/). Reads and writes are positional and whole: a read that
+// would pass the end of the image is an error, never a short read.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "result.h"
+
+namespace rbdluks {
+
+class RawImage {
+ public:
+  virtual ~RawImage() = default;
+
+  virtual Result<uint64_t> size() = 0;
+  virtual Status read(uint64_t offset, std::span<uint8_t> out) = 0;
+  virtual Status write(uint64_t offset, std::span<const uint8_t> data) = 0;
+  virtual Status flush() = 0;
+  // Makes [offset, offset + length) read back as zeros. The default writes zeros; backends override it
+  // with something cheaper (hole punching, RBD discard/write-zeroes).
+  virtual Status write_zeroes(uint64_t offset, uint64_t length);
+  virtual Status resize(uint64_t new_size) = 0;
+  virtual bool read_only() const = 0;
+
+  // Small key/value metadata kept beside the image (RBD image metadata; a sidecar for files).
+  // get_metadata returns std::nullopt when the key is absent. remove_metadata says whether the key
+  // was there; removing an absent one is not an error, since callers clearing optional keys rely on it.
+  virtual Result<std::optional<std::string>> get_metadata(const std::string& key) = 0;
+  virtual Status set_metadata(const std::string& key, const std::string& value) = 0;
+  virtual Result<bool> remove_metadata(const std::string& key) = 0;
+
+  // Where this image is, for error messages: "file:/tmp/x.img", "rbd:pool/image".
+  virtual const std::string& name() const = 0;
+};
+
+}  // namespace rbdluks
