@@ -30,7 +30,6 @@ log() { echo "$PROG: $*" >&2; }
 # (dists/bookworm/main/source/Sources.xz, package fio).
 readonly FIO_VERSION=3.33
 readonly FIO_SHA256=d2410e13e0f379d061d077cc5ae325835bb7c6186aa7bafc1df954cbc9b014fc
-readonly MIRROR=${RBD_LUKS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly CONFIGURE_FLAGS=(--disable-native --prefix=/usr --disable-tcmalloc)
 # Layout-relevant defines of Debian's build: which must be set, and which must not.
 readonly DEFINES_SET=(CONFIG_LIBAIO CONFIG_POSIXAIO CONFIG_RDMA CONFIG_LIBNUMA)
@@ -72,8 +71,18 @@ fi
 
 tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+# The archive is the one this machine's apt installs fio from: the URI apt would fetch the installed
+# fio's .deb from, up to its pool/ directory (RBD_LUKS_DEBIAN_ARCHIVE overrides it). The upstream
+# tarball sits beside the .deb in that archive's pool.
+archive=${RBD_LUKS_DEBIAN_ARCHIVE:-}
+if [ -z "$archive" ]; then
+  deb_uri=$(apt-get download --print-uris "fio=$installed" 2>/dev/null | awk -F"'" 'NR == 1 { print $2 }') || true
+  [[ $deb_uri == */pool/* ]] ||
+    die "apt does not say where fio $installed comes from (apt-get update, or set RBD_LUKS_DEBIAN_ARCHIVE)"
+  archive=${deb_uri%%/pool/*}
+fi
 tarball=fio_$FIO_VERSION.orig.tar.gz
-url=$MIRROR/pool/main/f/fio/$tarball
+url=$archive/pool/main/f/fio/$tarball
 log "downloading $url"
 curl -fsSL --retry 3 --connect-timeout 20 --max-time 300 -o "$tmp/$tarball" "$url" 2>"$tmp/curl.err" ||
   die "download of $url failed: $(tr '\n' ' ' <"$tmp/curl.err")"
