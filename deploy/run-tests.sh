@@ -18,9 +18,21 @@ step "building (build/)"
 RBD_LUKS_BUILD_DIR="$root/build" bash deploy/build.sh
 
 step "static analysis (clang-tidy on common/ and plugin/, .clang-tidy, findings are errors)"
-# Except the two files that include librbd's C++ headers: clang cannot compile Ceph 16's buffer.h
-# as C++20 (an ambiguous iterator comparison; GCC accepts it), see plugin/rbd/rbd_buffer_list.h.
-run-clang-tidy -p "$root/build" -j 2 -quiet "$root/(common|plugin)/(?!rbd/rbd_image\.cc|rbd/rbd_buffer_list\.cc)" \
+# clang cannot compile Ceph 16's buffer.h as C++20: one comparison of a const_iterator with an
+# iterator (buffers_t::insert_after) is ambiguous under C++20's reversed operator candidates, which
+# GCC accepts. clang-tidy therefore reads a copy of Ceph's rados/ and rbd/ headers in which that
+# comparison converts explicitly (and nothing else changes), so plugin/rbd/rbd_image.cc and
+# rbd_buffer_list.cc are analysed like every other file; the build uses the installed headers.
+tidy_include=$root/build/tidy-include
+rm -rf "$tidy_include" && mkdir -p "$tidy_include"
+cp -r /usr/include/rados /usr/include/rbd "$tidy_include/"
+sed -i 's/_root\.next = it == end() ? &item : _root\.next;/_root.next = it == const_iterator(end()) ? \&item : _root.next;/' \
+  "$tidy_include/rados/buffer.h"
+[ "$(grep -c 'it == const_iterator(end())' "$tidy_include/rados/buffer.h")" = 1 ] || {
+  echo "run-tests: Ceph's buffer.h is not the one clang-tidy's copy expects (Ceph 16); see this step" >&2
+  exit 1
+}
+run-clang-tidy -p "$root/build" -j 2 -quiet -extra-arg="-isystem$tidy_include" "$root/(common|plugin)/" \
   >"$root/build/clang-tidy.log" 2>&1 || {
   grep -E '(error|warning): ' "$root/build/clang-tidy.log" | sort -u >&2
   echo "clang-tidy found the problems above (whole log: build/clang-tidy.log)" >&2

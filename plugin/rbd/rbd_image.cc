@@ -40,7 +40,7 @@ int submit_aio(RbdImage::AioDone done, void* arg, Submit submit) {
     completion->release();
     return r;
   }
-  pending.release();  // on_aio_complete's now
+  static_cast<void>(pending.release());  // on_aio_complete owns it now
   return 0;
 }
 
