@@ -260,6 +260,13 @@ Result<Luks2Segment> parse_segment(const Json& j, const std::string& where) {
   }
   if (type != "crypt") return unsupported(where + " has type \"" + printable(type) + "\", only \"crypt\" is supported");
   RL_ASSIGN(s.iv_tweak, get_decimal(j, "iv_tweak", where));
+  // dm-crypt adds iv_tweak to every sector's IV when cryptsetup activates the volume, but
+  // cryptsetup's own offline reencryption reads the segment as if it were 0 (docs/design.md): the
+  // data of such a volume has no single meaning, so it is refused rather than read one way.
+  if (s.iv_tweak != 0) {
+    return unsupported(where + " has iv_tweak " + std::to_string(s.iv_tweak) +
+                       ": volumes with an IV offset are not supported");
+  }
   RL_ASSIGN(s.encryption, get_string(j, "encryption", where));
   RL_ASSIGN(s.sector_size, get_uint32(j, "sector_size", where));
   if (find_member(j, "integrity") != nullptr) return unsupported(where + " has integrity protection");
@@ -395,6 +402,17 @@ Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64
 }
 
 Status validate_digests(const Luks2Metadata& m) {
+  // The LUKS2 format gives each keyslot one digest: with two, which key the slot holds would depend on
+  // which digest a reader tries first.
+  std::map<int, int> digest_of_keyslot;
+  for (const auto& [id, d] : m.digests) {
+    for (const int keyslot : d.keyslots) {
+      if (const auto [it, inserted] = digest_of_keyslot.emplace(keyslot, id); !inserted) {
+        return bad("keyslot " + std::to_string(keyslot) + " is assigned to digests " + std::to_string(it->second) +
+                   " and " + std::to_string(id));
+      }
+    }
+  }
   for (const auto& [id, d] : m.digests) {
     const std::string where = "digest " + std::to_string(id);
     if (id < 0 || id >= kLuks2MaxDigests) return bad(where + " is out of the range 0 to 7");

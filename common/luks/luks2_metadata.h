@@ -57,7 +57,7 @@ struct Luks2Keyslot {
 struct Luks2Segment {
   uint64_t offset = 0;           // bytes from the image start
   std::optional<uint64_t> size;  // std::nullopt: "dynamic", up to the end of the image
-  uint64_t iv_tweak = 0;         // sector number of the first sector, in sector_size units
+  uint64_t iv_tweak = 0;         // dm-crypt's iv_offset: added to every sector's tweak, in 512-byte units
   std::string encryption = "aes-xts-plain64";
   uint32_t sector_size = 4096;
   std::vector<std::string> flags;

@@ -47,7 +47,7 @@ class Luks2Volume final : public LuksVolume {
 
   std::vector<KeyslotInfo> keyslots() const override {
     std::vector<KeyslotInfo> out;
-    for (const auto& [id, ks] : header_.metadata.keyslots) out.push_back({id, true, ks.kdf});
+    for (const auto& [id, ks] : header_.metadata.keyslots) out.push_back({id, true, !bound(id), ks.kdf});
     return out;
   }
 
@@ -56,13 +56,15 @@ class Luks2Volume final : public LuksVolume {
       if (header_.metadata.keyslots.count(*keyslot) == 0) {
         return Error(Errc::bad_key, image_.name() + ": keyslot " + std::to_string(*keyslot) + " is not active");
       }
+      if (!bound(*keyslot)) return unbound_error(*keyslot);
       return try_keyslot(*keyslot, passphrase);
     }
     // cryptsetup's order: "prefer" slots first, then normal ones; "ignore" slots only when named.
+    // Unbound slots are never tried: whatever key they hold is not the volume key.
     std::vector<int> order;
     for (const Luks2Priority priority : {Luks2Priority::prefer, Luks2Priority::normal}) {
       for (const auto& [id, ks] : header_.metadata.keyslots) {
-        if (ks.priority.value_or(Luks2Priority::normal) == priority) order.push_back(id);
+        if (ks.priority.value_or(Luks2Priority::normal) == priority && bound(id)) order.push_back(id);
       }
     }
     for (const int id : order) {
@@ -155,12 +157,21 @@ class Luks2Volume final : public LuksVolume {
     return nullptr;
   }
 
+  // The keyslot's digest covers the data segment, so what the keyslot opens to is the volume key.
+  bool bound(int keyslot) const {
+    const Luks2Digest* digest = keyslot_digest(keyslot);
+    return digest != nullptr && digest == segment_digest();
+  }
+
+  Error unbound_error(int keyslot) const {
+    return Error(Errc::bad_key, image_.name() + ": keyslot " + std::to_string(keyslot) +
+                                    " is unbound: the key it holds is not the volume key");
+  }
+
   Result<UnlockedKey> try_keyslot(int id, std::span<const uint8_t> passphrase) const {
     const Luks2Keyslot& ks = header_.metadata.keyslots.at(id);
+    if (!bound(id)) return unbound_error(id);
     const Luks2Digest* digest = keyslot_digest(id);
-    if (digest == nullptr) {
-      return Error(Errc::bad_header, image_.name() + ": keyslot " + std::to_string(id) + " has no digest");
-    }
     SecureBuffer derived(ks.area_key_size);
     RL_TRY(derive_key(ks.kdf, passphrase, ks.kdf_salt, derived.span()));
     auto candidate = read_key_material(image_, material_layout(ks), derived.span());
@@ -252,6 +263,7 @@ nlohmann::json Luks2Volume::describe() const {
     nlohmann::json slot = {
         {"id", id},
         {"state", "active"},
+        {"unbound", !bound(id)},
         {"type", "luks2"},
         {"key_size", ks.key_size},
         {"priority", ks.priority ? static_cast<int>(*ks.priority) : 1},
@@ -329,7 +341,7 @@ std::string Luks2Volume::describe_text() const {
   }
   out << "\nKeyslots:\n";
   for (const auto& [id, ks] : md.keyslots) {
-    out << "  " << id << ": luks2\n"
+    out << "  " << id << ": luks2" << (bound(id) ? "" : " (unbound)") << "\n"
         << "\tKey:        " << ks.key_size * 8 << " bits\n"
         << "\tCipher:     " << ks.area_encryption << "\n"
         << "\tPBKDF:      " << kdf_name(ks.kdf.type) << "\n";

@@ -23,6 +23,9 @@ namespace rbdluks {
 struct KeyslotInfo {
   int id = 0;
   bool active = false;
+  // An active LUKS2 keyslot whose digest covers no data segment (cryptsetup luksAddKey --unbound):
+  // it holds some key, never the volume key, and never opens the volume.
+  bool unbound = false;
   KdfParams kdf;  // meaningful when active
 };
 

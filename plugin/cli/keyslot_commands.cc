@@ -20,6 +20,7 @@ Status keyslot_list(const CommandLine& cl, const Args& args) {
       std::cout << "\ttime=" << slot.kdf.iterations << "\tmemory=" << slot.kdf.memory_kib
                 << "\tthreads=" << slot.kdf.parallel;
     }
+    if (slot.unbound) std::cout << "\tunbound";
     std::cout << "\n";
   }
   return {};
@@ -44,16 +45,19 @@ Status keyslot_remove(const CommandLine& cl, const Args& args) {
   // Removing a keyslot needs proof of a key: another passphrase that opens the volume.
   RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_write));
   LuksVolume& volume = *unlocked.loaded.volume;
-  bool known = false;
-  size_t active = 0;
-  for (const KeyslotInfo& info : volume.keyslots()) {
-    active += info.active ? 1 : 0;
-    known = known || (info.active && info.id == static_cast<int>(slot));
+  // Unbound keyslots do not open the data, so they do not count towards keeping it readable.
+  const KeyslotInfo* removed = nullptr;
+  size_t bound = 0;
+  const auto slots = volume.keyslots();
+  for (const KeyslotInfo& info : slots) {
+    bound += info.active && !info.unbound ? 1 : 0;
+    if (info.active && info.id == static_cast<int>(slot)) removed = &info;
   }
-  if (!known) return Error(Errc::usage, args[0] + ": keyslot " + args[1] + " is not active");
-  if (active == 1 && !cl.has("force")) {
+  if (removed == nullptr) return Error(Errc::usage, args[0] + ": keyslot " + args[1] + " is not active");
+  if (!removed->unbound && bound == 1 && !cl.has("force")) {
     return Error(Errc::usage, args[0] + ": keyslot " + args[1] +
-                                  " is the last one; removing it makes the data unreadable (use --force)");
+                                  " is the last one that opens the data; removing it makes the data unreadable "
+                                  "(use --force)");
   }
   RL_TRY(volume.remove_keyslot(static_cast<int>(slot)));
   inform(cl, "removed keyslot " + args[1] + " from " + args[0]);

@@ -60,7 +60,6 @@ int exit_code(const Error& error) {
     case Errc::bad_key:
       return 3;
     case Errc::bad_header:
-    case Errc::unsupported:
       return 4;
     case Errc::key_unavailable:
       return 5;
