@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "base64.h"
+#include "kdf_cost_limits.h"
 #include "luks2_binary_header.h"
 
 namespace rbdluks {
@@ -18,6 +19,11 @@ using Json = nlohmann::ordered_json;
 constexpr int kMaxJsonDepth = 64;
 constexpr uint64_t kSectorSize = 512;
 constexpr uint64_t kAreaAlignment = 4096;
+// Every LUKS2 writer (cryptsetup, librbd, rbd-luks) splits keys into 4000 stripes, as LUKS1 requires.
+// cryptsetup reads any count; more stripes only make the AF merge a reader pays for longer.
+constexpr uint32_t kAfStripes = 4000;
+// Keys far larger than any cipher's (a 512-bit XTS key is 64 bytes); cryptsetup's LUKS1 limit.
+constexpr uint32_t kMaxKeyBytes = 512;
 
 Error bad(const std::string& message) { return Error(Errc::bad_header, message); }
 Error unsupported(const std::string& message) { return Error(Errc::unsupported, message); }
@@ -375,11 +381,23 @@ Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64
     const std::string where = "keyslot " + std::to_string(id);
     if (id < 0 || id >= kLuks2MaxKeyslots) return bad(where + " is out of the range 0 to 31");
     if (k.key_size == 0 || k.area_key_size == 0) return bad(where + ": key_size is 0");
-    if (k.af_stripes == 0) return bad(where + ": af stripes is 0");
+    if (k.key_size > kMaxKeyBytes || k.area_key_size > kMaxKeyBytes) {
+      return bad(where + ": key size " + std::to_string(std::max(k.key_size, k.area_key_size)) +
+                 " bytes is larger than any cipher's (limit " + std::to_string(kMaxKeyBytes) + ")");
+    }
+    if (k.af_stripes != kAfStripes) {
+      return bad(where + ": " + std::to_string(k.af_stripes) + " AF stripes, LUKS2 writers use " +
+                 std::to_string(kAfStripes));
+    }
+    if (uint64_t{k.key_size} * k.af_stripes > k.area_size) {
+      return bad(where + ": the " + std::to_string(uint64_t{k.key_size} * k.af_stripes) +
+                 " bytes of split key material do not fit its " + std::to_string(k.area_size) + "-byte area");
+    }
     if (k.kdf.iterations == 0) return bad(where + ": kdf iterations/time is 0");
     if (k.kdf.type != KdfType::pbkdf2 && (k.kdf.memory_kib == 0 || k.kdf.parallel == 0)) {
       return bad(where + ": kdf memory or cpus is 0");
     }
+    RL_TRY(check_kdf_cost(k.kdf, where + " kdf"));
     if (k.area_encryption.empty()) return bad(where + ": area encryption is empty");
     if (k.area_size == 0) return bad(where + ": area size is 0");
     if (k.area_offset < keyslots_begin || k.area_offset > UINT64_MAX - k.area_size ||
@@ -397,6 +415,13 @@ Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64
     const bool has_digest = std::any_of(m.digests.begin(), m.digests.end(),
                                         [id = id](const auto& d) { return contains(d.second.keyslots, id); });
     if (!has_digest) return bad(where + " is not assigned to any digest");
+  }
+  // A wrong passphrase tries every keyslot, so their costs add up.
+  double total = 0;
+  for (const auto& entry : m.keyslots) total += kdf_cost_in_limits(entry.second.kdf);
+  if (total > kMaxKeyslotsCostInLimits) {
+    return bad("the keyslots' KDFs together cost " + std::to_string(total) + " times the limit for one, more than " +
+               std::to_string(static_cast<int>(kMaxKeyslotsCostInLimits)) + " (a hostile header?)");
   }
   return {};
 }
@@ -417,6 +442,10 @@ Status validate_digests(const Luks2Metadata& m) {
     const std::string where = "digest " + std::to_string(id);
     if (id < 0 || id >= kLuks2MaxDigests) return bad(where + " is out of the range 0 to 7");
     if (d.iterations == 0) return bad(where + ": iterations is 0");
+    KdfParams digest_kdf;
+    digest_kdf.type = KdfType::pbkdf2;
+    digest_kdf.iterations = d.iterations;
+    RL_TRY(check_kdf_cost(digest_kdf, where));
     if (d.digest.empty()) return bad(where + ": digest is empty");
     std::optional<uint32_t> key_size;
     for (const int keyslot : d.keyslots) {
