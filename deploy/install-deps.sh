@@ -19,7 +19,8 @@ PACKAGES=(
   uuid-runtime xxd procps iproute2 curl
   # local OpenStack (Keystone + Barbican) for keyring tests
   python3-keystone python3-barbican python3-keystonemiddleware
-  # plots for docs/performance.md (tests/bench/plot_bench_io.py)
+  # benchmarks and plots for docs/performance.md (tests/bench/)
+  openssl
   python3-matplotlib
 )
 
