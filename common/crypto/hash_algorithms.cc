@@ -4,6 +4,7 @@
 #include <crypto++/pwdbased.h>
 #include <crypto++/ripemd.h>
 #include <crypto++/sha.h>
+#include <crypto++/whrlpool.h>
 
 #include <string>
 
@@ -37,9 +38,10 @@ constexpr HashAlgorithm algorithm(std::string_view name) {
 
 // The names cryptsetup accepts for LUKS hashes that Crypto++ provides.
 constexpr HashAlgorithm kAlgorithms[] = {
-    algorithm<CryptoPP::SHA1>("sha1"),     algorithm<CryptoPP::SHA224>("sha224"),
-    algorithm<CryptoPP::SHA256>("sha256"), algorithm<CryptoPP::SHA384>("sha384"),
-    algorithm<CryptoPP::SHA512>("sha512"), algorithm<CryptoPP::RIPEMD160>("ripemd160"),
+    algorithm<CryptoPP::SHA1>("sha1"),           algorithm<CryptoPP::SHA224>("sha224"),
+    algorithm<CryptoPP::SHA256>("sha256"),       algorithm<CryptoPP::SHA384>("sha384"),
+    algorithm<CryptoPP::SHA512>("sha512"),       algorithm<CryptoPP::RIPEMD160>("ripemd160"),
+    algorithm<CryptoPP::Whirlpool>("whirlpool"),
 };
 
 }  // namespace

@@ -22,9 +22,8 @@ EncryptedImage::EncryptedImage(RawImage& raw, std::shared_ptr<const XtsCipher> c
 }
 
 Result<uint64_t> EncryptedImage::size() {
-  if (data_size_) return *data_size_;
   RL_ASSIGN(const uint64_t raw_size, raw_.size());
-  return dynamic_data_size(raw_size, data_offset_, sector_size_);
+  return data_segment_size(raw_size, data_offset_, sector_size_, data_size_);
 }
 
 Status EncryptedImage::check_range(const char* what, uint64_t offset, uint64_t length) {

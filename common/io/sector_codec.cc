@@ -14,8 +14,10 @@ constexpr uint64_t kTweakUnit = 512;
 
 }  // namespace
 
-uint64_t dynamic_data_size(uint64_t raw_size, uint64_t data_offset, uint32_t sector_size) {
-  return raw_size <= data_offset ? 0 : round_down(raw_size - data_offset, sector_size);
+uint64_t data_segment_size(uint64_t raw_size, uint64_t data_offset, uint32_t sector_size,
+                           std::optional<uint64_t> fixed_size) {
+  const uint64_t available = raw_size <= data_offset ? 0 : round_down(raw_size - data_offset, sector_size);
+  return std::min(available, fixed_size.value_or(UINT64_MAX));
 }
 
 SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size) {

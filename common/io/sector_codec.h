@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "xts_cipher.h"
@@ -59,9 +60,11 @@ struct PartialSectors {
   const uint64_t* end() const { return offsets.data() + count; }
 };
 
-// Plaintext bytes of a data segment that has no fixed size (LUKS2 "dynamic", and LUKS1): what follows
-// data_offset in a raw image of raw_size bytes, rounded down to whole sectors.
-uint64_t dynamic_data_size(uint64_t raw_size, uint64_t data_offset, uint32_t sector_size);
+// Plaintext bytes of a data segment: what follows data_offset in a raw image of raw_size bytes,
+// rounded down to whole sectors, and no more than fixed_size when the segment has one (LUKS2 allows
+// any size there, even one that passes the end of the image).
+uint64_t data_segment_size(uint64_t raw_size, uint64_t data_offset, uint32_t sector_size,
+                           std::optional<uint64_t> fixed_size);
 
 // The sectors covering [offset, offset + length); length > 0, sector_size a power of two.
 SectorSpan cover_sectors(uint64_t offset, uint64_t length, uint32_t sector_size);

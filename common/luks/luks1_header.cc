@@ -88,17 +88,11 @@ Status check_keyslot_areas(const Luks1Header& h, uint64_t image_size) {
   return {};
 }
 
-// The parts of the header we implement: the hash (PBKDF2, AF, digest) and the cipher with its key size.
-Status check_supported(const Luks1Header& h) {
-  auto digest_size = hash_size(h.hash_spec);
-  if (!digest_size) {
-    if (digest_size.error().is(Errc::unsupported)) {
-      return Error(Errc::unsupported, "LUKS1 hash spec '" + h.hash_spec + "' is not supported");
-    }
-    return std::move(digest_size).error();
-  }
-  if (*digest_size < kLuks1DigestSize) {
-    return Error(Errc::bad_header, "hash spec '" + h.hash_spec + "' is shorter than the 20-byte LUKS1 digest");
+}  // namespace
+
+Status luks1_supported(const Luks1Header& h) {
+  if (auto digest_size = hash_size(h.hash_spec); !digest_size) {
+    return Error(Errc::unsupported, "LUKS1 hash spec '" + h.hash_spec + "' is not supported");
   }
   auto cipher = check_cipher_key_size(h.cipher_spec(), h.key_bytes);
   if (!cipher) {
@@ -110,6 +104,8 @@ Status check_supported(const Luks1Header& h) {
   }
   return {};
 }
+
+namespace {
 
 Status validate(const Luks1Header& h, uint64_t image_size) {
   if (h.key_bytes == 0 || h.key_bytes > kMaxKeyBytes) {
@@ -136,7 +132,11 @@ Status validate(const Luks1Header& h, uint64_t image_size) {
     return Error(Errc::bad_header, "payload offset " + std::to_string(h.payload_offset_bytes()) +
                                        " is past the image end (" + std::to_string(image_size) + " bytes)");
   }
-  return check_supported(h);
+  // A known hash must be long enough for the digest; an unknown one makes the volume unsupported.
+  if (auto digest_size = hash_size(h.hash_spec); digest_size && *digest_size < kLuks1DigestSize) {
+    return Error(Errc::bad_header, "hash spec '" + h.hash_spec + "' is shorter than the 20-byte LUKS1 digest");
+  }
+  return {};
 }
 
 }  // namespace

@@ -67,9 +67,11 @@ struct Luks1Header {
 
 // Parses and validates the first bytes of an image (at least kLuks1HeaderSize; cryptsetup reads
 // kLuks1HeaderIoSize) against the image's size. Errc::bad_header with the reason for anything
-// malformed; Errc::unsupported for a well-formed header whose hash or cipher we do not implement, or
-// a detached-header layout (payload offset 0).
+// malformed; Errc::unsupported for a detached-header layout (payload offset 0).
 Result<Luks1Header> parse_luks1_header(std::span<const uint8_t> bytes, uint64_t image_size);
+
+// Errc::unsupported for a valid header whose hash or cipher rbd-luks does not implement.
+Status luks1_supported(const Luks1Header& header);
 
 // The kLuks1HeaderIoSize on-disk bytes (padding zeroed, as cryptsetup writes them). Errc::failure
 // when a string does not fit its field.

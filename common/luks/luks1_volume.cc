@@ -152,7 +152,10 @@ Result<SecureBuffer> Luks1Volume::try_keyslot(size_t slot, std::span<const uint8
   return candidate;
 }
 
+Status Luks1Volume::supported() const { return luks1_supported(header_); }
+
 Result<UnlockedKey> Luks1Volume::open(std::span<const uint8_t> passphrase, std::optional<int> keyslot) const {
+  RL_TRY(supported());
   if (keyslot) {
     RL_TRY(check_slot_index(*keyslot, image_.name()));
     if (!header_.keyslots[*keyslot].is_active()) {
@@ -180,6 +183,7 @@ bool Luks1Volume::verify_volume_key(std::span<const uint8_t> volume_key) const {
 
 Result<int> Luks1Volume::add_keyslot(std::span<const uint8_t> volume_key, std::span<const uint8_t> passphrase,
                                      const KdfRequest& kdf, std::optional<int> keyslot) {
+  RL_TRY(supported());
   if (kdf.type != KdfType::pbkdf2) return Error(Errc::usage, "LUKS1 supports only pbkdf2");
   if (!verify_volume_key(volume_key)) {
     return Error(Errc::bad_key, "the volume key does not match the LUKS1 header of " + image_.name());
@@ -219,6 +223,7 @@ Result<int> Luks1Volume::add_keyslot(std::span<const uint8_t> volume_key, std::s
 }
 
 Status Luks1Volume::remove_keyslot(int keyslot) {
+  RL_TRY(supported());
   RL_TRY(check_slot_index(keyslot, image_.name()));
   const auto slot = static_cast<size_t>(keyslot);
   const Luks1Keyslot& current = header_.keyslots[slot];
@@ -275,6 +280,7 @@ nlohmann::json Luks1Volume::describe() const {
       {"payload_offset_sectors", header_.payload_offset},
       {"keyslots", std::move(slots)},
       {"digest", {{"type", "pbkdf2"}, {"hash", header_.hash_spec}, {"iterations", header_.mk_digest_iterations}}},
+      {"unsupported", unsupported_reason(*this)},
   };
 }
 
@@ -288,7 +294,8 @@ std::string Luks1Volume::describe_text() const {
       << "Payload offset:\t" << header_.payload_offset << "\n"
       << "MK bits:       \t" << header_.key_bytes * 8 << "\n"
       << "MK iterations: \t" << header_.mk_digest_iterations << "\n"
-      << "UUID:          \t" << header_.uuid << "\n\n";
+      << "UUID:          \t" << header_.uuid << "\n"
+      << unsupported_line(*this) << "\n";
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
     const Luks1Keyslot& ks = header_.keyslots[i];
     if (ks.is_active()) {

@@ -20,6 +20,7 @@ class Luks1Volume final : public LuksVolume {
 
   const VolumeLayout& layout() const override { return layout_; }
   std::vector<KeyslotInfo> keyslots() const override;
+  Status supported() const override;
   Result<UnlockedKey> open(std::span<const uint8_t> passphrase, std::optional<int> keyslot = {}) const override;
   bool verify_volume_key(std::span<const uint8_t> volume_key) const override;
   Result<int> add_keyslot(std::span<const uint8_t> volume_key, std::span<const uint8_t> passphrase,

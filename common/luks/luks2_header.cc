@@ -17,6 +17,9 @@ namespace {
 constexpr uint64_t kSecondaryOffsets[] = {0x4000,  0x8000,   0x10000,  0x20000, 0x40000,
                                           0x80000, 0x100000, 0x200000, 0x400000};
 constexpr uint64_t kAreaAlignment = 4096;
+// Where the binary header keeps its UUID (luks2_binary_header.h), read even from a damaged copy.
+constexpr size_t kUuidOffset = 168;
+constexpr size_t kUuidSize = 40;
 
 Error bad(const std::string& message) { return Error(Errc::bad_header, message); }
 
@@ -24,6 +27,8 @@ Error bad(const std::string& message) { return Error(Errc::bad_header, message);
 struct Copy {
   uint64_t offset = 0;
   bool magic = false;                       // the copy's magic is there
+  bool blank = false;                       // its binary header is all zeros (wiped)
+  std::string uuid_field;                   // the bytes where the UUID belongs, up to the first NUL
   std::optional<Luks2BinaryHeader> binary;  // the binary header and checksum are good
   std::optional<Luks2Metadata> metadata;    // and so is the JSON metadata, which we support
   std::optional<Error> error;               // why metadata is not set
@@ -48,6 +53,9 @@ Result<Copy> read_copy(RawImage& image, uint64_t image_size, uint64_t offset) {
   std::vector<uint8_t> buffer(kLuks2BinaryHeaderSize);
   RL_TRY(image.read(offset, buffer));
   copy.magic = luks2_magic(buffer) != Luks2Magic::none;
+  copy.blank = std::all_of(buffer.begin(), buffer.end(), [](uint8_t b) { return b == 0; });
+  const auto uuid = std::span(buffer).subspan(kUuidOffset, kUuidSize);
+  copy.uuid_field.assign(uuid.begin(), std::find(uuid.begin(), uuid.end(), uint8_t{0}));
   auto binary = parse_luks2_binary_header(buffer, offset);
   if (!binary) {
     copy.error = std::move(binary).error();
@@ -145,6 +153,15 @@ Result<Luks2LoadResult> read_luks2_header(RawImage& image) {
   if (!primary.usable() && !secondary.usable()) {
     return bad("no valid LUKS2 header on " + image.name() + ": " + primary.describe("primary") + "; " +
                secondary.describe("secondary"));
+  }
+  // Something other than a LUKS2 header where the primary belongs (another format created over the
+  // volume, an LVM PV say) means the secondary copy is a leftover: recovering from it would open
+  // stale data and, on the next header write, overwrite what is there now. cryptsetup refuses such
+  // "ambiguous signatures" too. A wiped (all-zero) primary, or one that still carries the
+  // secondary's UUID (a damaged copy of the same header), is recovered as usual.
+  if (!primary.magic && !primary.blank && secondary.usable() && primary.uuid_field != secondary.binary->uuid) {
+    return bad(image.name() + " starts with data that is not a LUKS2 header, while a LUKS2 header copy sits at " +
+               std::to_string(secondary.offset) + "; not recovering from it (was another format written over it?)");
   }
   const Copy& current = !secondary.usable()                               ? primary
                         : !primary.usable()                               ? secondary

@@ -174,7 +174,7 @@ Result<Json> parse_json_area(std::span<const uint8_t> area) {
   }
 }
 
-Result<Luks2Config> parse_config(const Json& j) {
+Result<Luks2Config> parse_config(const Json& j, std::vector<std::string>& reasons) {
   const std::string where = "config";
   Luks2Config c;
   c.json = j;
@@ -188,14 +188,14 @@ Result<Luks2Config> parse_config(const Json& j) {
       if (!names.empty()) {
         std::string list;
         for (const auto& name : names) list += (list.empty() ? "" : ", ") + printable(name);
-        return unsupported("the header has mandatory requirements rbd-luks does not implement: " + list);
+        reasons.push_back("the header has mandatory requirements rbd-luks does not implement: " + list);
       }
     }
   }
   return c;
 }
 
-Result<Luks2Keyslot> parse_keyslot(const Json& j, const std::string& where) {
+Result<Luks2Keyslot> parse_keyslot(const Json& j, const std::string& where, std::vector<std::string>& reasons) {
   if (!j.is_object()) return bad(where + " is not an object");
   RL_ASSIGN(const std::string type, get_string(j, "type", where));
   if (type != "luks2") return unsupported(where + " has type \"" + printable(type) + "\", only \"luks2\" is supported");
@@ -222,9 +222,21 @@ Result<Luks2Keyslot> parse_keyslot(const Json& j, const std::string& where) {
   const std::string kdf_where = where + " kdf";
   RL_ASSIGN(const Json* kdf, get_object(j, "kdf", where));
   RL_ASSIGN(const std::string kdf_type, get_string(*kdf, "type", kdf_where));
-  auto parsed_type = parse_kdf_name(kdf_type);
-  if (!parsed_type) return unsupported(kdf_where + ": type \"" + printable(kdf_type) + "\" is not supported");
-  k.kdf.type = *parsed_type;
+  if (auto parsed_type = parse_kdf_name(kdf_type)) {
+    k.kdf.type = *parsed_type;
+  } else {
+    // An unknown KDF (e.g. cryptsetup 2.0's pre-release "argon2") still has costs we can bound, when
+    // its members have the shape of one we know.
+    reasons.push_back(kdf_where + ": type \"" + printable(kdf_type) + "\" is not supported");
+    k.unknown_kdf = kdf_type;
+    if (find_member(*kdf, "time") != nullptr) {
+      k.kdf.type = KdfType::argon2i;
+    } else if (find_member(*kdf, "iterations") != nullptr) {
+      k.kdf.type = KdfType::pbkdf2;
+    } else {
+      return Error(Errc::unsupported, kdf_where + ": type \"" + printable(kdf_type) + "\" is not supported");
+    }
+  }
   if (k.kdf.type == KdfType::pbkdf2) {
     RL_ASSIGN(k.kdf.hash, get_string(*kdf, "hash", kdf_where));
     RL_ASSIGN(k.kdf.iterations, get_uint32(*kdf, "iterations", kdf_where));
@@ -245,7 +257,7 @@ Result<Luks2Keyslot> parse_keyslot(const Json& j, const std::string& where) {
   return k;
 }
 
-Result<Luks2Segment> parse_segment(const Json& j, const std::string& where) {
+Result<Luks2Segment> parse_segment(const Json& j, const std::string& where, std::vector<std::string>& reasons) {
   if (!j.is_object()) return bad(where + " is not an object");
   Luks2Segment s;
   s.json = j;
@@ -261,21 +273,25 @@ Result<Luks2Segment> parse_segment(const Json& j, const std::string& where) {
   RL_ASSIGN(s.flags, get_optional_flags(j, where));
   for (const auto& flag : s.flags) {
     if (flag.starts_with("backup-") || flag == "in-reencryption") {
-      return unsupported(where + " has flag \"" + printable(flag) + "\": reencryption is not supported");
+      reasons.push_back(where + " has flag \"" + printable(flag) + "\": reencryption is not supported");
     }
   }
-  if (type != "crypt") return unsupported(where + " has type \"" + printable(type) + "\", only \"crypt\" is supported");
+  if (type != "crypt") {
+    reasons.push_back(where + " has type \"" + printable(type) + "\", only \"crypt\" is supported");
+    s.unknown_type = type;
+    return s;
+  }
   RL_ASSIGN(s.iv_tweak, get_decimal(j, "iv_tweak", where));
   // dm-crypt adds iv_tweak to every sector's IV when cryptsetup activates the volume, but
   // cryptsetup's own offline reencryption reads the segment as if it were 0 (docs/design.md): the
   // data of such a volume has no single meaning, so it is refused rather than read one way.
   if (s.iv_tweak != 0) {
-    return unsupported(where + " has iv_tweak " + std::to_string(s.iv_tweak) +
-                       ": volumes with an IV offset are not supported");
+    reasons.push_back(where + " has iv_tweak " + std::to_string(s.iv_tweak) +
+                      ": volumes with an IV offset are not supported");
   }
   RL_ASSIGN(s.encryption, get_string(j, "encryption", where));
   RL_ASSIGN(s.sector_size, get_uint32(j, "sector_size", where));
-  if (find_member(j, "integrity") != nullptr) return unsupported(where + " has integrity protection");
+  if (find_member(j, "integrity") != nullptr) reasons.push_back(where + " has integrity protection");
   return s;
 }
 
@@ -330,36 +346,43 @@ Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
     if (id >= kLuks2MaxSegments) return bad(where + " is out of the range 0 to 31");
     if (id != expected_id) return bad("segment " + std::to_string(expected_id) + " is missing before " + where);
     ++expected_id;
-    if (s.sector_size == 0 || s.sector_size % kSectorSize != 0) {
-      return bad(where + ": sector_size " + std::to_string(s.sector_size) + " is not a multiple of 512");
-    }
-    if (s.sector_size > 4096 || (s.sector_size & (s.sector_size - 1)) != 0) {
-      return unsupported(where + ": sector_size " + std::to_string(s.sector_size) +
-                         " is not a power of two from 512 to 4096");
+    // What the sector size and cipher must be is the "crypt" type's rule; other types keep theirs.
+    const uint32_t sector_size = s.unknown_type ? kSectorSize : s.sector_size;
+    if (!s.unknown_type) {
+      if (s.sector_size == 0 || s.sector_size % kSectorSize != 0) {
+        return bad(where + ": sector_size " + std::to_string(s.sector_size) + " is not a multiple of 512");
+      }
+      if (s.sector_size > 4096 || (s.sector_size & (s.sector_size - 1)) != 0) {
+        return unsupported(where + ": sector_size " + std::to_string(s.sector_size) +
+                           " is not a power of two from 512 to 4096");
+      }
     }
     if (s.offset % kSectorSize != 0) {
       return bad(where + ": offset " + std::to_string(s.offset) + " is not a multiple of 512");
     }
     if (s.size) {
-      if (*s.size == 0 || *s.size % s.sector_size != 0) {
+      if (*s.size == 0 || *s.size % sector_size != 0) {
         return bad(where + ": size " + std::to_string(*s.size) + " is not a positive multiple of sector_size " +
-                   std::to_string(s.sector_size));
+                   std::to_string(sector_size));
       }
-      if (s.offset > UINT64_MAX - *s.size) return bad(where + ": offset + size overflows");
     } else if (id != m.segments.rbegin()->first) {
       return bad(where + " has size \"dynamic\" but is not the last segment");
     }
-    if (s.encryption.empty()) return bad(where + ": encryption is empty");
-    const uint64_t end = s.size ? s.offset + *s.size : UINT64_MAX;
+    if (!s.unknown_type && s.encryption.empty()) return bad(where + ": encryption is empty");
+    // cryptsetup accepts sizes up to UINT64_MAX; the end saturates instead of wrapping.
+    const auto end_of = [](const Luks2Segment& seg) {
+      return seg.size && *seg.size <= UINT64_MAX - seg.offset ? seg.offset + *seg.size : UINT64_MAX;
+    };
+    const uint64_t end = end_of(s);
     for (const auto& [other_id, other] : m.segments) {
-      const uint64_t other_end = other.size ? other.offset + *other.size : UINT64_MAX;
+      const uint64_t other_end = end_of(other);
       if (other_id != id && overlap(s.offset, end, other.offset, other_end)) {
         return bad(where + " overlaps segment " + std::to_string(other_id));
       }
     }
     const bool has_digest = std::any_of(m.digests.begin(), m.digests.end(),
                                         [id = id](const auto& d) { return contains(d.second.segments, id); });
-    if (!has_digest) return bad(where + " is not assigned to any digest");
+    if (!has_digest && !s.unknown_type) return bad(where + " is not assigned to any digest");
   }
 
   uint64_t first_offset = UINT64_MAX;
@@ -607,10 +630,16 @@ Result<Luks2Metadata> parse_luks2_metadata(std::span<const uint8_t> json_area, u
   RL_ASSIGN(const Json* digests, get_object(m.json, "digests", where));
   RL_ASSIGN(const Json* config, get_object(m.json, "config", where));
 
-  RL_ASSIGN(m.config, parse_config(*config));
-  RL_TRY(parse_section(*keyslots, kLuks2MaxKeyslots, "keyslot", parse_keyslot, m.keyslots));
-  RL_TRY(parse_section(*segments, kLuks2MaxSegments, "segment", parse_segment, m.segments));
+  RL_ASSIGN(m.config, parse_config(*config, m.unsupported));
+  const auto keyslot = [&](const Json& j, const std::string& at) { return parse_keyslot(j, at, m.unsupported); };
+  const auto segment = [&](const Json& j, const std::string& at) { return parse_segment(j, at, m.unsupported); };
+  RL_TRY(parse_section(*keyslots, kLuks2MaxKeyslots, "keyslot", keyslot, m.keyslots));
+  RL_TRY(parse_section(*segments, kLuks2MaxSegments, "segment", segment, m.segments));
   RL_TRY(parse_section(*digests, kLuks2MaxDigests, "digest", parse_digest, m.digests));
+  // Several segments map parts of the data differently (what reencryption leaves); rbd-luks reads one.
+  if (m.segments.size() > 1) {
+    m.unsupported.push_back(std::to_string(m.segments.size()) + " data segments, only one is supported");
+  }
   m.tokens = *tokens;
   RL_TRY(validate_luks2_metadata(m, hdr_size));
   return m;

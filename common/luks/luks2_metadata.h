@@ -2,8 +2,11 @@
 //
 // Parsing applies the checks of cryptsetup's LUKS2_hdr_validate (and its luks2 keyslot validator) and
 // fails with Errc::bad_header saying which rule broke where. Valid LUKS2 that uses features rbd-luks
-// does not implement (reencryption, integrity, other keyslot/segment/digest types, mandatory
-// requirements, detached headers) fails with Errc::unsupported.
+// does not implement is parsed and validated all the same, with the reasons in
+// Luks2Metadata::unsupported (a KDF other than pbkdf2/argon2i/argon2id, mandatory requirements, an
+// IV offset, reencryption flags, integrity), so it can be shown but not opened; only what cannot be
+// modelled at all (other keyslot, segment or digest types, detached headers) fails with
+// Errc::unsupported.
 //
 // Each item remembers the JSON object it was read from, so members we do not model are written back
 // unchanged and in their original order; new items are written in cryptsetup's member order, in the
@@ -46,7 +49,8 @@ struct Luks2Keyslot {
   std::string area_encryption = "aes-xts-plain64";
   uint32_t area_key_size = 64;  // bytes of the area cipher key, the KDF output
   // kdf
-  KdfParams kdf;
+  KdfParams kdf;  // for a KDF type we do not implement: its stored costs, in the shape of its members
+  std::optional<std::string> unknown_kdf;  // the stored KDF type when rbd-luks does not implement it
   std::vector<uint8_t> kdf_salt;
   std::optional<Luks2Priority> priority;
 
@@ -61,6 +65,9 @@ struct Luks2Segment {
   std::string encryption = "aes-xts-plain64";
   uint32_t sector_size = 4096;
   std::vector<std::string> flags;
+  // The stored type when it is not "crypt" (e.g. reencryption's "linear"): only offset, size and
+  // flags are then read, and the volume cannot be opened.
+  std::optional<std::string> unknown_type;
 
   nlohmann::ordered_json json = nlohmann::ordered_json::object();
 };
@@ -91,6 +98,7 @@ struct Luks2Metadata {
   std::map<int, Luks2Digest> digests;
   nlohmann::ordered_json tokens = nlohmann::ordered_json::object();  // verbatim: {"0": {...}}
   Luks2Config config;
+  std::vector<std::string> unsupported;  // why a valid header cannot be opened; empty when it can
 
   nlohmann::ordered_json json = nlohmann::ordered_json::object();  // the top-level object as read
 };

@@ -51,7 +51,18 @@ class Luks2Volume final : public LuksVolume {
     return out;
   }
 
+  Status supported() const override {
+    std::string reasons;
+    for (const auto& reason : header_.metadata.unsupported) reasons += (reasons.empty() ? "" : "; ") + reason;
+    if (auto cipher = check_cipher_key_size(layout_.cipher, layout_.key_bytes); !cipher) {
+      reasons += (reasons.empty() ? "" : "; ") + cipher.error().message();
+    }
+    if (reasons.empty()) return {};
+    return Error(Errc::unsupported, reasons);
+  }
+
   Result<UnlockedKey> open(std::span<const uint8_t> passphrase, std::optional<int> keyslot) const override {
+    RL_TRY(supported());
     if (keyslot) {
       if (header_.metadata.keyslots.count(*keyslot) == 0) {
         return Error(Errc::bad_key, image_.name() + ": keyslot " + std::to_string(*keyslot) + " is not active");
@@ -82,6 +93,7 @@ class Luks2Volume final : public LuksVolume {
 
   Result<int> add_keyslot(std::span<const uint8_t> volume_key, std::span<const uint8_t> passphrase,
                           const KdfRequest& kdf, std::optional<int> keyslot) override {
+    RL_TRY(supported());
     if (!verify_volume_key(volume_key)) {
       return Error(Errc::bad_key, image_.name() + ": the volume key does not match the header's digest");
     }
@@ -103,6 +115,7 @@ class Luks2Volume final : public LuksVolume {
   }
 
   Status remove_keyslot(int keyslot) override {
+    RL_TRY(supported());
     auto it = header_.metadata.keyslots.find(keyslot);
     if (it == header_.metadata.keyslots.end()) {
       return Error(Errc::usage, image_.name() + ": keyslot " + std::to_string(keyslot) + " is not active");
@@ -249,11 +262,17 @@ std::string size_text(const std::optional<uint64_t>& size) {
   return size ? std::to_string(*size) + " [bytes]" : "(whole device)";
 }
 
-nlohmann::json kdf_json(const KdfParams& kdf) {
+// The KDF type as stored, also when rbd-luks does not implement it.
+std::string kdf_type_text(const Luks2Keyslot& ks) {
+  return ks.unknown_kdf.value_or(std::string(kdf_name(ks.kdf.type)));
+}
+
+nlohmann::json kdf_json(const Luks2Keyslot& ks) {
+  const KdfParams& kdf = ks.kdf;
   if (kdf.type == KdfType::pbkdf2) {
-    return {{"type", "pbkdf2"}, {"hash", kdf.hash}, {"iterations", kdf.iterations}};
+    return {{"type", kdf_type_text(ks)}, {"hash", kdf.hash}, {"iterations", kdf.iterations}};
   }
-  return {{"type", kdf_name(kdf.type)}, {"time", kdf.iterations}, {"memory", kdf.memory_kib}, {"cpus", kdf.parallel}};
+  return {{"type", kdf_type_text(ks)}, {"time", kdf.iterations}, {"memory", kdf.memory_kib}, {"cpus", kdf.parallel}};
 }
 
 nlohmann::json Luks2Volume::describe() const {
@@ -267,7 +286,7 @@ nlohmann::json Luks2Volume::describe() const {
         {"type", "luks2"},
         {"key_size", ks.key_size},
         {"priority", ks.priority ? static_cast<int>(*ks.priority) : 1},
-        {"kdf", kdf_json(ks.kdf)},
+        {"kdf", kdf_json(ks)},
         {"af", {{"type", "luks1"}, {"stripes", ks.af_stripes}, {"hash", ks.af_hash}}},
         {"area", {{"offset", ks.area_offset}, {"size", ks.area_size}, {"encryption", ks.area_encryption}}},
     };
@@ -276,7 +295,7 @@ nlohmann::json Luks2Volume::describe() const {
   nlohmann::json segments = nlohmann::json::array();
   for (const auto& [id, seg] : md.segments) {
     segments.push_back({{"id", id},
-                        {"type", "crypt"},
+                        {"type", seg.unknown_type.value_or("crypt")},
                         {"offset", seg.offset},
                         {"size", seg.size ? nlohmann::json(*seg.size) : nlohmann::json("dynamic")},
                         {"iv_tweak", seg.iv_tweak},
@@ -312,6 +331,7 @@ nlohmann::json Luks2Volume::describe() const {
       {"segments", std::move(segments)},
       {"digests", std::move(digests)},
       {"tokens", nlohmann::json::parse(md.tokens.dump())},
+      {"unsupported", unsupported_reason(*this)},
   };
 }
 
@@ -326,14 +346,15 @@ std::string Luks2Volume::describe_text() const {
       << "Keyslots area: \t" << md.config.keyslots_size << " [bytes]\n"
       << "UUID:          \t" << header_.binary.uuid << "\n"
       << "Label:         \t" << or_none(header_.binary.label, "(no label)") << "\n"
-      << "Subsystem:     \t" << or_none(header_.binary.subsystem, "(no subsystem)") << "\n";
+      << "Subsystem:     \t" << or_none(header_.binary.subsystem, "(no subsystem)") << "\n"
+      << unsupported_line(*this);
   if (!copies_valid_.first || !copies_valid_.second) {
     out << "Header copies: \t" << (copies_valid_.first ? "primary ok" : "primary DAMAGED") << ", "
         << (copies_valid_.second ? "secondary ok" : "secondary DAMAGED") << " (repaired on the next change)\n";
   }
   out << "\nData segments:\n";
   for (const auto& [id, seg] : md.segments) {
-    out << "  " << id << ": crypt\n"
+    out << "  " << id << ": " << seg.unknown_type.value_or("crypt") << "\n"
         << "\toffset: " << seg.offset << " [bytes]\n"
         << "\tlength: " << size_text(seg.size) << "\n"
         << "\tcipher: " << seg.encryption << "\n"
@@ -344,7 +365,7 @@ std::string Luks2Volume::describe_text() const {
     out << "  " << id << ": luks2" << (bound(id) ? "" : " (unbound)") << "\n"
         << "\tKey:        " << ks.key_size * 8 << " bits\n"
         << "\tCipher:     " << ks.area_encryption << "\n"
-        << "\tPBKDF:      " << kdf_name(ks.kdf.type) << "\n";
+        << "\tPBKDF:      " << kdf_type_text(ks) << "\n";
     if (ks.kdf.type == KdfType::pbkdf2) {
       out << "\tHash:       " << ks.kdf.hash << "\n\tIterations: " << ks.kdf.iterations << "\n";
     } else {

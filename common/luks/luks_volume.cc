@@ -2,11 +2,22 @@
 #include "luks_volume.h"
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "luks1_volume.h"
 #include "luks2_volume.h"
 
 namespace rbdluks {
+
+nlohmann::json unsupported_reason(const LuksVolume& volume) {
+  const Status status = volume.supported();
+  return status ? nlohmann::json(nullptr) : nlohmann::json(status.error().message());
+}
+
+std::string unsupported_line(const LuksVolume& volume) {
+  const Status status = volume.supported();
+  return status ? std::string() : "Unsupported:   \t" + status.error().message() + " (shown, not opened)\n";
+}
 
 Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image) {
   uint8_t start[8] = {};

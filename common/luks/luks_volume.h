@@ -51,6 +51,11 @@ class LuksVolume {
   virtual const VolumeLayout& layout() const = 0;
   virtual std::vector<KeyslotInfo> keyslots() const = 0;
 
+  // Errc::unsupported saying why, for a valid header that uses something rbd-luks does not implement
+  // (another cipher or hash, an IV offset, an unknown KDF or mandatory requirement). Such a volume
+  // can be described but not opened or changed: open, add_keyslot and remove_keyslot fail with it.
+  virtual Status supported() const = 0;
+
   // Tries the given keyslot, or every active keyslot in priority order; Errc::bad_key when none opens.
   virtual Result<UnlockedKey> open(std::span<const uint8_t> passphrase, std::optional<int> keyslot = {}) const = 0;
 
@@ -68,6 +73,11 @@ class LuksVolume {
   virtual nlohmann::json describe() const = 0;
   virtual std::string describe_text() const = 0;
 };
+
+// For describe() and describe_text(): why the volume cannot be opened (JSON null when it can), and a
+// luksDump-style "Unsupported:" line ending in a newline (empty when it can).
+nlohmann::json unsupported_reason(const LuksVolume& volume);
+std::string unsupported_line(const LuksVolume& volume);
 
 struct FormatOptions {
   int version = 2;

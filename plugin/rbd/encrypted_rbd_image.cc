@@ -162,9 +162,8 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(rados_ioctx_t
 }
 
 Result<uint64_t> EncryptedRbdImage::size() {
-  if (layout_.data_size) return *layout_.data_size;
   RL_ASSIGN(const uint64_t raw_size, raw_->size());
-  return dynamic_data_size(raw_size, layout_.data_offset, sector_size_);
+  return data_segment_size(raw_size, layout_.data_offset, sector_size_, layout_.data_size);
 }
 
 Status EncryptedRbdImage::resize(uint64_t size) {

@@ -255,11 +255,16 @@ TEST_P(EncryptedImageTest, SizeFollowsRawImageOrFixedDataSize) {
   open_image({}, sector_size_ - 1);
   EXPECT_EQ(*image_->size(), data_size_) << "a partial last sector is not part of the image";
 
+  // A fixed-size segment is that size while the image holds it, and never reaches past its end.
+  EncryptedImage fixed(*raw_, cipher_, data_offset_, sector_size_, uint64_t{4 * sector_size_});
+  ASSERT_TRUE(raw_->resize(data_offset_ + 8 * sector_size_).ok());
+  EXPECT_EQ(*fixed.size(), 4 * sector_size_);
+  ASSERT_TRUE(raw_->resize(data_offset_ + 2 * sector_size_ + 1).ok());
+  EXPECT_EQ(*fixed.size(), 2 * sector_size_);
+
   ASSERT_TRUE(raw_->resize(data_offset_ - 1).ok());
   EXPECT_EQ(*image_->size(), 0u);
-
-  EncryptedImage fixed(*raw_, cipher_, data_offset_, sector_size_, uint64_t{4 * sector_size_});
-  EXPECT_EQ(*fixed.size(), 4 * sector_size_);
+  EXPECT_EQ(*fixed.size(), 0u);
 }
 
 TEST_P(EncryptedImageTest, WritesLeaveTheCallerBufferUnchanged) {
