@@ -5,12 +5,15 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <new>
 
 #include "command_line.h"
 #include "commands.h"
+#include "printable_text.h"
 
 namespace rbdluks::cli {
 namespace {
@@ -95,14 +98,29 @@ Status run(int argc, const char* const* argv) {
   return it->second(cl, Args(words.begin() + 1, words.end()));
 }
 
+// run(), with any exception that escapes a library below turned into an Error: the contract is one
+// line and an exit code, never an abort.
+Status run_guarded(int argc, const char* const* argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    return Error(Errc::failure, "out of memory");
+  } catch (const std::exception& e) {
+    return Error(Errc::failure, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return Error(Errc::failure, "internal error: unknown exception");
+  }
+}
+
 }  // namespace
 }  // namespace rbdluks::cli
 
 int main(int argc, char** argv) {
   rbdluks::cli::harden_process();
-  rbdluks::Status status = rbdluks::cli::run(argc, argv);
+  rbdluks::Status status = rbdluks::cli::run_guarded(argc, argv);
   std::fflush(stdout);
   if (status) return 0;
-  std::fprintf(stderr, "rbd-luks: error: %s\n", status.error().message().c_str());
+  // Messages quote header fields, metadata and paths: escaped, so the error stays one line.
+  std::fprintf(stderr, "rbd-luks: error: %s\n", rbdluks::printable(status.error().message()).c_str());
   return rbdluks::cli::exit_code(status.error());
 }
