@@ -1,21 +1,70 @@
-// FileKeyring: read_secret_file / write_secret_file behind the Keyring interface.
+// FileKeyring: key files behind the Keyring interface. A file: reference can come from image
+// metadata, which whoever can write the image controls, so fetch() trusts nothing about the path:
+// it opens without following a symlink and without blocking (a FIFO would hang the reader
+// forever), and accepts only a regular file that belongs to the caller or root and that no one
+// else may read or write (else anyone could plant or swap the key a volume is opened with).
 #include "file_keyring.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "secret_file.h"
 
 namespace rbdluks {
 namespace {
 
+const char* file_type(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+std::string octal(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// Why fd (just opened from the reference) may not hold a key, or "" when it may.
+std::string refusal(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return "fstat: " + std::generic_category().message(errno);
+  if (!S_ISREG(st.st_mode)) return std::string("is ") + file_type(st.st_mode) + ", not a regular file";
+  const uid_t me = ::geteuid();
+  if (st.st_uid != me && st.st_uid != 0) {
+    return "belongs to uid " + std::to_string(st.st_uid) + ", neither to uid " + std::to_string(me) + " nor to root";
+  }
+  if ((st.st_mode & 077) != 0) {
+    return "has mode " + octal(st.st_mode) + ": group or others may access it (chmod 600 it)";
+  }
+  return "";
+}
+
 class FileKeyring final : public Keyring {
  public:
-  Result<SecureBuffer> fetch(const std::string& locator) override {
-    auto key = read_secret_file(locator);
-    if (!key) return Error(Errc::key_unavailable, "key file:" + locator + ": " + key.error().message());
-    if (key->empty()) return Error(Errc::key_unavailable, "key file:" + locator + " is empty");
+  Result<SecureBuffer> fetch(const std::string& path) override {
+    const std::string where = "key file:" + path;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == ELOOP) return Error(Errc::key_unavailable, where + ": is a symbolic link (not followed)");
+      return Error(Errc::key_unavailable, where + ": " + std::generic_category().message(err));
+    }
+    if (const std::string why = refusal(fd); !why.empty()) {
+      ::close(fd);
+      return Error(Errc::key_unavailable, where + ": " + why);
+    }
+    auto key = read_secret_fd(fd, path);
+    ::close(fd);
+    if (!key) return Error(Errc::key_unavailable, where + ": " + key.error().message());
+    if (key->empty()) return Error(Errc::key_unavailable, where + " is empty");
     return key;
   }
 

@@ -11,13 +11,18 @@
 namespace rbdluks {
 
 Result<SecureBuffer> read_secret_file(const std::string& path, size_t max_size) {
-  const bool from_stdin = path == "-";
-  const std::string where = from_stdin ? "standard input" : path;
-  const int fd = from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (path == "-") return read_secret_fd(STDIN_FILENO, "standard input", max_size);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    Error e = errno_error("open " + where);
+    Error e = errno_error("open " + path);
     return errno == ENOENT ? Error(Errc::not_found, e.message()) : e;
   }
+  auto secret = read_secret_fd(fd, path, max_size);
+  ::close(fd);
+  return secret;
+}
+
+Result<SecureBuffer> read_secret_fd(int fd, const std::string& where, size_t max_size) {
   SecureBuffer buffer(4096);
   size_t used = 0;
   Status status;
@@ -37,7 +42,6 @@ Result<SecureBuffer> read_secret_file(const std::string& path, size_t max_size) 
     if (n == 0) break;
     used += static_cast<size_t>(n);
   }
-  if (!from_stdin) ::close(fd);
   if (!status) return std::move(status).error();
   if (used > max_size) {
     return Error(Errc::usage, where + " holds more than " + std::to_string(max_size) + " bytes");

@@ -47,6 +47,7 @@ Commands:
 
 Key source: --passphrase-file FILE (- for stdin) | --key-ref barbican:UUID|config-key:KEY|file:PATH
   [--passphrase-encoding raw|hex] | none: the reference in the image metadata
+  --accept-key-refs LIST: take only these from the metadata, e.g. config-key,barbican,file:/etc/keys
   --config FILE: OpenStack settings for barbican (else $RBD_LUKS_CONF, /etc/rbd-luks/rbd-luks.conf, OS_*)
 Format options: --type luks2|luks1  --cipher aes-xts-plain64  --key-size 256|512
   --sector-size 512|1024|2048|4096  --pbkdf argon2id|argon2i|pbkdf2  --iter-time MS

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "printable_text.h"
+
 namespace rbdluks {
 namespace {
 
@@ -13,6 +15,7 @@ class ConfigKeyKeyring final : public Keyring {
   explicit ConfigKeyKeyring(std::shared_ptr<RbdConnection> connection) : connection_(std::move(connection)) {}
 
   Result<SecureBuffer> fetch(const std::string& key) override {
+    RL_TRY(check_name(key));
     SecureBuffer value;
     const int r = command({{"prefix", "config-key get"}, {"key", key}}, {}, &value);
     if (r < 0) return failure("fetch", key, r);
@@ -21,6 +24,7 @@ class ConfigKeyKeyring final : public Keyring {
   }
 
   Result<KeyReference> store(std::span<const uint8_t> value, const std::string& key) override {
+    RL_TRY(check_name(key));
     if (command({{"prefix", "config-key exists"}, {"key", key}}, {}, nullptr) == 0) {
       return Error(Errc::key_unavailable, "config-key:" + key + " already exists; not overwriting it");
     }
@@ -30,12 +34,19 @@ class ConfigKeyKeyring final : public Keyring {
   }
 
   Status remove(const std::string& key) override {
+    RL_TRY(check_name(key));
     const int r = command({{"prefix", "config-key rm"}, {"key", key}}, {}, nullptr);
     if (r < 0 && r != -ENOENT) return failure("remove", key, r);
     return {};
   }
 
  private:
+  // Mon commands are JSON, which holds only UTF-8 text; the name may come from image metadata.
+  static Status check_name(const std::string& key) {
+    if (is_valid_utf8(key)) return {};
+    return Error(Errc::key_unavailable, "config-key:" + printable(key) + " is not a valid key name (not UTF-8)");
+  }
+
   // Runs a mon command; the reply lands in *out (a SecureBuffer, since it may be a key).
   int command(const nlohmann::json& cmd, std::span<const uint8_t> in, SecureBuffer* out) {
     const std::string text = cmd.dump();

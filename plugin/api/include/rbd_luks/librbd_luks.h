@@ -62,6 +62,16 @@ RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, con
  * -ENOKEY when the image records no reference or the keyring refuses or cannot be reached. */
 RBD_LUKS_API int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
                                                rbd_luks_image_t* image);
+/* As rbd_luks_open_with_stored_key, for images whose writers are not fully trusted (anyone who can
+ * write an image can change its metadata): accepts only the references that accepted_key_refs lists,
+ * a comma-separated list of keyrings ("barbican", "config-key", "file") and "file:DIR" entries, which
+ * accept a key file directly in the absolute directory DIR; e.g. "config-key,barbican" or
+ * "barbican,file:/etc/rbd-luks/keys". NULL accepts every reference. -ENOKEY when the reference is
+ * not accepted, -EINVAL when the list is malformed. Whatever the list, a key file must be a regular
+ * file of the caller or root that no one else may access, or it is -ENOKEY. */
+RBD_LUKS_API int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, const char* snap_name,
+                                                         int read_only, const char* accepted_key_refs,
+                                                         rbd_luks_image_t* image);
 /* Waits for the image's requests in flight, then closes it. */
 RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
 
