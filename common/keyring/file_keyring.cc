@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 
 #include "secret_file.h"
 
@@ -47,39 +48,61 @@ std::string refusal(int fd) {
   return "";
 }
 
+// The bytes of the key file at path, if it passes the checks; errors name the file and the reason.
+// Errc::not_found when it does not exist.
+Result<SecureBuffer> read_key_file(const std::string& path) {
+  const std::string where = "key file:" + path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ELOOP) return Error(Errc::key_unavailable, where + ": is a symbolic link (not followed)");
+    return Error(err == ENOENT ? Errc::not_found : Errc::key_unavailable,
+                 where + ": " + std::generic_category().message(err));
+  }
+  if (const std::string why = refusal(fd); !why.empty()) {
+    ::close(fd);
+    return Error(Errc::key_unavailable, where + ": " + why);
+  }
+  auto key = read_secret_fd(fd, path);
+  ::close(fd);
+  if (!key) return Error(Errc::key_unavailable, where + ": " + key.error().message());
+  return key;
+}
+
 class FileKeyring final : public Keyring {
  public:
   Result<SecureBuffer> fetch(const std::string& path) override {
-    const std::string where = "key file:" + path;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      if (err == ELOOP) return Error(Errc::key_unavailable, where + ": is a symbolic link (not followed)");
-      return Error(Errc::key_unavailable, where + ": " + std::generic_category().message(err));
-    }
-    if (const std::string why = refusal(fd); !why.empty()) {
-      ::close(fd);
-      return Error(Errc::key_unavailable, where + ": " + why);
-    }
-    auto key = read_secret_fd(fd, path);
-    ::close(fd);
-    if (!key) return Error(Errc::key_unavailable, where + ": " + key.error().message());
-    if (key->empty()) return Error(Errc::key_unavailable, where + " is empty");
+    auto key = read_key_file(path);
+    if (!key) return Error(Errc::key_unavailable, key.error().message());
+    if (key->empty()) return Error(Errc::key_unavailable, "key file:" + path + " is empty");
     return key;
   }
 
   Result<KeyReference> store(std::span<const uint8_t> key, const std::string& path) override {
-    if (::access(path.c_str(), F_OK) == 0) {
-      return Error(Errc::key_unavailable, "key file:" + path + " already exists; not overwriting it");
+    // Recorded absolute, so that the reference means the same file whatever directory a later
+    // client runs in.
+    std::error_code error;
+    const std::string absolute = std::filesystem::absolute(path, error).string();
+    if (error) return Error(Errc::key_unavailable, "storing key file:" + path + ": " + error.message());
+    if (auto created = create_secret_file(absolute, key); !created) {
+      if (created.error().code() == std::errc::file_exists) {
+        return Error(Errc::key_unavailable, "key file:" + absolute + " already exists; not overwriting it");
+      }
+      return Error(Errc::key_unavailable, "storing key file:" + absolute + ": " + created.error().message());
     }
-    if (auto written = write_secret_file(path, key); !written) {
-      return Error(Errc::key_unavailable, "storing key file:" + path + ": " + written.error().message());
-    }
-    return KeyReference{"file", path};
+    return KeyReference{"file", absolute};
   }
 
-  Status remove(const std::string& locator) override {
-    if (::unlink(locator.c_str()) != 0 && errno != ENOENT) return errno_error("remove key file:" + locator);
+  Status discard(const std::string& path, std::span<const uint8_t> key) override {
+    auto held = read_key_file(path);
+    if (!held) {
+      if (held.error().is(Errc::not_found)) return {};
+      return Error(Errc::key_unavailable, held.error().message() + "; left in place");
+    }
+    if (!held->equals(key)) {
+      return Error(Errc::key_unavailable, "key file:" + path + " no longer holds the key stored in it; left in place");
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove key file:" + path);
     return {};
   }
 };

@@ -22,4 +22,9 @@ Result<SecureBuffer> read_secret_fd(int fd, const std::string& where, size_t max
 // Creates or truncates path with mode 0600 and writes bytes; refuses to follow a symlink.
 Status write_secret_file(const std::string& path, std::span<const uint8_t> bytes);
 
+// Creates path with mode 0600, writes bytes and syncs them; never touches an existing file (nor a
+// symlink, even a dangling one): that fails with EEXIST (error code std::errc::file_exists). A
+// failure after the file was created removes it again.
+Status create_secret_file(const std::string& path, std::span<const uint8_t> bytes);
+
 }  // namespace rbdluks

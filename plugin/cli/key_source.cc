@@ -110,7 +110,7 @@ Result<NewVolumeKey> key_for_new_volume(const CommandLine& cl, const std::string
   RL_ASSIGN(auto reference, keyring->store(key.span(), name));
   out.passphrase = encode_passphrase(key.span(), out.encoding);
   out.reference = std::move(reference);
-  out.created = true;
+  out.created_key = std::move(key);
   return out;
 }
 
@@ -126,9 +126,10 @@ Status record_key_reference(RawImage& image, const NewVolumeKey& key) {
 }
 
 void discard_new_key(const CommandLine& cl, const NewVolumeKey& key) {
-  if (!key.created || !key.reference) return;
+  if (key.created_key.empty() || !key.reference) return;
   auto keyring = open_keyring(key.reference->scheme, keyring_environment(cl));
-  if (keyring) (void)(*keyring)->remove(key.reference->locator);
+  // Best effort: the format's own error is the one to report.
+  if (keyring) (void)(*keyring)->discard(key.reference->locator, key.created_key.span());
 }
 
 }  // namespace rbdluks::cli

@@ -44,7 +44,7 @@ class StoredKeyTest : public EncryptedRbdFixture {
   }
 
   void TearDown() override {
-    if (!config_key_.empty()) (void)make_config_key_keyring(connection_)->remove(config_key_);
+    if (!config_key_.empty()) (void)make_config_key_keyring(connection_)->discard(config_key_, bytes_of(kPassphrase));
     EncryptedRbdFixture::TearDown();
   }
 
@@ -85,7 +85,7 @@ TEST_F(StoredKeyTest, NoReferenceOrMissingKeyFailsClearly) {
   EXPECT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 0, &image), -ENOKEY);
 
   record_config_key(name);
-  ASSERT_TRUE(make_config_key_keyring(connection_)->remove(config_key_));
+  ASSERT_TRUE(make_config_key_keyring(connection_)->discard(config_key_, bytes_of(kPassphrase)));
   auto missing = Image::open_with_stored_key(io(), name, {});
   ASSERT_FALSE(missing);
   EXPECT_TRUE(missing.error().is(Errc::key_unavailable)) << missing.error().message();
