@@ -13,6 +13,7 @@
 #include <string>
 
 #include "encrypted_rbd_image.h"
+#include "secure_arena.h"
 #include "stored_key.h"
 
 using rbdluks::EncryptedRbdImage;
@@ -358,5 +359,9 @@ int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key) {
 }
 
 const char* rbd_luks_last_error(void) { return last_error.c_str(); }
+
+int rbd_luks_secure_memory_error(void) { return rbdluks::secure_memory_status().lock_error; }
+
+void rbd_luks_set_secure_memory_warning(void (*warn)(const char* message)) { rbdluks::set_secure_memory_warning(warn); }
 
 }  // extern "C"

@@ -14,6 +14,7 @@
 #include "command_line.h"
 #include "commands.h"
 #include "printable_text.h"
+#include "secure_arena.h"
 
 namespace rbdluks::cli {
 namespace {
@@ -73,11 +74,15 @@ int exit_code(const Error& error) {
   }
 }
 
-// Keys live in process memory while we run: keep them out of core dumps and ptrace.
+void warn_secure_memory(const char* message) { std::fprintf(stderr, "rbd-luks: warning: %s\n", message); }
+
+// Keys live in process memory while we run: keep them out of core dumps and ptrace, and say so if
+// they cannot be kept out of swap.
 void harden_process() {
   const rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  set_secure_memory_warning(warn_secure_memory);
 }
 
 Status run(int argc, const char* const* argv) {

@@ -119,6 +119,17 @@ RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* ke
  * the next call in this thread. Never contains a passphrase or key. */
 RBD_LUKS_API const char* rbd_luks_last_error(void);
 
+/* Keys, passphrases and key schedules live in memory that is locked (never swapped out), kept out of
+ * core dumps and away from forked children. 0 while all of it could be locked; else the errno of the
+ * first mlock that failed in this process (ENOMEM: RLIMIT_MEMLOCK exhausted; EPERM), after which
+ * some secrets may be swapped out: raise RLIMIT_MEMLOCK (ulimit -l, systemd's LimitMEMLOCK=) or
+ * grant CAP_IPC_LOCK. */
+RBD_LUKS_API int rbd_luks_secure_memory_error(void);
+/* warn is called once, the first time memory for secrets cannot be locked, with a one-line message
+ * (never a secret); NULL calls nothing (the default). Set it before opening images; warn must not
+ * call into this library. */
+RBD_LUKS_API void rbd_luks_set_secure_memory_warning(void (*warn)(const char* message));
+
 #ifdef __cplusplus
 }
 #endif
