@@ -48,9 +48,8 @@ class BarbicanKeyring final : public Keyring {
         {"payload_content_encoding", "base64"},
         {"payload", std::string(kPayloadPlaceholder)},
     };
-    std::string encoded = base64_encode(key);  // reserved once, so this is the only copy
-    const SecureBuffer payload = SecureBuffer::copy_of(encoded);
-    secure_zero(encoded.data(), encoded.size());
+    SecureBuffer payload(base64_size(key.size()));
+    base64_encode(key, payload.span());
     HttpRequest request;
     request.method = "POST";
     request.idempotent = false;  // a repeated POST would leave a second, orphaned secret
