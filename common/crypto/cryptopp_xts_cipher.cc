@@ -7,10 +7,8 @@
 // Why a pool of keyed AES objects: Crypto++ objects must not be shared between threads (its non-AES-NI
 // x86 code keeps scratch space in the object), and building the key schedules per call costs about a
 // quarter of the time of a 4 KiB call. So each call borrows a keyed set from a small pool that grows to
-// the number of concurrent callers.
+// the number of concurrent callers. Their key schedules are in locked memory (locked_aes.h).
 #include "cryptopp_xts_cipher.h"
-
-#include <crypto++/aes.h>
 
 #include <bit>
 #include <cstdio>
@@ -19,6 +17,7 @@
 #include <mutex>
 #include <vector>
 
+#include "locked_aes.h"
 #include "secure_buffer.h"
 
 namespace rbdluks {
@@ -52,9 +51,9 @@ void xor_in_place(uint8_t* dst, const uint8_t* src, size_t size) {
 // The AES key schedules one call needs: key1 both ways for the data, key2 forwards for the tweak.
 struct KeyedAes {
   KeyedAes(const uint8_t* key, size_t half) : data_enc(key, half), data_dec(key, half), tweak_enc(key + half, half) {}
-  CryptoPP::AES::Encryption data_enc;
-  CryptoPP::AES::Decryption data_dec;
-  CryptoPP::AES::Encryption tweak_enc;
+  LockedAes<CryptoPP::AES::Encryption> data_enc;
+  LockedAes<CryptoPP::AES::Decryption> data_dec;
+  LockedAes<CryptoPP::AES::Encryption> tweak_enc;
 };
 
 class CryptoppXtsCipher final : public XtsCipher {

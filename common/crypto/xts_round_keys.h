@@ -1,7 +1,7 @@
 // XtsRoundKeys: the AES round keys of an XTS key, expanded with AES-NI, for the x86-64 XTS kernels
 // (AES-NI and VAES). The first half of the key encrypts the data, the second the tweaks.
 //
-// The schedules are secrets, so they live in one SecureBuffer (page-aligned, locked, zeroed when
+// The schedules are secrets, so they live in one SecureBuffer (16-byte aligned, locked, zeroed when
 // freed). Kernels read them from there on every use rather than copying them elsewhere in memory.
 #pragma once
 

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "printable_text.h"
+
 namespace rbdluks {
 namespace {
 
@@ -97,6 +99,10 @@ class FileImage final : public RawImage {
   }
 
   Status set_metadata(const std::string& key, const std::string& value) override {
+    // The sidecar is JSON, which holds text only (RBD metadata takes any bytes).
+    if (!is_valid_utf8(key) || !is_valid_utf8(value)) {
+      return Error(Errc::usage, "metadata of file images must be UTF-8: " + printable(key) + " = " + printable(value));
+    }
     RL_ASSIGN(auto meta, load_metadata());
     meta[key] = value;
     return store_metadata(meta);

@@ -33,10 +33,14 @@ class Keyring {
 
   // Stores a new key and returns the reference to it. `name` is the locator for keyrings whose
   // locators are chosen by the caller (config-key key, file path) and a display name for those that
-  // choose their own (Barbican's secret UUID). Never overwrites an existing key.
+  // choose their own (Barbican's secret UUID). Never overwrites an existing key; a success means
+  // the keyring held exactly `key` under the reference when store() returned.
   virtual Result<KeyReference> store(std::span<const uint8_t> key, const std::string& name) = 0;
 
-  virtual Status remove(const std::string& locator) = 0;
+  // Undoes a store(): removes the key under locator unless it is no longer `key` (another writer
+  // replaced it meanwhile), so that undoing a failed format never deletes a key that is not this
+  // run's. A key that is already gone is not an error.
+  virtual Status discard(const std::string& locator, std::span<const uint8_t> key) = 0;
 };
 
 // How fetched key bytes become the LUKS passphrase: as they are, as lowercase hex (OpenStack's

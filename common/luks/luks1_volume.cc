@@ -14,6 +14,7 @@
 #include "cipher_spec.h"
 #include "hash.h"
 #include "keyslot_material.h"
+#include "printable_text.h"
 #include "random.h"
 #include "volume_key_digest.h"
 
@@ -286,15 +287,16 @@ nlohmann::json Luks1Volume::describe() const {
 
 std::string Luks1Volume::describe_text() const {
   std::ostringstream out;
-  out << "LUKS header information for " << image_.name() << "\n\n"
+  // Every string here comes from the header, which whoever can write the image controls.
+  out << "LUKS header information for " << printable(image_.name()) << "\n\n"
       << "Version:       \t1\n"
-      << "Cipher name:   \t" << header_.cipher_name << "\n"
-      << "Cipher mode:   \t" << header_.cipher_mode << "\n"
-      << "Hash spec:     \t" << header_.hash_spec << "\n"
+      << "Cipher name:   \t" << printable(header_.cipher_name) << "\n"
+      << "Cipher mode:   \t" << printable(header_.cipher_mode) << "\n"
+      << "Hash spec:     \t" << printable(header_.hash_spec) << "\n"
       << "Payload offset:\t" << header_.payload_offset << "\n"
       << "MK bits:       \t" << header_.key_bytes * 8 << "\n"
       << "MK iterations: \t" << header_.mk_digest_iterations << "\n"
-      << "UUID:          \t" << header_.uuid << "\n"
+      << "UUID:          \t" << printable(header_.uuid) << "\n"
       << unsupported_line(*this) << "\n";
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
     const Luks1Keyslot& ks = header_.keyslots[i];

@@ -12,6 +12,7 @@
 #include "cipher_spec.h"
 #include "keyslot_material.h"
 #include "luks2_header.h"
+#include "printable_text.h"
 #include "random.h"
 #include "volume_key_digest.h"
 
@@ -338,13 +339,14 @@ nlohmann::json Luks2Volume::describe() const {
 std::string Luks2Volume::describe_text() const {
   const Luks2Metadata& md = header_.metadata;
   std::ostringstream out;
-  auto or_none = [](const std::string& s, const char* none) { return s.empty() ? std::string(none) : s; };
-  out << "LUKS header information for " << image_.name() << "\n"
+  // Every string here comes from the header, which whoever can write the image controls.
+  auto or_none = [](const std::string& s, const char* none) { return s.empty() ? std::string(none) : printable(s); };
+  out << "LUKS header information for " << printable(image_.name()) << "\n"
       << "Version:       \t2\n"
       << "Epoch:         \t" << header_.binary.seqid << "\n"
       << "Metadata area: \t" << header_.hdr_size << " [bytes]\n"
       << "Keyslots area: \t" << md.config.keyslots_size << " [bytes]\n"
-      << "UUID:          \t" << header_.binary.uuid << "\n"
+      << "UUID:          \t" << printable(header_.binary.uuid) << "\n"
       << "Label:         \t" << or_none(header_.binary.label, "(no label)") << "\n"
       << "Subsystem:     \t" << or_none(header_.binary.subsystem, "(no subsystem)") << "\n"
       << unsupported_line(*this);
@@ -354,37 +356,37 @@ std::string Luks2Volume::describe_text() const {
   }
   out << "\nData segments:\n";
   for (const auto& [id, seg] : md.segments) {
-    out << "  " << id << ": " << seg.unknown_type.value_or("crypt") << "\n"
+    out << "  " << id << ": " << printable(seg.unknown_type.value_or("crypt")) << "\n"
         << "\toffset: " << seg.offset << " [bytes]\n"
         << "\tlength: " << size_text(seg.size) << "\n"
-        << "\tcipher: " << seg.encryption << "\n"
+        << "\tcipher: " << printable(seg.encryption) << "\n"
         << "\tsector: " << seg.sector_size << " [bytes]\n";
   }
   out << "\nKeyslots:\n";
   for (const auto& [id, ks] : md.keyslots) {
     out << "  " << id << ": luks2" << (bound(id) ? "" : " (unbound)") << "\n"
         << "\tKey:        " << ks.key_size * 8 << " bits\n"
-        << "\tCipher:     " << ks.area_encryption << "\n"
-        << "\tPBKDF:      " << kdf_type_text(ks) << "\n";
+        << "\tCipher:     " << printable(ks.area_encryption) << "\n"
+        << "\tPBKDF:      " << printable(kdf_type_text(ks)) << "\n";
     if (ks.kdf.type == KdfType::pbkdf2) {
-      out << "\tHash:       " << ks.kdf.hash << "\n\tIterations: " << ks.kdf.iterations << "\n";
+      out << "\tHash:       " << printable(ks.kdf.hash) << "\n\tIterations: " << ks.kdf.iterations << "\n";
     } else {
       out << "\tTime cost:  " << ks.kdf.iterations << "\n\tMemory:     " << ks.kdf.memory_kib
           << "\n\tThreads:    " << ks.kdf.parallel << "\n";
     }
     out << "\tAF stripes: " << ks.af_stripes << "\n"
-        << "\tAF hash:    " << ks.af_hash << "\n"
+        << "\tAF hash:    " << printable(ks.af_hash) << "\n"
         << "\tArea offset:" << ks.area_offset << " [bytes]\n"
         << "\tArea length:" << ks.area_size << " [bytes]\n";
   }
   out << "Tokens:\n";
   for (const auto& [id, token] : md.tokens.items()) {
-    out << "  " << id << ": " << token.value("type", std::string("unknown")) << "\n";
+    out << "  " << printable(id) << ": " << printable(token.value("type", std::string("unknown"))) << "\n";
   }
   out << "Digests:\n";
   for (const auto& [id, d] : md.digests) {
     out << "  " << id << ": pbkdf2\n"
-        << "\tHash:       " << d.hash << "\n"
+        << "\tHash:       " << printable(d.hash) << "\n"
         << "\tIterations: " << d.iterations << "\n";
   }
   return out.str();

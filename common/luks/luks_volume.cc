@@ -6,6 +6,7 @@
 
 #include "luks1_volume.h"
 #include "luks2_volume.h"
+#include "printable_text.h"
 
 namespace rbdluks {
 
@@ -16,7 +17,7 @@ nlohmann::json unsupported_reason(const LuksVolume& volume) {
 
 std::string unsupported_line(const LuksVolume& volume) {
   const Status status = volume.supported();
-  return status ? std::string() : "Unsupported:   \t" + status.error().message() + " (shown, not opened)\n";
+  return status ? std::string() : "Unsupported:   \t" + printable(status.error().message()) + " (shown, not opened)\n";
 }
 
 Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image) {

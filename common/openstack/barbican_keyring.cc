@@ -48,9 +48,8 @@ class BarbicanKeyring final : public Keyring {
         {"payload_content_encoding", "base64"},
         {"payload", std::string(kPayloadPlaceholder)},
     };
-    std::string encoded = base64_encode(key);  // reserved once, so this is the only copy
-    const SecureBuffer payload = SecureBuffer::copy_of(encoded);
-    secure_zero(encoded.data(), encoded.size());
+    SecureBuffer payload(base64_size(key.size()));
+    base64_encode(key, payload.span());
     HttpRequest request;
     request.method = "POST";
     request.idempotent = false;  // a repeated POST would leave a second, orphaned secret
@@ -72,7 +71,9 @@ class BarbicanKeyring final : public Keyring {
     return KeyReference{"barbican", uuid};
   }
 
-  Status remove(const std::string& locator) override {
+  // Barbican mints a new UUID for every secret it stores and never changes a payload, so the secret
+  // under a UUID that store() returned is always that store's: no need to compare.
+  Status discard(const std::string& locator, std::span<const uint8_t> /*key*/) override {
     RL_ASSIGN(const std::string uuid, barbican_secret_uuid(locator));
     const std::string where = "barbican:" + uuid + ": delete";
     HttpRequest request;

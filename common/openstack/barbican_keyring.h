@@ -3,7 +3,7 @@
 //
 // fetch reads the secret's payload as application/octet-stream; store creates a symmetric secret
 // ("aes", bit_length = 8 * key bytes, as castellan stores Cinder's keys) and returns its UUID;
-// remove deletes it. Barbican's URL comes from the token's service catalog (type key-manager) unless
+// discard deletes it. Barbican's URL comes from the token's service catalog (type key-manager) unless
 // set explicitly. A locator may also be a full secret_ref URL: only its UUID is used, so the token
 // is only ever sent to the configured Barbican, whatever an image's metadata says. Every failure is
 // Errc::key_unavailable, naming the secret and the HTTP status or connection error.

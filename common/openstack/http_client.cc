@@ -2,6 +2,7 @@
 // may call perform), bounded retries with doubling delays, bodies in growing SecureBuffers.
 #include "http_client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -120,6 +121,38 @@ struct CurlHandleDeleter {
   void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
 };
 
+struct CurlUrlDeleter {
+  void operator()(CURLU* url) const { curl_url_cleanup(url); }
+};
+
+// libcurl resolves "localhost" to the loopback addresses itself, without asking DNS.
+bool is_loopback(const std::string& host) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return host == "localhost" || host == "[::1]";
+}
+
+// Refuses plain http to anything but the loopback interface unless the options allow it. The URL is
+// parsed as libcurl will parse it, so "http://127.0.0.1@elsewhere/" counts as elsewhere.
+Status check_transport(const HttpOptions& options, const HttpRequest& request) {
+  const std::string where = request.method + " " + request.url;
+  std::unique_ptr<CURLU, CurlUrlDeleter> url(curl_url());
+  if (!url || curl_url_set(url.get(), CURLUPART_URL, request.url.c_str(), 0) != CURLUE_OK) {
+    return Error(Errc::failure, where + ": not a valid URL");
+  }
+  char* scheme = nullptr;
+  char* host = nullptr;
+  curl_url_get(url.get(), CURLUPART_SCHEME, &scheme, 0);
+  curl_url_get(url.get(), CURLUPART_HOST, &host, 0);
+  const bool plain = scheme != nullptr && std::string_view(scheme) == "http";
+  const bool local = host != nullptr && is_loopback(lowercase(host));
+  curl_free(scheme);
+  curl_free(host);
+  if (!plain || local || options.allow_plain_http) return {};
+  return Error(Errc::failure, where + ": not sent: plain http would carry passwords, tokens and keys unencrypted " +
+                                  "(use https, or set insecure_http = true in [barbican])");
+}
+
 Attempt perform_once(const HttpOptions& options, const HttpRequest& request) {
   std::unique_ptr<CURL, CurlHandleDeleter> curl(curl_easy_init());
   if (!curl) return {Error(Errc::failure, request.method + " " + request.url + ": cannot create a libcurl handle")};
@@ -194,6 +227,7 @@ const SecureBuffer* HttpResponse::header(std::string_view name) const {
 HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) { ensure_curl_initialised(); }
 
 Result<HttpResponse> HttpClient::perform(const HttpRequest& request) const {
+  RL_TRY(check_transport(options_, request));
   const unsigned attempts = std::max(options_.attempts, 1u);
   auto delay = options_.retry_delay;
   for (unsigned attempt = 1;; ++attempt) {

@@ -1,8 +1,9 @@
 // HttpClient: the small HTTP(S) client (libcurl) that the OpenStack keyring talks to Keystone and
 // Barbican with. Request and response bodies and header values live in SecureBuffer, since they
 // carry passwords, tokens and keys; nothing here logs. TLS peers are verified unless the operator
-// explicitly turns that off. Redirects are not followed, so a token never goes to a host the
-// operator did not configure.
+// explicitly turns that off, and plain http is refused unless the operator allows it or the host is
+// this machine's loopback interface. Redirects are not followed, so a token never goes to a host
+// the operator did not configure.
 #pragma once
 
 #include <chrono>
@@ -49,6 +50,10 @@ struct HttpResponse {
 struct HttpOptions {
   std::string ca_file;  // PEM bundle to verify servers with; empty: the system's CA store
   bool verify_tls = true;
+  // Plain http:// carries passwords, tokens and keys in clear, so it is refused (before any
+  // connection) unless this is set, except to the loopback interface (localhost, 127.0.0.0/8, ::1),
+  // where nothing crosses a network: a service on the same host, or a local TLS proxy.
+  bool allow_plain_http = false;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds timeout{30'000};  // the whole request, per attempt
   // Connection errors and 5xx answers are retried (see HttpRequest::idempotent), waiting
@@ -63,7 +68,8 @@ class HttpClient {
   explicit HttpClient(HttpOptions options);
 
   // The final response, whatever its status (callers decide what a 4xx or 5xx means), or
-  // Errc::failure when no response came: "GET URL: Connection refused (3 attempts)".
+  // Errc::failure when no response came: "GET URL: Connection refused (3 attempts)", or when the
+  // request was not sent because its URL is plain http that the options do not allow.
   Result<HttpResponse> perform(const HttpRequest& request) const;
 
   const HttpOptions& options() const { return options_; }

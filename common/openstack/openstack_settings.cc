@@ -49,20 +49,25 @@ Status parse_interface(Loading& l, std::string_view v) {
   return {};
 }
 
-Status parse_insecure(Loading& l, std::string_view v) {
+Result<bool> parse_bool(std::string_view key, std::string_view v) {
   for (std::string_view yes : {"true", "yes", "on", "1"}) {
-    if (v == yes) {
-      l.settings.http.verify_tls = false;
-      return {};
-    }
+    if (v == yes) return true;
   }
   for (std::string_view no : {"false", "no", "off", "0"}) {
-    if (v == no) {
-      l.settings.http.verify_tls = true;
-      return {};
-    }
+    if (v == no) return false;
   }
-  return invalid("insecure", "'" + std::string(v) + "' is not true or false");
+  return invalid(key, "'" + std::string(v) + "' is not true or false");
+}
+
+Status parse_insecure(Loading& l, std::string_view v) {
+  RL_ASSIGN(const bool insecure, parse_bool("insecure", v));
+  l.settings.http.verify_tls = !insecure;
+  return {};
+}
+
+Status parse_insecure_http(Loading& l, std::string_view v) {
+  RL_ASSIGN(l.settings.http.allow_plain_http, parse_bool("insecure_http", v));
+  return {};
 }
 
 Status parse_timeout(Loading& l, std::string_view v) {
@@ -126,6 +131,7 @@ const Field kFields[] = {
     {"barbican_url", "RBD_LUKS_BARBICAN_URL", [](L& l) { return &l.settings.barbican.url; }},
     {"cafile", "OS_CACERT", [](L& l) { return &l.settings.http.ca_file; }},
     {"insecure", nullptr, nullptr, nullptr, parse_insecure},
+    {"insecure_http", nullptr, nullptr, nullptr, parse_insecure_http},
     {"timeout", nullptr, nullptr, nullptr, parse_timeout},
     {"connect_timeout", nullptr, nullptr, nullptr, parse_connect_timeout},
     {"retries", nullptr, nullptr, nullptr, parse_retries},

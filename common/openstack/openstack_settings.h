@@ -14,8 +14,8 @@
 //   application_credential_name OS_APPLICATION_CREDENTIAL_NAME,
 //   application_credential_secret OS_APPLICATION_CREDENTIAL_SECRET,
 //   region_name OS_REGION_NAME, interface OS_INTERFACE, barbican_url RBD_LUKS_BARBICAN_URL,
-//   cafile OS_CACERT; and file only: insecure (false), timeout (s, per request, 30),
-//   connect_timeout (s, 10), retries (2).
+//   cafile OS_CACERT; and file only: insecure (false), insecure_http (false: plain http only to
+//   the loopback interface), timeout (s, per request, 30), connect_timeout (s, 10), retries (2).
 // A file that holds a password or secret must not be readable by everyone; such a file is refused.
 #pragma once
 

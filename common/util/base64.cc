@@ -19,25 +19,32 @@ constexpr std::array<int8_t, 256> kDecode = make_decode_table();
 
 }  // namespace
 
-std::string base64_encode(std::span<const uint8_t> bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
+size_t base64_size(size_t bytes) { return (bytes + 2) / 3 * 4; }
+
+void base64_encode(std::span<const uint8_t> bytes, std::span<uint8_t> out) {
   size_t i = 0;
+  size_t o = 0;
+  auto put = [&](char c) { out[o++] = static_cast<uint8_t>(c); };
   for (; i + 3 <= bytes.size(); i += 3) {
     const uint32_t v = (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
+    put(kAlphabet[(v >> 18) & 63]);
+    put(kAlphabet[(v >> 12) & 63]);
+    put(kAlphabet[(v >> 6) & 63]);
+    put(kAlphabet[v & 63]);
   }
   const size_t rest = bytes.size() - i;
   if (rest > 0) {
     const uint32_t v = (uint32_t{bytes[i]} << 16) | (rest == 2 ? uint32_t{bytes[i + 1]} << 8 : 0);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
+    put(kAlphabet[(v >> 18) & 63]);
+    put(kAlphabet[(v >> 12) & 63]);
+    put(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
+    put('=');
   }
+}
+
+std::string base64_encode(std::span<const uint8_t> bytes) {
+  std::string out(base64_size(bytes.size()), '\0');
+  base64_encode(bytes, std::span(reinterpret_cast<uint8_t*>(out.data()), out.size()));
   return out;
 }
 

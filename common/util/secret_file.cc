@@ -11,13 +11,18 @@
 namespace rbdluks {
 
 Result<SecureBuffer> read_secret_file(const std::string& path, size_t max_size) {
-  const bool from_stdin = path == "-";
-  const std::string where = from_stdin ? "standard input" : path;
-  const int fd = from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (path == "-") return read_secret_fd(STDIN_FILENO, "standard input", max_size);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    Error e = errno_error("open " + where);
+    Error e = errno_error("open " + path);
     return errno == ENOENT ? Error(Errc::not_found, e.message()) : e;
   }
+  auto secret = read_secret_fd(fd, path, max_size);
+  ::close(fd);
+  return secret;
+}
+
+Result<SecureBuffer> read_secret_fd(int fd, const std::string& where, size_t max_size) {
   SecureBuffer buffer(4096);
   size_t used = 0;
   Status status;
@@ -37,7 +42,6 @@ Result<SecureBuffer> read_secret_file(const std::string& path, size_t max_size) 
     if (n == 0) break;
     used += static_cast<size_t>(n);
   }
-  if (!from_stdin) ::close(fd);
   if (!status) return std::move(status).error();
   if (used > max_size) {
     return Error(Errc::usage, where + " holds more than " + std::to_string(max_size) + " bytes");
@@ -46,9 +50,10 @@ Result<SecureBuffer> read_secret_file(const std::string& path, size_t max_size) 
   return buffer;
 }
 
-Status write_secret_file(const std::string& path, std::span<const uint8_t> bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return errno_error("create " + path);
+namespace {
+
+// Makes the open file fd at path 0600, writes bytes and syncs them; closes fd.
+Status fill_secret_file(int fd, const std::string& path, std::span<const uint8_t> bytes) {
   Status status;
   if (fchmod(fd, 0600) != 0) status = errno_error("chmod " + path);
   size_t done = 0;
@@ -63,6 +68,25 @@ Status write_secret_file(const std::string& path, std::span<const uint8_t> bytes
   if (status && fsync(fd) != 0) status = errno_error("sync " + path);
   ::close(fd);
   return status;
+}
+
+}  // namespace
+
+Status write_secret_file(const std::string& path, std::span<const uint8_t> bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return errno_error("create " + path);
+  return fill_secret_file(fd, path, bytes);
+}
+
+Status create_secret_file(const std::string& path, std::span<const uint8_t> bytes) {
+  // O_EXCL makes "does it exist?" and "create it" one step; with O_CREAT it also refuses a symlink,
+  // dangling or not.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return errno_error("create " + path);
+  Status filled = fill_secret_file(fd, path, bytes);
+  // The file is this call's own (O_EXCL), so a half-written one can go.
+  if (!filled) ::unlink(path.c_str());
+  return filled;
 }
 
 }  // namespace rbdluks

@@ -1,7 +1,8 @@
 // SecureBuffer: memory for keys and passphrases.
 //
-// The pages are locked (never swapped), excluded from core dumps, and zeroed before they are
-// returned to the system. Move-only, so a secret is never copied by accident.
+// The bytes come from the secure arena (secure_arena.h): locked (never swapped), excluded from core
+// dumps, not inherited by forked children, and zeroed when freed; small buffers share pages.
+// Move-only, so a secret is never copied by accident.
 #pragma once
 
 #include <cstddef>
@@ -47,7 +48,6 @@ class SecureBuffer {
 
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
-  size_t mapped_ = 0;
 };
 
 // Zeroes memory in a way the compiler may not optimise away.

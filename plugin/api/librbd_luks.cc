@@ -13,6 +13,7 @@
 #include <string>
 
 #include "encrypted_rbd_image.h"
+#include "secure_arena.h"
 #include "stored_key.h"
 
 using rbdluks::EncryptedRbdImage;
@@ -155,11 +156,22 @@ int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, const char* snap
 
 int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
                                   rbd_luks_image_t* image) {
+  return rbd_luks_open_with_stored_key_accepting(io, name, snap_name, read_only, nullptr, image);
+}
+
+int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
+                                            const char* accepted_key_refs, rbd_luks_image_t* image) {
   if (io == nullptr || name == nullptr || image == nullptr) {
     return fail(-EINVAL, "rbd_luks_open_with_stored_key: missing argument");
   }
   return guarded([&] {
-    auto passphrase = rbdluks::stored_key_passphrase(io, name);
+    rbdluks::KeyReferencePolicy policy;
+    if (accepted_key_refs != nullptr) {
+      auto parsed = rbdluks::KeyReferencePolicy::parse(accepted_key_refs);
+      if (!parsed) return fail(-EINVAL, parsed.error().message());
+      policy = std::move(parsed).value();
+    }
+    auto passphrase = rbdluks::stored_key_passphrase(io, name, policy);
     if (!passphrase) return fail(-ENOKEY, passphrase.error().message());
     return open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),
                       read_only != 0, image);
@@ -347,5 +359,9 @@ int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key) {
 }
 
 const char* rbd_luks_last_error(void) { return last_error.c_str(); }
+
+int rbd_luks_secure_memory_error(void) { return rbdluks::secure_memory_status().lock_error; }
+
+void rbd_luks_set_secure_memory_warning(void (*warn)(const char* message)) { rbdluks::set_secure_memory_warning(warn); }
 
 }  // extern "C"

@@ -49,11 +49,29 @@ Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& 
   return open(io, name, passphrase, OpenOptions{});
 }
 
+namespace {
+
+// The public overload takes the policy as text, so that KeyReferencePolicy stays out of the
+// installed headers.
+Result<std::unique_ptr<Image>> open_with_policy(rados_ioctx_t io, const std::string& name,
+                                                const Image::OpenOptions& options, const KeyReferencePolicy& policy) {
+  RL_ASSIGN(auto passphrase, stored_key_passphrase(io, name, policy));
+  return Image::open(io, name, passphrase.span(), options);
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, const std::string& name,
                                                            const OpenOptions& options) {
+  return guarded(name, "open", [&] { return open_with_policy(io, name, options, {}); });
+}
+
+Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, const std::string& name,
+                                                           const OpenOptions& options,
+                                                           const std::string& accepted_key_refs) {
   return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
-    RL_ASSIGN(auto passphrase, stored_key_passphrase(io, name));
-    return open(io, name, passphrase.span(), options);
+    RL_ASSIGN(const auto policy, KeyReferencePolicy::parse(accepted_key_refs));
+    return open_with_policy(io, name, options, policy);
   });
 }
 

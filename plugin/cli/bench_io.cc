@@ -411,7 +411,7 @@ class Report {
       }
       results.push_back(std::move(point));
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    print_json(out);
   }
 
  private:

@@ -25,6 +25,7 @@ constexpr std::array kOptions = {
     // key source
     OptionSpec{"passphrase-file", 0, true},
     OptionSpec{"key-ref", 0, true},
+    OptionSpec{"accept-key-refs", 0, true},
     OptionSpec{"passphrase-encoding", 0, true},
     OptionSpec{"new-passphrase-file", 0, true},
     OptionSpec{"key-slot", 0, true},

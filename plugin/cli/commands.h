@@ -2,6 +2,7 @@
 // own name, and returns a Status whose Errc decides the exit code (docs/cli.md).
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,11 @@ Status bench_io(const CommandLine& cl, const Args& args);
 // A usage error unless args has between min and max entries.
 Status expect_args(const Args& args, size_t min, size_t max, const char* synopsis);
 
-// Informational output for the operator on stderr, suppressed by --quiet.
+// Informational output for the operator on stderr, suppressed by --quiet; escaped (printable()).
 void inform(const CommandLine& cl, const std::string& line);
+
+// document on stdout, indented; bytes that are not UTF-8 (a header label, image metadata) become
+// U+FFFD rather than aborting the dump.
+void print_json(const nlohmann::json& document);
 
 }  // namespace rbdluks::cli

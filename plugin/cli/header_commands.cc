@@ -124,7 +124,7 @@ Status cmd_dump(const CommandLine& cl, const Args& args) {
   }
   RL_ASSIGN(auto loaded, load_volume(cl, args[0], OpenMode::read_only));
   if (cl.has("json")) {
-    std::cout << loaded.volume->describe().dump(2) << "\n";
+    print_json(loaded.volume->describe());
   } else {
     std::cout << loaded.volume->describe_text();
   }

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "key_source.h"
 #include "keyring_registry.h"
+#include "printable_text.h"
 #include "target.h"
 #include "volume_access.h"
 
@@ -54,11 +55,12 @@ Status key_ref_show(const CommandLine& cl, const Args& args) {
     nlohmann::json out = {{"key_ref", nullptr}, {"passphrase_encoding", nullptr}};
     if (reference) out["key_ref"] = *reference;
     if (encoding) out["passphrase_encoding"] = *encoding;
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
     return {};
   }
-  std::cout << "key-ref: " << reference.value_or("none") << "\n";
-  if (reference) std::cout << "passphrase-encoding: " << encoding.value_or("raw") << "\n";
+  // Metadata is whatever whoever can write the image put there.
+  std::cout << "key-ref: " << printable(reference.value_or("none")) << "\n";
+  if (reference) std::cout << "passphrase-encoding: " << printable(encoding.value_or("raw")) << "\n";
   return {};
 }
 

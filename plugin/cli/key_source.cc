@@ -1,6 +1,7 @@
 // Key sources for the CLI: passphrase files, keyring references, image metadata, new keys.
 #include "key_source.h"
 
+#include "key_reference_policy.h"
 #include "keyring_registry.h"
 #include "random.h"
 #include "secret_file.h"
@@ -25,6 +26,15 @@ Status exclusive_key_options(const CommandLine& cl) {
   return {};
 }
 
+// --accept-key-refs: which references the command takes from image metadata (default: all).
+Result<KeyReferencePolicy> metadata_policy(const CommandLine& cl) {
+  auto text = cl.get("accept-key-refs");
+  if (!text) return KeyReferencePolicy();
+  auto policy = KeyReferencePolicy::parse(*text);
+  if (!policy) return Error(policy.error()).context("--accept-key-refs");
+  return policy;
+}
+
 Result<SecureBuffer> fetch_passphrase(const CommandLine& cl, const KeyReference& reference,
                                       PassphraseEncoding encoding) {
   RL_ASSIGN(auto key, fetch_key(reference, keyring_environment(cl)));
@@ -47,6 +57,7 @@ Result<SecureBuffer> passphrase_from_file_option(const CommandLine& cl, const st
 
 Result<SecureBuffer> passphrase_for(const CommandLine& cl, RawImage& image) {
   RL_TRY(exclusive_key_options(cl));
+  RL_ASSIGN(const auto policy, metadata_policy(cl));
   if (cl.has("new-key")) return Error(Errc::usage, "--new-key only applies to format and create");
   if (cl.has("passphrase-file")) return passphrase_from_file_option(cl, "passphrase-file");
   RL_ASSIGN(auto encoding, encoding_option(cl));
@@ -60,6 +71,7 @@ Result<SecureBuffer> passphrase_for(const CommandLine& cl, RawImage& image) {
                  "no key source: pass --passphrase-file or --key-ref (" + image.name() + " records no key reference)");
   }
   RL_ASSIGN(auto reference, KeyReference::parse(*stored_ref));
+  RL_TRY(policy.check(reference, "the metadata of " + image.name()));
   if (!encoding) {
     RL_ASSIGN(auto stored_encoding, image.get_metadata(kPassphraseEncodingMetadataKey));
     if (stored_encoding) {
@@ -98,7 +110,7 @@ Result<NewVolumeKey> key_for_new_volume(const CommandLine& cl, const std::string
   RL_ASSIGN(auto reference, keyring->store(key.span(), name));
   out.passphrase = encode_passphrase(key.span(), out.encoding);
   out.reference = std::move(reference);
-  out.created = true;
+  out.created_key = std::move(key);
   return out;
 }
 
@@ -114,9 +126,10 @@ Status record_key_reference(RawImage& image, const NewVolumeKey& key) {
 }
 
 void discard_new_key(const CommandLine& cl, const NewVolumeKey& key) {
-  if (!key.created || !key.reference) return;
+  if (key.created_key.empty() || !key.reference) return;
   auto keyring = open_keyring(key.reference->scheme, keyring_environment(cl));
-  if (keyring) (void)(*keyring)->remove(key.reference->locator);
+  // Best effort: the format's own error is the one to report.
+  if (keyring) (void)(*keyring)->discard(key.reference->locator, key.created_key.span());
 }
 
 }  // namespace rbdluks::cli

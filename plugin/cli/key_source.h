@@ -28,14 +28,14 @@ struct NewVolumeKey {
   SecureBuffer passphrase;
   std::optional<KeyReference> reference;  // recorded in the image metadata
   PassphraseEncoding encoding = PassphraseEncoding::raw;
-  bool created = false;  // --new-key: the key was made for this volume
+  SecureBuffer created_key;  // --new-key: the key this run stored (empty otherwise)
 };
 Result<NewVolumeKey> key_for_new_volume(const CommandLine& cl, const std::string& target_name);
 
 // After a successful format: records (or clears) the key reference in the image metadata.
 Status record_key_reference(RawImage& image, const NewVolumeKey& key);
 
-// After a failed format: deletes a key that --new-key created for it.
+// After a failed format: deletes a key that --new-key created for it, if it still holds that key.
 void discard_new_key(const CommandLine& cl, const NewVolumeKey& key);
 
 }  // namespace rbdluks::cli

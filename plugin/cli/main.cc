@@ -5,12 +5,16 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <new>
 
 #include "command_line.h"
 #include "commands.h"
+#include "printable_text.h"
+#include "secure_arena.h"
 
 namespace rbdluks::cli {
 namespace {
@@ -44,6 +48,7 @@ Commands:
 
 Key source: --passphrase-file FILE (- for stdin) | --key-ref barbican:UUID|config-key:KEY|file:PATH
   [--passphrase-encoding raw|hex] | none: the reference in the image metadata
+  --accept-key-refs LIST: take only these from the metadata, e.g. config-key,barbican,file:/etc/keys
   --config FILE: OpenStack settings for barbican (else $RBD_LUKS_CONF, /etc/rbd-luks/rbd-luks.conf, OS_*)
 Format options: --type luks2|luks1  --cipher aes-xts-plain64  --key-size 256|512
   --sector-size 512|1024|2048|4096  --pbkdf argon2id|argon2i|pbkdf2  --iter-time MS
@@ -68,11 +73,15 @@ int exit_code(const Error& error) {
   }
 }
 
-// Keys live in process memory while we run: keep them out of core dumps and ptrace.
+void warn_secure_memory(const char* message) { std::fprintf(stderr, "rbd-luks: warning: %s\n", message); }
+
+// Keys live in process memory while we run: keep them out of core dumps and ptrace, and say so if
+// they cannot be kept out of swap.
 void harden_process() {
   const rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  set_secure_memory_warning(warn_secure_memory);
 }
 
 Status run(int argc, const char* const* argv) {
@@ -94,14 +103,29 @@ Status run(int argc, const char* const* argv) {
   return it->second(cl, Args(words.begin() + 1, words.end()));
 }
 
+// run(), with any exception that escapes a library below turned into an Error: the contract is one
+// line and an exit code, never an abort.
+Status run_guarded(int argc, const char* const* argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    return Error(Errc::failure, "out of memory");
+  } catch (const std::exception& e) {
+    return Error(Errc::failure, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return Error(Errc::failure, "internal error: unknown exception");
+  }
+}
+
 }  // namespace
 }  // namespace rbdluks::cli
 
 int main(int argc, char** argv) {
   rbdluks::cli::harden_process();
-  rbdluks::Status status = rbdluks::cli::run(argc, argv);
+  rbdluks::Status status = rbdluks::cli::run_guarded(argc, argv);
   std::fflush(stdout);
   if (status) return 0;
-  std::fprintf(stderr, "rbd-luks: error: %s\n", status.error().message().c_str());
+  // Messages quote header fields, metadata and paths: escaped, so the error stays one line.
+  std::fprintf(stderr, "rbd-luks: error: %s\n", rbdluks::printable(status.error().message()).c_str());
   return rbdluks::cli::exit_code(status.error());
 }

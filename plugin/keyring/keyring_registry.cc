@@ -41,13 +41,18 @@ const std::map<std::string, Factory>& factories() {
 Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const KeyringEnvironment& environment) {
   const auto& registry = factories();
   auto it = registry.find(scheme);
-  if (it == registry.end()) {
-    std::string known;
-    for (const auto& [name, factory] : registry) known += (known.empty() ? "" : ", ") + name;
-    return Error(Errc::usage, "unknown keyring '" + scheme + "' (known: " + known + ")");
-  }
+  if (it == registry.end())
+    return Error(Errc::usage, "unknown keyring '" + scheme + "' (known: " + keyring_schemes() + ")");
   return it->second(environment);
 }
+
+std::string keyring_schemes() {
+  std::string known;
+  for (const auto& [name, factory] : factories()) known += (known.empty() ? "" : ", ") + name;
+  return known;
+}
+
+bool is_keyring_scheme(const std::string& scheme) { return factories().contains(scheme); }
 
 Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment) {
   auto keyring = open_keyring(reference.scheme, environment);

@@ -22,6 +22,10 @@ struct KeyringEnvironment {
 
 Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const KeyringEnvironment& environment);
 
+// The schemes of the registered adapters, sorted: "barbican, config-key, file".
+std::string keyring_schemes();
+bool is_keyring_scheme(const std::string& scheme);
+
 // Convenience: fetch the key bytes a reference names. Errors name the reference.
 Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment);
 

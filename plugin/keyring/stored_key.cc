@@ -35,11 +35,12 @@ Result<std::optional<std::string>> image_metadata(rados_ioctx_t io, const std::s
 
 }  // namespace
 
-Result<SecureBuffer> stored_key_passphrase(rados_ioctx_t io, const std::string& name,
+Result<SecureBuffer> stored_key_passphrase(rados_ioctx_t io, const std::string& name, const KeyReferencePolicy& policy,
                                            const std::optional<std::string>& config_path) {
   RL_ASSIGN(auto ref_text, image_metadata(io, name, kKeyRefMetadataKey));
   if (!ref_text) return Error(Errc::usage, name + " records no key reference (see rbd-luks key-ref set)");
   RL_ASSIGN(auto reference, KeyReference::parse(*ref_text));
+  RL_TRY(policy.check(reference, "the metadata of " + name));
   RL_ASSIGN(auto encoding_text, image_metadata(io, name, kPassphraseEncodingMetadataKey));
   PassphraseEncoding encoding = PassphraseEncoding::raw;
   if (encoding_text) {

@@ -8,15 +8,18 @@
 #include <optional>
 #include <string>
 
+#include "key_reference_policy.h"
 #include "result.h"
 #include "secure_buffer.h"
 
 namespace rbdluks {
 
-// config_path: rbd-luks settings file for Barbican (nullopt: $RBD_LUKS_CONF, then the default path).
-// Errc::usage when the image records no key reference; Errc::key_unavailable when the key cannot be
-// fetched.
+// policy: the references accepted from the metadata. config_path: rbd-luks settings file for
+// Barbican (nullopt: $RBD_LUKS_CONF, then the default path).
+// Errc::usage when the image records no key reference; Errc::key_unavailable when the policy does not
+// accept it or the key cannot be fetched.
 Result<SecureBuffer> stored_key_passphrase(rados_ioctx_t io, const std::string& name,
+                                           const KeyReferencePolicy& policy = {},
                                            const std::optional<std::string>& config_path = std::nullopt);
 
 }  // namespace rbdluks

@@ -1,5 +1,5 @@
 // The Barbican keyring against the real local Keystone and Barbican of the CTest fixtures
-// "openstack" (1 h tokens) and "openstack_short" (3 s tokens): store, fetch and remove with
+// "openstack" (1 h tokens) and "openstack_short" (3 s tokens): store, fetch and discard with
 // password and application-credential auth; endpoint from the catalog or explicit; 403, 404, 401
 // and unreachable services as Errc::key_unavailable without secrets in the message; and a token
 // that expires between two fetches with the same keyring object, renewed ahead of time or, when the
@@ -147,11 +147,11 @@ TEST_F(BarbicanKeyringTest, StoresFetchesAndRemovesKeysWithTheirBitLength) {
     EXPECT_EQ(secret["name"], "rbd-luks test " + std::to_string(size));
     EXPECT_EQ(secret["content_types"]["default"], "application/octet-stream");
 
-    ASSERT_TRUE(keyring->remove(ref->locator));
+    ASSERT_TRUE(keyring->discard(ref->locator, {}));
     auto gone = keyring->fetch(ref->locator);
     ASSERT_FALSE(gone);
     expect_clean_error(gone.error(), ref->locator, key, "HTTP 404");
-    EXPECT_TRUE(keyring->remove(ref->locator)) << "removing a deleted secret is not an error";
+    EXPECT_TRUE(keyring->discard(ref->locator, {})) << "discarding a deleted secret is not an error";
   }
   EXPECT_EQ(auth->authentications(), 1u) << "one token serves all requests while it is valid";
 }
@@ -175,7 +175,7 @@ TEST_F(BarbicanKeyringTest, FindsBarbicanInTheCatalogOrAtAnExplicitUrlAndAccepts
   expect_clean_error(no_region.error(), ref->locator, key, "no key-manager endpoint");
   auto internal = make_barbican_keyring(auth, endpoint("", "internal"))->fetch(ref->locator);
   ASSERT_FALSE(internal);
-  EXPECT_TRUE(make_barbican_keyring(auth, {})->remove(ref->locator));
+  EXPECT_TRUE(make_barbican_keyring(auth, {})->discard(ref->locator, {}));
 }
 
 TEST_F(BarbicanKeyringTest, ApplicationCredentialSeesTheProjectsSecrets) {
@@ -190,8 +190,8 @@ TEST_F(BarbicanKeyringTest, ApplicationCredentialSeesTheProjectsSecrets) {
   auto own = by_app_cred->store(key.span(), "by app cred");
   ASSERT_TRUE(own) << own.error().message();
   EXPECT_TRUE(by_password->fetch(own->locator));
-  EXPECT_TRUE(by_app_cred->remove(own->locator));
-  EXPECT_TRUE(by_app_cred->remove(ref->locator));
+  EXPECT_TRUE(by_app_cred->discard(own->locator, {}));
+  EXPECT_TRUE(by_app_cred->discard(ref->locator, {}));
 }
 
 TEST_F(BarbicanKeyringTest, AnotherProjectsSecretIsForbidden) {
@@ -202,7 +202,7 @@ TEST_F(BarbicanKeyringTest, AnotherProjectsSecretIsForbidden) {
   auto theirs = make_barbican_keyring(auth_for(password_credentials(file_, "other")), {})->fetch(ref->locator);
   ASSERT_FALSE(theirs);
   expect_clean_error(theirs.error(), ref->locator, key, "HTTP 403");
-  EXPECT_TRUE(mine->remove(ref->locator));
+  EXPECT_TRUE(mine->discard(ref->locator, {}));
 }
 
 TEST_F(BarbicanKeyringTest, WrongCredentialsAndUnreachableServicesFailCleanly) {
@@ -265,7 +265,7 @@ TEST_F(BarbicanTokenExpiryTest, RenewsTheTokenBeforeItExpires) {
   ASSERT_TRUE(fetched) << fetched.error().message();
   EXPECT_TRUE(fetched->equals(key.span()));
   EXPECT_EQ(auth->authentications(), before + 1);
-  EXPECT_TRUE(keyring->remove(ref->locator));
+  EXPECT_TRUE(keyring->discard(ref->locator, {}));
 }
 
 TEST_F(BarbicanTokenExpiryTest, ReauthenticatesOnceWhenBarbicanRejectsAnExpiredToken) {
@@ -282,7 +282,7 @@ TEST_F(BarbicanTokenExpiryTest, ReauthenticatesOnceWhenBarbicanRejectsAnExpiredT
   ASSERT_TRUE(fetched) << fetched.error().message();
   EXPECT_TRUE(fetched->equals(key.span()));
   EXPECT_EQ(auth->authentications(), 2u) << "exactly one re-authentication, after the 401";
-  EXPECT_TRUE(keyring->remove(ref->locator));
+  EXPECT_TRUE(keyring->discard(ref->locator, {}));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // HttpClient against a scripted HTTP server in the test process: what is sent and received,
 // which failures are retried (5xx and connection errors for idempotent requests only), timeouts,
-// the response size limit, no redirects; and json_with_secret's escaping.
+// the response size limit, no redirects, plain http only to loopback unless allowed; and
+// json_with_secret's escaping.
 #include "http_client.h"
 
 #include <arpa/inet.h>
@@ -240,6 +241,45 @@ TEST(HttpClientTest, RejectsOtherProtocols) {
   request.url = "file:///etc/passwd";
   auto got = HttpClient(fast_options()).perform(request);
   ASSERT_FALSE(got);
+}
+
+TEST(HttpClientTest, RefusesPlainHttpBeyondLoopbackUnlessAllowed) {
+  // .invalid never resolves (RFC 6761): a refused request fails before any lookup, an allowed one at
+  // the lookup, so neither needs a network.
+  for (const std::string url : {"http://barbican.invalid:9311/v1/secrets", "HTTP://barbican.invalid/",
+                                "http://127.0.0.1@barbican.invalid/", "http://127.example.invalid/"}) {
+    HttpRequest request;
+    request.url = url;
+    auto refused = HttpClient(fast_options()).perform(request);
+    ASSERT_FALSE(refused) << url;
+    EXPECT_NE(refused.error().message().find("not sent: plain http"), std::string::npos) << refused.error().message();
+    EXPECT_NE(refused.error().message().find("insecure_http"), std::string::npos) << refused.error().message();
+
+    HttpOptions allowed = fast_options();
+    allowed.allow_plain_http = true;
+    allowed.attempts = 1;
+    auto attempted = HttpClient(allowed).perform(request);
+    ASSERT_FALSE(attempted) << url;
+    EXPECT_EQ(attempted.error().message().find("not sent"), std::string::npos) << attempted.error().message();
+    EXPECT_NE(attempted.error().message().find("resolve"), std::string::npos) << attempted.error().message();
+  }
+  // The loopback interface (the scripted server) and https are fine by default.
+  ScriptedServer server({response(200, "ok")});
+  HttpRequest local;
+  const std::string port = server.url("").substr(17);
+  for (const std::string& url : {server.url("/x"), "http://localhost:" + port + "/x", "http://127.0.0.1:" + port}) {
+    local.url = url;
+    auto got = HttpClient(fast_options()).perform(local);
+    ASSERT_TRUE(got) << url << ": " << got.error().message();
+    EXPECT_EQ(got->status, 200);
+  }
+  HttpRequest tls;
+  tls.url = "https://barbican.invalid/";
+  HttpOptions once = fast_options();
+  once.attempts = 1;
+  auto attempted = HttpClient(once).perform(tls);
+  ASSERT_FALSE(attempted);
+  EXPECT_NE(attempted.error().message().find("resolve"), std::string::npos) << attempted.error().message();
 }
 
 TEST(JsonWithSecretTest, EscapesTheSecretIntoItsPlace) {

@@ -66,13 +66,15 @@ TEST_F(OpenStackSettingsTest, ReadsAnOpenrcEnvironment) {
   EXPECT_EQ(s->barbican.url, "https://b:9311");
   EXPECT_EQ(s->http.ca_file, "/ca.pem");
   EXPECT_TRUE(s->http.verify_tls);
+  EXPECT_FALSE(s->http.allow_plain_http);  // refused by default
   EXPECT_FALSE(s->credentials.uses_application_credential());
 }
 
 TEST_F(OpenStackSettingsTest, ReadsTheBarbicanSectionAndTheEnvironmentOverridesIt) {
   const std::string path = write_config(
       "# comment\n[global]\nauth_url = http://ignored\n\n[barbican]\n auth_url = http://k/v3 \nusername = file-user\n"
-      "password = p#w = x\nproject_id = 42\ninsecure = true\ntimeout = 7\nconnect_timeout = 2\nretries = 0\n"
+      "password = p#w = x\nproject_id = 42\ninsecure = true\ninsecure_http = yes\ntimeout = 7\nconnect_timeout = 2\n"
+      "retries = 0\n"
       "; another comment\n[other]\nfoo = bar\n");
   env_ = {{"OS_USERNAME", "env-user"}};
   auto s = load_openstack_settings(path, environment());
@@ -82,6 +84,7 @@ TEST_F(OpenStackSettingsTest, ReadsTheBarbicanSectionAndTheEnvironmentOverridesI
   EXPECT_EQ(text(s->credentials.password), "p#w = x");
   EXPECT_EQ(s->credentials.project_id, "42");
   EXPECT_FALSE(s->http.verify_tls);
+  EXPECT_TRUE(s->http.allow_plain_http);
   EXPECT_EQ(s->http.timeout, std::chrono::seconds(7));
   EXPECT_EQ(s->http.connect_timeout, std::chrono::seconds(2));
   EXPECT_EQ(s->http.attempts, 1u);
@@ -150,7 +153,7 @@ TEST_F(OpenStackSettingsTest, ReportsWhatIsMissingOrMalformed) {
   env_ = {};
   for (const char* bad :
        {"[barbican]\nusername\n", "[barbican]\nuser_name = x\n", "[barbican\n", "[barbican]\ninsecure = maybe\n",
-        "[barbican]\ntimeout = 0\n", "[barbican]\ninterface = private\n"}) {
+        "[barbican]\ninsecure_http = https\n", "[barbican]\ntimeout = 0\n", "[barbican]\ninterface = private\n"}) {
     const std::string path = write_config(bad);
     auto s = load_openstack_settings(path, environment());
     ASSERT_FALSE(s) << bad;

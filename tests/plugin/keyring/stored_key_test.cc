@@ -1,9 +1,16 @@
 // Library clients open an image by the key reference its metadata records, with no secret at hand:
-// rbdluks::Image::open_with_stored_key and rbd_luks_open_with_stored_key, with the key in config-key.
+// rbdluks::Image::open_with_stored_key and rbd_luks_open_with_stored_key, with the key in config-key;
+// and restrict which references they accept from that metadata, which any writer of the image controls.
 #include <gtest/gtest.h>
 #include <rbd/librbd.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "config_key_keyring.h"
@@ -37,7 +44,7 @@ class StoredKeyTest : public EncryptedRbdFixture {
   }
 
   void TearDown() override {
-    if (!config_key_.empty()) (void)make_config_key_keyring(connection_)->remove(config_key_);
+    if (!config_key_.empty()) (void)make_config_key_keyring(connection_)->discard(config_key_, bytes_of(kPassphrase));
     EncryptedRbdFixture::TearDown();
   }
 
@@ -78,11 +85,62 @@ TEST_F(StoredKeyTest, NoReferenceOrMissingKeyFailsClearly) {
   EXPECT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 0, &image), -ENOKEY);
 
   record_config_key(name);
-  ASSERT_TRUE(make_config_key_keyring(connection_)->remove(config_key_));
+  ASSERT_TRUE(make_config_key_keyring(connection_)->discard(config_key_, bytes_of(kPassphrase)));
   auto missing = Image::open_with_stored_key(io(), name, {});
   ASSERT_FALSE(missing);
   EXPECT_TRUE(missing.error().is(Errc::key_unavailable)) << missing.error().message();
   EXPECT_NE(missing.error().message().find(config_key_), std::string::npos) << missing.error().message();
+}
+
+TEST_F(StoredKeyTest, AcceptsOnlyTheListedReferences) {
+  const std::string name = create_luks_image(4 * kMiB);
+  record_config_key(name);
+  for (const char* accepted : {"config-key", "barbican, config-key", "file:/etc,config-key"}) {
+    auto image = Image::open_with_stored_key(io(), name, {}, accepted);
+    EXPECT_TRUE(image) << accepted << ": " << image.error().message();
+    rbd_luks_image_t c_image = nullptr;
+    ASSERT_EQ(rbd_luks_open_with_stored_key_accepting(io(), name.c_str(), nullptr, 1, accepted, &c_image), 0)
+        << rbd_luks_last_error();
+    rbd_luks_close(c_image);
+  }
+  for (const char* accepted : {"barbican", "file", "file:/etc/rbd-luks"}) {
+    auto refused = Image::open_with_stored_key(io(), name, {}, accepted);
+    ASSERT_FALSE(refused) << accepted;
+    EXPECT_TRUE(refused.error().is(Errc::key_unavailable)) << refused.error().message();
+    EXPECT_NE(refused.error().message().find("config-key:" + config_key_ + " in the metadata of " + name +
+                                             " is not accepted"),
+              std::string::npos)
+        << refused.error().message();
+    rbd_luks_image_t c_image = nullptr;
+    EXPECT_EQ(rbd_luks_open_with_stored_key_accepting(io(), name.c_str(), nullptr, 0, accepted, &c_image), -ENOKEY);
+    EXPECT_NE(std::string(rbd_luks_last_error()).find("is not accepted"), std::string::npos);
+  }
+  for (const char* malformed : {"", "vault", "config-key,", "file:relative"}) {
+    auto refused = Image::open_with_stored_key(io(), name, {}, malformed);
+    ASSERT_FALSE(refused) << malformed;
+    EXPECT_TRUE(refused.error().is(Errc::usage)) << refused.error().message();
+    rbd_luks_image_t c_image = nullptr;
+    EXPECT_EQ(rbd_luks_open_with_stored_key_accepting(io(), name.c_str(), nullptr, 0, malformed, &c_image), -EINVAL);
+  }
+}
+
+TEST_F(StoredKeyTest, AKeyFileOthersCanReadIsRefused) {
+  const std::string name = create_luks_image(4 * kMiB);
+  char dir_template[] = "/tmp/rbd-luks-stored-key.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string path = std::string(dir_template) + "/vol.key";
+  std::ofstream(path) << kPassphrase;
+  set_metadata(name, kKeyRefMetadataKey, "file:" + path);
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  rbd_luks_image_t image = nullptr;
+  EXPECT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 1, &image), -ENOKEY);
+  EXPECT_NE(std::string(rbd_luks_last_error()).find("key file:" + path + ": has mode 0644"), std::string::npos)
+      << rbd_luks_last_error();
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  ASSERT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 1, &image), 0) << rbd_luks_last_error();
+  rbd_luks_close(image);
+  std::remove(path.c_str());
+  rmdir(dir_template);
 }
 
 }  // namespace

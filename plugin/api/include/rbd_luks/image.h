@@ -52,6 +52,14 @@ class RBD_LUKS_CXX_API Image {
   // Errc::key_unavailable when the keyring refuses or cannot be reached.
   static Result<std::unique_ptr<Image>> open_with_stored_key(rados_ioctx_t io, const std::string& name,
                                                              const OpenOptions& options);
+  // The same, accepting from the metadata (which anyone who can write the image can change) only the
+  // references that accepted_key_refs lists: keyrings ("barbican", "config-key", "file") and
+  // "file:DIR" entries for key files directly in the absolute directory DIR, comma-separated, e.g.
+  // "config-key,barbican" or "barbican,file:/etc/rbd-luks/keys". Errc::key_unavailable for a
+  // reference it does not accept, Errc::usage for a malformed list.
+  static Result<std::unique_ptr<Image>> open_with_stored_key(rados_ioctx_t io, const std::string& name,
+                                                             const OpenOptions& options,
+                                                             const std::string& accepted_key_refs);
 
   // Waits for requests in flight, then closes the image.
   ~Image();

@@ -62,6 +62,16 @@ RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, con
  * -ENOKEY when the image records no reference or the keyring refuses or cannot be reached. */
 RBD_LUKS_API int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
                                                rbd_luks_image_t* image);
+/* As rbd_luks_open_with_stored_key, for images whose writers are not fully trusted (anyone who can
+ * write an image can change its metadata): accepts only the references that accepted_key_refs lists,
+ * a comma-separated list of keyrings ("barbican", "config-key", "file") and "file:DIR" entries, which
+ * accept a key file directly in the absolute directory DIR; e.g. "config-key,barbican" or
+ * "barbican,file:/etc/rbd-luks/keys". NULL accepts every reference. -ENOKEY when the reference is
+ * not accepted, -EINVAL when the list is malformed. Whatever the list, a key file must be a regular
+ * file of the caller or root that no one else may access, or it is -ENOKEY. */
+RBD_LUKS_API int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, const char* snap_name,
+                                                         int read_only, const char* accepted_key_refs,
+                                                         rbd_luks_image_t* image);
 /* Waits for the image's requests in flight, then closes it. */
 RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
 
@@ -108,6 +118,17 @@ RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* ke
 /* A one-line description of the last failure of a call made in this thread ("" if none); valid until
  * the next call in this thread. Never contains a passphrase or key. */
 RBD_LUKS_API const char* rbd_luks_last_error(void);
+
+/* Keys, passphrases and key schedules live in memory that is locked (never swapped out), kept out of
+ * core dumps and away from forked children. 0 while all of it could be locked; else the errno of the
+ * first mlock that failed in this process (ENOMEM: RLIMIT_MEMLOCK exhausted; EPERM), after which
+ * some secrets may be swapped out: raise RLIMIT_MEMLOCK (ulimit -l, systemd's LimitMEMLOCK=) or
+ * grant CAP_IPC_LOCK. */
+RBD_LUKS_API int rbd_luks_secure_memory_error(void);
+/* warn is called once, the first time memory for secrets cannot be locked, with a one-line message
+ * (never a secret); NULL calls nothing (the default). Set it before opening images; warn must not
+ * call into this library. */
+RBD_LUKS_API void rbd_luks_set_secure_memory_warning(void (*warn)(const char* message));
 
 #ifdef __cplusplus
 }

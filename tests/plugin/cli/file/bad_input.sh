@@ -82,3 +82,36 @@ sparse "$WORK/small" 1M
 expect_exit 1 "$RBD_LUKS" format "file:$WORK/small" --passphrase-file "$P1" "${FAST_LUKS2[@]}"
 cmp -s "$WORK/small" <(head -c 1M /dev/zero) || fail "failed format changed the small image"
 pass "image too small: refused, unchanged"
+
+# Header strings are data whoever can write the image controls: a label (and subsystem) with bytes
+# that are not UTF-8 and terminal control sequences, as cryptsetup writes them. dump --json stays
+# valid JSON (the bad bytes become U+FFFD), text shows them escaped, nothing aborts.
+LABEL=$(printf 'bad\xff\xfe\x1b[31mred\x07\ttab')
+sparse "$WORK/labelled" 20M
+cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$P1" \
+  --label "$LABEL" --subsystem "$(printf 'sub\xc3')" "$WORK/labelled"
+expect_exit 0 "$RBD_LUKS" dump "file:$WORK/labelled" --json
+"$PY" - "$WORK/out" <<'PY' || fail "dump --json of a non-UTF-8 label: $(head -c 300 "$WORK/out")"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+assert d["label"] == "bad\ufffd\ufffd\x1b[31mred\x07\ttab", repr(d["label"])
+assert d["subsystem"] == "sub\ufffd", repr(d["subsystem"])
+PY
+expect_exit 0 "$RBD_LUKS" dump "file:$WORK/labelled"
+grep -qF 'bad\xff\xfe\x1b[31mred\x07\x09tab' "$WORK/out" || fail "label not escaped: $(grep -a Label "$WORK/out")"
+grep -qF 'sub\xc3' "$WORK/out" || fail "subsystem not escaped"
+! LC_ALL=C grep -qaP '[\x00-\x08\x0b-\x1f\x7f]' "$WORK/out" || fail "raw control bytes in the text dump"
+pass "dump of a header with a non-UTF-8 label and control bytes: valid JSON, escaped text"
+
+# A LUKS1 header (no checksum) whose cipher mode holds a newline and escape sequences: a cipher
+# rbd-luks does not implement (exit 1), and the error quotes it escaped, on one line (expect_exit
+# checks that), as does dump.
+sparse "$WORK/l1" 8M
+cryptsetup luksFormat --batch-mode --type luks1 --pbkdf-force-iterations 1000 --key-file "$P1" "$WORK/l1"
+printf 'xts\nplain\x1b[2J\xff\0' | dd of="$WORK/l1" bs=1 seek=40 conv=notrunc status=none
+expect_exit 1 "$RBD_LUKS" check "file:$WORK/l1" --passphrase-file "$P1"
+err_has 'xts\x0aplain\x1b[2J\xff'
+expect_exit 0 "$RBD_LUKS" dump "file:$WORK/l1"
+! grep -q $'\x1b' "$WORK/out" || fail "dump printed a raw escape byte"
+grep -qF 'xts\x0aplain\x1b[2J\xff' "$WORK/out" || { cat "$WORK/out"; fail "dump does not show the cipher mode escaped"; }
+pass "a hostile LUKS1 cipher mode: exit 1, one escaped line; dump shows it escaped"

@@ -2,7 +2,8 @@
 # When the Barbican key cannot be had, rbd-luks exits 5 with one error line that names the secret
 # and says why, and writes nothing to the image (a write with data on stdin is attempted each time;
 # the raw image is compared before and after): Barbican down, Keystone down, wrong password,
-# another project's secret (403), a deleted secret (404), a malformed reference, no credentials.
+# another project's secret (403), a deleted secret (404), a malformed reference, no credentials,
+# plain http to a host other than this one.
 # `create --new-key barbican` that cannot store its key leaves no image behind.
 # shellcheck source=tests/plugin/cli/openstack/lib.bash
 source "$OPENSTACK_TEST_LIB"
@@ -39,6 +40,15 @@ refused() {
 port=$(closed_port)
 refused "Barbican down" "127.0.0.1:$port" "attempts" -- RBD_LUKS_BARBICAN_URL="http://127.0.0.1:$port"
 refused "Keystone down" "cannot reach Keystone" "127.0.0.1:$port" -- OS_AUTH_URL="http://127.0.0.1:$port/v3"
+# Plain http beyond the loopback interface is not even attempted unless the config file allows it
+# (.invalid never resolves, so the allowed attempt fails at the lookup).
+refused "plain http to another host" "not sent: plain http" "insecure_http" -- \
+  RBD_LUKS_BARBICAN_URL="http://barbican.invalid:9311"
+refused "plain http to another host's Keystone" "cannot reach Keystone" "not sent: plain http" -- \
+  OS_AUTH_URL="http://keystone.invalid:5000/v3"
+printf '[barbican]\ninsecure_http = true\n' >"$WORK/insecure-http.conf"
+refused "plain http allowed by insecure_http" "barbican.invalid" "resolve" -- RBD_LUKS_CONF="$WORK/insecure-http.conf" \
+  RBD_LUKS_BARBICAN_URL="http://barbican.invalid:9311"
 refused "wrong password" "HTTP 401" "user rbd-luks" -- OS_PASSWORD=wrong-password
 refused "unknown project" "HTTP 401" -- OS_PROJECT_NAME=no-such-project
 refused "no credentials" "OS_AUTH_URL" -- -u OS_AUTH_URL -u OS_USERNAME -u OS_PASSWORD -u OS_PROJECT_NAME \

@@ -15,6 +15,7 @@ openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key
   -extfile "$WORK/san.ext" -out "$WORK/server.pem" 2>/dev/null
 
 head -c 64 /dev/urandom >"$WORK/key"
+chmod 600 "$WORK/key"
 leak_key "$WORK/key"
 uuid=0badc0de-1111-2222-3333-444455556666
 $PY - "$WORK" <<'PYEOF' &
