@@ -176,7 +176,10 @@ Status EncryptedRbdImage::resize(uint64_t size) {
                                   " bytes: the size must be a multiple of the sector size (" +
                                   std::to_string(sector_size_) + ")");
   }
-  return raw_->resize(layout_.data_offset + size);
+  // A header change like the CLI's (header_lock.h), so that it never interleaves with another's.
+  RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks resize"));
+  RL_TRY(raw_->resize(layout_.data_offset + size));
+  return header_lock->release();
 }
 
 // ---- Submission ----

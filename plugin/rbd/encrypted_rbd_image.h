@@ -100,6 +100,7 @@ class EncryptedRbdImage {
   // Plaintext size in bytes.
   Result<uint64_t> size();
   // Sets the plaintext size (a multiple of the sector size); the RBD image becomes data_offset + size.
+  // A header change: it takes the header lock (header_lock.h), waiting for another client's change.
   Status resize(uint64_t size);
 
   Result<std::optional<std::string>> get_metadata(const std::string& key) { return raw_->get_metadata(key); }

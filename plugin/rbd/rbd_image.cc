@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <list>
+
+#include "rbd_header_lock.h"
 
 namespace rbdluks {
 namespace {
@@ -195,6 +198,29 @@ Result<bool> RbdImage::has_data() {
   if (r < 0) return ceph_error(r, "list allocated extents of " + name_);
   return false;
 }
+
+Result<std::unique_ptr<HeaderLock>> RbdImage::lock_header(const std::string& purpose) {
+  return lock_rbd_header(*this, purpose);
+}
+
+Result<std::string> RbdImage::header_object() const {
+  uint8_t old_format = 0;
+  if (const int r = image_->old_format(&old_format); r < 0) return ceph_error(r, "image format of " + name_);
+  if (old_format != 0) return Error(Errc::unsupported, name_ + " is an RBD format 1 image, which rbd-luks cannot lock");
+  std::string id;
+  if (const int r = image_->get_id(&id); r < 0) return ceph_error(r, "image id of " + name_);
+  return "rbd_header." + id;
+}
+
+Result<std::vector<RbdWatcher>> RbdImage::watchers() const {
+  std::list<librbd::image_watcher_t> listed;
+  if (const int r = image_->list_watchers(listed); r < 0) return ceph_error(r, "list the clients of " + name_);
+  std::vector<RbdWatcher> watchers;
+  for (const auto& w : listed) watchers.push_back({static_cast<uint64_t>(w.id), w.addr});
+  return watchers;
+}
+
+uint64_t RbdImage::client_id() const { return rados_get_instance_id(rados_ioctx_get_cluster(ioctx_.get())); }
 
 Status RbdImage::check_range(const char* op, uint64_t offset, uint64_t length) {
   RL_ASSIGN(const uint64_t end, size());

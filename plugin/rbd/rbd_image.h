@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "file_image.h"
 #include "raw_image.h"
@@ -33,6 +34,12 @@ struct RbdImageSpec {
 
   // "rbd:pool/image", "rbd:pool/ns/image@snap".
   std::string name() const;
+};
+
+// A client that has an image open: librbd watches the image's header object for it.
+struct RbdWatcher {
+  uint64_t client_id;   // the N of client.N
+  std::string address;  // its RADOS address
 };
 
 class RbdImage final : public RawImage {
@@ -56,6 +63,16 @@ class RbdImage final : public RawImage {
   Status set_metadata(const std::string& key, const std::string& value) override;
   Result<bool> remove_metadata(const std::string& key) override;
   const std::string& name() const override { return name_; }
+  // A RADOS lock on the header object (rbd_header_lock.h).
+  Result<std::unique_ptr<HeaderLock>> lock_header(const std::string& purpose) override;
+
+  // The RADOS object that holds the image's header, "rbd_header.ID", in ioctx().
+  Result<std::string> header_object() const;
+  // The clients that have the image open, this one included.
+  Result<std::vector<RbdWatcher>> watchers() const;
+  // This client's id (the N of client.N), as watchers() reports it.
+  uint64_t client_id() const;
+  rados_ioctx_t ioctx() const { return ioctx_.get(); }
 
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();
