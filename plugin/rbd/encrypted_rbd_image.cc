@@ -99,9 +99,11 @@ struct EncryptedRbdImage::Request {
   size_t piece_count = 0;
 };
 
-EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher,
-                                     VolumeLayout layout, PieceGrid grid, const DispatchOptions& options)
+EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key,
+                                     std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout, PieceGrid grid,
+                                     const DispatchOptions& options)
     : raw_(std::move(raw)),
+      volume_key_(std::move(volume_key)),
       cipher_(std::move(cipher)),
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
@@ -110,6 +112,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
+  raw_->unwatch_updates();  // no header check starts after this
   std::unique_lock lock(in_flight_mutex_);
   idle_.wait(lock, [&] { return in_flight_ == 0; });
 }
@@ -132,12 +135,16 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_p
   const PieceGrid grid = on_grid ? PieceGrid{std::min(granule, kMaxPieceBytes), layout.data_offset, true}
                                  : PieceGrid{kMaxPieceBytes, 0, false};
 
+  std::unique_ptr<EncryptedRbdImage> image;
   try {
-    return std::unique_ptr<EncryptedRbdImage>(new EncryptedRbdImage(
-        std::move(raw), std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), grid, options));
+    image.reset(new EncryptedRbdImage(std::move(raw), std::move(key.volume_key),
+                                      std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), grid,
+                                      options));
   } catch (const std::system_error& e) {
     return Error(Errc::failure, "start crypto worker threads: " + std::string(e.what()));
   }
+  RL_TRY(image->raw_->watch_updates([target = image.get()] { target->header_may_have_changed(); }));
+  return image;
 }
 
 Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(rados_ioctx_t io, const std::string& name,
@@ -167,6 +174,14 @@ Result<uint64_t> EncryptedRbdImage::size() {
   return dynamic_data_size(raw_size, layout_.data_offset, sector_size_);
 }
 
+Status EncryptedRbdImage::header_status() const {
+  if (!stale_.load(std::memory_order_acquire)) return {};
+  const std::lock_guard lock(header_mutex_);
+  return Error(Errc::failure, name() + ": " + stale_reason_ +
+                                  "; its I/O stopped, so that nothing more is written with a key the header no "
+                                  "longer holds: close and reopen the image");
+}
+
 Status EncryptedRbdImage::resize(uint64_t size) {
   if (layout_.data_size) {
     return Error(Errc::unsupported, name() + ": the LUKS2 data segment has a fixed size, so it cannot be resized");
@@ -178,6 +193,8 @@ Status EncryptedRbdImage::resize(uint64_t size) {
   }
   // A header change like the CLI's (header_lock.h), so that it never interleaves with another's.
   RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks resize"));
+  if (const auto replaced = header_replaced()) stop_io(*replaced);
+  RL_TRY(header_status());
   RL_TRY(raw_->resize(layout_.data_offset + size));
   return header_lock->release();
 }
@@ -220,6 +237,7 @@ void EncryptedRbdImage::aio_flush(Callback done) { submit(Op::flush, 0, 0, {}, s
 // librbd's rule (its clip_io): an empty request is always fine, one that starts at or past the end
 // fails, one that runs past the end is cut short there and reports the bytes it covered.
 ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t& length) {
+  if (stale_.load(std::memory_order_acquire)) return -ESTALE;
   if (op == Op::flush) return 0;
   if (op != Op::read && read_only()) return -EROFS;
   if (length == 0) return 0;
@@ -543,6 +561,60 @@ void EncryptedRbdImage::finish(Request* request) {
   recycle(request);
   done(result);
   end_in_flight();
+}
+
+// ---- Header changes by other clients ----
+
+void EncryptedRbdImage::header_may_have_changed() {
+  {
+    const std::lock_guard lock(header_mutex_);
+    if (header_check_running_) {
+      header_check_again_ = true;
+      return;
+    }
+    header_check_running_ = true;
+  }
+  // Not here: this is librbd's thread, which the header's reads would wait for.
+  begin_in_flight();
+  workers_.post([this] { check_header(); });
+}
+
+void EncryptedRbdImage::check_header() {
+  for (;;) {
+    if (const auto replaced = header_replaced()) stop_io(*replaced);
+    const std::lock_guard lock(header_mutex_);
+    if (!std::exchange(header_check_again_, false)) {
+      header_check_running_ = false;
+      break;
+    }
+  }
+  end_in_flight();
+}
+
+std::optional<std::string> EncryptedRbdImage::header_replaced() {
+  if (stale_.load(std::memory_order_acquire)) return std::nullopt;  // already stopped
+  auto volume = load_luks(*raw_);
+  if (!volume) {
+    if (!volume.error().is(Errc::bad_header) && !volume.error().is(Errc::unsupported)) return std::nullopt;
+    return "its LUKS header is gone (" + volume.error().message() + ")";
+  }
+  const VolumeLayout& now = (*volume)->layout();
+  if (now.uuid != layout_.uuid || now.version != layout_.version || now.cipher != layout_.cipher ||
+      now.key_bytes != layout_.key_bytes || now.sector_size != layout_.sector_size ||
+      now.data_offset != layout_.data_offset || now.data_size != layout_.data_size) {
+    return "another client wrote a new LUKS header (uuid " + now.uuid + ", was " + layout_.uuid + ")";
+  }
+  if (!(*volume)->verify_volume_key(volume_key_.span())) {
+    return "its LUKS header no longer holds the volume key it was opened with";
+  }
+  return std::nullopt;
+}
+
+void EncryptedRbdImage::stop_io(const std::string& reason) {
+  const std::lock_guard lock(header_mutex_);
+  if (stale_.load(std::memory_order_relaxed)) return;
+  stale_reason_ = reason;
+  stale_.store(true, std::memory_order_release);
 }
 
 // ---- Request recycling and in-flight accounting ----

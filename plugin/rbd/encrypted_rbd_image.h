@@ -34,6 +34,11 @@
 //   submitted the request and never with an internal lock held.
 // - Submitting may throw std::bad_alloc, and then nothing was submitted; an allocation failure
 //   after that (in a librbd callback) ends the process, as it would inside librbd.
+// - Header changes by other clients: each ends with a metadata change (rbd_header_lock.h), which
+//   librbd reports here; the header is then read again on a worker. Keyslot changes leave the
+//   volume key, and I/O goes on. Once the header is gone, or no longer holds the volume key the
+//   image was opened with (another client formatted it), every request fails with -ESTALE, so
+//   nothing more is written with a key that no longer exists; header_status() says why.
 #pragma once
 
 #include <rados/librados.h>
@@ -57,6 +62,7 @@
 #include "rbd_image.h"
 #include "result.h"
 #include "sector_codec.h"
+#include "secure_buffer.h"
 #include "worker_pool.h"
 #include "xts_cipher.h"
 
@@ -92,6 +98,9 @@ class EncryptedRbdImage {
   EncryptedRbdImage& operator=(const EncryptedRbdImage&) = delete;
 
   const VolumeLayout& layout() const { return layout_; }
+  // Fine while the image's LUKS header is the one it was opened with (see the top of this file);
+  // afterwards the reason why requests fail with -ESTALE.
+  Status header_status() const;
   bool read_only() const { return raw_->read_only(); }
   const std::string& name() const { return raw_->name(); }
   // Bytes of the pieces requests are cut into (a RADOS object or stripe unit, at most 4 MiB).
@@ -139,8 +148,17 @@ class EncryptedRbdImage {
     bool sectors_in_one_object;
   };
 
-  EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout,
-                    PieceGrid grid, const DispatchOptions& options);
+  EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key, std::shared_ptr<const XtsCipher> cipher,
+                    VolumeLayout layout, PieceGrid grid, const DispatchOptions& options);
+
+  // librbd heard of a header change: the header is read again on a worker, once more if another
+  // change comes while that runs.
+  void header_may_have_changed();
+  void check_header();
+  // Why the image's header is no longer the one it was opened with, or nullopt while it is (or
+  // cannot be read: a passing read error proves nothing).
+  std::optional<std::string> header_replaced();
+  void stop_io(const std::string& reason);
 
   void submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done, int op_flags);
   ssize_t check_request(Op op, uint64_t offset, uint64_t& length);
@@ -179,6 +197,7 @@ class EncryptedRbdImage {
   ssize_t wait_for(Submit submit);
 
   std::unique_ptr<RbdImage> raw_;
+  const SecureBuffer volume_key_;  // to tell whether a changed header still holds it
   const std::shared_ptr<const XtsCipher> cipher_;
   const VolumeLayout layout_;
   const uint32_t sector_size_;
@@ -192,7 +211,13 @@ class EncryptedRbdImage {
 
   std::mutex in_flight_mutex_;
   std::condition_variable idle_;
-  size_t in_flight_ = 0;
+  size_t in_flight_ = 0;  // requests, and a header check
+
+  std::atomic<bool> stale_{false};
+  mutable std::mutex header_mutex_;
+  std::string stale_reason_;
+  bool header_check_running_ = false;
+  bool header_check_again_ = false;
 
   // Last member: destroyed (joined) first, while everything its tasks touch still exists.
   WorkerPool workers_;

@@ -49,6 +49,16 @@ int submit_aio(RbdImage::AioDone done, void* arg, Submit submit) {
 
 }  // namespace
 
+class RbdImage::UpdateWatcher final : public librbd::UpdateWatchCtx {
+ public:
+  explicit UpdateWatcher(std::function<void()> on_update) : on_update_(std::move(on_update)) {}
+  void handle_notify() override { on_update_(); }
+  uint64_t handle = 0;
+
+ private:
+  std::function<void()> on_update_;
+};
+
 std::string RbdImageSpec::name() const {
   std::string n = "rbd:" + pool + "/";
   if (!name_space.empty()) n += name_space + "/";
@@ -65,7 +75,27 @@ RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx,
       name_(std::move(name)),
       read_only_(read_only) {}
 
-RbdImage::~RbdImage() { image_->close(); }
+RbdImage::~RbdImage() {
+  unwatch_updates();
+  image_->close();
+}
+
+Status RbdImage::watch_updates(std::function<void()> on_update) {
+  unwatch_updates();
+  auto watcher = std::make_unique<UpdateWatcher>(std::move(on_update));
+  if (const int r = image_->update_watch(watcher.get(), &watcher->handle); r < 0) {
+    return ceph_error(r, "watch " + name_ + " for header changes");
+  }
+  update_watcher_ = std::move(watcher);
+  return {};
+}
+
+void RbdImage::unwatch_updates() {
+  if (!update_watcher_) return;
+  // librbd waits here for a handle_notify in progress.
+  image_->update_unwatch(update_watcher_->handle);
+  update_watcher_.reset();
+}
 
 Result<uint64_t> RbdImage::size() {
   uint64_t size = 0;

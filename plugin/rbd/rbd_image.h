@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,14 @@ class RbdImage final : public RawImage {
   uint64_t client_id() const;
   rados_ioctx_t ioctx() const { return ioctx_.get(); }
 
+  // Calls on_update on a librbd thread each time librbd hears that the image's header object
+  // changed: metadata set or removed (as every header change does last, rbd_header_lock.h), a
+  // resize, a snapshot. Not for data writes, such as a new LUKS header. on_update must not wait for
+  // this image's librbd calls. One watcher at a time; unwatch_updates (or the destructor) ends it,
+  // after any call of on_update in progress has returned.
+  Status watch_updates(std::function<void()> on_update);
+  void unwatch_updates();
+
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();
 
@@ -105,6 +114,8 @@ class RbdImage final : public RawImage {
   std::unique_ptr<librbd::Image> image_;
   std::string name_;
   bool read_only_;
+  class UpdateWatcher;
+  std::unique_ptr<UpdateWatcher> update_watcher_;
 };
 
 // Opens an existing image; a snapshot, or OpenMode::read_only, opens it read-only. A missing pool,
