@@ -3,16 +3,21 @@
 // piece runs its own chain of librbd completions:
 //   read:  rbd read -> decrypt into the caller's buffers (here or on a worker) -> done
 //   write: [read partial sectors] -> encrypt into a new librbd buffer (here or on a worker) -> rbd write -> done
+//          with partial sectors, the write is the units of rmw_plan.h (writes and compare-and-writes),
+//          and a compare that finds another client's change starts the piece over from its reads
 //   zero:  whole sectors: rbd write_zeroes -> done; a partial sector: like a write of zeros
 // The last piece to finish releases the range and calls back. Requests are recycled together with
 // their pieces and iovec vectors, so these cost no allocation in a steady stream of I/O.
 #include "encrypted_rbd_image.h"
 
+#include <cerrno>
 #include <cstring>
 #include <system_error>
 #include <utility>
 
+#include "alignment.h"
 #include "cipher_spec.h"
+#include "rmw_plan.h"
 #include "scattered_sectors.h"
 
 namespace rbdluks {
@@ -22,6 +27,10 @@ namespace {
 constexpr uint64_t kMaxPieceBytes = uint64_t{4} << 20;
 // Recycled requests kept beyond this are freed: enough for any sane queue depth.
 constexpr size_t kMaxFreeRequests = 256;
+// A read-modify-write that finds another client's change this often in a row gives up with -EIO.
+// Each time, another client's write to the same unit went through, so this only ends a client that
+// cannot get a turn at all.
+constexpr int kMaxRmwAttempts = 1000;
 // Writes from several caller buffers are gathered into the ciphertext buffer and encrypted in chunks
 // of this size (a multiple of every sector size), small enough to stay in the L2 cache between the
 // two steps.
@@ -83,6 +92,22 @@ struct EncryptedRbdImage::Piece {
   std::array<RbdBufferList, 2> edges;
   std::atomic<int> reads_left{0};
   std::atomic<int> read_error{0};
+  // Writes with partial sectors: the writes of rmw_plan.h (kept for their capacity), those still
+  // running, the first error among them, whether a compare found another client's change, and how
+  // often the piece started over for that.
+  std::vector<std::unique_ptr<RmwOp>> rmw_ops;
+  std::atomic<size_t> rmw_left{0};
+  std::atomic<int> rmw_error{0};
+  std::atomic<bool> rmw_changed{false};
+  int rmw_attempts = 0;
+};
+
+struct EncryptedRbdImage::RmwOp {
+  Piece* piece = nullptr;
+  RmwWrite::Kind kind = RmwWrite::Kind::whole;
+  RbdBufferList expected;  // compare, fill: what the unit must still hold
+  RbdBufferList data;      // a view of the piece's ciphertext
+  uint64_t mismatch_offset = 0;
 };
 
 struct EncryptedRbdImage::Request {
@@ -260,6 +285,7 @@ EncryptedRbdImage::Piece* EncryptedRbdImage::add_piece(Request* request, const S
   piece->image = this;
   piece->request = request;
   piece->span = span;
+  piece->rmw_attempts = 0;
   return piece;
 }
 
@@ -419,6 +445,7 @@ void EncryptedRbdImage::start_write(Piece* piece) {
   }
   piece->read_error = 0;
   piece->reads_left = static_cast<int>(partial.count);
+  for (size_t i = 0; i < partial.count; ++i) piece->edges[i].clear();  // from an earlier try
   for (size_t i = 0; i < partial.count; ++i) {
     const int r = raw_->aio_read(layout_.data_offset + partial.offsets[i], sector_size_, piece->edges[i], 0,
                                  &on_librbd_done<&EncryptedRbdImage::partial_sector_read>, piece);
@@ -463,15 +490,16 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
   // while librbd's cache is on): rbd-luks encrypts into it instead.
   const std::span<uint8_t> buffer = piece->data.replace_with_new_buffer(span.size());
   const PartialSectors partial = partial_sectors(span);
+  std::array<uint32_t, 2> zero_units_read{};
   for (size_t i = 0; i < partial.count; ++i) {
     const std::span<uint8_t> sector = span.sector_in(buffer, partial.offsets[i]);
-    RbdBufferList& edge = piece->edges[i];
+    const RbdBufferList& edge = piece->edges[i];  // kept: the compares need what was read
     if (edge.size() != sector.size()) {
       piece_done(piece, -EIO);
       return;
     }
     edge.copy_to(sector);
-    edge.clear();
+    zero_units_read[i] = zero_units(sector);
     decrypt_sectors(*cipher_, sector, sector_size_, partial.offsets[i]);
   }
   if (request.op == Op::zero) {
@@ -496,11 +524,78 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
     }
   }
 
+  if (partial.count != 0) {
+    write_back_rmw(piece, zero_units_read);
+    return;
+  }
   // librbd takes its own reference to the buffer, so the piece may let go of it as soon as it
   // completes (on any thread, possibly before aio_write returns).
   const int r = raw_->aio_write(layout_.data_offset + span.begin, piece->data, request.op_flags,
                                 &on_librbd_done<&EncryptedRbdImage::piece_done>, piece);
   if (r < 0) fail_later(piece, r);
+}
+
+void EncryptedRbdImage::write_back_rmw(Piece* piece, const std::array<uint32_t, 2>& zero_units_read) {
+  const SectorSpan& span = piece->span;
+  const RmwPlan plan = plan_rmw(span, zero_units_read);
+  const PartialSectors partial = partial_sectors(span);
+  while (piece->rmw_ops.size() < plan.count) piece->rmw_ops.push_back(std::make_unique<RmwOp>());
+  // Everything is set up before the first write goes out: the last one to complete may start the
+  // piece over or finish its request, and nothing is touched after issuing it.
+  for (size_t i = 0; i < plan.count; ++i) {
+    const RmwWrite& write = plan.writes[i];
+    RmwOp& op = *piece->rmw_ops[i];
+    op.piece = piece;
+    op.kind = write.kind;
+    op.data.share(piece->data, write.begin - span.begin, write.end - write.begin);
+    if (write.kind == RmwWrite::Kind::compare) {
+      const size_t edge = round_down(write.begin, sector_size_) == partial.offsets[0] ? 0 : 1;
+      op.expected.share(piece->edges[edge], write.begin - partial.offsets[edge], kAtomicUnit);
+    } else if (write.kind == RmwWrite::Kind::fill) {
+      op.expected.replace_with_zeros(kAtomicUnit);
+    }
+  }
+  piece->rmw_error = 0;
+  piece->rmw_changed = false;
+  piece->rmw_left = plan.count;
+  const int op_flags = piece->request->op_flags;
+  for (size_t i = 0; i < plan.count; ++i) {
+    RmwOp* op = piece->rmw_ops[i].get();
+    const uint64_t at = layout_.data_offset + plan.writes[i].begin;
+    const int r = op->kind == RmwWrite::Kind::whole
+                      ? raw_->aio_write(at, op->data, op_flags, &on_rmw_write_done, op)
+                      : raw_->aio_compare_and_write(at, op->expected, op->data, &op->mismatch_offset, op_flags,
+                                                    &on_rmw_write_done, op);
+    if (r < 0) workers_.post([this, op, r] { rmw_write_done(op, r); });
+  }
+}
+
+void EncryptedRbdImage::on_rmw_write_done(void* arg, ssize_t r) {
+  auto* op = static_cast<RmwOp*>(arg);
+  op->piece->image->rmw_write_done(op, r);
+}
+
+void EncryptedRbdImage::rmw_write_done(RmwOp* op, ssize_t r) {
+  Piece* piece = op->piece;
+  if (r == -EILSEQ && op->kind == RmwWrite::Kind::compare) {
+    piece->rmw_changed = true;
+  } else if (r < 0 && !(r == -EILSEQ && op->kind == RmwWrite::Kind::fill)) {
+    // (A fill that finds no zeros any more: another client wrote that unit meanwhile, and it stays.)
+    int none = 0;
+    piece->rmw_error.compare_exchange_strong(none, static_cast<int>(r));
+  }
+  op->expected.clear();
+  op->data.clear();
+  if (piece->rmw_left.fetch_sub(1) != 1) return;
+  if (piece->rmw_error != 0) {
+    piece_done(piece, piece->rmw_error);
+  } else if (!piece->rmw_changed) {
+    piece_done(piece, 0);
+  } else if (++piece->rmw_attempts == kMaxRmwAttempts) {
+    piece_done(piece, -EIO);
+  } else {
+    start_write(piece);  // read the partial sectors again, as another client left them
+  }
 }
 
 void EncryptedRbdImage::start_zero(Piece* piece) {

@@ -18,7 +18,10 @@
 //   one pass over the data each way, where librbd's C API would add a copy to the encryption.
 //   Partly covered sectors are read, merged and re-encrypted; a sector range lock, exclusive for
 //   such read-modify-writes and shared for whole-sector writes, keeps overlapping requests from
-//   losing each other's bytes.
+//   losing each other's bytes. Other clients (processes, hosts) are not under that lock, so a
+//   read-modify-write goes back in 512-byte units, those the request covers in part by librbd's
+//   compare-and-write against what was read, and starts over when another client changed one
+//   meanwhile (rmw_plan.h).
 // - write_zeroes and discard make the range read as zeros: whole sectors become holes through
 //   librbd's write_zeroes, partial sectors are re-encrypted with zeros.
 // - Memory: a write's ciphertext buffer is the size of the data and lives as long as librbd needs
@@ -45,6 +48,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -139,6 +143,7 @@ class EncryptedRbdImage {
   enum class Op { read, write, zero, flush };
   struct Request;
   struct Piece;
+  struct RmwOp;
 
   // How requests are cut: at raw offsets origin + k * bytes, which are RADOS object (stripe unit)
   // boundaries when sectors_in_one_object.
@@ -175,6 +180,11 @@ class EncryptedRbdImage {
   void partial_sector_read(Piece* piece, ssize_t r);
   static std::optional<std::span<const uint8_t>> contiguous_bytes(const Request& request, const SectorSpan& span);
   void encode_and_write(Piece* piece);
+  // Puts a read-modify-write back unit by unit (rmw_plan.h); zero_units_read: zero_units() of its
+  // partial sectors as read.
+  void write_back_rmw(Piece* piece, const std::array<uint32_t, 2>& zero_units_read);
+  static void on_rmw_write_done(void* arg, ssize_t r);
+  void rmw_write_done(RmwOp* op, ssize_t r);
   void start_zero(Piece* piece);
   void start_flush(Piece* piece);
 

@@ -170,6 +170,14 @@ int RbdImage::aio_write_zeroes(uint64_t offset, uint64_t length, AioDone done, v
                     [&](librbd::RBD::AioCompletion* c) { return image_->aio_write_zeroes(offset, length, c, 0, 0); });
 }
 
+int RbdImage::aio_compare_and_write(uint64_t offset, RbdBufferList& expected, RbdBufferList& data,
+                                    uint64_t* mismatch_offset, int op_flags, AioDone done, void* arg) {
+  return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) {
+    return image_->aio_compare_and_write(offset, data.size(), expected.list(), data.list(), c, mismatch_offset,
+                                         op_flags);
+  });
+}
+
 int RbdImage::aio_flush(AioDone done, void* arg) {
   return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) { return image_->aio_flush(c); });
 }

@@ -95,6 +95,11 @@ class RbdImage final : public RawImage {
   // which with its cache on is past done.
   int aio_write(uint64_t offset, RbdBufferList& data, int op_flags, AioDone done, void* arg);
   int aio_write_zeroes(uint64_t offset, uint64_t length, AioDone done, void* arg);
+  // Writes data (at most 512 bytes, inside one 512-byte block: librbd 16's limits) only if the
+  // image still holds `expected` there, atomically; a range never written compares equal to zeros.
+  // A mismatch completes with -EILSEQ. *mismatch_offset is librbd's to fill until done runs.
+  int aio_compare_and_write(uint64_t offset, RbdBufferList& expected, RbdBufferList& data, uint64_t* mismatch_offset,
+                            int op_flags, AioDone done, void* arg);
   int aio_flush(AioDone done, void* arg);
 
   // The unit librbd cuts I/O at: the stripe unit, which is the object size unless the image is

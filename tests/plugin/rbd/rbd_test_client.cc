@@ -4,14 +4,20 @@
 //
 //   rbd_test_client format IMAGE PASSPHRASE             a new LUKS2 header, as `rbd-luks format --force`
 //   rbd_test_client add-keyslot IMAGE PASSPHRASE NEW    a keyslot for NEW, as `rbd-luks keyslot add`
+//   rbd_test_client stress IMAGE SECONDS FIRST LAST MODEL
+//       threads [FIRST, LAST) of the stress model (stress_model.h) on IMAGE, opened with the
+//       fixtures' passphrase, for SECONDS; then the model goes to the file MODEL
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "encrypted_rbd_fixture.h"
+#include "encrypted_rbd_image.h"
 #include "luks_volume.h"
 #include "random.h"
 #include "rbd_image.h"
+#include "stress_model.h"
 
 namespace rbdluks::testing {
 namespace {
@@ -44,10 +50,28 @@ Status add_keyslot(const std::string& name, const std::string& passphrase, const
   return header_lock->release();
 }
 
+Status stress(const std::string& name, int seconds, int first, int last, const std::string& model_file) {
+  RL_ASSIGN(auto connection, RbdConnection::connect({}));
+  RL_ASSIGN(auto pool, connection->open_pool(kPool, ""));
+  RL_ASSIGN(auto image, EncryptedRbdImage::open(pool.get(), name, std::nullopt, false, bytes_of(kPassphrase)));
+  Stress model(*image);
+  run_stress_threads(model, first, last, seconds);
+  std::ofstream out(model_file, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(model.model().data()), static_cast<std::streamsize>(model.model().size()));
+  if (!out.flush()) return Error(Errc::failure, "write " + model_file);
+  if (model.failures() != 0) return Error(Errc::failure, model.first_failure());
+  return {};
+}
+
 Status run(const std::vector<std::string>& args) {
   if (args.size() == 3 && args[0] == "format") return format(args[1], args[2]);
   if (args.size() == 4 && args[0] == "add-keyslot") return add_keyslot(args[1], args[2], args[3]);
-  return Error(Errc::usage, "usage: rbd_test_client format IMAGE PASS | add-keyslot IMAGE PASS NEW");
+  if (args.size() == 6 && args[0] == "stress") {
+    return stress(args[1], std::stoi(args[2]), std::stoi(args[3]), std::stoi(args[4]), args[5]);
+  }
+  return Error(Errc::usage,
+               "usage: rbd_test_client format IMAGE PASS | add-keyslot IMAGE PASS NEW | "
+               "stress IMAGE SECONDS FIRST LAST MODEL");
 }
 
 }  // namespace
