@@ -48,7 +48,8 @@ std::vector<std::string> split_strings(const std::vector<char>& buffer, size_t l
 Result<std::vector<Locker>> list_lockers(const RbdImage& image, const std::string& oid) {
   std::array<std::vector<char>, 4> buffers;  // tag, clients, cookies, addresses
   for (auto& b : buffers) b.resize(1024);
-  for (;;) {
+  // The holders may change between a call that says how much room they need and the next.
+  for (int tries = 0; tries < 8; ++tries) {
     std::array<size_t, 4> lengths{};
     for (size_t i = 0; i < buffers.size(); ++i) lengths[i] = buffers[i].size();
     int exclusive = 0;
@@ -68,6 +69,7 @@ Result<std::vector<Locker>> list_lockers(const RbdImage& image, const std::strin
     for (size_t i = 0; i < count; ++i) lockers.push_back({clients[i], cookies[i], addresses[i]});
     return lockers;
   }
+  return ceph_error(-ERANGE, "list the holders of the header lock of " + image.name());
 }
 
 // Bumps the generation key, which makes librbd notify every client that has the image open.
