@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "file_header_lock.h"
 #include "printable_text.h"
 
 namespace rbdluks {
@@ -90,6 +91,10 @@ class FileImage final : public RawImage {
 
   bool read_only() const override { return read_only_; }
   const std::string& name() const override { return name_; }
+
+  Result<std::unique_ptr<HeaderLock>> lock_header(const std::string& /*purpose*/) override {
+    return lock_file_header(fd_, name_);
+  }
 
   Result<std::optional<std::string>> get_metadata(const std::string& key) override {
     RL_ASSIGN(auto meta, load_metadata());

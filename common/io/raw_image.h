@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 
+#include "header_lock.h"
 #include "result.h"
 
 namespace rbdluks {
@@ -34,6 +36,11 @@ class RawImage {
   virtual Result<std::optional<std::string>> get_metadata(const std::string& key) = 0;
   virtual Status set_metadata(const std::string& key, const std::string& value) = 0;
   virtual Result<bool> remove_metadata(const std::string& key) = 0;
+
+  // The right to change the LUKS header and its metadata (header_lock.h), waited for as that says;
+  // `purpose` ("rbd-luks keyslot add") tells clients that wait meanwhile who holds it. The lock
+  // must not outlive this image.
+  virtual Result<std::unique_ptr<HeaderLock>> lock_header(const std::string& purpose) = 0;
 
   // Where this image is, for error messages: "file:/tmp/x.img", "rbd:pool/image".
   virtual const std::string& name() const = 0;

@@ -72,6 +72,18 @@ bool is_zero(std::span<const uint8_t> bytes) {
   return true;
 }
 
+uint32_t zero_units(std::span<const uint8_t> sector) {
+  assert(sector.size() % kAtomicUnit == 0 && sector.size() / kAtomicUnit < 32);
+  uint32_t mask = 0;
+  for (size_t unit = 0; unit < sector.size() / kAtomicUnit; ++unit) {
+    // Ciphertext almost never starts with 8 zero bytes, so one load settles nearly every unit.
+    uint64_t head;
+    std::memcpy(&head, sector.data() + unit * kAtomicUnit, sizeof head);
+    if (head == 0 && is_zero(sector.subspan(unit * kAtomicUnit, kAtomicUnit))) mask |= uint32_t{1} << unit;
+  }
+  return mask;
+}
+
 void encrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset) {
   encrypt_sectors(cipher, std::span<const uint8_t>(sectors), sectors, sector_size, plaintext_offset);
@@ -99,12 +111,21 @@ void decrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::
                      sector_size, (plaintext_offset + run_begin) / kTweakUnit);
     }
   };
+  // A sector with all-zero units ends the run; the zero units are found before decrypting, which
+  // may overwrite them in place.
+  const uint32_t all_units = (uint32_t{1} << (sector_size / kAtomicUnit)) - 1;
   for (size_t at = 0; at < in.size(); at += sector_size) {
-    if (is_zero(in.subspan(at, sector_size))) {
-      decrypt_run(at);
-      if (out.data() != in.data()) std::memset(out.data() + at, 0, sector_size);
-      run_begin = at + sector_size;
+    const uint32_t zeros = zero_units(in.subspan(at, sector_size));
+    if (zeros == 0) continue;
+    decrypt_run(at);
+    if (zeros != all_units) {
+      cipher.decrypt(in.subspan(at, sector_size), out.subspan(at, sector_size), sector_size,
+                     (plaintext_offset + at) / kTweakUnit);
     }
+    for (size_t unit = 0; unit < sector_size / kAtomicUnit; ++unit) {
+      if ((zeros >> unit & 1) != 0) std::memset(out.data() + at + unit * kAtomicUnit, 0, kAtomicUnit);
+    }
+    run_begin = at + sector_size;
   }
   decrypt_run(in.size());
 }

@@ -5,7 +5,10 @@
 // All offsets are plaintext offsets (0 = first byte of the data segment). Data is encrypted in
 // sectors of sector_size bytes (512..4096) with AES-XTS, tweak = plaintext offset / 512. An all-zero
 // ciphertext sector is a hole (never written, or zeroed) and reads as zeros without being decrypted,
-// as librbd's native encryption does.
+// as librbd's native encryption does. So does an all-zero 512-byte unit inside a sector (XTS
+// encrypts each 16-byte block on its own, so a unit decrypts without the rest of its sector): that
+// is how a sector looks while clients that write parts of it put it back unit by unit (rmw_plan.h),
+// and real ciphertext is never 512 zero bytes.
 #pragma once
 
 #include <array>
@@ -81,16 +84,25 @@ SectorSpan part_in_sector(const SectorSpan& span, uint64_t sector);
 // True when every byte is zero; reads 64 bytes per step.
 bool is_zero(std::span<const uint8_t> bytes);
 
+// The unit of the hole rule inside a sector, and of the writes that put a read-modify-write of a
+// partial sector back (rmw_plan.h): 512 bytes, the most that librbd 16 compares and replaces in one
+// compare-and-write.
+inline constexpr uint32_t kAtomicUnit = 512;
+
+// Bit i is set when bytes [i * kAtomicUnit, (i + 1) * kAtomicUnit) of sector are all zeros.
+uint32_t zero_units(std::span<const uint8_t> sector);
+
 // In place; sectors.size() is a multiple of sector_size and plaintext_offset a multiple of sector_size.
 void encrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset);
 // From in into out, which have the same size and do not overlap.
 void encrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,
                      uint64_t plaintext_offset);
-// In place; all-zero ciphertext sectors (holes) are left as zeros, the others are decrypted.
+// In place; all-zero ciphertext sectors (holes) and units are left as zeros, the rest is decrypted.
 void decrypt_sectors(const XtsCipher& cipher, std::span<uint8_t> sectors, uint32_t sector_size,
                      uint64_t plaintext_offset);
-// From in into out (same size; the same bytes or not overlapping): holes become zeros in out.
+// From in into out (same size; the same bytes or not overlapping): holes and all-zero units become
+// zeros in out.
 void decrypt_sectors(const XtsCipher& cipher, std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t sector_size,
                      uint64_t plaintext_offset);
 

@@ -60,6 +60,7 @@ struct Settings {
   std::vector<uint64_t> queue_depths{1, 4, 16, 32};
   std::vector<std::string> rws{"write", "read"};
   std::vector<PathKind> paths{PathKind::plain, PathKind::rbd_luks, PathKind::native};
+  uint64_t misalign = 0;  // bytes past a block boundary where requests start
   double seconds = 1;
   uint64_t rounds = 3;
 };
@@ -96,9 +97,12 @@ Result<Settings> settings_from(const CommandLine& cl, const Args& args) {
   s.size = size.value_or(s.size);
   if (s.size < 4 * kMiB || s.size % (4 * kMiB) != 0) return Error(Errc::usage, "--size must be a multiple of 4M");
   RL_ASSIGN(s.block_sizes, parse_list(cl, "block-sizes", true, s.block_sizes));
+  RL_ASSIGN(auto misalign, cl.get_size("misalign"));
+  s.misalign = misalign.value_or(0);
+  if (s.misalign >= 4 * kMiB) return Error(Errc::usage, "--misalign must be below 4M");
   for (uint64_t bs : s.block_sizes) {
-    if (bs % 4096 != 0 || bs > s.size)
-      return Error(Errc::usage, "--block-sizes: each must be a multiple of 4K, at most --size");
+    if (bs % 512 != 0 || bs > s.size - s.misalign)
+      return Error(Errc::usage, "--block-sizes: each must be a multiple of 512, at most --size");
   }
   RL_ASSIGN(s.queue_depths, parse_list(cl, "queue-depths", false, s.queue_depths));
   if (auto rw = cl.get("rw")) {
@@ -287,7 +291,8 @@ std::string interval_text(const std::vector<double>& values, const char* format)
 
 std::string size_label(uint64_t bytes) {
   if (bytes % kMiB == 0) return std::to_string(bytes / kMiB) + "M";
-  return std::to_string(bytes / 1024) + "K";
+  if (bytes % 1024 == 0) return std::to_string(bytes / 1024) + "K";
+  return std::to_string(bytes);
 }
 
 std::string cpu_model() {
@@ -320,12 +325,15 @@ class Report {
 
   void header() const {
     if (json_) return;
+    const std::string misaligned = settings_.misalign == 0 ? ""
+                                                           : "; requests start " + std::to_string(settings_.misalign) +
+                                                                 " bytes past block boundaries";
     std::printf(
         "rbd-luks bench io: pool %s, %s per image, %.3g s x %llu rounds per point; cpu %s x %ld; "
-        "rbd-luks cipher %s\n",
+        "rbd-luks cipher %s%s\n",
         settings_.pool.c_str(), size_label(settings_.size).c_str(), settings_.seconds,
         static_cast<unsigned long long>(settings_.rounds), cpu_model().c_str(), sysconf(_SC_NPROCESSORS_ONLN),
-        cipher_backend().c_str());
+        cipher_backend().c_str(), misaligned.c_str());
     std::printf("MB/s and s/GB: medians over rounds; x/plain: the median of each round's own ratio\n");
     std::printf("%-5s %6s %4s", "rw", "block", "qd");
     for (PathKind kind : settings_.paths) std::printf(" %10s", (std::string(path_name(kind)) + " MB/s").c_str());
@@ -349,9 +357,9 @@ class Report {
     std::fflush(stdout);
   }
 
-  // The targets, for the points this run measured.
+  // The targets, for the points this run measured (they are for aligned requests).
   void targets(const std::vector<Cell>& cells) const {
-    if (json_) return;
+    if (json_ || settings_.misalign != 0) return;
     bool any = false;
     for (const auto& cell : cells) {
       if (cell.queue_depth != 16 || (cell.block_size != 4 * kMiB && cell.block_size != 4096)) continue;
@@ -386,6 +394,7 @@ class Report {
                       {"librbd", librbd_version_text()}};
     out["settings"] = {{"pool", settings_.pool},
                        {"image_bytes", settings_.size},
+                       {"misalign", settings_.misalign},
                        {"seconds", settings_.seconds},
                        {"rounds", settings_.rounds}};
     auto& results = out["results"] = nlohmann::json::array();
@@ -486,6 +495,7 @@ Status bench_io(const CommandLine& cl, const Args& args) {
             LoadSpec spec;
             spec.write = rw == "write";
             spec.block_size = static_cast<uint32_t>(bs);
+            spec.misalign = static_cast<uint32_t>(settings.misalign);
             spec.queue_depth = static_cast<uint32_t>(qd);
             spec.seconds = settings.seconds;
             spec.seed = seed;

@@ -58,6 +58,7 @@ constexpr std::array kOptions = {
     OptionSpec{"seconds", 0, true},
     OptionSpec{"rounds", 0, true},
     OptionSpec{"block-sizes", 0, true},
+    OptionSpec{"misalign", 0, true},
     OptionSpec{"queue-depths", 0, true},
     OptionSpec{"rw", 0, true},
     OptionSpec{"paths", 0, true},

@@ -191,7 +191,7 @@ Status cmd_resize(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1, "resize TARGET --size BYTES"));
   RL_ASSIGN(auto size, cl.get_size("size"));
   if (!size) return Error(Errc::usage, "resize needs --size BYTES (the new plaintext size)");
-  RL_ASSIGN(auto loaded, load_volume(cl, args[0], OpenMode::read_write));
+  RL_ASSIGN(auto loaded, load_volume_to_change(cl, args[0], "resize"));
   const VolumeLayout& layout = loaded.volume->layout();
   if (*size % layout.sector_size != 0) {
     return Error(Errc::usage,
@@ -202,6 +202,7 @@ Status cmd_resize(const CommandLine& cl, const Args& args) {
                  args[0] + ": the data segment has a fixed size; only dynamic segments can be resized");
   }
   RL_TRY(loaded.image->resize(layout.data_offset + *size));
+  RL_TRY(loaded.header_lock->release());
   inform(cl, "resized " + args[0] + " to " + std::to_string(*size) + " bytes of plaintext");
   return {};
 }

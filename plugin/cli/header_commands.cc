@@ -96,7 +96,13 @@ Status cmd_create(const CommandLine& cl, const Args& args) {
     discard_new_key(cl, key);
     return std::move(image).error();
   }
-  return format_image(cl, **image, options, key);
+  auto header_lock = lock_header_for(**image, "create");
+  if (!header_lock) {
+    discard_new_key(cl, key);
+    return std::move(header_lock).error();
+  }
+  RL_TRY(format_image(cl, **image, options, key));
+  return (*header_lock)->release();
 }
 
 Status cmd_format(const CommandLine& cl, const Args& args) {
@@ -104,12 +110,15 @@ Status cmd_format(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(auto options, format_options_from(cl));
   RL_ASSIGN(auto target, parse_target(args[0]));
   RL_ASSIGN(auto image, open_target(cl, target, OpenMode::read_write));
+  RL_ASSIGN(auto header_lock, lock_header_for(*image, "format"));
   if (!cl.has("force") && holds_luks_magic(*image)) {
     return Error(Errc::failure, target.spec + " already holds a LUKS header; use --force to overwrite it");
   }
   RL_TRY(refuse_non_empty_image(cl, target, *image));
+  RL_TRY(refuse_image_in_use(cl, target, *image));
   RL_ASSIGN(auto key, key_for_new_volume(cl, target.spec));
-  return format_image(cl, *image, options, key);
+  RL_TRY(format_image(cl, *image, options, key));
+  return header_lock->release();
 }
 
 Status cmd_dump(const CommandLine& cl, const Args& args) {

@@ -4,6 +4,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -81,7 +82,7 @@ class Load {
 
   Result<LoadResult> run() {
     const size_t block = spec_.block_size;
-    const uint64_t blocks = device_.size() / block;
+    const uint64_t blocks = (device_.size() - std::min<uint64_t>(device_.size(), spec_.misalign)) / block;
     if (blocks == 0) return Error(Errc::usage, "the block size is larger than the benchmark image");
     blocks_ = blocks;
     // One page-aligned arena for all slots, as an application with O_DIRECT buffers would have.
@@ -160,7 +161,7 @@ class Load {
       rng_ ^= rng_ >> 27;
       block_index = (rng_ * 0x2545F4914F6CDD1DULL) % blocks_;
     }
-    device_.submit(spec_.write, block_index * spec_.block_size, slot->buffer, slot);
+    device_.submit(spec_.write, block_index * spec_.block_size + spec_.misalign, slot->buffer, slot);
     return true;
   }
 

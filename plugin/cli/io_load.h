@@ -42,8 +42,11 @@ std::unique_ptr<AsyncBlockDevice> rbd_luks_device(EncryptedRbdImage& image, uint
 struct LoadSpec {
   bool write = false;
   uint32_t block_size = 4096;
+  // Requests start this many bytes past a block boundary (so with 512, 4 KiB requests each cover
+  // parts of two 4 KiB sectors).
+  uint32_t misalign = 0;
   uint32_t queue_depth = 1;
-  // Random block-aligned offsets (a seeded sequence, so every device sees the same one) for
+  // Random block-aligned (plus misalign) offsets (a seeded sequence, so every device sees the same one) for
   // `seconds`; or each block of the device once, in order, for filling it.
   bool fill_once = false;
   double seconds = 1;

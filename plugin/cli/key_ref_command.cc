@@ -24,7 +24,7 @@ Status key_ref_set(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(const KeyReference reference, KeyReference::parse(args[1]));
   RL_ASSIGN(const PassphraseEncoding encoding,
             parse_passphrase_encoding(cl.get("passphrase-encoding").value_or("raw")));
-  RL_ASSIGN(auto loaded, load_volume(cl, args[0], OpenMode::read_write));
+  RL_ASSIGN(auto loaded, load_volume_to_change(cl, args[0], "key-ref set"));
   const KeyringEnvironment environment = keyring_environment(cl);
   RL_ASSIGN(const SecureBuffer key, fetch_key(reference, environment));
   const SecureBuffer passphrase = encode_passphrase(key.span(), encoding);
@@ -40,6 +40,7 @@ Status key_ref_set(const CommandLine& cl, const Args& args) {
   }
   RL_TRY(loaded.image->set_metadata(kKeyRefMetadataKey, reference.str()));
   RL_TRY(loaded.image->set_metadata(kPassphraseEncodingMetadataKey, passphrase_encoding_name(encoding)));
+  RL_TRY(loaded.header_lock->release());
   inform(cl, "recorded " + reference.str() + " (passphrase encoding " + passphrase_encoding_name(encoding) + ") in " +
                  args[0] + "; it opens keyslot " + std::to_string(unlocked->keyslot));
   return {};
@@ -68,8 +69,10 @@ Status key_ref_clear(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1, "key-ref clear TARGET"));
   RL_ASSIGN(auto target, parse_target(args[0]));
   RL_ASSIGN(auto image, open_target(cl, target, OpenMode::read_write));
+  RL_ASSIGN(auto header_lock, lock_header_for(*image, "key-ref clear"));
   RL_TRY(image->remove_metadata(kKeyRefMetadataKey));
   RL_TRY(image->remove_metadata(kPassphraseEncodingMetadataKey));
+  RL_TRY(header_lock->release());
   inform(cl, "cleared the key reference of " + args[0]);
   return {};
 }

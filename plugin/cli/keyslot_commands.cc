@@ -29,12 +29,13 @@ Status keyslot_list(const CommandLine& cl, const Args& args) {
 Status keyslot_add(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1, "keyslot add TARGET --new-passphrase-file FILE"));
   if (!cl.has("new-passphrase-file")) return Error(Errc::usage, "keyslot add needs --new-passphrase-file FILE");
-  RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_write));
   RL_ASSIGN(auto new_passphrase, passphrase_from_file_option(cl, "new-passphrase-file"));
+  RL_ASSIGN(auto unlocked, unlock_volume_to_change(cl, args[0], "keyslot add"));
   RL_ASSIGN(auto kdf, kdf_request_from(cl, unlocked.loaded.volume->layout().version));
   // --key-slot names the slot that opens; the new slot is the first free one.
   auto slot = unlocked.loaded.volume->add_keyslot(unlocked.key.volume_key.span(), new_passphrase.span(), kdf);
   if (!slot) return Error(slot.error()).context(args[0]);
+  RL_TRY(unlocked.loaded.header_lock->release());
   inform(cl, "added keyslot " + std::to_string(*slot) + " to " + args[0]);
   return {};
 }
@@ -43,7 +44,7 @@ Status keyslot_remove(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 2, 2, "keyslot remove TARGET SLOT"));
   RL_ASSIGN(auto slot, parse_size(args[1], false));
   // Removing a keyslot needs proof of a key: another passphrase that opens the volume.
-  RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_write));
+  RL_ASSIGN(auto unlocked, unlock_volume_to_change(cl, args[0], "keyslot remove"));
   LuksVolume& volume = *unlocked.loaded.volume;
   // Unbound keyslots do not open the data, so they do not count towards keeping it readable.
   const KeyslotInfo* removed = nullptr;
@@ -60,6 +61,7 @@ Status keyslot_remove(const CommandLine& cl, const Args& args) {
                                   "(use --force)");
   }
   RL_TRY(volume.remove_keyslot(static_cast<int>(slot)));
+  RL_TRY(unlocked.loaded.header_lock->release());
   inform(cl, "removed keyslot " + args[1] + " from " + args[0]);
   return {};
 }

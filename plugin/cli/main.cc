@@ -43,7 +43,7 @@ Commands:
   key-ref clear TARGET                          forget it
   bench crypto                                  cipher backend and GB/s per sector size
   bench io [POOL] [--size S] [--block-sizes 4K,..] [--queue-depths 1,..] [--rw write,read]
-           [--paths plain,rbd-luks,native] [--seconds S] [--rounds N] [--json]
+           [--paths plain,rbd-luks,native] [--misalign B] [--seconds S] [--rounds N] [--json]
                                                 plain librbd vs rbd-luks vs native encryption
 
 Key source: --passphrase-file FILE (- for stdin) | --key-ref barbican:UUID|config-key:KEY|file:PATH

@@ -103,4 +103,17 @@ Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawIm
   return {};
 }
 
+Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image) {
+  auto* rbd = dynamic_cast<RbdImage*>(&image);
+  if (rbd == nullptr || cl.has("force")) return {};
+  RL_ASSIGN(const auto watchers, rbd->watchers());
+  for (const RbdWatcher& watcher : watchers) {
+    if (watcher.client_id == rbd->client_id()) continue;
+    return Error(Errc::failure, target.spec + " is open by another client (client." +
+                                    std::to_string(watcher.client_id) + " at " + watcher.address +
+                                    "); use --force to format it anyway");
+  }
+  return {};
+}
+
 }  // namespace rbdluks::cli

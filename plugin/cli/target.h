@@ -40,4 +40,8 @@ Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Tar
 // are not checked: peers such as cryptsetup's tests prepare them with dd.
 Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawImage& image);
 
+// For `format`: refuses (unless --force) an RBD image that another client has open, since a new
+// header under it would leave that client's writes encrypted with a key that no longer exists.
+Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image);
+
 }  // namespace rbdluks::cli

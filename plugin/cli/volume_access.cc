@@ -45,19 +45,27 @@ Result<KdfRequest> kdf_request_from(const CommandLine& cl, int luks_version) {
   return request;
 }
 
-Result<LoadedVolume> load_volume(const CommandLine& cl, const std::string& target_text, OpenMode mode) {
+namespace {
+
+// Opens the target and reads its header; with a command, takes the header lock in between.
+Result<LoadedVolume> load(const CommandLine& cl, const std::string& target_text, OpenMode mode,
+                          const std::string* command) {
   RL_ASSIGN(auto target, parse_target(target_text));
   LoadedVolume loaded;
   RL_ASSIGN(loaded.image, open_target(cl, target, mode));
+  if (command != nullptr) {
+    RL_ASSIGN(loaded.header_lock, lock_header_for(*loaded.image, *command));
+  }
   auto volume = load_luks(*loaded.image);
   if (!volume) return Error(volume.error()).context(target.spec);
   loaded.volume = std::move(volume).value();
   return loaded;
 }
 
-Result<UnlockedVolume> unlock_volume(const CommandLine& cl, const std::string& target, OpenMode mode) {
+Result<UnlockedVolume> unlock(const CommandLine& cl, const std::string& target, OpenMode mode,
+                              const std::string* command) {
   UnlockedVolume unlocked;
-  RL_ASSIGN(unlocked.loaded, load_volume(cl, target, mode));
+  RL_ASSIGN(unlocked.loaded, load(cl, target, mode, command));
   RL_ASSIGN(auto passphrase, passphrase_for(cl, *unlocked.loaded.image));
   std::optional<int> slot;
   RL_ASSIGN(auto slot_option, cl.get_uint("key-slot"));
@@ -70,6 +78,30 @@ Result<UnlockedVolume> unlock_volume(const CommandLine& cl, const std::string& t
   unlocked.data = std::make_unique<EncryptedImage>(*unlocked.loaded.image, std::move(cipher), layout.data_offset,
                                                    layout.sector_size, layout.data_size);
   return unlocked;
+}
+
+}  // namespace
+
+Result<LoadedVolume> load_volume(const CommandLine& cl, const std::string& target, OpenMode mode) {
+  return load(cl, target, mode, nullptr);
+}
+
+Result<UnlockedVolume> unlock_volume(const CommandLine& cl, const std::string& target, OpenMode mode) {
+  return unlock(cl, target, mode, nullptr);
+}
+
+Result<LoadedVolume> load_volume_to_change(const CommandLine& cl, const std::string& target,
+                                           const std::string& command) {
+  return load(cl, target, OpenMode::read_write, &command);
+}
+
+Result<UnlockedVolume> unlock_volume_to_change(const CommandLine& cl, const std::string& target,
+                                               const std::string& command) {
+  return unlock(cl, target, OpenMode::read_write, &command);
+}
+
+Result<std::unique_ptr<HeaderLock>> lock_header_for(RawImage& image, const std::string& command) {
+  return image.lock_header("rbd-luks " + command);
 }
 
 }  // namespace rbdluks::cli

@@ -3,16 +3,21 @@
 // piece runs its own chain of librbd completions:
 //   read:  rbd read -> decrypt into the caller's buffers (here or on a worker) -> done
 //   write: [read partial sectors] -> encrypt into a new librbd buffer (here or on a worker) -> rbd write -> done
+//          with partial sectors, the write is the units of rmw_plan.h (writes and compare-and-writes),
+//          and a compare that finds another client's change starts the piece over from its reads
 //   zero:  whole sectors: rbd write_zeroes -> done; a partial sector: like a write of zeros
 // The last piece to finish releases the range and calls back. Requests are recycled together with
 // their pieces and iovec vectors, so these cost no allocation in a steady stream of I/O.
 #include "encrypted_rbd_image.h"
 
+#include <cerrno>
 #include <cstring>
 #include <system_error>
 #include <utility>
 
+#include "alignment.h"
 #include "cipher_spec.h"
+#include "rmw_plan.h"
 #include "scattered_sectors.h"
 
 namespace rbdluks {
@@ -22,6 +27,10 @@ namespace {
 constexpr uint64_t kMaxPieceBytes = uint64_t{4} << 20;
 // Recycled requests kept beyond this are freed: enough for any sane queue depth.
 constexpr size_t kMaxFreeRequests = 256;
+// A read-modify-write that finds another client's change this often in a row gives up with -EIO.
+// Each time, another client's write to the same unit went through, so this only ends a client that
+// cannot get a turn at all.
+constexpr int kMaxRmwAttempts = 1000;
 // Writes from several caller buffers are gathered into the ciphertext buffer and encrypted in chunks
 // of this size (a multiple of every sector size), small enough to stay in the L2 cache between the
 // two steps.
@@ -83,6 +92,22 @@ struct EncryptedRbdImage::Piece {
   std::array<RbdBufferList, 2> edges;
   std::atomic<int> reads_left{0};
   std::atomic<int> read_error{0};
+  // Writes with partial sectors: the writes of rmw_plan.h (kept for their capacity), those still
+  // running, the first error among them, whether a compare found another client's change, and how
+  // often the piece started over for that.
+  std::vector<std::unique_ptr<RmwOp>> rmw_ops;
+  std::atomic<size_t> rmw_left{0};
+  std::atomic<int> rmw_error{0};
+  std::atomic<bool> rmw_changed{false};
+  int rmw_attempts = 0;
+};
+
+struct EncryptedRbdImage::RmwOp {
+  Piece* piece = nullptr;
+  RmwWrite::Kind kind = RmwWrite::Kind::whole;
+  RbdBufferList expected;  // compare, fill: what the unit must still hold
+  RbdBufferList data;      // a view of the piece's ciphertext
+  uint64_t mismatch_offset = 0;
 };
 
 struct EncryptedRbdImage::Request {
@@ -99,9 +124,11 @@ struct EncryptedRbdImage::Request {
   size_t piece_count = 0;
 };
 
-EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher,
-                                     VolumeLayout layout, PieceGrid grid, const DispatchOptions& options)
+EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key,
+                                     std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout, PieceGrid grid,
+                                     const DispatchOptions& options)
     : raw_(std::move(raw)),
+      volume_key_(std::move(volume_key)),
       cipher_(std::move(cipher)),
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
@@ -110,6 +137,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
+  raw_->unwatch_updates();  // no header check starts after this
   std::unique_lock lock(in_flight_mutex_);
   idle_.wait(lock, [&] { return in_flight_ == 0; });
 }
@@ -132,12 +160,16 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_p
   const PieceGrid grid = on_grid ? PieceGrid{std::min(granule, kMaxPieceBytes), layout.data_offset, true}
                                  : PieceGrid{kMaxPieceBytes, 0, false};
 
+  std::unique_ptr<EncryptedRbdImage> image;
   try {
-    return std::unique_ptr<EncryptedRbdImage>(new EncryptedRbdImage(
-        std::move(raw), std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), grid, options));
+    image.reset(new EncryptedRbdImage(std::move(raw), std::move(key.volume_key),
+                                      std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), grid,
+                                      options));
   } catch (const std::system_error& e) {
     return Error(Errc::failure, "start crypto worker threads: " + std::string(e.what()));
   }
+  RL_TRY(image->raw_->watch_updates([target = image.get()] { target->header_may_have_changed(); }));
+  return image;
 }
 
 Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(rados_ioctx_t io, const std::string& name,
@@ -166,6 +198,14 @@ Result<uint64_t> EncryptedRbdImage::size() {
   return data_segment_size(raw_size, layout_.data_offset, sector_size_, layout_.data_size);
 }
 
+Status EncryptedRbdImage::header_status() const {
+  if (!stale_.load(std::memory_order_acquire)) return {};
+  const std::lock_guard lock(header_mutex_);
+  return Error(Errc::failure, name() + ": " + stale_reason_ +
+                                  "; its I/O stopped, so that nothing more is written with a key the header no "
+                                  "longer holds: close and reopen the image");
+}
+
 Status EncryptedRbdImage::resize(uint64_t size) {
   if (layout_.data_size) {
     return Error(Errc::unsupported, name() + ": the LUKS2 data segment has a fixed size, so it cannot be resized");
@@ -175,7 +215,12 @@ Status EncryptedRbdImage::resize(uint64_t size) {
                                   " bytes: the size must be a multiple of the sector size (" +
                                   std::to_string(sector_size_) + ")");
   }
-  return raw_->resize(layout_.data_offset + size);
+  // A header change like the CLI's (header_lock.h), so that it never interleaves with another's.
+  RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks resize"));
+  if (const auto replaced = header_replaced()) stop_io(*replaced);
+  RL_TRY(header_status());
+  RL_TRY(raw_->resize(layout_.data_offset + size));
+  return header_lock->release();
 }
 
 // ---- Submission ----
@@ -216,6 +261,7 @@ void EncryptedRbdImage::aio_flush(Callback done) { submit(Op::flush, 0, 0, {}, s
 // librbd's rule (its clip_io): an empty request is always fine, one that starts at or past the end
 // fails, one that runs past the end is cut short there and reports the bytes it covered.
 ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t& length) {
+  if (stale_.load(std::memory_order_acquire)) return -ESTALE;
   if (op == Op::flush) return 0;
   if (op != Op::read && read_only()) return -EROFS;
   if (length == 0) return 0;
@@ -238,6 +284,7 @@ EncryptedRbdImage::Piece* EncryptedRbdImage::add_piece(Request* request, const S
   piece->image = this;
   piece->request = request;
   piece->span = span;
+  piece->rmw_attempts = 0;
   return piece;
 }
 
@@ -397,6 +444,7 @@ void EncryptedRbdImage::start_write(Piece* piece) {
   }
   piece->read_error = 0;
   piece->reads_left = static_cast<int>(partial.count);
+  for (size_t i = 0; i < partial.count; ++i) piece->edges[i].clear();  // from an earlier try
   for (size_t i = 0; i < partial.count; ++i) {
     const int r = raw_->aio_read(layout_.data_offset + partial.offsets[i], sector_size_, piece->edges[i], 0,
                                  &on_librbd_done<&EncryptedRbdImage::partial_sector_read>, piece);
@@ -441,15 +489,16 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
   // while librbd's cache is on): rbd-luks encrypts into it instead.
   const std::span<uint8_t> buffer = piece->data.replace_with_new_buffer(span.size());
   const PartialSectors partial = partial_sectors(span);
+  std::array<uint32_t, 2> zero_units_read{};
   for (size_t i = 0; i < partial.count; ++i) {
     const std::span<uint8_t> sector = span.sector_in(buffer, partial.offsets[i]);
-    RbdBufferList& edge = piece->edges[i];
+    const RbdBufferList& edge = piece->edges[i];  // kept: the compares need what was read
     if (edge.size() != sector.size()) {
       piece_done(piece, -EIO);
       return;
     }
     edge.copy_to(sector);
-    edge.clear();
+    zero_units_read[i] = zero_units(sector);
     decrypt_sectors(*cipher_, sector, sector_size_, partial.offsets[i]);
   }
   if (request.op == Op::zero) {
@@ -474,11 +523,78 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
     }
   }
 
+  if (partial.count != 0) {
+    write_back_rmw(piece, zero_units_read);
+    return;
+  }
   // librbd takes its own reference to the buffer, so the piece may let go of it as soon as it
   // completes (on any thread, possibly before aio_write returns).
   const int r = raw_->aio_write(layout_.data_offset + span.begin, piece->data, request.op_flags,
                                 &on_librbd_done<&EncryptedRbdImage::piece_done>, piece);
   if (r < 0) fail_later(piece, r);
+}
+
+void EncryptedRbdImage::write_back_rmw(Piece* piece, const std::array<uint32_t, 2>& zero_units_read) {
+  const SectorSpan& span = piece->span;
+  const RmwPlan plan = plan_rmw(span, zero_units_read);
+  const PartialSectors partial = partial_sectors(span);
+  while (piece->rmw_ops.size() < plan.count) piece->rmw_ops.push_back(std::make_unique<RmwOp>());
+  // Everything is set up before the first write goes out: the last one to complete may start the
+  // piece over or finish its request, and nothing is touched after issuing it.
+  for (size_t i = 0; i < plan.count; ++i) {
+    const RmwWrite& write = plan.writes[i];
+    RmwOp& op = *piece->rmw_ops[i];
+    op.piece = piece;
+    op.kind = write.kind;
+    op.data.share(piece->data, write.begin - span.begin, write.end - write.begin);
+    if (write.kind == RmwWrite::Kind::compare) {
+      const size_t edge = round_down(write.begin, sector_size_) == partial.offsets[0] ? 0 : 1;
+      op.expected.share(piece->edges[edge], write.begin - partial.offsets[edge], kAtomicUnit);
+    } else if (write.kind == RmwWrite::Kind::fill) {
+      op.expected.replace_with_zeros(kAtomicUnit);
+    }
+  }
+  piece->rmw_error = 0;
+  piece->rmw_changed = false;
+  piece->rmw_left = plan.count;
+  const int op_flags = piece->request->op_flags;
+  for (size_t i = 0; i < plan.count; ++i) {
+    RmwOp* op = piece->rmw_ops[i].get();
+    const uint64_t at = layout_.data_offset + plan.writes[i].begin;
+    const int r = op->kind == RmwWrite::Kind::whole
+                      ? raw_->aio_write(at, op->data, op_flags, &on_rmw_write_done, op)
+                      : raw_->aio_compare_and_write(at, op->expected, op->data, &op->mismatch_offset, op_flags,
+                                                    &on_rmw_write_done, op);
+    if (r < 0) workers_.post([this, op, r] { rmw_write_done(op, r); });
+  }
+}
+
+void EncryptedRbdImage::on_rmw_write_done(void* arg, ssize_t r) {
+  auto* op = static_cast<RmwOp*>(arg);
+  op->piece->image->rmw_write_done(op, r);
+}
+
+void EncryptedRbdImage::rmw_write_done(RmwOp* op, ssize_t r) {
+  Piece* piece = op->piece;
+  if (r == -EILSEQ && op->kind == RmwWrite::Kind::compare) {
+    piece->rmw_changed = true;
+  } else if (r < 0 && !(r == -EILSEQ && op->kind == RmwWrite::Kind::fill)) {
+    // (A fill that finds no zeros any more: another client wrote that unit meanwhile, and it stays.)
+    int none = 0;
+    piece->rmw_error.compare_exchange_strong(none, static_cast<int>(r));
+  }
+  op->expected.clear();
+  op->data.clear();
+  if (piece->rmw_left.fetch_sub(1) != 1) return;
+  if (piece->rmw_error != 0) {
+    piece_done(piece, piece->rmw_error);
+  } else if (!piece->rmw_changed) {
+    piece_done(piece, 0);
+  } else if (++piece->rmw_attempts == kMaxRmwAttempts) {
+    piece_done(piece, -EIO);
+  } else {
+    start_write(piece);  // read the partial sectors again, as another client left them
+  }
 }
 
 void EncryptedRbdImage::start_zero(Piece* piece) {
@@ -539,6 +655,60 @@ void EncryptedRbdImage::finish(Request* request) {
   recycle(request);
   done(result);
   end_in_flight();
+}
+
+// ---- Header changes by other clients ----
+
+void EncryptedRbdImage::header_may_have_changed() {
+  {
+    const std::lock_guard lock(header_mutex_);
+    if (header_check_running_) {
+      header_check_again_ = true;
+      return;
+    }
+    header_check_running_ = true;
+  }
+  // Not here: this is librbd's thread, which the header's reads would wait for.
+  begin_in_flight();
+  workers_.post([this] { check_header(); });
+}
+
+void EncryptedRbdImage::check_header() {
+  for (;;) {
+    if (const auto replaced = header_replaced()) stop_io(*replaced);
+    const std::lock_guard lock(header_mutex_);
+    if (!std::exchange(header_check_again_, false)) {
+      header_check_running_ = false;
+      break;
+    }
+  }
+  end_in_flight();
+}
+
+std::optional<std::string> EncryptedRbdImage::header_replaced() {
+  if (stale_.load(std::memory_order_acquire)) return std::nullopt;  // already stopped
+  auto volume = load_luks(*raw_);
+  if (!volume) {
+    if (!volume.error().is(Errc::bad_header) && !volume.error().is(Errc::unsupported)) return std::nullopt;
+    return "its LUKS header is gone (" + volume.error().message() + ")";
+  }
+  const VolumeLayout& now = (*volume)->layout();
+  if (now.uuid != layout_.uuid || now.version != layout_.version || now.cipher != layout_.cipher ||
+      now.key_bytes != layout_.key_bytes || now.sector_size != layout_.sector_size ||
+      now.data_offset != layout_.data_offset || now.data_size != layout_.data_size) {
+    return "another client wrote a new LUKS header (uuid " + now.uuid + ", was " + layout_.uuid + ")";
+  }
+  if (!(*volume)->verify_volume_key(volume_key_.span())) {
+    return "its LUKS header no longer holds the volume key it was opened with";
+  }
+  return std::nullopt;
+}
+
+void EncryptedRbdImage::stop_io(const std::string& reason) {
+  const std::lock_guard lock(header_mutex_);
+  if (stale_.load(std::memory_order_relaxed)) return;
+  stale_reason_ = reason;
+  stale_.store(true, std::memory_order_release);
 }
 
 // ---- Request recycling and in-flight accounting ----

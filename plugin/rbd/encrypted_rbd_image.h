@@ -18,7 +18,10 @@
 //   one pass over the data each way, where librbd's C API would add a copy to the encryption.
 //   Partly covered sectors are read, merged and re-encrypted; a sector range lock, exclusive for
 //   such read-modify-writes and shared for whole-sector writes, keeps overlapping requests from
-//   losing each other's bytes.
+//   losing each other's bytes. Other clients (processes, hosts) are not under that lock, so a
+//   read-modify-write goes back in 512-byte units, those the request covers in part by librbd's
+//   compare-and-write against what was read, and starts over when another client changed one
+//   meanwhile (rmw_plan.h).
 // - write_zeroes and discard make the range read as zeros: whole sectors become holes through
 //   librbd's write_zeroes, partial sectors are re-encrypted with zeros.
 // - Memory: a write's ciphertext buffer is the size of the data and lives as long as librbd needs
@@ -34,12 +37,18 @@
 //   submitted the request and never with an internal lock held.
 // - Submitting may throw std::bad_alloc, and then nothing was submitted; an allocation failure
 //   after that (in a librbd callback) ends the process, as it would inside librbd.
+// - Header changes by other clients: each ends with a metadata change (rbd_header_lock.h), which
+//   librbd reports here; the header is then read again on a worker. Keyslot changes leave the
+//   volume key, and I/O goes on. Once the header is gone, or no longer holds the volume key the
+//   image was opened with (another client formatted it), every request fails with -ESTALE, so
+//   nothing more is written with a key that no longer exists; header_status() says why.
 #pragma once
 
 #include <rados/librados.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -57,6 +66,7 @@
 #include "rbd_image.h"
 #include "result.h"
 #include "sector_codec.h"
+#include "secure_buffer.h"
 #include "worker_pool.h"
 #include "xts_cipher.h"
 
@@ -92,6 +102,9 @@ class EncryptedRbdImage {
   EncryptedRbdImage& operator=(const EncryptedRbdImage&) = delete;
 
   const VolumeLayout& layout() const { return layout_; }
+  // Fine while the image's LUKS header is the one it was opened with (see the top of this file);
+  // afterwards the reason why requests fail with -ESTALE.
+  Status header_status() const;
   bool read_only() const { return raw_->read_only(); }
   const std::string& name() const { return raw_->name(); }
   // Bytes of the pieces requests are cut into (a RADOS object or stripe unit, at most 4 MiB).
@@ -100,6 +113,7 @@ class EncryptedRbdImage {
   // Plaintext size in bytes.
   Result<uint64_t> size();
   // Sets the plaintext size (a multiple of the sector size); the RBD image becomes data_offset + size.
+  // A header change: it takes the header lock (header_lock.h), waiting for another client's change.
   Status resize(uint64_t size);
 
   Result<std::optional<std::string>> get_metadata(const std::string& key) { return raw_->get_metadata(key); }
@@ -129,6 +143,7 @@ class EncryptedRbdImage {
   enum class Op { read, write, zero, flush };
   struct Request;
   struct Piece;
+  struct RmwOp;
 
   // How requests are cut: at raw offsets origin + k * bytes, which are RADOS object (stripe unit)
   // boundaries when sectors_in_one_object.
@@ -138,8 +153,17 @@ class EncryptedRbdImage {
     bool sectors_in_one_object;
   };
 
-  EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout,
-                    PieceGrid grid, const DispatchOptions& options);
+  EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key, std::shared_ptr<const XtsCipher> cipher,
+                    VolumeLayout layout, PieceGrid grid, const DispatchOptions& options);
+
+  // librbd heard of a header change: the header is read again on a worker, once more if another
+  // change comes while that runs.
+  void header_may_have_changed();
+  void check_header();
+  // Why the image's header is no longer the one it was opened with, or nullopt while it is (or
+  // cannot be read: a passing read error proves nothing).
+  std::optional<std::string> header_replaced();
+  void stop_io(const std::string& reason);
 
   void submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done, int op_flags);
   ssize_t check_request(Op op, uint64_t offset, uint64_t& length);
@@ -156,6 +180,11 @@ class EncryptedRbdImage {
   void partial_sector_read(Piece* piece, ssize_t r);
   static std::optional<std::span<const uint8_t>> contiguous_bytes(const Request& request, const SectorSpan& span);
   void encode_and_write(Piece* piece);
+  // Puts a read-modify-write back unit by unit (rmw_plan.h); zero_units_read: zero_units() of its
+  // partial sectors as read.
+  void write_back_rmw(Piece* piece, const std::array<uint32_t, 2>& zero_units_read);
+  static void on_rmw_write_done(void* arg, ssize_t r);
+  void rmw_write_done(RmwOp* op, ssize_t r);
   void start_zero(Piece* piece);
   void start_flush(Piece* piece);
 
@@ -178,6 +207,7 @@ class EncryptedRbdImage {
   ssize_t wait_for(Submit submit);
 
   std::unique_ptr<RbdImage> raw_;
+  const SecureBuffer volume_key_;  // to tell whether a changed header still holds it
   const std::shared_ptr<const XtsCipher> cipher_;
   const VolumeLayout layout_;
   const uint32_t sector_size_;
@@ -191,7 +221,13 @@ class EncryptedRbdImage {
 
   std::mutex in_flight_mutex_;
   std::condition_variable idle_;
-  size_t in_flight_ = 0;
+  size_t in_flight_ = 0;  // requests, and a header check
+
+  std::atomic<bool> stale_{false};
+  mutable std::mutex header_mutex_;
+  std::string stale_reason_;
+  bool header_check_running_ = false;
+  bool header_check_again_ = false;
 
   // Last member: destroyed (joined) first, while everything its tasks touch still exists.
   WorkerPool workers_;

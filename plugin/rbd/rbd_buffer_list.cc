@@ -31,6 +31,17 @@ std::span<uint8_t> RbdBufferList::replace_with_new_buffer(size_t size) {
   return bytes;
 }
 
+void RbdBufferList::share(const RbdBufferList& from, uint64_t offset, uint64_t length) {
+  assert(offset + length <= from.size());
+  list_->clear();
+  list_->substr_of(*from.list_, static_cast<unsigned>(offset), static_cast<unsigned>(length));
+}
+
+void RbdBufferList::replace_with_zeros(size_t size) {
+  list_->clear();
+  list_->append_zero(static_cast<unsigned>(size));
+}
+
 void RbdBufferList::clear() { list_->clear(); }
 
 }  // namespace rbdluks

@@ -30,6 +30,11 @@ class RbdBufferList {
   // Drops the contents and puts in one new page-aligned buffer of `size` bytes, returned for the
   // caller to fill in. It is freed once neither this list nor librbd refers to it.
   std::span<uint8_t> replace_with_new_buffer(size_t size);
+  // Makes this list a view of bytes [offset, offset + length) of `from` (which must hold them),
+  // sharing its buffers rather than copying them.
+  void share(const RbdBufferList& from, uint64_t offset, uint64_t length);
+  // Drops the contents and puts in `size` zero bytes.
+  void replace_with_zeros(size_t size);
   // Drops this list's references to its buffers.
   void clear();
 

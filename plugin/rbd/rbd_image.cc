@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <list>
+
+#include "rbd_header_lock.h"
 
 namespace rbdluks {
 namespace {
@@ -46,6 +49,16 @@ int submit_aio(RbdImage::AioDone done, void* arg, Submit submit) {
 
 }  // namespace
 
+class RbdImage::UpdateWatcher final : public librbd::UpdateWatchCtx {
+ public:
+  explicit UpdateWatcher(std::function<void()> on_update) : on_update_(std::move(on_update)) {}
+  void handle_notify() override { on_update_(); }
+  uint64_t handle = 0;
+
+ private:
+  std::function<void()> on_update_;
+};
+
 std::string RbdImageSpec::name() const {
   std::string n = "rbd:" + pool + "/";
   if (!name_space.empty()) n += name_space + "/";
@@ -62,7 +75,27 @@ RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx,
       name_(std::move(name)),
       read_only_(read_only) {}
 
-RbdImage::~RbdImage() { image_->close(); }
+RbdImage::~RbdImage() {
+  unwatch_updates();
+  image_->close();
+}
+
+Status RbdImage::watch_updates(std::function<void()> on_update) {
+  unwatch_updates();
+  auto watcher = std::make_unique<UpdateWatcher>(std::move(on_update));
+  if (const int r = image_->update_watch(watcher.get(), &watcher->handle); r < 0) {
+    return ceph_error(r, "watch " + name_ + " for header changes");
+  }
+  update_watcher_ = std::move(watcher);
+  return {};
+}
+
+void RbdImage::unwatch_updates() {
+  if (!update_watcher_) return;
+  // librbd waits here for a handle_notify in progress.
+  image_->update_unwatch(update_watcher_->handle);
+  update_watcher_.reset();
+}
 
 Result<uint64_t> RbdImage::size() {
   uint64_t size = 0;
@@ -137,6 +170,14 @@ int RbdImage::aio_write_zeroes(uint64_t offset, uint64_t length, AioDone done, v
                     [&](librbd::RBD::AioCompletion* c) { return image_->aio_write_zeroes(offset, length, c, 0, 0); });
 }
 
+int RbdImage::aio_compare_and_write(uint64_t offset, RbdBufferList& expected, RbdBufferList& data,
+                                    uint64_t* mismatch_offset, int op_flags, AioDone done, void* arg) {
+  return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) {
+    return image_->aio_compare_and_write(offset, data.size(), expected.list(), data.list(), c, mismatch_offset,
+                                         op_flags);
+  });
+}
+
 int RbdImage::aio_flush(AioDone done, void* arg) {
   return submit_aio(done, arg, [&](librbd::RBD::AioCompletion* c) { return image_->aio_flush(c); });
 }
@@ -195,6 +236,29 @@ Result<bool> RbdImage::has_data() {
   if (r < 0) return ceph_error(r, "list allocated extents of " + name_);
   return false;
 }
+
+Result<std::unique_ptr<HeaderLock>> RbdImage::lock_header(const std::string& purpose) {
+  return lock_rbd_header(*this, purpose);
+}
+
+Result<std::string> RbdImage::header_object() const {
+  uint8_t old_format = 0;
+  if (const int r = image_->old_format(&old_format); r < 0) return ceph_error(r, "image format of " + name_);
+  if (old_format != 0) return Error(Errc::unsupported, name_ + " is an RBD format 1 image, which rbd-luks cannot lock");
+  std::string id;
+  if (const int r = image_->get_id(&id); r < 0) return ceph_error(r, "image id of " + name_);
+  return "rbd_header." + id;
+}
+
+Result<std::vector<RbdWatcher>> RbdImage::watchers() const {
+  std::list<librbd::image_watcher_t> listed;
+  if (const int r = image_->list_watchers(listed); r < 0) return ceph_error(r, "list the clients of " + name_);
+  std::vector<RbdWatcher> watchers;
+  for (const auto& w : listed) watchers.push_back({static_cast<uint64_t>(w.id), w.addr});
+  return watchers;
+}
+
+uint64_t RbdImage::client_id() const { return rados_get_instance_id(rados_ioctx_get_cluster(ioctx_.get())); }
 
 Status RbdImage::check_range(const char* op, uint64_t offset, uint64_t length) {
   RL_ASSIGN(const uint64_t end, size());

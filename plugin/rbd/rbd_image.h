@@ -10,9 +10,11 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "file_image.h"
 #include "raw_image.h"
@@ -33,6 +35,12 @@ struct RbdImageSpec {
 
   // "rbd:pool/image", "rbd:pool/ns/image@snap".
   std::string name() const;
+};
+
+// A client that has an image open: librbd watches the image's header object for it.
+struct RbdWatcher {
+  uint64_t client_id;   // the N of client.N
+  std::string address;  // its RADOS address
 };
 
 class RbdImage final : public RawImage {
@@ -56,6 +64,24 @@ class RbdImage final : public RawImage {
   Status set_metadata(const std::string& key, const std::string& value) override;
   Result<bool> remove_metadata(const std::string& key) override;
   const std::string& name() const override { return name_; }
+  // A RADOS lock on the header object (rbd_header_lock.h).
+  Result<std::unique_ptr<HeaderLock>> lock_header(const std::string& purpose) override;
+
+  // The RADOS object that holds the image's header, "rbd_header.ID", in ioctx().
+  Result<std::string> header_object() const;
+  // The clients that have the image open, this one included.
+  Result<std::vector<RbdWatcher>> watchers() const;
+  // This client's id (the N of client.N), as watchers() reports it.
+  uint64_t client_id() const;
+  rados_ioctx_t ioctx() const { return ioctx_.get(); }
+
+  // Calls on_update on a librbd thread each time librbd hears that the image's header object
+  // changed: metadata set or removed (as every header change does last, rbd_header_lock.h), a
+  // resize, a snapshot. Not for data writes, such as a new LUKS header. on_update must not wait for
+  // this image's librbd calls. One watcher at a time; unwatch_updates (or the destructor) ends it,
+  // after any call of on_update in progress has returned.
+  Status watch_updates(std::function<void()> on_update);
+  void unwatch_updates();
 
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();
@@ -69,6 +95,11 @@ class RbdImage final : public RawImage {
   // which with its cache on is past done.
   int aio_write(uint64_t offset, RbdBufferList& data, int op_flags, AioDone done, void* arg);
   int aio_write_zeroes(uint64_t offset, uint64_t length, AioDone done, void* arg);
+  // Writes data (at most 512 bytes, inside one 512-byte block: librbd 16's limits) only if the
+  // image still holds `expected` there, atomically; a range never written compares equal to zeros.
+  // A mismatch completes with -EILSEQ. *mismatch_offset is librbd's to fill until done runs.
+  int aio_compare_and_write(uint64_t offset, RbdBufferList& expected, RbdBufferList& data, uint64_t* mismatch_offset,
+                            int op_flags, AioDone done, void* arg);
   int aio_flush(AioDone done, void* arg);
 
   // The unit librbd cuts I/O at: the stripe unit, which is the object size unless the image is
@@ -88,6 +119,8 @@ class RbdImage final : public RawImage {
   std::unique_ptr<librbd::Image> image_;
   std::string name_;
   bool read_only_;
+  class UpdateWatcher;
+  std::unique_ptr<UpdateWatcher> update_watcher_;
 };
 
 // Opens an existing image; a snapshot, or OpenMode::read_only, opens it read-only. A missing pool,

@@ -1,4 +1,5 @@
-// Sector codec: span arithmetic, chunking, the zero test, the hole rule and the write encodings,
+// Sector codec: span arithmetic, chunking, the zero test, the hole rule (sectors and 512-byte
+// units) and the write encodings,
 // against a transparent stand-in cipher that records the tweaks it is given.
 #include "sector_codec.h"
 
@@ -246,6 +247,39 @@ TEST(SectorCodec, OutOfPlaceDecryptionWritesZerosForHoles) {
   EXPECT_TRUE(is_zero(std::span(out).subspan(4096, 4096)));
   EXPECT_TRUE(std::equal(out.begin() + 8192, out.end(), data.begin() + 8192));
   EXPECT_EQ(cipher.calls, (std::vector<TweakXorCipher::Call>{{12288, 4096, 16}, {4096, 4096, 16}, {4096, 4096, 32}}));
+}
+
+TEST(SectorCodec, ZeroUnitsMarksEachAllZero512ByteUnit) {
+  std::vector<uint8_t> sector(4096, 0);
+  EXPECT_EQ(zero_units(sector), 0xffu);
+  sector[512 * 3 + 511] = 1;
+  sector[512 * 6] = 1;
+  EXPECT_EQ(zero_units(sector), 0xffu & ~(1u << 3) & ~(1u << 6));
+  EXPECT_EQ(zero_units(std::span(sector).first(512)), 1u);
+}
+
+// A sector that clients are putting back unit by unit (rmw_plan.h) holds all-zero units among
+// written ones: those read as zeros, the others decrypt, in place and out of place.
+TEST(SectorCodec, AllZeroUnitsInsideASectorReadAsZeros) {
+  const TweakXorCipher cipher;
+  const std::vector<uint8_t> plain = pattern(3 * 4096, 7);
+  std::vector<uint8_t> ciphertext(plain.size());
+  encrypt_sectors(cipher, plain, ciphertext, 4096, 8192);
+  std::fill_n(ciphertext.begin() + 4096 + 2 * 512, 512, 0);
+  std::fill_n(ciphertext.begin() + 4096 + 7 * 512, 512, 0);
+  auto expected = plain;
+  std::fill_n(expected.begin() + 4096 + 2 * 512, 512, 0);
+  std::fill_n(expected.begin() + 4096 + 7 * 512, 512, 0);
+
+  std::vector<uint8_t> out(plain.size(), 0xAA);
+  cipher.calls.clear();
+  decrypt_sectors(cipher, ciphertext, out, 4096, 8192);
+  EXPECT_EQ(out, expected);
+  EXPECT_EQ(cipher.calls, (std::vector<TweakXorCipher::Call>{{4096, 4096, 16}, {4096, 4096, 24}, {4096, 4096, 32}}))
+      << "the sector with zero units is decrypted on its own, between the runs";
+
+  decrypt_sectors(cipher, ciphertext, 4096, 8192);
+  EXPECT_EQ(ciphertext, expected);
 }
 
 }  // namespace

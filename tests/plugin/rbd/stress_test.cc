@@ -1,274 +1,86 @@
-// Stress test of EncryptedRbdImage: 8 threads issue random overlapping, mostly unaligned reads,
-// writes, write_zeroes and discards (synchronous and asynchronous, mixed) against one image for a
-// bounded time (RBDLUKS_STRESS_SECONDS, default 5), checked against an in-memory model.
-//
-// The checker is sound without knowing the order of concurrent requests because every byte has one
-// owner thread, and only its owner changes it: in the "fine" region ownership alternates every
-// 1536 bytes, so every sector is shared by 3 or 4 threads and each write is a read-modify-write of
-// sectors that others modify at the same time; in the "coarse" region each thread owns a 100000-byte
-// block whose ends share a sector with its neighbours, so large writes mix whole-sector writes
-// (shared range lock) with edge read-modify-writes (exclusive). A read may span anyone's bytes but
-// checks only the reader's own, which no one else may have changed; at the end every byte must equal
-// its owner's last write. A lost update (two read-modify-writes of one sector racing) shows up as an
-// owner's byte reverting. The fine region straddles a RADOS object boundary.
+// Stress tests of EncryptedRbdImage on the model of stress_model.h, each for a bounded time
+// (RBDLUKS_STRESS_SECONDS, else a few seconds): all eight threads on one open image; and the
+// threads split between this process and rbd_test_client, two clients of one image whose writes
+// share sectors (half of the fine region's writes are 512-byte blocks inside 4 KiB sectors), where
+// a read-modify-write of a partial sector must not lose the other client's bytes of that sector.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
-#include <mutex>
-#include <random>
-#include <sstream>
-#include <thread>
+#include <iterator>
 
 #include "encrypted_rbd_fixture.h"
 #include "encrypted_rbd_image.h"
+#include "stress_model.h"
+#include "test_client.h"
 
 namespace rbdluks {
 namespace {
 
 using namespace rbdluks::testing;
 
-constexpr int kThreads = 8;
-constexpr uint64_t kFineBegin = 4 * kMiB - 64 * 1024;  // across the first object boundary
-constexpr uint64_t kFineBytes = 128 * 1024;
-constexpr uint64_t kStripe = 1536;
-constexpr uint64_t kCoarseBegin = 6 * kMiB + 1234;
-constexpr uint64_t kBlock = 100000;
-constexpr uint64_t kImageBytes = 8 * kMiB;
-
-// Who owns plaintext byte `at`, or -1 outside both regions.
-int owner(uint64_t at) {
-  if (at >= kFineBegin && at < kFineBegin + kFineBytes) return static_cast<int>((at - kFineBegin) / kStripe % kThreads);
-  if (at >= kCoarseBegin && at < kCoarseBegin + kThreads * kBlock)
-    return static_cast<int>((at - kCoarseBegin) / kBlock);
-  return -1;
+int stress_seconds(int fallback) {
+  const char* env = std::getenv("RBDLUKS_STRESS_SECONDS");
+  return env != nullptr ? std::atoi(env) : fallback;
 }
 
-struct Range {
-  uint64_t offset;
-  uint64_t length;
+class EncryptedRbdStressTest : public EncryptedRbdFixture {
+ protected:
+  // Threads 0-3 of the model here and 4-7 in rbd_test_client, on image `name` for `seconds`; the
+  // other client writes its model to a file when done, and the bytes must match both models.
+  void run_two_clients(const std::string& name, int seconds) {
+    auto image = EncryptedRbdImage::open(io(), name, std::nullopt, false, bytes_of(kPassphrase));
+    ASSERT_TRUE(image) << image.error().message();
+    constexpr int kSplit = kStressThreads / 2;
+    const std::string model_file = ::testing::TempDir() + "rbd-luks-stress-model-" + std::to_string(getpid());
+    const pid_t other = start_test_client(
+        {"stress", name, std::to_string(seconds), std::to_string(kSplit), std::to_string(kStressThreads), model_file});
+    ASSERT_GT(other, 0);
+    Stress stress(**image);
+    run_stress_threads(stress, 0, kSplit, seconds);
+    EXPECT_EQ(wait_test_client(other), 0) << "the other client failed (its stderr says why)";
+
+    std::ifstream in(model_file, std::ios::binary);
+    const std::vector<uint8_t> other_model{std::istreambuf_iterator<char>(in), {}};
+    std::remove(model_file.c_str());
+    ASSERT_EQ(other_model.size(), kStressImageBytes) << "the other client wrote no model";
+    stress.merge(other_model, kSplit, kStressThreads);
+
+    EXPECT_EQ(stress.failures(), 0) << stress.first_failure();
+    EXPECT_GT(stress.operations(), 100u) << "the test did too little to mean anything";
+    EXPECT_EQ(stress.check_final(), "");
+    std::cout << "[ stress   ] " << stress.operations() << " requests in " << seconds << " s from this client, "
+              << kSplit << " threads in each of two\n";
+  }
 };
-
-class Stress {
- public:
-  explicit Stress(EncryptedRbdImage& image) : image_(image), model_(kImageBytes, 0) {}
-
-  void run(int thread, std::chrono::steady_clock::time_point deadline) {
-    std::mt19937_64 rng(1000 + thread);
-    while (std::chrono::steady_clock::now() < deadline && failures_ == 0) {
-      if (rng() % 3 == 0) {
-        async_batch(thread, rng);
-      } else {
-        sync_op(thread, rng);
-      }
-    }
-  }
-
-  // Every byte of both regions equals its owner's last write.
-  void check_final() {
-    for (const Range& region : {Range{kFineBegin, kFineBytes}, Range{kCoarseBegin, kThreads * kBlock}}) {
-      std::vector<uint8_t> got(region.length);
-      ASSERT_EQ(image_.read(region.offset, got), static_cast<ssize_t>(got.size()));
-      for (uint64_t i = 0; i < got.size(); ++i) {
-        if (got[i] != model_[region.offset + i]) {
-          FAIL() << "byte " << region.offset + i << " (owner " << owner(region.offset + i) << ") is " << int{got[i]}
-                 << ", its owner last wrote " << int{model_[region.offset + i]};
-        }
-      }
-    }
-  }
-
-  uint64_t operations() const { return operations_; }
-  int failures() const { return failures_; }
-  std::string first_failure() {
-    const std::lock_guard lock(failure_mutex_);
-    return first_failure_;
-  }
-
- private:
-  enum class Kind { write, zero, discard, read };
-
-  // A random piece of stripe `k` (counted among this thread's stripes) of the fine region.
-  static Range in_stripe(int thread, uint64_t k, std::mt19937_64& rng) {
-    const uint64_t stripe = kFineBegin + (k * kThreads + static_cast<uint64_t>(thread)) * kStripe;
-    const uint64_t from = rng() % kStripe;
-    return {stripe + from, 1 + rng() % (kStripe - from)};
-  }
-  static uint64_t stripes_per_thread() { return kFineBytes / kStripe / kThreads; }
-
-  // A random piece of this thread's block of the coarse region, sometimes sector-aligned.
-  static Range in_block(int thread, std::mt19937_64& rng) {
-    const uint64_t block = kCoarseBegin + static_cast<uint64_t>(thread) * kBlock;
-    uint64_t from = block + rng() % kBlock;
-    uint64_t to = from + 1 + rng() % (block + kBlock - from);
-    if (rng() % 3 == 0) {
-      const uint64_t aligned_from = (from + 4095) / 4096 * 4096;
-      const uint64_t aligned_to = to / 4096 * 4096;
-      if (aligned_from < aligned_to) {
-        from = aligned_from;
-        to = aligned_to;
-      }
-    }
-    return {from, to - from};
-  }
-
-  // Any range, possibly covering other threads' bytes, for reads.
-  static Range anywhere(std::mt19937_64& rng) {
-    const bool fine = rng() % 2 == 0;
-    const uint64_t begin = fine ? kFineBegin : kCoarseBegin;
-    const uint64_t bytes = fine ? kFineBytes : kThreads * kBlock;
-    const uint64_t from = begin + rng() % bytes;
-    return {from, 1 + rng() % std::min<uint64_t>(begin + bytes - from, 256 * 1024)};
-  }
-
-  static Kind random_change(std::mt19937_64& rng) {
-    const auto r = rng() % 10;
-    return r < 8 ? Kind::write : r < 9 ? Kind::zero : Kind::discard;
-  }
-
-  void sync_op(int thread, std::mt19937_64& rng) {
-    const auto r = rng() % 10;
-    if (r < 4) {
-      const Range range = anywhere(rng);
-      std::vector<uint8_t> got(range.length);
-      expect_result(image_.read(range.offset, got), range, "read");
-      check_own(thread, range, got);
-      return;
-    }
-    const Range range = r < 7 ? in_stripe(thread, rng() % stripes_per_thread(), rng) : in_block(thread, rng);
-    const Kind kind = random_change(rng);
-    std::vector<uint8_t> data(kind == Kind::write ? range.length : 0);
-    for (auto& b : data) b = static_cast<uint8_t>(rng() | 1);  // never 0, so zeroing shows
-    const ssize_t result = kind == Kind::write  ? image_.write(range.offset, data)
-                           : kind == Kind::zero ? image_.write_zeroes(range.offset, range.length)
-                                                : image_.discard(range.offset, range.length);
-    expect_result(result, range, "change");
-    apply(range, data);
-  }
-
-  // Up to four requests in flight on distinct stripes of this thread, so none of them can see
-  // another's effect on this thread's bytes.
-  void async_batch(int thread, std::mt19937_64& rng) {
-    struct Op {
-      Kind kind;
-      Range range;
-      std::vector<uint8_t> data;
-      ssize_t result = 1;
-    };
-    std::vector<Op> ops;
-    std::vector<uint64_t> stripes;
-    while (stripes.size() < 4) {
-      const uint64_t k = rng() % stripes_per_thread();
-      if (std::find(stripes.begin(), stripes.end(), k) == stripes.end()) stripes.push_back(k);
-    }
-    for (uint64_t k : stripes) {
-      const Kind kind = rng() % 3 == 0 ? Kind::read : random_change(rng);
-      Op op{kind, in_stripe(thread, k, rng), {}};
-      op.data.resize(op.range.length);
-      for (auto& b : op.data) b = kind == Kind::read ? 0xee : static_cast<uint8_t>(rng() | 1);
-      ops.push_back(std::move(op));
-    }
-    std::mutex mutex;
-    std::condition_variable cv;
-    size_t left = ops.size();
-    for (Op& op : ops) {
-      auto done = [&, result = &op.result](ssize_t r) {
-        const std::lock_guard lock(mutex);
-        *result = r;
-        if (--left == 0) cv.notify_one();
-      };
-      switch (op.kind) {
-        case Kind::read:
-          image_.aio_read(op.range.offset, op.data, done);
-          break;
-        case Kind::write:
-          image_.aio_write(op.range.offset, op.data, done);
-          break;
-        case Kind::zero:
-          image_.aio_write_zeroes(op.range.offset, op.range.length, done);
-          break;
-        case Kind::discard:
-          image_.aio_discard(op.range.offset, op.range.length, done);
-          break;
-      }
-    }
-    {
-      std::unique_lock lock(mutex);
-      cv.wait(lock, [&] { return left == 0; });
-    }
-    for (Op& op : ops) {
-      expect_result(op.result, op.range, "async");
-      if (op.kind == Kind::read) {
-        check_own(thread, op.range, op.data);
-      } else {
-        apply(op.range, op.kind == Kind::write ? op.data : std::vector<uint8_t>{});
-      }
-    }
-  }
-
-  void apply(const Range& range, const std::vector<uint8_t>& data) {
-    for (uint64_t i = 0; i < range.length; ++i) model_[range.offset + i] = data.empty() ? 0 : data[i];
-    ++operations_;
-  }
-
-  void check_own(int thread, const Range& range, const std::vector<uint8_t>& got) {
-    ++operations_;
-    for (uint64_t i = 0; i < range.length; ++i) {
-      const uint64_t at = range.offset + i;
-      if (owner(at) == thread && got[i] != model_[at]) {
-        std::ostringstream message;
-        message << "thread " << thread << " read " << int{got[i]} << " at " << at << " where it last wrote "
-                << int{model_[at]};
-        fail(message.str());
-        return;
-      }
-    }
-  }
-
-  void expect_result(ssize_t result, const Range& range, const char* what) {
-    if (result == static_cast<ssize_t>(range.length)) return;
-    std::ostringstream message;
-    message << what << " of " << range.length << " bytes at " << range.offset << " returned " << result;
-    fail(message.str());
-  }
-
-  void fail(const std::string& message) {
-    const std::lock_guard lock(failure_mutex_);
-    if (failures_++ == 0) first_failure_ = message;
-  }
-
-  EncryptedRbdImage& image_;
-  std::vector<uint8_t> model_;  // each byte written only by its owner thread
-  std::atomic<uint64_t> operations_{0};
-  std::atomic<int> failures_{0};
-  std::mutex failure_mutex_;
-  std::string first_failure_;
-};
-
-class EncryptedRbdStressTest : public EncryptedRbdFixture {};
 
 TEST_F(EncryptedRbdStressTest, OverlappingUnalignedRequestsLoseNoBytes) {
-  const char* env = std::getenv("RBDLUKS_STRESS_SECONDS");
-  const int seconds = env != nullptr ? std::atoi(env) : 5;
-  const std::string name = create_luks_image(kImageBytes);
+  const int seconds = stress_seconds(5);
+  const std::string name = create_luks_image(kStressImageBytes);
   auto image = EncryptedRbdImage::open(io(), name, std::nullopt, false, bytes_of(kPassphrase));
   ASSERT_TRUE(image) << image.error().message();
 
   Stress stress(**image);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) threads.emplace_back([&, t] { stress.run(t, deadline); });
-  for (auto& t : threads) t.join();
+  run_stress_threads(stress, 0, kStressThreads, seconds);
 
   EXPECT_EQ(stress.failures(), 0) << stress.first_failure();
   EXPECT_GT(stress.operations(), 100u) << "the test did too little to mean anything";
-  stress.check_final();
-  std::cout << "[ stress   ] " << stress.operations() << " requests in " << seconds << " s, " << kThreads
+  EXPECT_EQ(stress.check_final(), "");
+  std::cout << "[ stress   ] " << stress.operations() << " requests in " << seconds << " s, " << kStressThreads
             << " threads\n";
+}
+
+// Without the exclusive-lock feature both clients write at once, at full speed.
+TEST_F(EncryptedRbdStressTest, TwoClientsSharingSectorsLoseNoBytes) {
+  run_two_clients(create_luks_image(kStressImageBytes, LuksFormat{.order = 22}), stress_seconds(3));
+}
+
+// With it (the cluster's default features) librbd hands the lock back and forth between them.
+TEST_F(EncryptedRbdStressTest, TwoClientsSharingSectorsLoseNoBytesUnderTheExclusiveLock) {
+  run_two_clients(create_luks_image(kStressImageBytes), stress_seconds(2));
 }
 
 }  // namespace

@@ -51,6 +51,15 @@ grep -Eq 'read  4K IOPS +[0-9.]+ \(95% CI [0-9.]+-[0-9.]+\), want >= 0.95: (met|
 if grep -q native "$WORK/out"; then fail "--paths plain,rbd-luks still ran native"; fi
 pass "bench io table with the target check and its confidence interval"
 
+# Partial-sector requests: 512-byte blocks, and 4K blocks 512 bytes past block boundaries.
+expect_exit 0 "$RBD_LUKS" bench io rbd --size 8M --block-sizes 512,4K --misalign 512 --queue-depths 4 --rw write \
+  --seconds 0.1 --rounds 1
+grep -Eq '^write +512 +4 ' "$WORK/out" || fail "bench io table lacks the write 512 row: $(cat "$WORK/out")"
+grep -q 'requests start 512 bytes past block boundaries' "$WORK/out" || fail "bench io does not say it misaligns"
+if grep -q 'targets' "$WORK/out"; then fail "bench io checked the aligned targets on misaligned requests"; fi
+expect_exit 2 "$RBD_LUKS" bench io rbd --misalign 5M
+pass "bench io with partial-sector requests (--misalign, 512-byte blocks)"
+
 # Interrupted while measuring: the images still go.
 "$RBD_LUKS" bench io rbd --size 8M --block-sizes 4K --queue-depths 1 --seconds 30 --rounds 1 >"$WORK/out" 2>"$WORK/err" &
 pid=$!
@@ -64,8 +73,8 @@ err_has "interrupted"
 [ "$(bench_images)" -eq 0 ] || fail "interrupted bench io left images behind: $(rbdc ls rbd)"
 pass "bench io interrupted: exit 1, images removed"
 
-expect_exit 2 "$RBD_LUKS" bench io rbd --block-sizes 3K
-err_has "multiple of 4K"
+expect_exit 2 "$RBD_LUKS" bench io rbd --block-sizes 1000
+err_has "multiple of 512"
 expect_exit 2 "$RBD_LUKS" bench io rbd --queue-depths 0
 expect_exit 2 "$RBD_LUKS" bench io rbd --paths plain,fast
 err_has "not 'fast'"
