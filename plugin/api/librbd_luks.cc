@@ -26,29 +26,7 @@ int fail(int r, std::string message) {
   return r;
 }
 
-int errno_of(const rbdluks::Error& error) {
-  if (error.code().category() == std::generic_category()) return -error.code().value();
-  if (error.code().category() != rbdluks::rbdluks_category()) return -EIO;
-  switch (static_cast<rbdluks::Errc>(error.code().value())) {
-    case rbdluks::Errc::bad_key:
-    case rbdluks::Errc::key_unavailable:
-      return -EACCES;
-    case rbdluks::Errc::bad_header:
-    case rbdluks::Errc::usage:
-      return -EINVAL;
-    case rbdluks::Errc::unsupported:
-      return -EOPNOTSUPP;
-    case rbdluks::Errc::not_found:
-      return -ENOENT;
-    case rbdluks::Errc::no_space:
-      return -ENOSPC;
-    case rbdluks::Errc::failure:
-      break;
-  }
-  return -EIO;
-}
-
-int fail(const rbdluks::Error& error) { return fail(errno_of(error), error.message()); }
+int fail(const rbdluks::Error& error) { return fail(rbdluks::negative_errno(error), error.message()); }
 
 // f's result, with exceptions turned into errnos: nothing may unwind into a C caller.
 template <typename F>

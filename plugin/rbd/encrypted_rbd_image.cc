@@ -221,7 +221,7 @@ ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t& lengt
   if (op != Op::read && read_only()) return -EROFS;
   if (length == 0) return 0;
   auto size = this->size();
-  if (!size) return -EIO;
+  if (!size) return negative_errno(size.error());  // librbd refreshes the header first, which can fail
   if (offset >= *size) return -EINVAL;
   length = std::min(length, *size - offset);
   return 0;

@@ -161,7 +161,7 @@ Result<std::optional<std::string>> RbdImage::get_metadata(const std::string& key
   std::string value;
   const int r = image_->metadata_get(key, &value);
   if (r == -ENOENT) return std::optional<std::string>();
-  if (r < 0) return Error(Errc::failure, ceph_error(r, "read metadata '" + key + "' of " + name_).message());
+  if (r < 0) return ceph_error(r, "read metadata '" + key + "' of " + name_);
   return std::optional<std::string>(std::move(value));
 }
 

@@ -10,7 +10,9 @@
  * data segment and the size is the RBD image size minus the data offset.
  *
  * Return values: 0 or a byte count on success, a negative errno on failure. Besides the errors that
- * librbd and librados pass through (-ENOENT for a missing pool, image or snapshot, ...):
+ * librbd and librados pass through, from every call (-ENOENT for a missing pool, image or snapshot,
+ * -ESHUTDOWN when the cluster blocklisted the client, -ETIMEDOUT when it did not answer within
+ * rados_osd_op_timeout, ...):
  *   -EACCES      the passphrase opens no keyslot
  *   -EINVAL      no valid LUKS header, an invalid argument, or a non-empty request that starts at
  *                or past the end of the image (one that runs past the end is cut short there, as
