@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -146,8 +147,11 @@ int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char
 
 int rbd_luks_close(rbd_luks_image_t image) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_close: no image");
-  delete image_of(image);
-  return 0;
+  const std::unique_ptr<EncryptedRbdImage> owned(image_of(image));  // freed whatever close says
+  return guarded([&] {
+    auto closed = owned->close();
+    return closed ? 0 : fail(closed.error());
+  });
 }
 
 int rbd_luks_get_size(rbd_luks_image_t image, uint64_t* size) {

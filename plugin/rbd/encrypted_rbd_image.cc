@@ -109,9 +109,11 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, std::shared_
       inline_crypto_bytes_(options.inline_crypto_bytes),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
-EncryptedRbdImage::~EncryptedRbdImage() {
-  std::unique_lock lock(in_flight_mutex_);
-  idle_.wait(lock, [&] { return in_flight_ == 0; });
+EncryptedRbdImage::~EncryptedRbdImage() { wait_until_idle(); }
+
+Status EncryptedRbdImage::close() {
+  wait_until_idle();
+  return raw_->close();
 }
 
 Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_ptr<RbdImage> raw,
@@ -575,6 +577,11 @@ void EncryptedRbdImage::end_in_flight() {
   // Notified under the lock: the destructor may free idle_ the moment it sees zero.
   const std::lock_guard lock(in_flight_mutex_);
   if (--in_flight_ == 0) idle_.notify_all();
+}
+
+void EncryptedRbdImage::wait_until_idle() {
+  std::unique_lock lock(in_flight_mutex_);
+  idle_.wait(lock, [&] { return in_flight_ == 0; });
 }
 
 // ---- Synchronous forms ----

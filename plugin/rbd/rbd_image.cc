@@ -62,7 +62,18 @@ RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx,
       name_(std::move(name)),
       read_only_(read_only) {}
 
-RbdImage::~RbdImage() { image_->close(); }
+RbdImage::~RbdImage() {
+  if (image_) image_->close();
+}
+
+Status RbdImage::close() {
+  Status flushed = flush();
+  const int r = image_->close();
+  image_.reset();
+  if (!flushed) return flushed;
+  if (r < 0) return ceph_error(r, "close " + name_);
+  return {};
+}
 
 Result<uint64_t> RbdImage::size() {
   uint64_t size = 0;

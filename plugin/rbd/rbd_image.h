@@ -41,6 +41,7 @@ class RbdImage final : public RawImage {
   // caller keeps the cluster connected for the image's lifetime).
   RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::unique_ptr<librbd::Image> image,
            std::string name, bool read_only);
+  // Closes the image if close() has not, without a way to report a failure.
   ~RbdImage() override;
   RbdImage(const RbdImage&) = delete;
   RbdImage& operator=(const RbdImage&) = delete;
@@ -56,6 +57,12 @@ class RbdImage final : public RawImage {
   Status set_metadata(const std::string& key, const std::string& value) override;
   Result<bool> remove_metadata(const std::string& key) override;
   const std::string& name() const override { return name_; }
+
+  // Flushes (a writable image) and closes the image, reporting the first failure; the image is
+  // closed and librbd's resources released either way. librbd's own close also flushes its cache,
+  // but drops a failed flush's error: writes its cache acknowledged could be lost while it says
+  // success. Nothing but destruction may follow.
+  Status close();
 
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();

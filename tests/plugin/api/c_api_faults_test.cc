@@ -1,18 +1,23 @@
 // What librbd_luks's callers see when the cluster turns their client away, on the real test
 // cluster: a client blocklisted by the monitors (every call fails with -ESHUTDOWN, librbd's
 // -EBLOCKLISTED) and a pool whose placement groups have no OSD (every call fails with -ETIMEDOUT
-// after rados_osd_op_timeout). Never a silent success, never a hang.
+// after rados_osd_op_timeout). Never a silent success, never a hang; and rbd_luks_close reports
+// writes that librbd's cache acknowledged but could not write, while an unfenced close leaves
+// them readable by other clients.
 #include <gtest/gtest.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "cluster_faults.h"
 #include "encrypted_rbd_fixture.h"
+#include "rbd_luks/image.h"
 #include "rbd_luks/librbd_luks.h"
 
 namespace rbdluks {
@@ -39,8 +44,55 @@ class CApiFaultTest : public EncryptedRbdFixture {
     return image;
   }
 
+  // The plaintext as a fresh client of the fixture's own connection reads it.
+  std::vector<uint8_t> read_back(const std::string& name, uint64_t offset, size_t length) {
+    std::vector<uint8_t> got(length, 0xee);
+    rbd_luks_image_t image = open(io(), name);
+    if (image == nullptr) return got;
+    EXPECT_EQ(rbd_luks_read(image, offset, length, reinterpret_cast<char*>(got.data()), 0),
+              static_cast<ssize_t>(length));
+    EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
+    return got;
+  }
+
   rados_t admin() const { return connection_->handle(); }
 };
+
+TEST_F(CApiFaultTest, CloseFlushesSoOtherClientsReadTheWrites) {
+  const std::string name = create_luks_image(8 * kMiB);
+  const auto data = random_bytes(100000, 1);
+  {
+    OwnClient client(kWriteBackCache);
+    rbd_luks_image_t image = open(client.io(), name);
+    ASSERT_NE(image, nullptr);
+    ASSERT_EQ(rbd_luks_write(image, 4097, data.size(), reinterpret_cast<const char*>(data.data()), 0), 100000);
+    EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
+  }
+  EXPECT_EQ(read_back(name, 4097, data.size()), data);
+}
+
+TEST_F(CApiFaultTest, CloseReportsWritesTheCacheAcknowledgedButTheClusterRefused) {
+  const std::string name = create_luks_image(8 * kMiB);
+  const auto data = random_bytes(65536, 2);
+  {
+    OwnClient client(kWriteBackCache);
+    rbd_luks_image_t image = open(client.io(), name);
+    ASSERT_NE(image, nullptr);
+    ASSERT_EQ(rbd_luks_write(image, 0, data.size(), reinterpret_cast<const char*>(data.data()), 0), 65536)
+        << "acknowledged by librbd's cache";
+    const Blocklisting fenced(admin(), client);
+    EXPECT_EQ(rbd_luks_close(image), -ESHUTDOWN) << rbd_luks_last_error();
+    EXPECT_NE(std::string(rbd_luks_last_error()).find(name), std::string::npos) << rbd_luks_last_error();
+  }
+  // What close reported is real: the write never reached the cluster. And close released the
+  // image: another client opens it and writes.
+  EXPECT_EQ(read_back(name, 0, data.size()), std::vector<uint8_t>(data.size(), 0));
+  rbd_luks_image_t image = open(io(), name);
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(rbd_luks_write(image, 0, data.size(), reinterpret_cast<const char*>(data.data()), 0), 65536);
+  EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
+  EXPECT_EQ(read_back(name, 0, data.size()), data);
+}
 
 TEST_F(CApiFaultTest, FlushReportsWritesTheCacheAcknowledgedButTheClusterRefused) {
   const std::string name = create_luks_image(8 * kMiB);
@@ -56,7 +108,7 @@ TEST_F(CApiFaultTest, FlushReportsWritesTheCacheAcknowledgedButTheClusterRefused
   ASSERT_EQ(rbd_luks_aio_wait_for_complete(c), 0);
   EXPECT_EQ(rbd_luks_aio_get_return_value(c), -ESHUTDOWN);
   rbd_luks_aio_release(c);
-  rbd_luks_close(image);
+  EXPECT_EQ(rbd_luks_close(image), -ESHUTDOWN) << rbd_luks_last_error();
 }
 
 TEST_F(CApiFaultTest, BlocklistedClientGetsAnErrorFromEveryCall) {
@@ -87,7 +139,7 @@ TEST_F(CApiFaultTest, BlocklistedClientGetsAnErrorFromEveryCall) {
   EXPECT_EQ(rbd_luks_metadata_get(image, "rbd-luks.test", value, &length), -ESHUTDOWN) << rbd_luks_last_error();
   EXPECT_EQ(rbd_luks_metadata_set(image, "rbd-luks.test", "w"), -ESHUTDOWN) << rbd_luks_last_error();
   EXPECT_EQ(rbd_luks_metadata_remove(image, "rbd-luks.test"), -ESHUTDOWN) << rbd_luks_last_error();
-  rbd_luks_close(image);
+  EXPECT_EQ(rbd_luks_close(image), -ESHUTDOWN) << rbd_luks_last_error();
 }
 
 // Every call, each on a thread of its own, must come back with -ETIMEDOUT within a bound.
@@ -121,7 +173,26 @@ TEST_F(CApiFaultTest, CallsOnAPoolWithoutOsdsTimeOut) {
     ASSERT_EQ(results[i].wait_for(std::chrono::seconds(30)), std::future_status::ready) << calls[i].first << " hangs";
     EXPECT_EQ(results[i].get(), -ETIMEDOUT) << calls[i].first;
   }
-  rbd_luks_close(image);
+  auto closed = std::async(std::launch::async, [&] { return rbd_luks_close(image); });
+  ASSERT_EQ(closed.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "close hangs";
+  EXPECT_EQ(closed.get(), -ETIMEDOUT);
+}
+
+// ---- The C++ API ----
+
+class ImageApiFaultTest : public CApiFaultTest {};
+
+TEST_F(ImageApiFaultTest, CloseReturnsTheFailureAsAStatus) {
+  const std::string name = create_luks_image(8 * kMiB);
+  OwnClient client(kWriteBackCache);
+  auto image = Image::open(client.io(), name, bytes_of(kPassphrase));
+  ASSERT_TRUE(image) << image.error().message();
+  ASSERT_TRUE((*image)->write(0, bytes_of(std::string("hello"))));
+  const Blocklisting fenced(admin(), client);
+  const Status closed = (*image)->close();
+  ASSERT_FALSE(closed);
+  EXPECT_EQ(closed.error().code(), std::error_code(ESHUTDOWN, std::generic_category())) << closed.error().message();
+  EXPECT_NE(closed.error().message().find(name), std::string::npos) << closed.error().message();
 }
 
 }  // namespace

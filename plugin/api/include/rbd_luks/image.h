@@ -55,7 +55,12 @@ class RBD_LUKS_CXX_API Image {
   static Result<std::unique_ptr<Image>> open_with_stored_key(rados_ioctx_t io, const std::string& name,
                                                              const OpenOptions& options);
 
-  // Waits for requests in flight, then closes the image.
+  // Waits for requests in flight, flushes and closes the image. The first failure is returned, e.g.
+  // ESHUTDOWN (the client was blocklisted) or ETIMEDOUT, as std::generic_category() codes, when
+  // data that librbd's cache had acknowledged could not be written. The image is closed and
+  // released either way; only the destructor may follow.
+  Status close();
+  // Closes the image if close() has not, without a way to report a failure.
   ~Image();
   Image(const Image&) = delete;
   Image& operator=(const Image&) = delete;

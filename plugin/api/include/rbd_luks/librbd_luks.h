@@ -64,7 +64,10 @@ RBD_LUKS_API int rbd_luks_open_read_only(rados_ioctx_t io, const char* name, con
  * -ENOKEY when the image records no reference or the keyring refuses or cannot be reached. */
 RBD_LUKS_API int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* name, const char* snap_name, int read_only,
                                                rbd_luks_image_t* image);
-/* Waits for the image's requests in flight, then closes it. */
+/* Waits for the image's requests in flight, flushes and closes the image. Returns 0, or the first
+ * failure as a negative errno, e.g. -ESHUTDOWN (the client was blocklisted) or -ETIMEDOUT when data
+ * that librbd's cache had acknowledged could not be written: then the data is not durable. The
+ * handle is gone either way. */
 RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
 
 RBD_LUKS_API int rbd_luks_get_size(rbd_luks_image_t image, uint64_t* size);
