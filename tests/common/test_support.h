@@ -63,8 +63,11 @@ void write_bytes(const std::filesystem::path& path, uint64_t offset, std::span<c
 // Creates or replaces the file with size bytes of holes.
 void make_sparse_file(const std::filesystem::path& path, uint64_t size);
 
-// Runs blocking() in a thread of its own: it must still be running 50 ms later, and must return once
-// unblock() has run in this thread.
+// Runs blocking() in a thread of its own and checks that it waits for unblock(), which runs in this
+// thread, by order rather than by time: the thread must be seen asleep in a futex wait (what every
+// mutex and condition variable waits in) before blocking() has returned, and blocking() must return
+// only after unblock() has begun. So a call that returns without waiting fails however late its
+// thread got to run, and so does one that is merely slow: computing or sleeping is no futex wait.
 void expect_blocks_until(const std::function<void()>& blocking, const std::function<void()>& unblock);
 
 }  // namespace rbdluks
