@@ -8,6 +8,10 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Everything the tests use is installed below, so a test that finds a tool or service missing fails
+# instead of skipping (tests/CMakeLists.txt).
+export RBDLUKS_REQUIRE_ALL=1
+
 step "installing dependencies"
 bash deploy/install-deps.sh
 

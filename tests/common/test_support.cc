@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -107,6 +108,11 @@ void write_bytes(const fs::path& path, uint64_t offset, std::span<const uint8_t>
 void make_sparse_file(const fs::path& path, uint64_t size) {
   std::ofstream(path, std::ios::binary | std::ios::trunc).close();
   fs::resize_file(path, size);
+}
+
+bool require_all() {
+  const char* value = std::getenv("RBDLUKS_REQUIRE_ALL");
+  return value != nullptr && std::string_view(value) == "1";
 }
 
 namespace {

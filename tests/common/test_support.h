@@ -1,6 +1,7 @@
 // Helpers the unit tests share: a temporary directory that removes itself, shell commands (the peer
-// tools cryptsetup, qemu-img and Python) with their output, files as bytes, bytes as text, and a
-// check that a call blocks until something else happens.
+// tools cryptsetup, qemu-img and Python) with their output, files as bytes, bytes as text, skipping
+// a test for want of a tool (a failure in CI), and a check that a call blocks until something else
+// happens.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -62,6 +63,22 @@ std::vector<uint8_t> read_bytes(const std::filesystem::path& path, uint64_t offs
 void write_bytes(const std::filesystem::path& path, uint64_t offset, std::span<const uint8_t> bytes);
 // Creates or replaces the file with size bytes of holes.
 void make_sparse_file(const std::filesystem::path& path, uint64_t size);
+
+// Whether RBDLUKS_REQUIRE_ALL=1 is set, as deploy/run-tests.sh (CI) sets it: the machine has every
+// tool and service the tests use, so a test that finds one missing must fail, not skip.
+bool require_all();
+
+// For a test (or its SetUp) that needs what a machine may lack, such as a peer tool or a running
+// service: when `available` is false, skips the test, or fails it under RBDLUKS_REQUIRE_ALL=1.
+#define RBDLUKS_SKIP_UNLESS(available, what)                                                 \
+  do {                                                                                       \
+    if (!(available)) {                                                                      \
+      if (::rbdluks::require_all()) {                                                        \
+        GTEST_FAIL() << (what) << " (RBDLUKS_REQUIRE_ALL=1: a missing tool fails the test)"; \
+      }                                                                                      \
+      GTEST_SKIP() << (what);                                                                \
+    }                                                                                        \
+  } while (0)
 
 // Runs blocking() in a thread of its own and checks that it waits for unblock(), which runs in this
 // thread, by order rather than by time: the thread must be seen asleep in a futex wait (what every

@@ -1,12 +1,16 @@
 // The test helpers' own checks, where a helper that passed wrongly would hide a bug in the code
 // under test: expect_blocks_until fails a call that does not wait for its release, also when the
-// call is merely slow, and passes one that does.
+// call is merely slow, and passes one that does; RBDLUKS_SKIP_UNLESS fails under
+// RBDLUKS_REQUIRE_ALL=1.
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "test_support.h"
@@ -50,6 +54,16 @@ TEST(ExpectBlocksUntil, PassesACallThatWaitsForTheRelease) {
         open = true;
         released.notify_all();
       });
+}
+
+void needs_what_is_missing() { RBDLUKS_SKIP_UNLESS(false, "the tool is missing"); }
+
+TEST(SkipUnless, FailsWhenEverythingIsRequired) {
+  const char* before = std::getenv("RBDLUKS_REQUIRE_ALL");
+  const std::optional<std::string> saved = before != nullptr ? std::optional<std::string>(before) : std::nullopt;
+  setenv("RBDLUKS_REQUIRE_ALL", "1", 1);
+  EXPECT_FATAL_FAILURE(needs_what_is_missing(), "the tool is missing (RBDLUKS_REQUIRE_ALL=1");
+  saved ? setenv("RBDLUKS_REQUIRE_ALL", saved->c_str(), 1) : unsetenv("RBDLUKS_REQUIRE_ALL");
 }
 
 }  // namespace

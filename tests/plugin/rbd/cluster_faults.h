@@ -40,7 +40,6 @@ class OwnClient {
   // options are Ceph options set before connecting, e.g. {"rbd_cache", "false"}.
   explicit OwnClient(const Options& options, const std::string& pool = "rbd") {
     EXPECT_EQ(rados_create(&cluster_, nullptr), 0);
-    // NOLINTNEXTLINE(concurrency-mt-unsafe): the tests never write the environment.
     EXPECT_EQ(rados_conf_read_file(cluster_, std::getenv("CEPH_CONF")), 0);
     for (const auto& [option, value] : options) {
       EXPECT_EQ(rados_conf_set(cluster_, option.c_str(), value.c_str()), 0) << option;
