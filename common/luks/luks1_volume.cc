@@ -14,6 +14,7 @@
 #include "cipher_spec.h"
 #include "hash.h"
 #include "keyslot_material.h"
+#include "overwrite_backup.h"
 #include "printable_text.h"
 #include "random.h"
 #include "volume_key_digest.h"
@@ -393,18 +394,23 @@ Result<std::unique_ptr<LuksVolume>> format_luks1(RawImage& image, const FormatOp
     if (!reparsed) return std::move(reparsed).error().context(where);
   }
 
-  RL_TRY(write_key_material(image, material_layout(header, 0), derived.span(), volume_key));
-  for (size_t i = 1; i < kLuks1NumKeyslots; ++i) {
-    const KeyMaterialLayout area = material_layout(header, i);
-    RL_TRY(wipe_key_material(image, area.offset, area.area_size));
-  }
-  RL_TRY(image.flush());
-  // The header and the zeroed gap up to the first keyslot, in one write: no stale bytes of an older
-  // header survive in front of the keyslots.
-  std::vector<uint8_t> header_area(uint64_t{slot0.key_material_offset} * kLuks1SectorSize, 0);
-  std::copy(header_bytes.begin(), header_bytes.end(), header_area.begin());
-  RL_TRY(image.write(0, header_area));
-  RL_TRY(image.flush());
+  // Keep what we overwrite, so that a failed write can put it back.
+  RL_ASSIGN(const OverwriteBackup backup, OverwriteBackup::take(image, data_offset));
+  const auto write_volume = [&]() -> Status {
+    RL_TRY(write_key_material(image, material_layout(header, 0), derived.span(), volume_key));
+    for (size_t i = 1; i < kLuks1NumKeyslots; ++i) {
+      const KeyMaterialLayout area = material_layout(header, i);
+      RL_TRY(wipe_key_material(image, area.offset, area.area_size));
+    }
+    RL_TRY(image.flush());
+    // The header and the zeroed gap up to the first keyslot, in one write: no stale bytes of an
+    // older header survive in front of the keyslots.
+    std::vector<uint8_t> header_area(uint64_t{slot0.key_material_offset} * kLuks1SectorSize, 0);
+    std::copy(header_bytes.begin(), header_bytes.end(), header_area.begin());
+    RL_TRY(image.write(0, header_area));
+    return image.flush();
+  };
+  if (auto written = write_volume(); !written) return backup.restore(std::move(written).error());
   return std::unique_ptr<LuksVolume>(new Luks1Volume(image, std::move(header)));
 }
 

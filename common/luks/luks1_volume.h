@@ -46,7 +46,8 @@ Result<std::unique_ptr<LuksVolume>> load_luks1(RawImage& image);
 // Writes a fresh LUKS1 header with keyslot 0 for passphrase, laid out as cryptsetup does (keyslot
 // areas from 4 KiB, 4 KiB aligned; payload at options.data_offset, default 4 MiB like librbd). The
 // other keyslot areas are overwritten with random data. Everything is checked and derived before the
-// first write, so a failed check leaves the image untouched.
+// first write, so a failed check leaves the image untouched; a failed write is undone by writing
+// back what was there.
 Result<std::unique_ptr<LuksVolume>> format_luks1(RawImage& image, const FormatOptions& options,
                                                  std::span<const uint8_t> volume_key,
                                                  std::span<const uint8_t> passphrase);

@@ -12,6 +12,7 @@
 #include "cipher_spec.h"
 #include "keyslot_material.h"
 #include "luks2_header.h"
+#include "overwrite_backup.h"
 #include "printable_text.h"
 #include "random.h"
 #include "volume_key_digest.h"
@@ -255,6 +256,9 @@ Status Luks2Volume::add_keyslot_to(Luks2Header& header, RawImage& image, int id,
   SecureBuffer derived(ks.area_key_size);
   RL_TRY(derive_key(ks.kdf, passphrase, ks.kdf_salt, derived.span()));
   RL_TRY(write_key_material(image, material_layout(ks), derived.span(), volume_key));
+  // Durable before any header that lists the keyslot is written: otherwise a crash could keep that
+  // header but lose the material, leaving a listed keyslot that opens with nothing.
+  RL_TRY(image.flush());
   header.metadata.keyslots[id] = std::move(ks);
   return {};
 }
@@ -459,20 +463,16 @@ Result<std::unique_ptr<LuksVolume>> format_luks2(RawImage& image, const FormatOp
 
   // Everything that can fail without touching the image has been done; keep what we overwrite so a
   // failed write can put it back.
-  const uint64_t region = 2 * kHdrSize + keyslots_size;
-  std::vector<uint8_t> backup(region);
-  RL_TRY(image.read(0, backup));
-  auto restore = [&](Error error) -> Error {
-    if (!image.write(0, backup) || !image.flush()) error.context("the image could not be restored either");
-    return error;
-  };
+  RL_ASSIGN(const OverwriteBackup backup, OverwriteBackup::take(image, 2 * kHdrSize + keyslots_size));
   // cryptsetup wipes the keyslots area so that no key material of an earlier format survives.
-  if (auto wiped = image.write_zeroes(2 * kHdrSize, keyslots_size); !wiped) return restore(std::move(wiped).error());
+  if (auto wiped = image.write_zeroes(2 * kHdrSize, keyslots_size); !wiped) {
+    return backup.restore(std::move(wiped).error());
+  }
   if (auto added = Luks2Volume::add_keyslot_to(header, image, 0, volume_key, passphrase, options.kdf, options.cipher);
       !added) {
-    return restore(std::move(added).error());
+    return backup.restore(std::move(added).error());
   }
-  if (auto written = write_luks2_header(image, header); !written) return restore(std::move(written).error());
+  if (auto written = write_luks2_header(image, header); !written) return backup.restore(std::move(written).error());
   return load_luks2(image);
 }
 

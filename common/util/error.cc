@@ -1,4 +1,4 @@
-// The rbd-luks error category: names for the Errc values.
+// The rbd-luks error category (names for the Errc values) and the errno that stands for an Error.
 #include "error.h"
 
 #include <cerrno>
@@ -45,6 +45,28 @@ std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), 
 Error errno_error(const std::string& what) {
   const int err = errno;
   return Error(std::error_code(err, std::generic_category()), what + ": " + std::generic_category().message(err));
+}
+
+int negative_errno(const Error& error) {
+  if (error.code().category() == std::generic_category()) return -error.code().value();
+  if (error.code().category() != rbdluks_category()) return -EIO;
+  switch (static_cast<Errc>(error.code().value())) {
+    case Errc::bad_key:
+    case Errc::key_unavailable:
+      return -EACCES;
+    case Errc::bad_header:
+    case Errc::usage:
+      return -EINVAL;
+    case Errc::unsupported:
+      return -EOPNOTSUPP;
+    case Errc::not_found:
+      return -ENOENT;
+    case Errc::no_space:
+      return -ENOSPC;
+    case Errc::failure:
+      break;
+  }
+  return -EIO;
 }
 
 }  // namespace rbdluks

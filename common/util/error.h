@@ -48,6 +48,11 @@ class Error {
 // An Error from the current errno, e.g. errno_error("pread file:/x").
 Error errno_error(const std::string& what);
 
+// The negative errno that stands for an Error, for interfaces that speak errno (the C API, the
+// asynchronous callbacks): an errno-based error's own (librbd's -ESHUTDOWN stays -ESHUTDOWN), else
+// the nearest one for its Errc, and -EIO for a plain failure.
+int negative_errno(const Error& error);
+
 }  // namespace rbdluks
 
 template <>

@@ -182,8 +182,7 @@ class Arena {
   static void after_fork_in_child() {
     Arena& arena = instance();
     for (const auto& [page, mapping] : arena.mappings_) {
-      (void)mmap(page, mapping.bytes, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+      (void)mmap(page, mapping.bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     }
     arena.mappings_.clear();
     arena.status_ = {};

@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
   const int same = memcmp(back, message, length) == 0;
   free(back);
 
-  rbd_luks_close(image);
+  /* Close flushes once more and says whether everything written is durable. */
+  if ((r = rbd_luks_close(image)) < 0) return fail("close", r);
   rados_shutdown(cluster);
   printf("%s: %zu bytes at %llu %s\n", name, length, offset, same ? "written and read back" : "READ BACK DIFFERENTLY");
   return same ? 0 : 1;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -27,29 +28,7 @@ int fail(int r, std::string message) {
   return r;
 }
 
-int errno_of(const rbdluks::Error& error) {
-  if (error.code().category() == std::generic_category()) return -error.code().value();
-  if (error.code().category() != rbdluks::rbdluks_category()) return -EIO;
-  switch (static_cast<rbdluks::Errc>(error.code().value())) {
-    case rbdluks::Errc::bad_key:
-    case rbdluks::Errc::key_unavailable:
-      return -EACCES;
-    case rbdluks::Errc::bad_header:
-    case rbdluks::Errc::usage:
-      return -EINVAL;
-    case rbdluks::Errc::unsupported:
-      return -EOPNOTSUPP;
-    case rbdluks::Errc::not_found:
-      return -ENOENT;
-    case rbdluks::Errc::no_space:
-      return -ENOSPC;
-    case rbdluks::Errc::failure:
-      break;
-  }
-  return -EIO;
-}
-
-int fail(const rbdluks::Error& error) { return fail(errno_of(error), error.message()); }
+int fail(const rbdluks::Error& error) { return fail(rbdluks::negative_errno(error), error.message()); }
 
 // f's result, with exceptions turned into errnos: nothing may unwind into a C caller.
 template <typename F>
@@ -180,8 +159,11 @@ int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, 
 
 int rbd_luks_close(rbd_luks_image_t image) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_close: no image");
-  delete image_of(image);
-  return 0;
+  const std::unique_ptr<EncryptedRbdImage> owned(image_of(image));  // freed whatever close says
+  return guarded([&] {
+    auto closed = owned->close();
+    return closed ? 0 : fail(closed.error());
+  });
 }
 
 int rbd_luks_get_size(rbd_luks_image_t image, uint64_t* size) {

@@ -33,6 +33,11 @@ Image::Image(std::unique_ptr<EncryptedRbdImage> impl) : impl_(std::move(impl)) {
 
 Image::~Image() = default;
 
+Status Image::close() {
+  const std::unique_ptr<EncryptedRbdImage> closing = std::move(impl_);  // released whatever close says
+  return guarded(closing->name(), "close", [&] { return closing->close(); });
+}
+
 Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& name,
                                            std::span<const uint8_t> passphrase, const OpenOptions& options) {
   return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {

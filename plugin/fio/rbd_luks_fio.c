@@ -294,8 +294,12 @@ static void rbd_luks_cleanup(struct thread_data* td) {
   struct rbd_luks_data* d = td->io_ops_data;
 
   if (!d) return;
-  /* rbd_luks_close waits for the requests in flight and their callbacks, which use d. */
-  if (d->image) rbd_luks_close(d->image);
+  /* rbd_luks_close waits for the requests in flight and their callbacks, which use d; it flushes
+   * too, and a failure there means writes fio saw complete are not durable. */
+  if (d->image) {
+    const int r = rbd_luks_close(d->image);
+    if (r < 0) log_err("rbd_luks_fio: closing the image failed: %s (%s)\n", error_text(-r), rbd_luks_last_error());
+  }
   if (d->io_ctx) rados_ioctx_destroy(d->io_ctx);
   if (d->cluster) rados_shutdown(d->cluster);
   pthread_cond_destroy(&d->completed_cond);

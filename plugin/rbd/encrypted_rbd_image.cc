@@ -138,8 +138,13 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer
 
 EncryptedRbdImage::~EncryptedRbdImage() {
   raw_->unwatch_updates();  // no header check starts after this
-  std::unique_lock lock(in_flight_mutex_);
-  idle_.wait(lock, [&] { return in_flight_ == 0; });
+  wait_until_idle();
+}
+
+Status EncryptedRbdImage::close() {
+  raw_->unwatch_updates();
+  wait_until_idle();
+  return raw_->close();
 }
 
 Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_ptr<RbdImage> raw,
@@ -266,7 +271,7 @@ ssize_t EncryptedRbdImage::check_request(Op op, uint64_t offset, uint64_t& lengt
   if (op != Op::read && read_only()) return -EROFS;
   if (length == 0) return 0;
   auto size = this->size();
-  if (!size) return -EIO;
+  if (!size) return negative_errno(size.error());  // librbd refreshes the header first, which can fail
   if (offset >= *size) return -EINVAL;
   length = std::min(length, *size - offset);
   return 0;
@@ -744,6 +749,11 @@ void EncryptedRbdImage::end_in_flight() {
   // Notified under the lock: the destructor may free idle_ the moment it sees zero.
   const std::lock_guard lock(in_flight_mutex_);
   if (--in_flight_ == 0) idle_.notify_all();
+}
+
+void EncryptedRbdImage::wait_until_idle() {
+  std::unique_lock lock(in_flight_mutex_);
+  idle_.wait(lock, [&] { return in_flight_ == 0; });
 }
 
 // ---- Synchronous forms ----

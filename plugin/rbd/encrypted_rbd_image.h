@@ -95,8 +95,12 @@ class EncryptedRbdImage {
                                                          std::span<const uint8_t> passphrase,
                                                          const DispatchOptions& options = {});
 
-  // Waits for every request in flight (their callbacks included), then closes the RBD image. Must
-  // not run inside a completion callback of this image.
+  // Waits for every request in flight (their callbacks included), flushes librbd's cache and closes
+  // the RBD image (RbdImage::close): the first failure, e.g. writes librbd's cache acknowledged that
+  // the cluster then refused. Everything is released either way; nothing but destruction may
+  // follow. Must not run inside a completion callback of this image, nor beside other calls on it.
+  Status close();
+  // The same when close() has not run, without a way to report a failure.
   ~EncryptedRbdImage();
   EncryptedRbdImage(const EncryptedRbdImage&) = delete;
   EncryptedRbdImage& operator=(const EncryptedRbdImage&) = delete;
@@ -202,6 +206,7 @@ class EncryptedRbdImage {
   void recycle(Request* request);
   void begin_in_flight();
   void end_in_flight();
+  void wait_until_idle();
 
   template <typename Submit>
   ssize_t wait_for(Submit submit);

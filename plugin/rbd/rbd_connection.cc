@@ -95,8 +95,9 @@ Status bound_op_timeout(rados_t cluster, const char* option, unsigned seconds) {
 }  // namespace
 
 Error ceph_error(int r, const std::string& what) {
-  const std::string reason = std::error_code(-r, std::generic_category()).message();
-  return {r == -ENOENT ? Errc::not_found : Errc::failure, what + ": " + reason};
+  const std::error_code code(-r, std::generic_category());
+  if (r == -ENOENT) return {Errc::not_found, what + ": " + code.message()};
+  return {code, what + ": " + code.message()};
 }
 
 Result<std::shared_ptr<RbdConnection>> RbdConnection::connect(const RbdConnectionOptions& options) {

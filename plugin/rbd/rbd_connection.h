@@ -56,7 +56,9 @@ class RbdConnection {
 };
 
 // An Error for a negative errno `r` returned by librados/librbd: "what: strerror". -ENOENT becomes
-// Errc::not_found, everything else Errc::failure.
+// Errc::not_found; every other errno stays what it is (std::generic_category()), so that callers
+// of the libraries see -ESHUTDOWN (blocklisted), -ETIMEDOUT and the like as librbd reported them.
+// The command line treats them all as Errc::failure (exit 1).
 Error ceph_error(int r, const std::string& what);
 
 }  // namespace rbdluks

@@ -77,7 +77,7 @@ RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx,
 
 RbdImage::~RbdImage() {
   unwatch_updates();
-  image_->close();
+  if (image_) image_->close();
 }
 
 Status RbdImage::watch_updates(std::function<void()> on_update) {
@@ -91,10 +91,20 @@ Status RbdImage::watch_updates(std::function<void()> on_update) {
 }
 
 void RbdImage::unwatch_updates() {
-  if (!update_watcher_) return;
+  if (!update_watcher_ || !image_) return;
   // librbd waits here for a handle_notify in progress.
   image_->update_unwatch(update_watcher_->handle);
   update_watcher_.reset();
+}
+
+Status RbdImage::close() {
+  unwatch_updates();
+  Status flushed = flush();
+  const int r = image_->close();
+  image_.reset();
+  if (!flushed) return flushed;
+  if (r < 0) return ceph_error(r, "close " + name_);
+  return {};
 }
 
 Result<uint64_t> RbdImage::size() {
@@ -202,7 +212,7 @@ Result<std::optional<std::string>> RbdImage::get_metadata(const std::string& key
   std::string value;
   const int r = image_->metadata_get(key, &value);
   if (r == -ENOENT) return std::optional<std::string>();
-  if (r < 0) return Error(Errc::failure, ceph_error(r, "read metadata '" + key + "' of " + name_).message());
+  if (r < 0) return ceph_error(r, "read metadata '" + key + "' of " + name_);
   return std::optional<std::string>(std::move(value));
 }
 

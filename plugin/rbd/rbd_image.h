@@ -49,6 +49,7 @@ class RbdImage final : public RawImage {
   // caller keeps the cluster connected for the image's lifetime).
   RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::unique_ptr<librbd::Image> image,
            std::string name, bool read_only);
+  // Closes the image if close() has not, without a way to report a failure.
   ~RbdImage() override;
   RbdImage(const RbdImage&) = delete;
   RbdImage& operator=(const RbdImage&) = delete;
@@ -82,6 +83,12 @@ class RbdImage final : public RawImage {
   // after any call of on_update in progress has returned.
   Status watch_updates(std::function<void()> on_update);
   void unwatch_updates();
+
+  // Flushes (a writable image) and closes the image, reporting the first failure; the image is
+  // closed and librbd's resources released either way. librbd's own close also flushes its cache,
+  // but drops a failed flush's error: writes its cache acknowledged could be lost while it says
+  // success. Nothing but destruction may follow.
+  Status close();
 
   // Whether any object of the image (or of its parent) was ever written: a fresh image has none.
   Result<bool> has_data();

@@ -1,12 +1,14 @@
 // Helpers the unit tests share (see test_support.h).
 #include "test_support.h"
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -108,17 +110,50 @@ void make_sparse_file(const fs::path& path, uint64_t size) {
   fs::resize_file(path, size);
 }
 
+bool require_all() {
+  const char* value = std::getenv("RBDLUKS_REQUIRE_ALL");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
+namespace {
+
+// The system call thread `tid` of this process is in, or -1 while it runs in user space.
+long current_syscall(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long number = -1;
+  return in >> number ? number : -1;  // "running" reads as no number
+}
+
+}  // namespace
+
 void expect_blocks_until(const std::function<void()>& blocking, const std::function<void()>& unblock) {
+  using namespace std::chrono_literals;
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> unblocking{false};
   std::atomic<bool> returned{false};
+  std::atomic<bool> returned_before_unblock{false};
   std::thread waiter([&] {
+    tid = gettid();
     blocking();
+    returned_before_unblock = !unblocking;
     returned = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_FALSE(returned.load()) << "returned without waiting";
+  // Asleep in a futex wait, and still there a moment later: not just passing through a lock.
+  bool waits = false;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!waits && !returned && std::chrono::steady_clock::now() < deadline) {
+    const bool in_futex = tid != 0 && current_syscall(tid) == SYS_futex;
+    std::this_thread::sleep_for(in_futex ? 20ms : 1ms);
+    waits = in_futex && !returned && current_syscall(tid) == SYS_futex;
+  }
+  const bool returned_early = returned;
+  EXPECT_FALSE(returned_early) << "returned without waiting";
+  EXPECT_TRUE(waits || returned_early) << "neither waited in a futex nor returned within 10 s";
+  unblocking = true;
   unblock();
   waiter.join();
-  EXPECT_TRUE(returned.load());
+  // The order, for a return in the moment between the last look and unblock().
+  EXPECT_TRUE(returned_early || !returned_before_unblock) << "returned before unblock() ran";
 }
 
 }  // namespace rbdluks

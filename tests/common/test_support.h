@@ -1,6 +1,7 @@
 // Helpers the unit tests share: a temporary directory that removes itself, shell commands (the peer
-// tools cryptsetup, qemu-img and Python) with their output, files as bytes, bytes as text, and a
-// check that a call blocks until something else happens.
+// tools cryptsetup, qemu-img and Python) with their output, files as bytes, bytes as text, skipping
+// a test for want of a tool (a failure in CI), and a check that a call blocks until something else
+// happens.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -63,8 +64,27 @@ void write_bytes(const std::filesystem::path& path, uint64_t offset, std::span<c
 // Creates or replaces the file with size bytes of holes.
 void make_sparse_file(const std::filesystem::path& path, uint64_t size);
 
-// Runs blocking() in a thread of its own: it must still be running 50 ms later, and must return once
-// unblock() has run in this thread.
+// Whether RBDLUKS_REQUIRE_ALL=1 is set, as deploy/run-tests.sh (CI) sets it: the machine has every
+// tool and service the tests use, so a test that finds one missing must fail, not skip.
+bool require_all();
+
+// For a test (or its SetUp) that needs what a machine may lack, such as a peer tool or a running
+// service: when `available` is false, skips the test, or fails it under RBDLUKS_REQUIRE_ALL=1.
+#define RBDLUKS_SKIP_UNLESS(available, what)                                                 \
+  do {                                                                                       \
+    if (!(available)) {                                                                      \
+      if (::rbdluks::require_all()) {                                                        \
+        GTEST_FAIL() << (what) << " (RBDLUKS_REQUIRE_ALL=1: a missing tool fails the test)"; \
+      }                                                                                      \
+      GTEST_SKIP() << (what);                                                                \
+    }                                                                                        \
+  } while (0)
+
+// Runs blocking() in a thread of its own and checks that it waits for unblock(), which runs in this
+// thread, by order rather than by time: the thread must be seen asleep in a futex wait (what every
+// mutex and condition variable waits in) before blocking() has returned, and blocking() must return
+// only after unblock() has begun. So a call that returns without waiting fails however late its
+// thread got to run, and so does one that is merely slow: computing or sleeping is no futex wait.
 void expect_blocks_until(const std::function<void()>& blocking, const std::function<void()>& unblock);
 
 }  // namespace rbdluks

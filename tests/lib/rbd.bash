@@ -5,11 +5,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 # require_cluster_and_cli: what every cluster test script needs first: CEPH_CONF naming the test
 # cluster (the CTest fixture sets it), and the rbd-luks binary in RBD_LUKS; without the binary the
-# test exits 77, which CTest reports as skipped.
+# test exits 77, which CTest reports as skipped, or fails under RBDLUKS_REQUIRE_ALL=1 (CI).
 require_cluster_and_cli() {
   : "${CEPH_CONF:?CEPH_CONF must name the ceph.conf of the test cluster}"
   if [ -z "${RBD_LUKS:-}" ] || [ ! -x "$RBD_LUKS" ]; then
-    echo "SKIP: rbd-luks is not built (RBD_LUKS=${RBD_LUKS:-unset}); build it with --target rbd-luks"
+    local why="rbd-luks is not built (RBD_LUKS=${RBD_LUKS:-unset}); build it with --target rbd-luks"
+    [ "${RBDLUKS_REQUIRE_ALL:-}" != 1 ] || fail "$why (RBDLUKS_REQUIRE_ALL=1: nothing may be skipped)"
+    echo "SKIP: $why"
     exit 77
   fi
 }

@@ -86,7 +86,7 @@ SecureBuffer random_key(size_t size) {
 class Luks1Test : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_tool("/usr/sbin/cryptsetup") && !have_tool("/sbin/cryptsetup")) GTEST_SKIP() << "cryptsetup missing";
+    RBDLUKS_SKIP_UNLESS(have_tool("/usr/sbin/cryptsetup") || have_tool("/sbin/cryptsetup"), "cryptsetup missing");
     image_path_ = dir_.file("img");
     write_file(dir_.file("pass1"), bytes_of("first passphrase"));
     write_file(dir_.file("pass2"), bytes_of("second passphrase"));
@@ -375,7 +375,7 @@ TEST_F(Luks1Test, OpensCryptsetup256BitKey) {
 using Luks1QemuTest = Luks1Test;
 
 TEST_F(Luks1QemuTest, OpensQemuImgLuksImage) {
-  if (!have_tool("/usr/bin/qemu-img")) GTEST_SKIP() << "qemu-img missing";
+  RBDLUKS_SKIP_UNLESS(have_tool("/usr/bin/qemu-img"), "qemu-img missing");
   const std::string create = "/usr/bin/qemu-img create -f luks --object secret,id=sec0,data='" + pass(1) +
                              "' -o key-secret=sec0,iter-time=10 " + image_path_ + " 16M";
   // qemu-img's own KDF timing fails now and then on a busy machine, in bursts (three back-to-back

@@ -18,6 +18,7 @@
 #include "base64.h"
 #include "keystone_auth.h"
 #include "random.h"
+#include "test_support.h"
 
 namespace rbdluks {
 namespace {
@@ -83,21 +84,11 @@ uint16_t closed_port() {
   return ntohs(addr.sin_port);
 }
 
-std::string hex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : bytes) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0xf];
-  }
-  return out;
-}
-
 class BarbicanKeyringTest : public ::testing::Test {
  protected:
   void SetUp() override {
     file_ = credentials_file("RBD_LUKS_OPENSTACK_DIR");
-    if (!file_.is_object()) GTEST_SKIP() << "RBD_LUKS_OPENSTACK_DIR names no running local OpenStack (run under ctest)";
+    RBDLUKS_SKIP_UNLESS(file_.is_object(), "RBD_LUKS_OPENSTACK_DIR names no running local OpenStack (run under ctest)");
   }
 
   // A message that names the secret and holds neither the key nor any password.
@@ -245,7 +236,7 @@ class BarbicanTokenExpiryTest : public BarbicanKeyringTest {
  protected:
   void SetUp() override {
     file_ = credentials_file("RBD_LUKS_OPENSTACK_SHORT_DIR");
-    if (!file_.is_object()) GTEST_SKIP() << "RBD_LUKS_OPENSTACK_SHORT_DIR names no running local OpenStack";
+    RBDLUKS_SKIP_UNLESS(file_.is_object(), "RBD_LUKS_OPENSTACK_SHORT_DIR names no running local OpenStack");
     lifetime_ = std::chrono::seconds(file_["token_expiration"].get<int>());
     ASSERT_LE(lifetime_, std::chrono::seconds(10)) << "the short-token fixture should have short tokens";
   }

@@ -58,7 +58,15 @@ TEST_F(CApiTest, SynchronousReadWriteDiscardFlush) {
   // Past the end, as librbd: cut short at the end, or -EINVAL when starting beyond it.
   EXPECT_EQ(rbd_luks_read(image, size - 10, 20, got.data(), 0), 10);
   EXPECT_EQ(rbd_luks_read(image, size + 1, 20, got.data(), 0), -EINVAL);
-  EXPECT_EQ(rbd_luks_close(image), 0);
+  EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
+
+  // A new handle reads what the closed one wrote.
+  image = open(name);
+  ASSERT_NE(image, nullptr);
+  std::fill(got.begin(), got.end(), 'x');
+  ASSERT_EQ(rbd_luks_read(image, 4095, got.size(), got.data(), 0), 10000);
+  EXPECT_EQ(std::memcmp(got.data(), expected.data(), got.size()), 0);
+  EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
 }
 
 // Records what the completion callback saw.
@@ -275,6 +283,8 @@ TEST_F(ImageApiTest, OpenReadWriteAsyncAndErrors) {
   EXPECT_EQ(img.metadata_get("rbd-luks.k")->value_or(""), "v");
   ASSERT_TRUE(img.resize(4 * kMiB));
   EXPECT_EQ(*img.size(), 4 * kMiB);
+  const Status closed = img.close();
+  EXPECT_TRUE(closed) << closed.error().message();
 }
 
 }  // namespace

@@ -42,6 +42,7 @@ struct LuksFormat {
   int order = 0;                // RADOS object size 2^order; 0: the cluster's default (4 MiB)
   uint64_t stripe_unit = 0;     // fancy striping (with order set): stripe unit and count
   uint64_t stripe_count = 0;
+  std::string pool = kPool;
 };
 
 class EncryptedRbdFixture : public ClusterFixture {
@@ -78,9 +79,10 @@ class EncryptedRbdFixture : public ClusterFixture {
     return name;
   }
 
-  // An image with the cluster's defaults, or with the object size and striping of `layout`.
+  // An image in layout.pool with the cluster's defaults, or with the object size and striping of
+  // `layout` (and no feature but layering).
   std::unique_ptr<RbdImage> create_raw(const std::string& name, uint64_t raw_size, const LuksFormat& layout = {}) {
-    const RbdImageSpec spec{kPool, "", name, std::nullopt};
+    const RbdImageSpec spec{layout.pool, "", name, std::nullopt};
     if (layout.order == 0) {
       auto image = create_rbd_image(connection_, spec, raw_size);
       EXPECT_TRUE(image) << image.error().message();
@@ -90,7 +92,10 @@ class EncryptedRbdFixture : public ClusterFixture {
     const uint64_t features = RBD_FEATURE_LAYERING | (layout.stripe_unit != 0 ? RBD_FEATURE_STRIPINGV2 : 0);
     const uint64_t stripe_unit = layout.stripe_unit != 0 ? layout.stripe_unit : uint64_t{1} << order;
     const uint64_t stripe_count = layout.stripe_count != 0 ? layout.stripe_count : 1;
-    EXPECT_EQ(rbd_create3(io(), name.c_str(), raw_size, features, &order, stripe_unit, stripe_count), 0);
+    auto pool = connection_->open_pool(layout.pool, "");
+    EXPECT_TRUE(pool) << pool.error().message();
+    if (!pool) return nullptr;
+    EXPECT_EQ(rbd_create3(pool->get(), name.c_str(), raw_size, features, &order, stripe_unit, stripe_count), 0);
     auto image = open_rbd_image(connection_, spec, OpenMode::read_write);
     EXPECT_TRUE(image) << image.error().message();
     return image ? std::move(*image) : nullptr;

@@ -5,7 +5,9 @@
 // any alignment and from any number of threads are fine.
 //
 // Synchronous calls return Status/Result (rbdluks' error values: error.h and result.h must be on
-// the include path, next to this header). Asynchronous ones call `done` with the request's byte
+// the include path, next to this header). Errors of librbd and librados keep their errno, as
+// std::generic_category() codes: ESHUTDOWN when the cluster blocklisted the client, ETIMEDOUT when
+// it did not answer within rados_osd_op_timeout, EIO, and so on. Asynchronous ones call `done` with the request's byte
 // count (0 for flush) or a negative errno, on a librbd or library thread, never inside the call
 // that submitted them; `done` must not block on I/O of the same image, close it, or throw. Buffers
 // must stay valid until `done` runs; iovec arrays may go as soon as the call returns.
@@ -42,7 +44,7 @@ class RBD_LUKS_CXX_API Image {
 
   // Opens image `name` in the pool and namespace of io (which may go once this returns; its
   // cluster handle must outlive the image). Errors: Errc::bad_key (wrong passphrase),
-  // Errc::bad_header (not LUKS), Errc::unsupported, Errc::not_found, Errc::failure.
+  // Errc::bad_header (not LUKS), Errc::unsupported, Errc::not_found, librbd's errno, Errc::failure.
   static Result<std::unique_ptr<Image>> open(rados_ioctx_t io, const std::string& name,
                                              std::span<const uint8_t> passphrase, const OpenOptions& options);
   static Result<std::unique_ptr<Image>> open(rados_ioctx_t io, const std::string& name,
@@ -61,7 +63,12 @@ class RBD_LUKS_CXX_API Image {
                                                              const OpenOptions& options,
                                                              const std::string& accepted_key_refs);
 
-  // Waits for requests in flight, then closes the image.
+  // Waits for requests in flight, flushes and closes the image. The first failure is returned, e.g.
+  // ESHUTDOWN (the client was blocklisted) or ETIMEDOUT, as std::generic_category() codes, when
+  // data that librbd's cache had acknowledged could not be written. The image is closed and
+  // released either way; only the destructor may follow.
+  Status close();
+  // Closes the image if close() has not, without a way to report a failure.
   ~Image();
   Image(const Image&) = delete;
   Image& operator=(const Image&) = delete;

@@ -10,7 +10,9 @@
  * data segment and the size is the RBD image size minus the data offset.
  *
  * Return values: 0 or a byte count on success, a negative errno on failure. Besides the errors that
- * librbd and librados pass through (-ENOENT for a missing pool, image or snapshot, ...):
+ * librbd and librados pass through, from every call (-ENOENT for a missing pool, image or snapshot,
+ * -ESHUTDOWN when the cluster blocklisted the client, -ETIMEDOUT when it did not answer within
+ * rados_osd_op_timeout, ...):
  *   -EACCES      the passphrase opens no keyslot
  *   -EINVAL      no valid LUKS header, an invalid argument, or a non-empty request that starts at
  *                or past the end of the image (one that runs past the end is cut short there, as
@@ -72,7 +74,10 @@ RBD_LUKS_API int rbd_luks_open_with_stored_key(rados_ioctx_t io, const char* nam
 RBD_LUKS_API int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, const char* snap_name,
                                                          int read_only, const char* accepted_key_refs,
                                                          rbd_luks_image_t* image);
-/* Waits for the image's requests in flight, then closes it. */
+/* Waits for the image's requests in flight, flushes and closes the image. Returns 0, or the first
+ * failure as a negative errno, e.g. -ESHUTDOWN (the client was blocklisted) or -ETIMEDOUT when data
+ * that librbd's cache had acknowledged could not be written: then the data is not durable. The
+ * handle is gone either way. */
 RBD_LUKS_API int rbd_luks_close(rbd_luks_image_t image);
 
 RBD_LUKS_API int rbd_luks_get_size(rbd_luks_image_t image, uint64_t* size);
