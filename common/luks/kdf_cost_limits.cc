@@ -12,14 +12,16 @@ Error too_costly(const std::string& where, const std::string& what) {
 
 }  // namespace
 
-Status check_kdf_cost(const KdfParams& params, const std::string& where) {
-  if (params.type == KdfType::pbkdf2) {
-    if (params.iterations > kMaxPbkdf2Iterations) {
-      return too_costly(where, "PBKDF2 with " + std::to_string(params.iterations) + " iterations (limit " +
-                                   std::to_string(kMaxPbkdf2Iterations) + ")");
-    }
-    return {};
+Status check_pbkdf2_cost(uint32_t iterations, const std::string& where) {
+  if (iterations > kMaxPbkdf2Iterations) {
+    return too_costly(where, "PBKDF2 with " + std::to_string(iterations) + " iterations (limit " +
+                                 std::to_string(kMaxPbkdf2Iterations) + ")");
   }
+  return {};
+}
+
+Status check_kdf_cost(const KdfParams& params, const std::string& where) {
+  if (params.type == KdfType::pbkdf2) return check_pbkdf2_cost(params.iterations, where);
   if (params.parallel > kMaxArgon2Parallel) {
     return too_costly(where, "Argon2 with " + std::to_string(params.parallel) + " threads (limit " +
                                  std::to_string(kMaxArgon2Parallel) + ")");

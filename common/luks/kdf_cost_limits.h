@@ -31,6 +31,8 @@ inline constexpr double kMaxKeyslotsCostInLimits = 8.0;
 
 // Errc::bad_header naming `where` when params exceed the limits; a reader has paid nothing yet.
 Status check_kdf_cost(const KdfParams& params, const std::string& where);
+// The same for PBKDF2 with this many iterations (a LUKS1 keyslot, or a volume key digest).
+Status check_pbkdf2_cost(uint32_t iterations, const std::string& where);
 
 // The cost of params as a fraction of the limit for its type (1.0 = at the limit).
 double kdf_cost_in_limits(const KdfParams& params);

@@ -116,17 +116,13 @@ Status validate(const Luks1Header& h, uint64_t image_size) {
     return Error(Errc::unsupported, "payload offset 0 (a detached LUKS1 header) is not supported");
   }
   RL_TRY(check_keyslot_areas(h, image_size));
-  KdfParams kdf;
-  kdf.type = KdfType::pbkdf2;
-  kdf.iterations = h.mk_digest_iterations;
-  RL_TRY(check_kdf_cost(kdf, "volume key digest"));
+  RL_TRY(check_pbkdf2_cost(h.mk_digest_iterations, "volume key digest"));
   // With 8 keyslots at most, the limit for one also bounds what all of them cost together.
   static_assert(kLuks1NumKeyslots <= kMaxKeyslotsCostInLimits);
   for (size_t i = 0; i < kLuks1NumKeyslots; ++i) {
     if (!h.keyslots[i].is_active()) continue;
     if (h.keyslots[i].iterations == 0) return invalid_keyslot(i, "active with 0 iterations");
-    kdf.iterations = h.keyslots[i].iterations;
-    RL_TRY(check_kdf_cost(kdf, "keyslot " + std::to_string(i)));
+    RL_TRY(check_pbkdf2_cost(h.keyslots[i].iterations, "keyslot " + std::to_string(i)));
   }
   if (h.payload_offset_bytes() > image_size) {
     return Error(Errc::bad_header, "payload offset " + std::to_string(h.payload_offset_bytes()) +

@@ -465,10 +465,7 @@ Status validate_digests(const Luks2Metadata& m) {
     const std::string where = "digest " + std::to_string(id);
     if (id < 0 || id >= kLuks2MaxDigests) return bad(where + " is out of the range 0 to 7");
     if (d.iterations == 0) return bad(where + ": iterations is 0");
-    KdfParams digest_kdf;
-    digest_kdf.type = KdfType::pbkdf2;
-    digest_kdf.iterations = d.iterations;
-    RL_TRY(check_kdf_cost(digest_kdf, where));
+    RL_TRY(check_pbkdf2_cost(d.iterations, where));
     if (d.digest.empty()) return bad(where + ": digest is empty");
     std::optional<uint32_t> key_size;
     for (const int keyslot : d.keyslots) {

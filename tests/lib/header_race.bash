@@ -22,8 +22,7 @@ race_keyslot_adds() {
     check_race_exit "keyslot add #$i" "$rc" "$WORK/add$i.err" 1
     [ "$rc" -eq 0 ] || continue
     succeeded=$((succeeded + 1))
-    "$RBD_LUKS" check "$target" --passphrase-file "$WORK/add$i" 2>"$WORK/check.err" ||
-      fail "keyslot add #$i reported success, but its passphrase no longer opens $target ($(cat "$WORK/check.err"))"
+    expect_opens "$target" "$WORK/add$i" "keyslot add #$i reported success, but its passphrase"
   done
   [ "$succeeded" -gt 0 ] || fail "none of $n concurrent keyslot adds succeeded"
   pass "$n concurrent keyslot adds on $target: $succeeded succeeded, each opens afterwards"
@@ -65,11 +64,16 @@ race_rotations() {
     fi
     [ "$rc" -eq 0 ] || continue
     added=$((added + 1))
-    "$RBD_LUKS" check "$target" --passphrase-file "$WORK/rot$i" 2>"$WORK/check.err" ||
-      fail "rotation #$i added its passphrase, which no longer opens $target ($(cat "$WORK/check.err"))"
+    expect_opens "$target" "$WORK/rot$i" "rotation #$i added its passphrase, but it"
   done
   [ "$added" -gt 0 ] || fail "every one of $n rotations failed to add its passphrase: $target is locked"
   pass "$n concurrent key rotations on $target: $added added a passphrase, each opens afterwards"
+}
+
+# expect_opens TARGET PASSFILE WHAT: PASSFILE still opens TARGET, or the test fails saying WHAT.
+expect_opens() {
+  "$RBD_LUKS" check "$1" --passphrase-file "$2" 2>"$WORK/check.err" ||
+    fail "$3 no longer opens $1 ($(cat "$WORK/check.err"))"
 }
 
 # check_race_exit WHAT RC ERRFILE ALLOWED...: RC is 0 or one of the allowed failure codes, and a
