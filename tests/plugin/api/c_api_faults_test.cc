@@ -99,7 +99,9 @@ TEST_F(CApiFaultTest, FlushReportsWritesTheCacheAcknowledgedButTheClusterRefused
   OwnClient client(kWriteBackCache);
   rbd_luks_image_t image = open(client.io(), name);
   ASSERT_NE(image, nullptr);
-  ASSERT_EQ(rbd_luks_write(image, 0, 5, "hello", 0), 5);
+  // Whole sectors, which librbd's cache acknowledges early (a partial-sector write waits for the OSDs).
+  const std::vector<char> sectors(8192, 'h');
+  ASSERT_EQ(rbd_luks_write(image, 0, sectors.size(), sectors.data(), 0), static_cast<ssize_t>(sectors.size()));
   const Blocklisting fenced(admin(), client);
   EXPECT_EQ(rbd_luks_flush(image), -ESHUTDOWN) << rbd_luks_last_error();
   rbd_luks_completion_t c = nullptr;
