@@ -27,8 +27,8 @@ class RbdBufferList {
   void views(std::vector<std::span<const uint8_t>>& views) const;
   // Copies the first out.size() bytes (which must exist) into out.
   void copy_to(std::span<uint8_t> out) const;
-  // Drops the contents and puts in one new page-aligned buffer of `size` bytes, returned for the
-  // caller to fill in. It is freed once neither this list nor librbd refers to it.
+  // Drops the contents and puts in one new buffer of `size` bytes, starting on a cache line,
+  // returned for the caller to fill in. It is freed once neither this list nor librbd refers to it.
   std::span<uint8_t> replace_with_new_buffer(size_t size);
   // Makes this list a view of bytes [offset, offset + length) of `from` (which must hold them),
   // sharing its buffers rather than copying them.
