@@ -140,6 +140,7 @@ pid file = $DIR/run/\$name.pid
 [client]
 keyring = $ADMIN_KEYRING
 client mount timeout = 15
+$(client_objectstore_conf)
 EOF
 }
 
@@ -158,6 +159,15 @@ objectstore_conf() {
     "bluestore cache autotune = false" \
     "bluestore cache size = 134217728" \
     "osd memory target = 1073741824"
+}
+
+# The [client] lines for OSDs that may be killed. A killed OSD stays up in the OSD map (with one
+# OSD, no peer reports it), so a client learns of its successor only when it asks the mon for a
+# newer map, which it does for ops older than objecter_timeout, checked every
+# objecter_tick_interval (10 s and 5 s by default): asking after 2 s, checked every second, it
+# finds a restarted OSD in seconds instead of up to 15 s.
+client_objectstore_conf() {
+  if [ "$OBJECTSTORE" != memstore ]; then printf '%s\n' "objecter timeout = 2" "objecter tick interval = 1"; fi
 }
 
 # Names (mon.a, osd.0...) of daemons whose pid file points to a process that is gone.
