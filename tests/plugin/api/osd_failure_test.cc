@@ -10,12 +10,12 @@
 // - the client is blocklisted in the middle of the stream: every request after the fence fails
 //   (-ESHUTDOWN), and what was acknowledged before it is there for the next client. (The calls one
 //   by one, and close after a fence, are in c_api_faults_test.cc.)
-// Each with librbd's cache off and on with its default policy (writearound, which completes writes
-// before sending them). With the cache off every read and write of the outage must fail; with it
-// on, writes complete early, so there the flushes must fail. Not with the writeback and
-// writethrough policies: their ObjectCacher keeps serving what it held before a compare-and-write
-// (design.md, "Partial-sector writes from many clients"), so reads after partial-sector writes
-// through the same image are stale even without a fault.
+// The restart runs with librbd's cache off and on with its default policy (writearound, which
+// completes writes before sending them); the outage and the fence with the cache off, where every
+// read and write must report its own failure (librbd 16's writearound cache can lose a failed
+// write's error, see below). Never with the writeback and writethrough policies: their ObjectCacher
+// keeps serving what it held before a compare-and-write, so reads after partial-sector writes
+// through the same image are stale even without a fault (design.md, "OSD failures").
 #include <gtest/gtest.h>
 
 #include <cerrno>
