@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Starts, checks and stops a throwaway one-node Ceph cluster (one mon, one mgr, N memstore OSDs)
-# for rbd-luks's tests and demo. Everything it owns lives under one directory and listens on
-# 127.0.0.1 only, so several clusters can run side by side; no systemd, no /etc/ceph, no /var.
+# Starts, checks and stops a throwaway one-node Ceph cluster (one mon, one mgr, N OSDs on memstore,
+# or on bluestore in a file when they must survive a crash) for rbd-luks's tests and demo.
+# Everything it owns lives under one directory and listens on 127.0.0.1 only, so several clusters
+# can run side by side; no systemd, no /etc/ceph, no /var. kill-osd and start-osd crash an OSD
+# (SIGKILL) and bring it back, for tests of what clients see when an OSD fails.
 #
-#   ceph-cluster.sh start  [--dir DIR] [--port PORT] [--osds N] [--healthy]
+#   ceph-cluster.sh start  [--dir DIR] [--port PORT] [--osds N] [--objectstore memstore|bluestore] [--healthy]
 #   ceph-cluster.sh status [--dir DIR]
 #   ceph-cluster.sh env    [--dir DIR]
 #   ceph-cluster.sh stop   [--dir DIR]
+#   ceph-cluster.sh kill-osd  N [--dir DIR]
+#   ceph-cluster.sh start-osd N [--dir DIR]
 #
 # See docs/local-cluster.md.
 set -euo pipefail
@@ -28,6 +32,7 @@ DIR=${RBD_LUKS_CEPH_DIR:-/tmp/rbd-luks-ceph}
 PORT=${RBD_LUKS_CEPH_PORT:-17789}
 PORT_GIVEN=${RBD_LUKS_CEPH_PORT:+yes}
 OSDS=1
+OBJECTSTORE=memstore
 HEALTHY=
 
 parse_args() {
@@ -36,6 +41,7 @@ parse_args() {
       --dir) [ $# -ge 2 ] || usage; DIR=$2; shift 2 ;;
       --port) [ $# -ge 2 ] || usage; PORT=$2; PORT_GIVEN=yes; shift 2 ;;
       --osds) [ $# -ge 2 ] || usage; OSDS=$2; shift 2 ;;
+      --objectstore) [ $# -ge 2 ] || usage; OBJECTSTORE=$2; shift 2 ;;
       --healthy) HEALTHY=--healthy; shift ;;
       -h|--help) usage ;;
       *) die "unknown argument '$1'" ;;
@@ -47,6 +53,10 @@ parse_args() {
   if ! [[ "$OSDS" =~ ^[0-9]+$ ]] || [ "$OSDS" -lt 1 ] || [ "$OSDS" -gt 8 ]; then
     die "--osds must be 1..8, got '$OSDS'"
   fi
+  case "$OBJECTSTORE" in
+    memstore|bluestore) ;;
+    *) die "--objectstore must be memstore or bluestore, got '$OBJECTSTORE'" ;;
+  esac
   [[ "$OSD_BYTES" =~ ^[0-9]+$ ]] || die "RBD_LUKS_CEPH_OSD_BYTES must be a byte count"
   DIR=$(realpath -m "$DIR")
   CONF=$DIR/ceph.conf
@@ -120,8 +130,7 @@ mgr disabled modules = alerts cephadm dashboard diskprediction_local influx insi
 osd data = $DIR/\$name
 osd journal = $DIR/\$name/journal
 keyring = $DIR/\$name/keyring
-osd objectstore = memstore
-memstore device bytes = $OSD_BYTES
+$(objectstore_conf)
 public addr = 127.0.0.1
 cluster addr = 127.0.0.1
 log file = $DIR/log/\$name.log
@@ -131,7 +140,34 @@ pid file = $DIR/run/\$name.pid
 [client]
 keyring = $ADMIN_KEYRING
 client mount timeout = 15
+$(client_objectstore_conf)
 EOF
+}
+
+# The [osd] lines of the object store. memstore keeps the data in RAM: fast, and gone when the OSD
+# dies. bluestore keeps it in a sparse file, osd.N/block (with no block path set, mkfs creates it
+# there), so an OSD killed with SIGKILL comes back with every write it acknowledged; its caches are
+# kept small, as the test data is.
+objectstore_conf() {
+  if [ "$OBJECTSTORE" = memstore ]; then
+    printf '%s\n' "osd objectstore = memstore" "memstore device bytes = $OSD_BYTES"
+    return
+  fi
+  printf '%s\n' "osd objectstore = bluestore" \
+    "bluestore block create = true" \
+    "bluestore block size = $OSD_BYTES" \
+    "bluestore cache autotune = false" \
+    "bluestore cache size = 134217728" \
+    "osd memory target = 1073741824"
+}
+
+# The [client] lines for OSDs that may be killed. A killed OSD stays up in the OSD map (with one
+# OSD, no peer reports it), so a client learns of its successor only when it asks the mon for a
+# newer map, which it does for ops older than objecter_timeout, checked every
+# objecter_tick_interval (10 s and 5 s by default): asking after 2 s, checked every second, it
+# finds a restarted OSD in seconds instead of up to 15 s.
+client_objectstore_conf() {
+  if [ "$OBJECTSTORE" != memstore ]; then printf '%s\n' "objecter timeout = 2" "objecter tick interval = 1"; fi
 }
 
 # Names (mon.a, osd.0...) of daemons whose pid file points to a process that is gone.
@@ -238,6 +274,47 @@ cmd_start() {
   echo "$CONF"
 }
 
+# The pid of osd.$1, found from its command line like service_pids.
+osd_pid() { pgrep -x -f "(.*/)?ceph-osd -c $(regex_escape "$CONF") -i $1" || true; }
+osd_gone() { [ -z "$(osd_pid "$1")" ]; }
+
+# Dies unless osd.$1 belongs to this cluster and keeps its data when it dies.
+require_persistent_osd() {
+  is_ours || die "no cluster in $DIR"
+  if ! [[ "$1" =~ ^[0-9]+$ ]] || [ ! -d "$DIR/osd.$1" ]; then die "no osd.$1 in $DIR"; fi
+  grep -qx "osd objectstore = bluestore" "$CONF" \
+    || die "the OSDs of $DIR keep their data in memory and would lose it; start with --objectstore bluestore"
+}
+
+# A crash: SIGKILL, nothing flushed or shut down. The OSD map still shows the OSD up (with one OSD,
+# no peer reports it), so clients keep sending to it until it is back or their ops time out.
+cmd_kill_osd() {
+  local id=$1 pid
+  require_persistent_osd "$id"
+  pid=$(osd_pid "$id")
+  [ -n "$pid" ] || die "osd.$id of $DIR is not running"
+  kill -KILL "$pid"
+  poll 100 osd_gone "$id" || die "osd.$id of $DIR (pid $pid) did not die"
+  # Its pid file would make every later wait of this script report the OSD as dead.
+  rm -f "$DIR/run/osd.$id.pid"
+}
+
+# Starts a killed OSD and waits until it is up again in the OSD map and answers a read in pool rbd.
+cmd_start_osd() {
+  local id=$1 t0 deadline
+  require_persistent_osd "$id"
+  osd_gone "$id" || die "osd.$id of $DIR is already running"
+  t0=$(date +%s%N)
+  deadline=$(($(date +%s) + START_BUDGET_S))
+  ceph-osd -c "$CONF" -i "$id" >>"$DIR/log/osd.$id.stderr" 2>&1 \
+    || die "ceph-osd -i $id did not start; logs in $DIR/log"
+  bounded "$(seconds_left "$deadline")" "$DIR/log/init.stderr" "osd.$id not up within $START_BUDGET_S s" \
+    /usr/bin/python3 "$LIB/ceph_admin.py" "$CONF" wait-osd "$id" --asok "$DIR/run/osd.$id.asok" \
+    --budget "$(seconds_left "$deadline")" --pid-dir "$DIR/run" \
+    || die "osd.$id did not come back: $(tail -n 1 "$DIR/log/init.stderr"); logs in $DIR/log"
+  log "osd.$id up again in $(seconds_since "$t0") s"
+}
+
 cmd_status() {
   is_ours || { echo "no cluster in $DIR"; return 1; }
   [ -n "$(service_pids)" ] || { echo "cluster in $DIR is not running"; return 1; }
@@ -250,4 +327,14 @@ cmd_env() {
   echo "export RBD_LUKS_CEPH_DIR=$DIR"
 }
 
-service_main "$@"
+# kill-osd and start-osd take the OSD's number before the options; the rest go to service_main.
+case "${1:-}" in
+  kill-osd|start-osd)
+    [ $# -ge 2 ] || usage
+    command=$1 osd_id=$2
+    shift 2
+    parse_args "$@"
+    "cmd_${command//-/_}" "$osd_id"
+    ;;
+  *) service_main "$@" ;;
+esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Self-test of deploy/ceph-cluster.sh: two clusters side by side, RBD I/O through the rbd CLI and
-# the Python bindings, isolation between them, idempotent start, fast failure of clients of a dead
-# cluster, and a stop that leaves no directory and no process behind. Exit status 0 = all passed.
-# Takes about half a minute, most of it the client timeout against a dead cluster.
+# Self-test of deploy/ceph-cluster.sh: two clusters side by side (A on bluestore, B on memstore),
+# RBD I/O through the rbd CLI and the Python bindings, isolation between them, idempotent start, an
+# OSD of A killed and restarted with its data, fast failure of clients of a dead cluster, and a stop
+# that leaves no directory and no process behind. Exit status 0 = all passed. Takes about half a
+# minute, most of it the client timeout against a dead cluster.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,9 +39,9 @@ PORT_A=$(free_port_block 27700)
 PORT_B=$(free_port_block $((PORT_A + 200)))
 
 # --- start two clusters at once -------------------------------------------------------------
-echo "# clusters A and B on ports $PORT_A and $PORT_B"
+echo "# clusters A (bluestore) and B on ports $PORT_A and $PORT_B"
 start_both "2 OSDs, --healthy" "$DIR_A/ceph.conf" \
-  "$CLUSTER" start --dir "$DIR_A" --port "$PORT_A" -- \
+  "$CLUSTER" start --dir "$DIR_A" --port "$PORT_A" --objectstore bluestore -- \
   "$CLUSTER" start --dir "$DIR_B" --port "$PORT_B" --osds 2 --healthy
 CONF_A=$DIR_A/ceph.conf
 CONF_B=$DIR_B/ceph.conf
@@ -102,6 +103,25 @@ with rados.Rados(conffile=conf) as cluster:
             image.write(b"\xa5" * 4096, 1 << 20)
             assert image.read(1 << 20, 4096) == b"\xa5" * 4096
 EOF
+
+# --- an OSD of A crashes and comes back --------------------------------------------------------
+check "kill-osd refuses an OSD that keeps its data in memory" \
+  bash -c "! '$CLUSTER' kill-osd 0 --dir '$DIR_B' 2>/dev/null && ceph -c '$CONF_B' osd stat | grep -q '2 up'"
+check "kill-osd 0 exits 0" "$CLUSTER" kill-osd 0 --dir "$DIR_A"
+check "... and osd.0 is gone" bash -c "! pgrep -x -f -- 'ceph-osd -c $CONF_A -i 0'"
+t0=$(date +%s%N)
+check "a client's read fails while the OSD is down" \
+  bash -c "! timeout 30 rbd -c '$CONF_A' --rados-osd-op-timeout 2 export --no-progress rbd/dataA - >/dev/null 2>&1"
+elapsed=$(seconds_since "$t0")
+check "... within its op timeout, 2 s, and 5 s to spare ($elapsed s)" less_than "$elapsed" 7
+t0=$(date +%s%N)
+check "start-osd 0 exits 0" "$CLUSTER" start-osd 0 --dir "$DIR_A"
+elapsed=$(seconds_since "$t0")
+check "... within 30 s ($elapsed s)" less_than "$elapsed" 30
+check "start-osd refuses an OSD that is running" bash -c "! '$CLUSTER' start-osd 0 --dir '$DIR_A' 2>/dev/null"
+check "what was written before the crash reads back" \
+  bash -c "rbd -c '$CONF_A' export --no-progress rbd/dataA - | cmp -s - '$WORK/data.bin'"
+check "status exits 0 after the restart" "$CLUSTER" status --dir "$DIR_A"
 
 # --- a dead cluster: clients fail fast instead of waiting 300 s --------------------------------
 for pid_file in "$DIR_B"/run/*.pid; do kill -KILL "$(cat "$pid_file")"; done

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Cluster-side steps of deploy/ceph-cluster.sh: register OSDs, create and initialise pool rbd,
-and judge whether a cluster is usable.
+judge whether a cluster is usable, and wait for an OSD that was restarted.
 
 They run through librados in one process per step because each `ceph` CLI call costs about half
 a second, and the whole start is meant to take a few seconds.
@@ -8,6 +8,9 @@ a second, and the whole start is meant to take a few seconds.
   ceph_admin.py CONF register-osds UUID...      osd.0 gets the first UUID, osd.1 the next...
   ceph_admin.py CONF init --osds N --budget S --pid-dir D [--healthy]
                                                 create pool rbd, wait until usable (and healthy)
+  ceph_admin.py CONF wait-osd N --asok A --budget S --pid-dir D
+                                                wait until a restarted osd.N is up and pool rbd
+                                                answers
   ceph_admin.py CONF status [--quiet]           print health; exit 0 if usable
 
 Exit status 0 on success; otherwise 1 and a one-line reason on stderr.
@@ -16,6 +19,8 @@ import argparse
 import glob
 import json
 import os
+import socket
+import struct
 import sys
 import time
 
@@ -184,6 +189,52 @@ def init(conf, want_osds, budget_s, pid_dir, healthy):
         cluster.shutdown()
 
 
+def osd_state(asok):
+    """The OSD's own view of itself ("booting", "active"...), from its admin socket; None while
+    the socket does not answer yet."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(asok)
+            s.sendall(json.dumps({"prefix": "status"}).encode() + b"\0")
+            reply = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return None
+    if len(reply) < 4:
+        return None
+    (length,) = struct.unpack(">I", reply[:4])
+    try:
+        return json.loads(reply[4:4 + length]).get("state")
+    except ValueError:
+        return None
+
+
+def wait_osd(conf, osd_id, asok, budget_s, pid_dir):
+    """A killed OSD stays up in the OSD map until its successor boots, so "up" is the new
+    process's own word ("active": it is in the map, at its own address), and then an answer from
+    an OSD in pool rbd."""
+    deadline = time.monotonic() + budget_s
+    cluster = connect(conf, budget_s, OSD_OP_TIMEOUT_S)
+    try:
+        while True:
+            check_daemons_alive(pid_dir)
+            state = osd_state(asok)
+            found = [] if state == "active" else ["osd.%d is %s" % (osd_id, state or "not answering yet")]
+            found = found or pool_problems(cluster)
+            if not found:
+                return
+            if time.monotonic() > deadline:
+                raise Failure("osd.%d not back after %.0f s: %s" % (osd_id, budget_s, ", ".join(found)))
+            time.sleep(0.1)
+    finally:
+        cluster.shutdown()
+
+
 def status(conf, quiet):
     cluster = connect(conf, 5)
     try:
@@ -209,6 +260,11 @@ def main():
     p.add_argument("--budget", type=float, default=60.0)
     p.add_argument("--pid-dir", required=True)
     p.add_argument("--healthy", action="store_true")
+    p = sub.add_parser("wait-osd")
+    p.add_argument("id", type=int)
+    p.add_argument("--asok", required=True)
+    p.add_argument("--budget", type=float, default=60.0)
+    p.add_argument("--pid-dir", required=True)
     p = sub.add_parser("status")
     p.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -218,6 +274,9 @@ def main():
             return 0
         if args.cmd == "init":
             print("\n".join(init(args.conf, args.osds, args.budget, args.pid_dir, args.healthy)))
+            return 0
+        if args.cmd == "wait-osd":
+            wait_osd(args.conf, args.id, args.asok, args.budget, args.pid_dir)
             return 0
         return status(args.conf, args.quiet)
     except Failure as e:

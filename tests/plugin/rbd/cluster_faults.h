@@ -1,19 +1,25 @@
 // Real failures on the test cluster, for tests of what a client sees when the cluster turns it
 // away: a client with a librados instance of its own (and the Ceph options a test needs), fenced
-// the way an operator or a fencing tool does it (`ceph osd blocklist add ADDR`), and a pool whose
+// the way an operator or a fencing tool does it (`ceph osd blocklist add ADDR`), a pool whose
 // placement groups map to no OSD, where every operation waits for rados_osd_op_timeout and then
-// fails with ETIMEDOUT. Nothing here is simulated: the OSDs and monitors refuse for real.
+// fails with ETIMEDOUT, and an OSD that crashes (SIGKILL) and starts again. Nothing here is
+// simulated: the OSDs and monitors refuse, and the OSD dies, for real.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <rados/librados.h>
 #include <rbd/librbd.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
+
+extern char** environ;
 
 namespace rbdluks::testing {
 
@@ -141,6 +147,58 @@ class StallablePool {
 
   rados_t admin_;
   std::string name_;
+};
+
+// osd.N of the test cluster crashed, for as long as this lives or until restart(): killed with
+// SIGKILL (nothing flushed) through `deploy/ceph-cluster.sh kill-osd`, started again through
+// `start-osd`, which returns once the OSD is up and answers. The OSD map still shows it up while it
+// is dead (no peer reports it), so clients keep sending to it until it is back or their
+// rados_osd_op_timeout runs out. Needs a cluster whose OSDs keep their data (bluestore): the
+// "ceph_bluestore" CTest fixture, which names the script in RBD_LUKS_CEPH_CLUSTER; the cluster's
+// directory is the one of its conf, CEPH_CONF.
+class OsdCrash {
+ public:
+  explicit OsdCrash(int osd) : osd_(osd) {
+    const std::string error = run("kill-osd");
+    EXPECT_EQ(error, "");
+    down_ = error.empty();
+  }
+  ~OsdCrash() {
+    if (down_) {
+      EXPECT_EQ(run("start-osd"), "");
+    }
+  }
+  OsdCrash(const OsdCrash&) = delete;
+  OsdCrash& operator=(const OsdCrash&) = delete;
+
+  void restart() {
+    if (!down_) return;
+    down_ = false;
+    EXPECT_EQ(run("start-osd"), "");
+  }
+
+ private:
+  // The script's command on osd_: "" once it succeeded, else what failed (its stderr says why).
+  std::string run(const std::string& command) const {
+    const char* script = std::getenv("RBD_LUKS_CEPH_CLUSTER");
+    const char* conf = std::getenv("CEPH_CONF");
+    if (script == nullptr || conf == nullptr) return "RBD_LUKS_CEPH_CLUSTER and CEPH_CONF are not set";
+    const std::string dir = std::filesystem::path(conf).parent_path();
+    std::vector<std::string> words{"bash", script, command, std::to_string(osd_), "--dir", dir};
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    if (posix_spawnp(&pid, "bash", nullptr, nullptr, argv.data(), environ) != 0) return "cannot run bash";
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      return std::string(script) + " " + command + " " + std::to_string(osd_) + " failed";
+    }
+    return "";
+  }
+
+  int osd_;
+  bool down_ = false;
 };
 
 }  // namespace rbdluks::testing
