@@ -8,7 +8,8 @@
 // or a warming cache hurts all three alike; the reported figures are medians over rounds, ratios
 // are the median of the per-round ratios (and the client CPU surcharge the median of per-round
 // differences), and the targets come with a 95% confidence interval for that median, so a miss
-// can be told from the host's noise. CPU time is the whole client process's.
+// can be told from the host's noise. Each path's client is a process of its own (bench_worker.h):
+// CPU time and peak memory are that process's, measured per run.
 
 #include <rbd/librbd.h>
 #include <unistd.h>
@@ -23,11 +24,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench_worker.h"
 #include "commands.h"
 #include "encrypted_rbd_image.h"
 #include "io_load.h"
 #include "luks_volume.h"
 #include "median_interval.h"
+#include "process_memory.h"
 #include "random.h"
 #include "rbd_image.h"
 #include "secure_buffer.h"
@@ -243,36 +246,45 @@ PathKind path_in_round(const std::vector<PathKind>& paths, uint64_t round, size_
   return paths[(position + round / 2) % n];
 }
 
-double mb_per_s(const LoadResult& r) { return static_cast<double>(r.bytes) / r.seconds / 1e6; }
-double cpu_per_gb(const LoadResult& r) { return r.cpu_seconds / (static_cast<double>(r.bytes) / 1e9); }
+double mb_per_s(const Measurement& m) { return static_cast<double>(m.load.bytes) / m.load.seconds / 1e6; }
+double cpu_per_gb(const Measurement& m) { return m.load.cpu_seconds / (static_cast<double>(m.load.bytes) / 1e9); }
+double peak_mib(const Measurement& m) { return static_cast<double>(m.peak_resident_bytes) / kMiB; }
 
 // One (rw, block size, queue depth) point: every path's rounds.
 struct Cell {
   std::string rw;
   uint64_t block_size;
   uint64_t queue_depth;
-  std::map<PathKind, std::vector<LoadResult>> rounds;
+  std::map<PathKind, std::vector<Measurement>> rounds;
 
-  double median_of(PathKind kind, double (*f)(const LoadResult&)) const {
+  double median_of(PathKind kind, double (*f)(const Measurement&)) const {
     std::vector<double> values;
     for (const auto& r : rounds.at(kind)) values.push_back(f(r));
     return median(values);
   }
   // Each round's throughput of kind relative to plain's in the same round.
   std::vector<double> ratios(PathKind kind) const {
-    return paired(kind, [](const LoadResult& r, const LoadResult& p) { return mb_per_s(r) / mb_per_s(p); });
+    return paired(kind, [](const Measurement& r, const Measurement& p) { return mb_per_s(r) / mb_per_s(p); });
+  }
+  // Each round's peak memory of kind relative to plain's in the same round.
+  std::vector<double> memory_ratios(PathKind kind) const {
+    return paired(kind, [](const Measurement& r, const Measurement& p) { return peak_mib(r) / peak_mib(p); });
   }
   // Each round's client CPU per GB of kind minus plain's in the same round.
   std::vector<double> extra_cpu(PathKind kind) const {
-    return paired(kind, [](const LoadResult& r, const LoadResult& p) { return cpu_per_gb(r) - cpu_per_gb(p); });
+    return paired(kind, [](const Measurement& r, const Measurement& p) { return cpu_per_gb(r) - cpu_per_gb(p); });
   }
   std::optional<double> ratio(PathKind kind) const {
     if (!rounds.count(kind) || !rounds.count(PathKind::plain)) return std::nullopt;
     return median(ratios(kind));
   }
+  std::optional<double> memory_ratio(PathKind kind) const {
+    if (!rounds.count(kind) || !rounds.count(PathKind::plain)) return std::nullopt;
+    return median(memory_ratios(kind));
+  }
 
  private:
-  std::vector<double> paired(PathKind kind, double (*f)(const LoadResult&, const LoadResult&)) const {
+  std::vector<double> paired(PathKind kind, double (*f)(const Measurement&, const Measurement&)) const {
     std::vector<double> values;
     for (size_t i = 0; i < rounds.at(kind).size(); ++i)
       values.push_back(f(rounds.at(kind)[i], rounds.at(PathKind::plain)[i]));
@@ -334,13 +346,19 @@ class Report {
         settings_.pool.c_str(), size_label(settings_.size).c_str(), settings_.seconds,
         static_cast<unsigned long long>(settings_.rounds), cpu_model().c_str(), sysconf(_SC_NPROCESSORS_ONLN),
         cipher_backend().c_str(), misaligned.c_str());
-    std::printf("MB/s and s/GB: medians over rounds; x/plain: the median of each round's own ratio\n");
+    std::printf(
+        "MB/s, s/GB and MiB (peak resident memory of the path's client process): medians over rounds; "
+        "x/plain: the median of each round's own ratio\n");
     std::printf("%-5s %6s %4s", "rw", "block", "qd");
     for (PathKind kind : settings_.paths) std::printf(" %10s", (std::string(path_name(kind)) + " MB/s").c_str());
     for (PathKind kind : settings_.paths) {
       if (kind != PathKind::plain) std::printf(" %14s", (std::string(path_name(kind)) + "/plain").c_str());
     }
     for (PathKind kind : settings_.paths) std::printf(" %10s", (std::string(path_name(kind)) + " s/GB").c_str());
+    for (PathKind kind : settings_.paths) std::printf(" %12s", (std::string(path_name(kind)) + " MiB").c_str());
+    for (PathKind kind : settings_.paths) {
+      if (kind != PathKind::plain) std::printf(" %14s", (std::string(path_name(kind)) + " mem").c_str());
+    }
     std::printf("\n");
   }
 
@@ -353,13 +371,18 @@ class Report {
       if (kind != PathKind::plain) std::printf(" %14s", format_ratio(cell.ratio(kind)).c_str());
     }
     for (PathKind kind : settings_.paths) std::printf(" %10.3f", cell.median_of(kind, cpu_per_gb));
+    for (PathKind kind : settings_.paths) std::printf(" %12.1f", cell.median_of(kind, peak_mib));
+    for (PathKind kind : settings_.paths) {
+      if (kind != PathKind::plain) std::printf(" %14s", format_ratio(cell.memory_ratio(kind)).c_str());
+    }
     std::printf("\n");
     std::fflush(stdout);
   }
 
-  // The targets, for the points this run measured (they are for aligned requests).
+  // The targets, for the points this run measured (they are for aligned requests).
   void targets(const std::vector<Cell>& cells) const {
     if (json_ || settings_.misalign != 0) return;
+    memory_target(cells);
     bool any = false;
     for (const auto& cell : cells) {
       if (cell.queue_depth != 16 || (cell.block_size != 4 * kMiB && cell.block_size != 4096)) continue;
@@ -381,6 +404,23 @@ class Report {
                     extra <= 0.15 ? "met" : "MISSED");
       }
     }
+  }
+
+  // rbd-luks's peak memory within 1.2x of plain librbd's at every point measured; the worst point
+  // is the one reported.
+  void memory_target(const std::vector<Cell>& cells) const {
+    const Cell* worst = nullptr;
+    for (const auto& cell : cells) {
+      const auto ratio = cell.memory_ratio(PathKind::rbd_luks);
+      if (ratio && (!worst || *ratio > *worst->memory_ratio(PathKind::rbd_luks))) worst = &cell;
+    }
+    if (!worst) return;
+    const std::vector<double> ratios = worst->memory_ratios(PathKind::rbd_luks);
+    const double got = median(ratios);
+    std::printf("\npeak memory (rbd-luks against plain librbd, every point):\n");
+    std::printf("  highest: %s %s qd %llu, %.3f%s, want <= 1.20: %s\n", worst->rw.c_str(),
+                size_label(worst->block_size).c_str(), static_cast<unsigned long long>(worst->queue_depth), got,
+                interval_text(ratios, "%.3f-%.3f").c_str(), got <= 1.2 ? "met" : "MISSED");
   }
 
   void json(const std::vector<Cell>& cells) const {
@@ -405,6 +445,7 @@ class Report {
         path["mb_per_s"] = cell.median_of(kind, mb_per_s);
         path["iops"] = cell.median_of(kind, mb_per_s) * 1e6 / static_cast<double>(cell.block_size);
         path["cpu_s_per_gb"] = cell.median_of(kind, cpu_per_gb);
+        path["peak_resident_mib"] = cell.median_of(kind, peak_mib);
         if (kind != PathKind::plain && cell.rounds.count(PathKind::plain)) {
           const std::vector<double> ratios = cell.ratios(kind);
           path["ratio_to_plain"] = median(ratios);
@@ -412,10 +453,14 @@ class Report {
             path["ratio_to_plain_ci95"] = {interval->low, interval->high};
           }
           path["extra_cpu_s_per_gb"] = median(cell.extra_cpu(kind));
+          path["peak_resident_ratio_to_plain"] = median(cell.memory_ratios(kind));
         }
-        for (const auto& r : rounds) {
-          path["rounds"].push_back(
-              {{"bytes", r.bytes}, {"requests", r.requests}, {"seconds", r.seconds}, {"cpu_seconds", r.cpu_seconds}});
+        for (const auto& m : rounds) {
+          path["rounds"].push_back({{"bytes", m.load.bytes},
+                                    {"requests", m.load.requests},
+                                    {"seconds", m.load.seconds},
+                                    {"cpu_seconds", m.load.cpu_seconds},
+                                    {"peak_resident_bytes", m.peak_resident_bytes}});
         }
       }
       results.push_back(std::move(point));
@@ -440,12 +485,49 @@ class Report {
   bool json_;
 };
 
+// The body of one path's worker process: its own cluster connection and image, filled once, then
+// one measured load per request until the parent has no more. The image goes when this returns.
+int serve_path(const CommandLine& cl, const Settings& settings, PathKind kind, WorkerChannel& channel) {
+  const Status status = [&]() -> Status {
+    RL_ASSIGN(auto connection, connect_for(cl));
+    RL_ASSIGN(auto ioctx, connection->open_pool(settings.pool, ""));
+    inform(cl,
+           std::string("creating and filling the ") + path_name(kind) + " image (" + size_label(settings.size) + ")");
+    BenchImages images(connection, std::move(ioctx), settings.pool);
+    RL_TRY(images.add(kind, settings.size));
+    LoadSpec fill;
+    fill.write = true;
+    fill.block_size = 4 * kMiB;
+    fill.queue_depth = 8;
+    fill.fill_once = true;
+    RL_TRY(run_load(images.device(kind), fill, g_interrupted));
+    // librbd's cache stays write-through until an image's first flush (rbd_cache_writethrough_until_flush)
+    // and then acknowledges writes early: every path must start in the same state, the one a
+    // long-running client such as QEMU is in.
+    RL_TRY(images.flush(kind));
+    channel.ready();
+    while (const auto spec = channel.next()) {
+      if (!reset_peak_resident_bytes())
+        return Error(Errc::failure, "cannot reset the peak memory (/proc/self/clear_refs)");
+      RL_ASSIGN(auto load, run_load(images.device(kind), *spec, g_interrupted));
+      // Writes librbd's cache acknowledged early are still on their way to the OSD; they must
+      // not land in the next path's time.
+      if (spec->write) RL_TRY(images.flush(kind));
+      channel.reply({load, peak_resident_bytes().value_or(0)});
+    }
+    return {};
+  }();
+  if (!status) {
+    channel.fail(status.error().message());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Status bench_io(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(const Settings settings, settings_from(cl, args));
-  RL_ASSIGN(auto connection, connect_for(cl));
-  RL_ASSIGN(auto ioctx, connection->open_pool(settings.pool, ""));
 
   g_interrupted.store(false);
   struct sigaction action {};
@@ -463,21 +545,13 @@ Status bench_io(const CommandLine& cl, const Args& args) {
     }
   } restore{old_int, old_term};
 
-  BenchImages images(connection, std::move(ioctx), settings.pool);
+  // Every worker is forked before this process connects to the cluster, which starts threads.
+  std::map<PathKind, std::unique_ptr<BenchWorker>> workers;
   for (PathKind kind : settings.paths) {
-    inform(cl,
-           std::string("creating and filling the ") + path_name(kind) + " image (" + size_label(settings.size) + ")");
-    RL_TRY(images.add(kind, settings.size));
-    LoadSpec fill;
-    fill.write = true;
-    fill.block_size = 4 * kMiB;
-    fill.queue_depth = 8;
-    fill.fill_once = true;
-    RL_TRY(run_load(images.device(kind), fill, g_interrupted));
-    // librbd's cache stays write-through until an image's first flush (rbd_cache_writethrough_until_flush)
-    // and then acknowledges writes early: every path must start in the same state, the one a
-    // long-running client such as QEMU is in.
-    RL_TRY(images.flush(kind));
+    RL_ASSIGN(workers[kind],
+              BenchWorker::start([&](WorkerChannel& channel) { return serve_path(cl, settings, kind, channel); },
+                                 g_interrupted));
+    if (g_interrupted.load()) return Error(Errc::failure, "interrupted; the benchmark images were removed");
   }
 
   const Report report(settings, cl.has("json"));
@@ -499,12 +573,9 @@ Status bench_io(const CommandLine& cl, const Args& args) {
             spec.queue_depth = static_cast<uint32_t>(qd);
             spec.seconds = settings.seconds;
             spec.seed = seed;
-            RL_ASSIGN(auto result, run_load(images.device(kind), spec, g_interrupted));
+            RL_ASSIGN(auto measurement, workers.at(kind)->run(spec, g_interrupted));
             if (g_interrupted.load()) return Error(Errc::failure, "interrupted; the benchmark images were removed");
-            // Writes librbd's cache acknowledged early are still on their way to the OSD; they must
-            // not land in the next path's time.
-            if (spec.write) RL_TRY(images.flush(kind));
-            cell.rounds[kind].push_back(result);
+            cell.rounds[kind].push_back(measurement);
           }
         }
         report.row(cell);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `rbd-luks bench io` against the test cluster: one short run of all three paths (plain librbd,
-# rbd-luks, librbd native encryption) gives a table and JSON with a real measurement for every point,
+# rbd-luks, librbd native encryption) gives a table and JSON with a real measurement for every point
+# (throughput, CPU time and peak memory, each path in a process of its own),
 # leaves no benchmark images behind (also when interrupted), and rejects bad options with exit 2.
 # The JSON then goes through tests/bench/plot_bench_io.py, the script behind docs/performance.md.
 # Speed itself is not asserted here: targets live in the benchmark's own output.
@@ -31,9 +32,12 @@ for p in points:
         for r in path["rounds"]:
             assert r["bytes"] > 0 and r["requests"] > 0 and r["bytes"] % p["block_size"] == 0, r
             assert r["bytes"] == r["requests"] * p["block_size"], r
-        assert path["mb_per_s"] > 0 and path["cpu_s_per_gb"] > 0, path
+            # A librados client's resident set is tens of MiB; each path has a process of its own.
+            assert 8 << 20 < r["peak_resident_bytes"] < 4 << 30, r
+        assert path["mb_per_s"] > 0 and path["cpu_s_per_gb"] > 0 and path["peak_resident_mib"] > 8, path
     luks = p["paths"]["rbd-luks"]
     assert luks["ratio_to_plain"] > 0 and "extra_cpu_s_per_gb" in luks, luks
+    assert 0 < luks["peak_resident_ratio_to_plain"] < 100, luks
     assert "ratio_to_plain_ci95" not in luks, "two rounds cannot give a 95% interval"
 machine = result["machine"]
 assert machine["cipher_backend"] != "unknown"
@@ -48,6 +52,8 @@ grep -Eq '^read +4K +16 ' "$WORK/out" || fail "bench io table lacks the read 4K 
 # Six rounds are the fewest that give a 95% interval for the median: the smallest and largest ratio.
 grep -Eq 'read  4K IOPS +[0-9.]+ \(95% CI [0-9.]+-[0-9.]+\), want >= 0.95: (met|MISSED)$' "$WORK/out" ||
   fail "bench io does not check the 4K IOPS target with its interval: $(cat "$WORK/out")"
+grep -Eq '^  highest: read 4K qd 16, [0-9.]+ \(95% CI [0-9.]+-[0-9.]+\), want <= 1.20: (met|MISSED)$' "$WORK/out" ||
+  fail "bench io does not check the peak memory target: $(cat "$WORK/out")"
 if grep -q native "$WORK/out"; then fail "--paths plain,rbd-luks still ran native"; fi
 pass "bench io table with the target check and its confidence interval"
 

@@ -1,0 +1,21 @@
+// This process's peak memory, as the kernel counts it: the high-water mark of the resident set
+// (VmHWM in /proc/self/status), which `bench io` resets before each run so that every run reports
+// its own peak rather than the process's lifetime one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+namespace rbdluks {
+
+// Resets the high-water mark to the current resident set (writes 5 to /proc/self/clear_refs,
+// Linux 4.0 and later). False when the kernel refuses.
+bool reset_peak_resident_bytes();
+
+// VmHWM, in bytes; nullopt where /proc says nothing.
+std::optional<uint64_t> peak_resident_bytes();
+
+// VmRSS, in bytes; nullopt where /proc says nothing.
+std::optional<uint64_t> resident_bytes();
+
+}  // namespace rbdluks
