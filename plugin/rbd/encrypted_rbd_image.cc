@@ -4,7 +4,8 @@
 //   read:  rbd read -> decrypt into the caller's buffers (here or on a worker) -> done
 //   write: [read partial sectors] -> encrypt into a new librbd buffer (here or on a worker) -> rbd write -> done
 //          with partial sectors, the write is the units of rmw_plan.h (writes and compare-and-writes),
-//          and a compare that finds another client's change starts the piece over from its reads
+//          and a compare that finds another client's change starts the piece over from its reads;
+//          where librbd caches data, one write (compare_partial_units_ in the .h)
 //   zero:  whole sectors: rbd write_zeroes -> done; a partial sector: like a write of zeros
 // The last piece to finish releases the range and calls back. Requests are recycled together with
 // their pieces and iovec vectors, so these cost no allocation in a steady stream of I/O.
@@ -126,7 +127,7 @@ struct EncryptedRbdImage::Request {
 
 EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key,
                                      std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout, PieceGrid grid,
-                                     const DispatchOptions& options)
+                                     bool compare_partial_units, const DispatchOptions& options)
     : raw_(std::move(raw)),
       volume_key_(std::move(volume_key)),
       cipher_(std::move(cipher)),
@@ -134,6 +135,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer
       sector_size_(layout_.sector_size),
       grid_(grid),
       inline_crypto_bytes_(options.inline_crypto_bytes),
+      compare_partial_units_(compare_partial_units),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
@@ -164,12 +166,13 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_p
   const bool on_grid = granule % layout.sector_size == 0 && layout.data_offset % layout.sector_size == 0;
   const PieceGrid grid = on_grid ? PieceGrid{std::min(granule, kMaxPieceBytes), layout.data_offset, true}
                                  : PieceGrid{kMaxPieceBytes, 0, false};
+  RL_ASSIGN(const bool caches_data, raw->caches_data());
 
   std::unique_ptr<EncryptedRbdImage> image;
   try {
     image.reset(new EncryptedRbdImage(std::move(raw), std::move(key.volume_key),
                                       std::shared_ptr<const XtsCipher>(std::move(*cipher)), std::move(layout), grid,
-                                      options));
+                                      !caches_data, options));
   } catch (const std::system_error& e) {
     return Error(Errc::failure, "start crypto worker threads: " + std::string(e.what()));
   }
@@ -528,7 +531,7 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
     }
   }
 
-  if (partial.count != 0) {
+  if (partial.count != 0 && compare_partial_units_) {
     write_back_rmw(piece, zero_units_read);
     return;
   }

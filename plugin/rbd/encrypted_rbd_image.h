@@ -158,7 +158,7 @@ class EncryptedRbdImage {
   };
 
   EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key, std::shared_ptr<const XtsCipher> cipher,
-                    VolumeLayout layout, PieceGrid grid, const DispatchOptions& options);
+                    VolumeLayout layout, PieceGrid grid, bool compare_partial_units, const DispatchOptions& options);
 
   // librbd heard of a header change: the header is read again on a worker, once more if another
   // change comes while that runs.
@@ -218,6 +218,11 @@ class EncryptedRbdImage {
   const uint32_t sector_size_;
   const PieceGrid grid_;
   const size_t inline_crypto_bytes_;
+  // Whether partial sectors go back unit by unit with compare-and-write (rmw_plan.h), so that
+  // other clients lose none of their bytes; not when librbd caches data for this image
+  // (RbdImage::caches_data), whose cache compare-and-write leaves stale. Such a cache is this
+  // client's alone, so an image with it has one writer anyway, and the range lock suffices.
+  const bool compare_partial_units_;
 
   RangeLock sectors_locked_;
 

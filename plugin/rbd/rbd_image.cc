@@ -194,6 +194,17 @@ int RbdImage::aio_flush(AioDone done, void* arg) {
 
 uint64_t RbdImage::stripe_unit() const { return image_->get_stripe_unit(); }
 
+Result<bool> RbdImage::caches_data() const {
+  std::vector<librbd::config_option_t> options;
+  if (const int r = image_->config_list(&options); r < 0) return ceph_error(r, "configuration of " + name_);
+  std::string cache, policy;
+  for (const auto& option : options) {
+    if (option.name == "rbd_cache") cache = option.value;
+    if (option.name == "rbd_cache_policy") policy = option.value;
+  }
+  return cache == "true" && (policy == "writeback" || policy == "writethrough");
+}
+
 Status RbdImage::flush() {
   if (read_only_) return {};
   if (const int r = image_->flush(); r < 0) return ceph_error(r, "flush " + name_);

@@ -113,6 +113,12 @@ class RbdImage final : public RawImage {
   // striped (and never more than it).
   uint64_t stripe_unit() const;
 
+  // Whether librbd keeps what it reads and writes in its ObjectCacher for this image (rbd_cache on
+  // with the writeback or writethrough policy, as the image's effective configuration says).
+  // Compare-and-write goes around that cache and leaves it stale, so a later read through this
+  // handle would return the old data; the default writearound policy caches no data.
+  Result<bool> caches_data() const;
+
   // The open librbd image (librbd.hpp), for what RawImage does not cover, such as snapshots.
   librbd::Image& image() const { return *image_; }
 

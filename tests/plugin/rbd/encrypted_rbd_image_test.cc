@@ -194,8 +194,9 @@ TEST_F(EncryptedRbdImageTest, ScatterGatherAsyncRoundTrip) {
 // librbd still sends from the buffer, under the write-back policy while the buffer waits in the
 // cache for the flush. With the cache off a write completes only once the OSDs have it. (Each is
 // set for one image through its conf_ metadata.) Every way, many overlapping writes in flight,
-// whole and partial sectors, land intact: another client reads them after the flush, from the
-// cluster and not from this handle's cache.
+// whole and partial sectors, land intact: this handle reads them back at once (through librbd's
+// cache where there is one, which a compare-and-write would leave stale), and another client reads
+// them after the flush, from the cluster and not from this handle's cache.
 TEST_F(EncryptedRbdImageTest, WritesInFlightLandIntactWithLibrbdsCacheOnAndOff) {
   const std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> modes = {
       {"librbd cache on", {}},
@@ -203,6 +204,7 @@ TEST_F(EncryptedRbdImageTest, WritesInFlightLandIntactWithLibrbdsCacheOnAndOff) 
        {{"conf_rbd_cache_policy", "writeback"},
         {"conf_rbd_cache_writethrough_until_flush", "false"},
         {"conf_rbd_cache_max_dirty_age", "60"}}},
+      {"librbd cache on, write-through", {{"conf_rbd_cache_policy", "writethrough"}}},
       {"librbd cache off", {{"conf_rbd_cache", "false"}}},
   };
   for (const auto& [mode, settings] : modes) {
@@ -234,6 +236,7 @@ TEST_F(EncryptedRbdImageTest, WritesInFlightLandIntactWithLibrbdsCacheOnAndOff) 
     std::ranges::sort(want);
     std::ranges::sort(got);
     EXPECT_EQ(got, want);
+    expect_contents(image, model);
     ASSERT_EQ(image.flush(), 0);
     const OwnClient other({});
     auto reader = EncryptedRbdImage::open(other.io(), name, std::nullopt, true, bytes_of(kPassphrase));
