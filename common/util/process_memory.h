@@ -1,6 +1,6 @@
-// This process's peak memory, as the kernel counts it: the high-water mark of the resident set
-// (VmHWM in /proc/self/status), which `bench io` resets before each run so that every run reports
-// its own peak rather than the process's lifetime one.
+// This process's memory, as the kernel counts it: the resident set and its high-water mark (VmRSS,
+// VmHWM in /proc/self/status). `bench io` resets the mark before each run so that every run reports
+// its own peak rather than the process's lifetime one, and the memory tests bound it.
 #pragma once
 
 #include <cstdint>
