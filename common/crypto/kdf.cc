@@ -7,6 +7,7 @@
 #include <string>
 
 #include "hash_algorithms.h"
+#include "kdf_memory_budget.h"
 
 namespace rbdluks {
 namespace {
@@ -44,6 +45,7 @@ Status derive_argon2(const KdfParams& params, std::span<const uint8_t> passphras
     return Error(Errc::unsupported, what + ": memory is above the 4 GiB limit");
   }
   const argon2_type type = params.type == KdfType::argon2i ? Argon2_i : Argon2_id;
+  const KdfMemoryBudget::Lease memory = KdfMemoryBudget::process().acquire(uint64_t{params.memory_kib} << 10);
   const int rc =
       argon2_hash(params.iterations, params.memory_kib, params.parallel, nonnull(passphrase), passphrase.size(),
                   nonnull(salt), salt.size(), out.data(), out.size(), nullptr, 0, type, ARGON2_VERSION_13);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "encrypted_rbd_image.h"
+#include "kdf_memory_budget.h"
 #include "secure_arena.h"
 #include "stored_key.h"
 
@@ -345,5 +346,9 @@ const char* rbd_luks_last_error(void) { return last_error.c_str(); }
 int rbd_luks_secure_memory_error(void) { return rbdluks::secure_memory_status().lock_error; }
 
 void rbd_luks_set_secure_memory_warning(void (*warn)(const char* message)) { rbdluks::set_secure_memory_warning(warn); }
+
+void rbd_luks_set_kdf_memory_limit(uint64_t bytes) { rbdluks::KdfMemoryBudget::process().set_limit(bytes); }
+
+uint64_t rbd_luks_get_kdf_memory_limit(void) { return rbdluks::KdfMemoryBudget::process().limit(); }
 
 }  // extern "C"

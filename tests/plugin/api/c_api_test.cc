@@ -2,6 +2,7 @@
 // asynchronous I/O with completion callbacks and waits, metadata, resize, error codes) and the C++
 // class rbdluks::Image. The images are made with the LUKS engine directly (encrypted_rbd_fixture.h).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -157,6 +158,20 @@ TEST_F(CApiTest, AsynchronousRequestsCallBackThenWake) {
   rbd_luks_aio_release(c);
   EXPECT_EQ(rbd_luks_aio_readv(image, riov, 0, 0, c), -EINVAL);
   EXPECT_EQ(rbd_luks_close(image), 0);
+}
+
+// The argon2 memory ceiling (kdf_memory_budget.h; its waiting is tested there): the default is half
+// of physical memory, a set value reads back, and 0 lifts it.
+TEST_F(CApiTest, KdfMemoryLimitSetsAndReadsBack) {
+  const uint64_t initial = rbd_luks_get_kdf_memory_limit();
+  const uint64_t physical =
+      static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(initial, physical / 2);
+  rbd_luks_set_kdf_memory_limit(uint64_t{3} << 30);
+  EXPECT_EQ(rbd_luks_get_kdf_memory_limit(), uint64_t{3} << 30);
+  rbd_luks_set_kdf_memory_limit(0);
+  EXPECT_EQ(rbd_luks_get_kdf_memory_limit(), 0u);
+  rbd_luks_set_kdf_memory_limit(initial);
 }
 
 TEST_F(CApiTest, OpenErrorCodes) {

@@ -135,6 +135,15 @@ RBD_LUKS_API int rbd_luks_secure_memory_error(void);
  * call into this library. */
 RBD_LUKS_API void rbd_luks_set_secure_memory_warning(void (*warn)(const char* message));
 
+/* Opening a keyslot formatted with argon2 holds its memory cost (up to 1 GiB as cryptsetup formats;
+ * up to 4 GiB in headers this library accepts) for the derivation, about the unlock time it was
+ * formatted for. Derivations running at once in this process (opens, keyslot changes, formats) hold
+ * at most `bytes` together; the others wait for memory to be given back. One derivation larger than
+ * the ceiling runs alone. 0 lifts the ceiling. The default is half of physical memory, or the value
+ * of RBD_LUKS_KDF_MEMORY_LIMIT (bytes, or with K, M or G) when the library first derives a key. */
+RBD_LUKS_API void rbd_luks_set_kdf_memory_limit(uint64_t bytes);
+RBD_LUKS_API uint64_t rbd_luks_get_kdf_memory_limit(void);
+
 #ifdef __cplusplus
 }
 #endif
