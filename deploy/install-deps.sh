@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake ninja-build ccache pkg-config clang-format clang-tidy
+  # the fuzzing build (tests/fuzz/): clang and its libFuzzer and sanitizer runtimes
+  clang libclang-rt-14-dev
   # libraries
   libcrypto++-dev libargon2-dev nlohmann-json3-dev libboost-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev

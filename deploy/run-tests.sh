@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 machine: installs dependencies, checks formatting,
 # builds, runs clang-tidy, runs every test (unit, interoperability, cluster, OpenStack), then builds with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and cluster tests again under them,
-# and builds and runs the RBD stress test under ThreadSanitizer.
+# fuzzes every libFuzzer harness for a bounded time, and builds and runs the RBD stress test under
+# ThreadSanitizer.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -59,6 +60,14 @@ step "running unit and cluster tests under ASan+UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j 2 -L 'unit|rbd' --timeout 900 \
   -E '^(rbd\.(fio_engine|installed_client|bench_io)|ceph_bluestore\..*|UncachedFailureTest\..*|CacheModes/OsdRestartTest\..*)$'
+
+step "building the libFuzzer harnesses with clang, ASan+UBSan (build-fuzz/)"
+RBD_LUKS_BUILD_DIR="$root/build-fuzz" CC=clang CXX=clang++ bash deploy/build.sh -DRBDLUKS_FUZZ=ON
+
+step "fuzzing each harness for 30 s (tests/fuzz/run_fuzzers.sh, docs/fuzzing.md)"
+# Fresh seed corpora every run; a crash, sanitizer report, leak or timeout fails the suite and leaves
+# its input in build-fuzz/fuzz-run/artifacts/.
+bash tests/fuzz/run_fuzzers.sh --seconds 30 --build-dir "$root/build-fuzz"
 
 step "building the RBD stress test with ThreadSanitizer (build-tsan/)"
 RBD_LUKS_BUILD_DIR="$root/build-tsan" RBD_LUKS_BUILD_TARGET=rbd_stress_tsan bash deploy/build.sh -DRBDLUKS_TSAN=ON

@@ -15,6 +15,7 @@
 
 #include "encrypted_rbd_image.h"
 #include "kdf_memory_budget.h"
+#include "keyring_registry.h"
 #include "secure_arena.h"
 #include "stored_key.h"
 
@@ -147,7 +148,7 @@ int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, 
   return guarded([&] {
     rbdluks::KeyReferencePolicy policy;
     if (accepted_key_refs != nullptr) {
-      auto parsed = rbdluks::KeyReferencePolicy::parse(accepted_key_refs);
+      auto parsed = rbdluks::parse_key_reference_policy(accepted_key_refs);
       if (!parsed) return fail(-EINVAL, parsed.error().message());
       policy = std::move(parsed).value();
     }

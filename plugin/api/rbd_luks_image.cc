@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "encrypted_rbd_image.h"
+#include "keyring_registry.h"
 #include "stored_key.h"
 
 namespace rbdluks {
@@ -75,7 +76,7 @@ Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, con
                                                            const OpenOptions& options,
                                                            const std::string& accepted_key_refs) {
   return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
-    RL_ASSIGN(const auto policy, KeyReferencePolicy::parse(accepted_key_refs));
+    RL_ASSIGN(const auto policy, parse_key_reference_policy(accepted_key_refs));
     return open_with_policy(io, name, options, policy);
   });
 }

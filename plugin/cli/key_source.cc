@@ -30,7 +30,7 @@ Status exclusive_key_options(const CommandLine& cl) {
 Result<KeyReferencePolicy> metadata_policy(const CommandLine& cl) {
   auto text = cl.get("accept-key-refs");
   if (!text) return KeyReferencePolicy();
-  auto policy = KeyReferencePolicy::parse(*text);
+  auto policy = parse_key_reference_policy(*text);
   if (!policy) return Error(policy.error()).context("--accept-key-refs");
   return policy;
 }

@@ -2,6 +2,7 @@
 #include "keyring_registry.h"
 
 #include <map>
+#include <vector>
 
 #include "barbican_keyring.h"
 #include "config_key_keyring.h"
@@ -53,6 +54,12 @@ std::string keyring_schemes() {
 }
 
 bool is_keyring_scheme(const std::string& scheme) { return factories().contains(scheme); }
+
+Result<KeyReferencePolicy> parse_key_reference_policy(const std::string& text) {
+  std::vector<std::string> schemes;
+  for (const auto& [name, factory] : factories()) schemes.push_back(name);
+  return KeyReferencePolicy::parse(text, schemes);
+}
 
 Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment) {
   auto keyring = open_keyring(reference.scheme, environment);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "key_reference_policy.h"
 #include "keyring.h"
 #include "rbd_connection.h"
 
@@ -25,6 +26,9 @@ Result<std::unique_ptr<Keyring>> open_keyring(const std::string& scheme, const K
 // The schemes of the registered adapters, sorted: "barbican, config-key, file".
 std::string keyring_schemes();
 bool is_keyring_scheme(const std::string& scheme);
+
+// KeyReferencePolicy::parse with the registered schemes.
+Result<KeyReferencePolicy> parse_key_reference_policy(const std::string& text);
 
 // Convenience: fetch the key bytes a reference names. Errors name the reference.
 Result<SecureBuffer> fetch_key(const KeyReference& reference, const KeyringEnvironment& environment);

@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <string_view>
 
-#include "keyring_registry.h"
-
 namespace rbdluks {
 namespace {
 
@@ -25,7 +23,8 @@ bool directly_in(const std::string& path, const std::string& directory) {
 
 }  // namespace
 
-Result<KeyReferencePolicy> KeyReferencePolicy::parse(const std::string& text) {
+Result<KeyReferencePolicy> KeyReferencePolicy::parse(const std::string& text,
+                                                     const std::vector<std::string>& keyring_schemes) {
   auto usage = [&](const std::string& why) {
     return Error(Errc::usage, "accepted key references '" + text + "': " + why);
   };
@@ -43,10 +42,12 @@ Result<KeyReferencePolicy> KeyReferencePolicy::parse(const std::string& text) {
       if (!directory.starts_with('/')) return usage("the directory in '" + entry + "' is not absolute");
       while (directory.size() > 1 && directory.back() == '/') directory.pop_back();
       accepted.file_directories.push_back(std::move(directory));
-    } else if (is_keyring_scheme(entry)) {
+    } else if (std::find(keyring_schemes.begin(), keyring_schemes.end(), entry) != keyring_schemes.end()) {
       accepted.schemes.push_back(entry);
     } else {
-      return usage("'" + entry + "' is neither a keyring (" + keyring_schemes() + ") nor file:DIR");
+      std::string known;
+      for (const std::string& scheme : keyring_schemes) known += (known.empty() ? "" : ", ") + scheme;
+      return usage("'" + entry + "' is neither a keyring (" + known + ") nor file:DIR");
     }
   }
   KeyReferencePolicy policy;

@@ -7,6 +7,10 @@
 // "file:DIR" (DIR absolute) accepts a file: reference that names a file directly in DIR, as the
 // path is written (no "..", no subdirectories; DIR itself is the client's choice and may be or
 // contain a symlink). E.g. "config-key,barbican" or "barbican,file:/etc/rbd-luks/keys".
+//
+// The policy is plain text matching and lives below the keyring registry (plugin/keyring), which
+// alone knows the schemes and hands them to parse (parse_key_reference_policy there), so the
+// parser is tested without Ceph (tests/fuzz/).
 #pragma once
 
 #include <optional>
@@ -23,8 +27,8 @@ class KeyReferencePolicy {
   // Accepts every reference (the policy of a client that trusts whoever writes its images).
   KeyReferencePolicy() = default;
 
-  // Errc::usage for an empty list, an unknown scheme or a relative directory.
-  static Result<KeyReferencePolicy> parse(const std::string& text);
+  // Errc::usage for an empty list, a scheme not in keyring_schemes or a relative directory.
+  static Result<KeyReferencePolicy> parse(const std::string& text, const std::vector<std::string>& keyring_schemes);
 
   // Errc::key_unavailable naming the reference, `where` it came from and what is accepted.
   Status check(const KeyReference& reference, const std::string& where) const;
