@@ -411,6 +411,7 @@ void EncryptedRbdImage::read_done(Piece* piece, ssize_t r) {
     piece_done(piece, r);
     return;
   }
+  note_ciphertext(piece->span.size());
   // The ciphertext has just arrived on this thread, librbd's completion thread, so it is decrypted
   // here: handing a large piece to a worker costs more than the decryption saves (docs/
   // performance.md, "Threads and memory"). But these threads complete every request in the
@@ -497,7 +498,7 @@ void EncryptedRbdImage::encode_and_write(Piece* piece) {
   // As big as what librbd's C API would copy a plain write into (and keep past its completion,
   // while librbd's cache is on): rbd-luks encrypts into it instead.
   const std::span<uint8_t> buffer = piece->data.replace_with_new_buffer(span.size());
-  bytes_since_trim_.fetch_add(span.size(), std::memory_order_relaxed);
+  note_ciphertext(span.size());
   const PartialSectors partial = partial_sectors(span);
   std::array<uint32_t, 2> zero_units_read{};
   for (size_t i = 0; i < partial.count; ++i) {
@@ -753,12 +754,7 @@ void EncryptedRbdImage::begin_in_flight() {
 void EncryptedRbdImage::end_in_flight() {
   // Notified under the lock: the destructor may free idle_ the moment it sees zero.
   const std::lock_guard lock(in_flight_mutex_);
-  if (--in_flight_ != 0) return;
-  if (bytes_since_trim_.load(std::memory_order_relaxed) >= kTrimAfterBytes && claim_heap_trim()) {
-    bytes_since_trim_.store(0, std::memory_order_relaxed);
-    workers_.post(trim_heap);  // touches nothing of this image, which may be gone when it runs
-  }
-  idle_.notify_all();
+  if (--in_flight_ == 0) idle_.notify_all();
 }
 
 void EncryptedRbdImage::wait_until_idle() {

@@ -231,8 +231,6 @@ class EncryptedRbdImage {
 
   std::mutex in_flight_mutex_;
   std::condition_variable idle_;
-  // Ciphertext written since the heap was last trimmed (heap_trim.h).
-  std::atomic<uint64_t> bytes_since_trim_{0};
   size_t in_flight_ = 0;  // requests, and a header check
 
   std::atomic<bool> stale_{false};

@@ -1,28 +1,65 @@
-// Heap trimming: a process-wide rate limit and glibc's malloc_trim.
+// Heap trimming: one detached thread per process, which polls a byte counter and the time of the
+// last request. It is never stopped: it holds nothing but two atomics, and a process that exits
+// takes it along. A child made by fork() has no such thread and so never trims.
 #include "heap_trim.h"
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
 namespace rbdluks {
+namespace {
 
-bool claim_heap_trim() {
-  static std::atomic<int64_t> last_ms{INT64_MIN / 2};
-  const int64_t now =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count();
-  int64_t last = last_ms.load(std::memory_order_relaxed);
-  return now - last >= 1000 && last_ms.compare_exchange_strong(last, now, std::memory_order_relaxed);
+constexpr auto kPollInterval = std::chrono::milliseconds(250);
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
-void trim_heap() {
+struct Trimmer {
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<int64_t> last_request_ms{0};
+  std::once_flag started;
+
+  [[noreturn]] void run() {
+    for (;;) {
+      std::this_thread::sleep_for(kPollInterval);
+      if (bytes.load(std::memory_order_relaxed) < kTrimAfterBytes) continue;
+      if (now_ms() - last_request_ms.load(std::memory_order_relaxed) < kTrimAfterIdleMs) continue;
+      bytes.store(0, std::memory_order_relaxed);
 #if defined(__GLIBC__)
-  malloc_trim(0);
+      malloc_trim(0);
 #endif
+    }
+  }
+};
+
+// Never destroyed: the thread may still read it while static objects go at exit.
+Trimmer& trimmer() {
+  static Trimmer* const instance = new Trimmer;
+  return *instance;
+}
+
+}  // namespace
+
+void note_ciphertext(uint64_t bytes) {
+  Trimmer& t = trimmer();
+  std::call_once(t.started, [] {
+    try {
+      std::thread([] { trimmer().run(); }).detach();
+    } catch (const std::system_error&) {
+      // No thread, no trimming: memory stays as glibc keeps it, which is only less tidy.
+    }
+  });
+  t.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  t.last_request_ms.store(now_ms(), std::memory_order_relaxed);
 }
 
 }  // namespace rbdluks

@@ -1,13 +1,14 @@
-// Heap trimming after bursts of large writes. Ciphertext buffers come from the C library's heap, as
-// librbd's own copies of plain writes do, and glibc keeps what is freed there for reuse: after
-// freeing a 4 MiB buffer it raises its thresholds (mmap to 4 MiB, trim to 8 MiB, per arena), so
-// after a burst of large writes a client can hold tens of MiB that nothing uses until its
-// allocations happen to reuse them. When an image falls idle after at least kTrimAfterBytes of
-// ciphertext written, malloc_trim(0) (on a worker thread, at most once a second in the process)
-// hands the free pages of every arena back to the kernel. While I/O keeps flowing nothing is
-// trimmed, and there nothing accumulates either (EncryptedRbdImageTest.LongWriteRun...). Reads do
-// not count: trimming after them cost 4 MiB reads at queue depth 1 about a tenth of their
-// throughput in an A/B (the receive buffers librbd allocates next are faulted in afresh).
+// Heap trimming once a client's I/O pauses. Write ciphertext comes from the C library's heap, as
+// librbd's own copies of plain writes do, and read ciphertext arrives in librbd's receive buffers,
+// which rbd-luks frees after decrypting. glibc keeps what is freed for reuse: after freeing a 4 MiB
+// buffer it raises its thresholds (mmap to 4 MiB, trim to 8 MiB, per arena), so after a burst of
+// large requests a client can hold tens of MiB that nothing uses until its allocations happen to
+// reuse them. A thread of its own, started with the first request, hands the free pages of every
+// arena back to the kernel (malloc_trim(0)) once at least kTrimAfterBytes of ciphertext have gone
+// through and no request has for kTrimAfterIdleMs. While I/O keeps flowing nothing is trimmed, and
+// there nothing accumulates either (EncryptedRbdImageTest.LongWriteRun...). Trimming whenever an
+// image fell idle, even between the requests of a queue-depth-1 stream, cost 4 MiB reads about a
+// tenth of their throughput: the receive buffers librbd allocated next were faulted in afresh.
 #pragma once
 
 #include <cstdint>
@@ -15,11 +16,9 @@
 namespace rbdluks {
 
 inline constexpr uint64_t kTrimAfterBytes = uint64_t{32} << 20;
+inline constexpr int64_t kTrimAfterIdleMs = 500;
 
-// Whether a trim may run now: true at most once a second in the process (and claims that second).
-bool claim_heap_trim();
-
-// Gives the heap's free pages back to the kernel (malloc_trim(0) with glibc; nothing elsewhere).
-void trim_heap();
+// Counts `bytes` of ciphertext written or read, now. Cheap: two relaxed atomics and a clock read.
+void note_ciphertext(uint64_t bytes);
 
 }  // namespace rbdluks
