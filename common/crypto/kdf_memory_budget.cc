@@ -32,6 +32,7 @@ uint64_t KdfMemoryBudget::parse_limit(const char* text, uint64_t fallback) {
 }
 
 KdfMemoryBudget& KdfMemoryBudget::process() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
   static KdfMemoryBudget budget(parse_limit(std::getenv("RBD_LUKS_KDF_MEMORY_LIMIT"), half_of_physical_memory()));
   return budget;
 }

@@ -86,16 +86,18 @@ void WorkerChannel::fail(const std::string& message) {
 Result<std::unique_ptr<BenchWorker>> BenchWorker::start(const std::function<int(WorkerChannel&)>& body,
                                                         const std::atomic<bool>& stop) {
   int requests[2], replies[2];
-  if (pipe2(requests, O_CLOEXEC) != 0) return Error(Errc::failure, std::string("pipe: ") + std::strerror(errno));
+  if (pipe2(requests, O_CLOEXEC) != 0) return errno_error("pipe");
   if (pipe2(replies, O_CLOEXEC) != 0) {
+    Error error = errno_error("pipe");
     close(requests[0]);
     close(requests[1]);
-    return Error(Errc::failure, std::string("pipe: ") + std::strerror(errno));
+    return error;
   }
   const pid_t pid = fork();
   if (pid < 0) {
+    Error error = errno_error("fork");
     for (int fd : {requests[0], requests[1], replies[0], replies[1]}) close(fd);
-    return Error(Errc::failure, std::string("fork: ") + std::strerror(errno));
+    return error;
   }
   if (pid == 0) {
     close(requests[1]);
