@@ -11,11 +11,19 @@
 namespace rbdluks {
 namespace {
 
+// The lease this thread holds, if any (see acquire).
+thread_local uint64_t held_by_this_thread = 0;
+
 uint64_t half_of_physical_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGESIZE);
   if (pages <= 0 || page_size <= 0) return 0;
   return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 2;
+}
+
+const char* environment_limit() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
+  return std::getenv("RBD_LUKS_KDF_MEMORY_LIMIT");
 }
 
 }  // namespace
@@ -32,9 +40,9 @@ uint64_t KdfMemoryBudget::parse_limit(const char* text, uint64_t fallback) {
 }
 
 KdfMemoryBudget& KdfMemoryBudget::process() {
-  // NOLINTNEXTLINE(concurrency-mt-unsafe): rbd-luks never writes the environment.
-  static KdfMemoryBudget budget(parse_limit(std::getenv("RBD_LUKS_KDF_MEMORY_LIMIT"), half_of_physical_memory()));
-  return budget;
+  // Never destroyed: a derivation on another thread may still give its lease back during exit.
+  static auto* const budget = new KdfMemoryBudget(parse_limit(environment_limit(), half_of_physical_memory()));
+  return *budget;
 }
 
 void KdfMemoryBudget::set_limit(uint64_t bytes) {
@@ -54,13 +62,16 @@ uint64_t KdfMemoryBudget::in_use() const {
 }
 
 KdfMemoryBudget::Lease KdfMemoryBudget::acquire(uint64_t bytes) {
+  if (held_by_this_thread >= bytes && held_by_this_thread != 0) return Lease(nullptr, 0);
   std::unique_lock lock(mutex_);
   freed_.wait(lock, [&] { return limit_ == 0 || in_use_ == 0 || in_use_ + bytes <= limit_; });
   in_use_ += bytes;
+  held_by_this_thread = bytes;
   return Lease(this, bytes);
 }
 
 void KdfMemoryBudget::release(uint64_t bytes) {
+  held_by_this_thread = 0;
   const std::lock_guard lock(mutex_);
   in_use_ -= bytes;
   freed_.notify_all();

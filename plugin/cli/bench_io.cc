@@ -11,6 +11,7 @@
 // can be told from the host's noise. Each path's client is a process of its own (bench_worker.h):
 // CPU time and peak memory are that process's, measured per run.
 
+#include <malloc.h>
 #include <rbd/librbd.h>
 #include <unistd.h>
 
@@ -130,6 +131,12 @@ Result<Settings> settings_from(const CommandLine& cl, const Args& args) {
       }
     }
     if (s.paths.empty()) return Error(Errc::usage, "--paths is empty");
+    for (size_t i = 0; i < s.paths.size(); ++i) {
+      if (std::find(s.paths.begin(), s.paths.begin() + static_cast<ptrdiff_t>(i), s.paths[i]) !=
+          s.paths.begin() + static_cast<ptrdiff_t>(i)) {
+        return Error(Errc::usage, std::string("--paths names ") + path_name(s.paths[i]) + " twice");
+      }
+    }
   }
   RL_ASSIGN(auto seconds, cl.get_number("seconds"));
   s.seconds = seconds.value_or(s.seconds);
@@ -507,6 +514,9 @@ int serve_path(const CommandLine& cl, const Settings& settings, PathKind kind, W
     RL_TRY(images.flush(kind));
     channel.ready();
     while (const auto spec = channel.next()) {
+      // Every path starts its run from a trimmed heap: rbd-luks trims its own after a pause
+      // (heap_trim.h), and the others must not carry what earlier runs left free against them.
+      malloc_trim(0);
       if (!reset_peak_resident_bytes())
         return Error(Errc::failure, "cannot reset the peak memory (/proc/self/clear_refs)");
       RL_ASSIGN(auto load, run_load(images.device(kind), *spec, g_interrupted));
@@ -536,14 +546,21 @@ Status bench_io(const CommandLine& cl, const Args& args) {
   }, old_term{};
   sigaction(SIGINT, &action, &old_int);
   sigaction(SIGTERM, &action, &old_term);
+  // A worker that died (or a parent that did) shows as a failed write on its pipe, not as SIGPIPE.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction old_pipe {};
+  sigaction(SIGPIPE, &ignore, &old_pipe);
   struct RestoreSignals {
     struct sigaction& int_action;
     struct sigaction& term_action;
+    struct sigaction& pipe_action;
     ~RestoreSignals() {
       sigaction(SIGINT, &int_action, nullptr);
       sigaction(SIGTERM, &term_action, nullptr);
+      sigaction(SIGPIPE, &pipe_action, nullptr);
     }
-  } restore{old_int, old_term};
+  } restore{old_int, old_term, old_pipe};
 
   // Every worker is forked before this process connects to the cluster, which starts threads.
   std::map<PathKind, std::unique_ptr<BenchWorker>> workers;

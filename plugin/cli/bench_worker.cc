@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "process_memory.h"
 
@@ -55,6 +56,14 @@ int read_all(int fd, void* data, size_t bytes, F on_interrupt) {
   return 1;
 }
 
+// The parent's ends of every live worker's pipes. A child forked later inherits them (O_CLOEXEC
+// acts on exec only) and must close them, or an earlier worker would never see its request pipe
+// end and would wait for requests forever.
+std::vector<int>& parent_ends() {
+  static std::vector<int> fds;
+  return fds;
+}
+
 }  // namespace
 
 void WorkerChannel::ready() {
@@ -93,6 +102,7 @@ Result<std::unique_ptr<BenchWorker>> BenchWorker::start(const std::function<int(
     close(requests[1]);
     return error;
   }
+  std::fflush(nullptr);  // or each child would write the parent's buffered output again
   const pid_t pid = fork();
   if (pid < 0) {
     Error error = errno_error("fork");
@@ -102,6 +112,7 @@ Result<std::unique_ptr<BenchWorker>> BenchWorker::start(const std::function<int(
   if (pid == 0) {
     close(requests[1]);
     close(replies[0]);
+    for (int fd : parent_ends()) close(fd);
     WorkerChannel channel(requests[0], replies[1]);
     const int status = body(channel);
     std::fflush(nullptr);
@@ -109,12 +120,14 @@ Result<std::unique_ptr<BenchWorker>> BenchWorker::start(const std::function<int(
   }
   close(requests[0]);
   close(replies[1]);
+  parent_ends().insert(parent_ends().end(), {requests[1], replies[0]});
   std::unique_ptr<BenchWorker> worker(new BenchWorker(pid, requests[1], replies[0]));
   RL_TRY(worker->receive(stop));
   return worker;
 }
 
 BenchWorker::~BenchWorker() {
+  std::erase_if(parent_ends(), [&](int fd) { return fd == requests_ || fd == replies_; });
   close(requests_);
   close(replies_);
   int status = 0;

@@ -167,7 +167,12 @@ Result<std::unique_ptr<EncryptedRbdImage>> EncryptedRbdImage::open(std::unique_p
   const bool on_grid = granule % layout.sector_size == 0 && layout.data_offset % layout.sector_size == 0;
   const PieceGrid grid = on_grid ? PieceGrid{std::min(granule, kMaxPieceBytes), layout.data_offset, true}
                                  : PieceGrid{kMaxPieceBytes, 0, false};
-  RL_ASSIGN(const bool caches_data, raw->caches_data());
+  // A read-only image writes nothing, so its cache policy does not matter (and reading the
+  // configuration needs more rights than reading the image).
+  bool caches_data = false;
+  if (!raw->read_only()) {
+    RL_ASSIGN(caches_data, raw->caches_data());
+  }
 
   std::unique_ptr<EncryptedRbdImage> image;
   try {
@@ -495,8 +500,9 @@ std::optional<std::span<const uint8_t>> EncryptedRbdImage::contiguous_bytes(cons
 void EncryptedRbdImage::encode_and_write(Piece* piece) {
   const SectorSpan& span = piece->span;
   Request& request = *piece->request;
-  // As big as what librbd's C API would copy a plain write into (and keep past its completion,
-  // while librbd's cache is on): rbd-luks encrypts into it instead.
+  // The size of what librbd's C API would copy a plain write into (and keep past its completion,
+  // while librbd's cache is on), plus at most 63 bytes to start on a cache line: rbd-luks encrypts
+  // into it instead.
   const std::span<uint8_t> buffer = piece->data.replace_with_new_buffer(span.size());
   note_ciphertext(span.size());
   const PartialSectors partial = partial_sectors(span);

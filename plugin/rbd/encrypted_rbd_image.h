@@ -221,7 +221,8 @@ class EncryptedRbdImage {
   // Whether partial sectors go back unit by unit with compare-and-write (rmw_plan.h), so that
   // other clients lose none of their bytes; not when librbd caches data for this image
   // (RbdImage::caches_data), whose cache compare-and-write leaves stale. Such a cache is this
-  // client's alone, so an image with it has one writer anyway, and the range lock suffices.
+  // client's alone and sees no other client's writes, so such an image is safe for one writer
+  // only, as it is with plain librbd; within this client the range lock orders the writes.
   const bool compare_partial_units_;
 
   RangeLock sectors_locked_;

@@ -1,10 +1,14 @@
 // Heap trimming: one detached thread per process, which polls a byte counter and the time of the
 // last request. It is never stopped: it holds nothing but two atomics, and a process that exits
-// takes it along. A child made by fork() has no such thread and so never trims.
+// takes it along (librbd_luks.so is linked -z nodelete, so its code is never unloaded under it). A
+// child forked after the thread started has no such thread and does not trim.
 #include "heap_trim.h"
+
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -52,11 +56,16 @@ Trimmer& trimmer() {
 void note_ciphertext(uint64_t bytes) {
   Trimmer& t = trimmer();
   std::call_once(t.started, [] {
+    // The thread takes no signal meant for the application, whichever thread it starts from.
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
     try {
       std::thread([] { trimmer().run(); }).detach();
     } catch (const std::system_error&) {
       // No thread, no trimming: memory stays as glibc keeps it, which is only less tidy.
     }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   });
   t.bytes.fetch_add(bytes, std::memory_order_relaxed);
   t.last_request_ms.store(now_ms(), std::memory_order_relaxed);

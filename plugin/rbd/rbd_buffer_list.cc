@@ -29,7 +29,7 @@ void RbdBufferList::copy_to(std::span<uint8_t> out) const {
 
 std::span<uint8_t> RbdBufferList::replace_with_new_buffer(size_t size) {
   // Allocated as librbd allocates its own copy of a caller's write (buffer::create, which is
-  // posix_memalign with the alignment of malloc), not page-aligned: glibc serves a page-aligned
+  // posix_memalign with 8-byte alignment), not page-aligned: glibc serves a page-aligned
   // request by carving a larger chunk and freeing the slack before and after it, and those small
   // free fragments, reused by librbd's small allocations, pin the heap so that freed megabytes
   // never coalesce or go back to the kernel. With page-aligned buffers, fio's 4 MiB writes at queue

@@ -5,6 +5,7 @@
 #include <rbd/librbd.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <list>
 
@@ -202,7 +203,12 @@ Result<bool> RbdImage::caches_data() const {
     if (option.name == "rbd_cache") cache = option.value;
     if (option.name == "rbd_cache_policy") policy = option.value;
   }
-  return cache == "true" && (policy == "writeback" || policy == "writethrough");
+  // Pool and image overrides come back as they were stored, so read them as Ceph reads a bool:
+  // "true"/"false" in any case, or a number.
+  std::ranges::transform(cache, cache.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const bool on = cache == "true" || (!cache.empty() && std::ranges::all_of(cache, ::isdigit) &&
+                                      cache.find_first_not_of('0') != std::string::npos);
+  return on && (policy == "writeback" || policy == "writethrough");
 }
 
 Status RbdImage::flush() {

@@ -27,8 +27,10 @@ TEST(KdfMemoryBudget, ASecondDerivationWaitsUntilTheFirstGivesItsMemoryBack) {
 TEST(KdfMemoryBudget, DerivationsThatFitTogetherRunTogether) {
   KdfMemoryBudget budget(1024 * kMiB);
   const auto first = budget.acquire(512 * kMiB);
-  const auto second = budget.acquire(512 * kMiB);
-  EXPECT_EQ(budget.in_use(), 1024 * kMiB);
+  std::thread([&] {
+    const auto second = budget.acquire(512 * kMiB);
+    EXPECT_EQ(budget.in_use(), 1024 * kMiB);
+  }).join();
 }
 
 TEST(KdfMemoryBudget, OneDerivationAboveTheCeilingRunsAloneRatherThanNever) {
@@ -41,6 +43,14 @@ TEST(KdfMemoryBudget, RaisingTheCeilingWakesAWaiter) {
   KdfMemoryBudget budget(100 * kMiB);
   const auto first = budget.acquire(100 * kMiB);
   expect_blocks_until([&] { const auto second = budget.acquire(100 * kMiB); }, [&] { budget.set_limit(0); });
+}
+
+// The KDF benchmark holds a lease while it times a derivation, which takes one too.
+TEST(KdfMemoryBudget, AThreadHoldingALeaseIsNotMadeToWaitForItself) {
+  KdfMemoryBudget budget(100 * kMiB);
+  const auto outer = budget.acquire(100 * kMiB);
+  const auto inner = budget.acquire(100 * kMiB);  // would wait forever if counted again
+  EXPECT_EQ(budget.in_use(), 100 * kMiB);
 }
 
 TEST(KdfMemoryBudget, EnvironmentValueParses) {

@@ -206,6 +206,8 @@ TEST_F(EncryptedRbdImageTest, WritesInFlightLandIntactWithLibrbdsCacheOnAndOff) 
         {"conf_rbd_cache_writethrough_until_flush", "false"},
         {"conf_rbd_cache_max_dirty_age", "60"}}},
       {"librbd cache on, write-through", {{"conf_rbd_cache_policy", "writethrough"}}},
+      // An override is listed as stored: "1" is on, as Ceph reads a bool.
+      {"librbd cache on as 1, write-back", {{"conf_rbd_cache", "1"}, {"conf_rbd_cache_policy", "writeback"}}},
       {"librbd cache off", {{"conf_rbd_cache", "false"}}},
   };
   for (const auto& [mode, settings] : modes) {

@@ -140,7 +140,8 @@ RBD_LUKS_API void rbd_luks_set_secure_memory_warning(void (*warn)(const char* me
  * formatted for. Derivations running at once in this process (opens, keyslot changes, formats) hold
  * at most `bytes` together; the others wait for memory to be given back. One derivation larger than
  * the ceiling runs alone. 0 lifts the ceiling. The default is half of physical memory, or the value
- * of RBD_LUKS_KDF_MEMORY_LIMIT (bytes, or with K, M or G) when the library first derives a key. */
+ * of RBD_LUKS_KDF_MEMORY_LIMIT (bytes, or with K, M or G) read at the first use of the ceiling
+ * (a derivation, or either call below). */
 RBD_LUKS_API void rbd_luks_set_kdf_memory_limit(uint64_t bytes);
 RBD_LUKS_API uint64_t rbd_luks_get_kdf_memory_limit(void);
 
