@@ -130,6 +130,25 @@ std::string describe(const VerifiedIoStream::Outcome& o, Clock::time_point origi
          ms(o.completed) + " ms with " + std::to_string(o.result);
 }
 
+// When OSD 0 was killed, when its restart began, and when it was up again.
+struct Outage {
+  Clock::time_point killed;
+  Clock::time_point restarting;
+  Clock::time_point up;
+};
+
+// Kills OSD 0, leaves it down for `down`, then restarts it and waits until it is up.
+Outage kill_osd_for(Clock::duration down) {
+  Outage outage;
+  OsdCrash crash(0);
+  outage.killed = Clock::now();
+  std::this_thread::sleep_for(down);
+  outage.restarting = Clock::now();
+  crash.restart();
+  outage.up = Clock::now();
+  return outage;
+}
+
 // Every request ended within `bound` of its submission.
 void expect_none_slower_than(const std::vector<VerifiedIoStream::Outcome>& outcomes, Clock::duration bound,
                              Clock::time_point origin) {
@@ -149,17 +168,7 @@ TEST_P(OsdRestartTest, OsdKilledMidStreamAndRestartedLosesNoAcknowledgedWrite) {
   const auto began = Clock::now();
   stream.start();
   std::this_thread::sleep_for(1s);
-  Clock::time_point killed;
-  Clock::time_point restarting;
-  Clock::time_point up;
-  {
-    OsdCrash crash(0);
-    killed = Clock::now();
-    std::this_thread::sleep_for(1500ms);  // requests pile up against the dead OSD
-    restarting = Clock::now();
-    crash.restart();
-    up = Clock::now();
-  }
+  const auto [killed, restarting, up] = kill_osd_for(1500ms);  // requests pile up against the dead OSD
   std::this_thread::sleep_for(1s);
   if (!stop(stream, image, kOpTimeout + 10s)) return;
 
@@ -187,17 +196,7 @@ TEST_F(UncachedFailureTest, OsdDownPastTheOpTimeoutFailsEveryRequestAndLosesNoAc
   const auto began = Clock::now();
   stream.start();
   std::this_thread::sleep_for(500ms);
-  Clock::time_point killed;
-  Clock::time_point restarting;
-  Clock::time_point up;
-  {
-    OsdCrash crash(0);
-    killed = Clock::now();
-    std::this_thread::sleep_for(3 * kOpTimeout);
-    restarting = Clock::now();
-    crash.restart();
-    up = Clock::now();
-  }
+  const auto [killed, restarting, up] = kill_osd_for(3 * kOpTimeout);
   std::this_thread::sleep_for(1s);
   if (!stop(stream, image, 3 * kOpTimeout + 10s)) return;
 
