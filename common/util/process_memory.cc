@@ -34,4 +34,6 @@ std::optional<uint64_t> peak_resident_bytes() { return status_kib_field("VmHWM")
 
 std::optional<uint64_t> resident_bytes() { return status_kib_field("VmRSS"); }
 
+std::optional<uint64_t> locked_bytes() { return status_kib_field("VmLck"); }
+
 }  // namespace rbdluks

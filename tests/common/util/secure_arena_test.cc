@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "process_memory.h"
 #include "secure_buffer.h"
 
 namespace rbdluks {
@@ -51,16 +52,6 @@ std::set<std::string> vm_flags(const void* address) {
     }
   }
   return {};
-}
-
-// Kilobytes of locked memory of this process (VmLck in /proc/self/status).
-long locked_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.starts_with("VmLck:")) return std::stol(line.substr(6));
-  }
-  return -1;
 }
 
 bool kernel_wipes_on_fork() {
@@ -94,14 +85,16 @@ TEST(SecureArena, MappingsAreLockedUndumpedAndNotInherited) {
 }
 
 TEST(SecureArena, ManySmallSecretsShareAFewLockedPages) {
-  const long before = locked_kib();
-  ASSERT_GE(before, 0);
+  const auto before = locked_bytes();
+  ASSERT_TRUE(before);
   std::vector<SecureBuffer> secrets;
   for (int i = 0; i < 1000; ++i) secrets.emplace_back(32);  // keys of AES-128-XTS
   for (int i = 0; i < 300; ++i) secrets.emplace_back(64);   // keys of AES-256-XTS
   for (int i = 0; i < 100; ++i) secrets.emplace_back(200);  // passphrases
   // 32000 + 19200 + 25600 bytes: 19 pages when packed, 1400 pages at one page each.
-  const long grown = locked_kib() - before;
+  const auto after = locked_bytes();
+  ASSERT_TRUE(after);
+  const long grown = (static_cast<long>(*after) - static_cast<long>(*before)) / 1024;
   EXPECT_LE(grown, 32 * 4) << "1400 small secrets locked " << grown << " KiB";
   EXPECT_GE(secure_memory_status().locked_bytes, size_t{19} * 4096);
   for (SecureBuffer& secret : secrets) std::memset(secret.data(), 0xa5, secret.size());
