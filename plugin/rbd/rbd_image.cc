@@ -2,6 +2,7 @@
 // bounds checks that RawImage promises (librbd itself clips reads and writes at the end of the image).
 #include "rbd_image.h"
 
+#include <rados/librados.h>
 #include <rbd/librbd.hpp>
 
 #include <algorithm>
@@ -141,7 +142,10 @@ Status RbdImage::write(uint64_t offset, std::span<const uint8_t> data) {
     // Copied: with librbd's cache on, a write may complete while librbd still holds its data.
     ceph::bufferlist bl;
     bl.append(reinterpret_cast<const char*>(data.data() + done), static_cast<unsigned>(chunk));
-    const ssize_t r = image_->write2(offset + done, chunk, bl, 0);
+    // Force unit access: librbd 16's writearound cache (the default policy) would complete the
+    // write before the OSDs have it, and its flush can lose the error (design.md, "OSD failures").
+    // Headers and keyslots are written here, and a change must not report success it did not have.
+    const ssize_t r = image_->write2(offset + done, chunk, bl, LIBRADOS_OP_FLAG_FADVISE_FUA);
     if (r < 0) return ceph_error(static_cast<int>(r), "write " + name_ + " " + range_text(offset + done, chunk));
     if (r == 0) return Error(Errc::failure, "write " + name_ + ": no progress at " + std::to_string(offset + done));
     done += static_cast<size_t>(r);

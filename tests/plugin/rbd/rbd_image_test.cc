@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "cluster_faults.h"
 #include "cluster_fixture.h"
 #include "rbd_image.h"
 
@@ -147,6 +148,41 @@ TEST_F(RbdImageTest, WriteZeroesClearsARange) {
   std::fill(expected.begin() + 3 * kMiB + 100, expected.begin() + 9 * kMiB + 100, 0);
   EXPECT_EQ(got, expected);
   EXPECT_FALSE(image->write_zeroes(12 * kMiB - 10, 20));
+}
+
+// librbd 16's default cache (writearound) completes a write before the OSDs have it, and its flush
+// can then lose the write's error (design.md, "OSD failures"). RawImage::write is how headers and
+// keyslots are written: each write must report its own failure, so a header change on a pool
+// that stopped answering fails instead of reporting success for bytes the cluster never took.
+TEST_F(RbdImageTest, WriteReportsItsOwnFailureUnderLibrbdsWriteAroundCache) {
+  testing::StallablePool pool(connection_->handle());
+  const std::string name = "writearound-" + std::to_string(getpid());
+  {
+    auto pool_io = connection_->open_pool(pool.name(), "");
+    ASSERT_TRUE(pool_io) << pool_io.error().message();
+    // Layering only: an exclusive lock or object map would add timed-out waits at close.
+    int order = 22;
+    ASSERT_EQ(rbd_create2(pool_io->get(), name.c_str(), 8 * kMiB, RBD_FEATURE_LAYERING, &order), 0);
+  }
+  const testing::OwnClient client({{"rbd_cache", "true"},
+                                   {"rbd_cache_policy", "writearound"},
+                                   {"rbd_cache_writethrough_until_flush", "false"},
+                                   {"rados_osd_op_timeout", "1"}},
+                                  pool.name());
+  rados_ioctx_t own_io = nullptr;
+  ASSERT_EQ(rados_ioctx_create2(rados_ioctx_get_cluster(client.io()), rados_ioctx_get_id(client.io()), &own_io), 0);
+  auto image = open_rbd_image(nullptr, IoCtxHandle(own_io, rados_ioctx_destroy), name, std::nullopt,
+                              OpenMode::read_write, "rbd:" + pool.name() + "/" + name);
+  ASSERT_TRUE(image) << image.error().message();
+  const auto data = random_bytes(64 * 1024, 20);
+  ASSERT_TRUE((*image)->write(0, data));
+  ASSERT_TRUE((*image)->flush());
+
+  pool.stall(client);
+  const Status written = (*image)->write(0, data);
+  ASSERT_FALSE(written) << "a write the cluster never took reported success";
+  EXPECT_EQ(written.error().code(), std::error_code(ETIMEDOUT, std::generic_category())) << written.error().message();
+  static_cast<void>((*image)->close());
 }
 
 TEST_F(RbdImageTest, RefusesIoPastTheEnd) {
