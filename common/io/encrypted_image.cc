@@ -117,4 +117,10 @@ Status EncryptedImage::discard(uint64_t offset, uint64_t length) {
 
 Status EncryptedImage::flush() { return raw_.flush(); }
 
+Result<std::vector<Extent>> EncryptedImage::allocated_extents(uint64_t offset, uint64_t length) {
+  RL_TRY(check_range("allocation map", offset, length));
+  RL_ASSIGN(const auto raw, raw_.allocated_extents(data_offset_ + offset, length));
+  return plaintext_extents(raw, data_offset_, sector_size_, offset, length);
+}
+
 }  // namespace rbdluks

@@ -14,8 +14,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "buffer_pool.h"
+#include "extent.h"
 #include "range_lock.h"
 #include "raw_image.h"
 #include "result.h"
@@ -51,6 +53,9 @@ class EncryptedImage {
   // sectors already release their space where the backend can.
   Status discard(uint64_t offset, uint64_t length);
   Status flush();
+  // The parts of [offset, offset + length) whose sectors may hold data, from the raw image's map
+  // (RawImage::allocated_extents) shifted past the header; everything else reads as zeros.
+  Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length);
 
  private:
   Status check_range(const char* what, uint64_t offset, uint64_t length);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "file_extents.h"
 #include "file_header_lock.h"
 #include "printable_text.h"
 
@@ -76,6 +77,10 @@ class FileImage final : public RawImage {
       return {};
     }
     return RawImage::write_zeroes(offset, length);
+  }
+
+  Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length) override {
+    return file_data_extents(fd_, offset, length, name_);
   }
 
   Status flush() override {

@@ -1,4 +1,4 @@
-// RawImage's default write_zeroes: zeros written in bounded chunks.
+// RawImage's defaults: write_zeroes writes zeros in bounded chunks, and everything may hold data.
 #include "raw_image.h"
 
 #include <algorithm>
@@ -15,6 +15,10 @@ Status RawImage::write_zeroes(uint64_t offset, uint64_t length) {
     length -= n;
   }
   return {};
+}
+
+Result<std::vector<Extent>> RawImage::allocated_extents(uint64_t offset, uint64_t length) {
+  return std::vector<Extent>{{offset, length}};
 }
 
 }  // namespace rbdluks

@@ -10,7 +10,9 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "extent.h"
 #include "header_lock.h"
 #include "result.h"
 
@@ -27,6 +29,14 @@ class RawImage {
   // Makes [offset, offset + length) read back as zeros. The default writes zeros; backends override it
   // with something cheaper (hole punching, RBD discard/write-zeroes).
   virtual Status write_zeroes(uint64_t offset, uint64_t length);
+  // The parts of [offset, offset + length) that may hold data, in order; the rest reads as zeros and
+  // takes no space. Backends answer from their own map, as coarse as it is (whole RBD objects,
+  // filesystem blocks); the default is the whole range.
+  virtual Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length);
+  // The aligned unit whose write_zeroes frees it and reads back as zeros in every reader, this one
+  // and its peers alike: an RBD object, which librbd removes. 0 where there is none (a punched hole
+  // in a file decrypts to noise in cryptsetup).
+  virtual uint64_t discard_unit() const { return 0; }
   virtual Status resize(uint64_t new_size) = 0;
   virtual bool read_only() const = 0;
 

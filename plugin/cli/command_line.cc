@@ -53,6 +53,7 @@ constexpr std::array kOptions = {
     OptionSpec{"size", 's', true},
     OptionSpec{"offset", 0, true},
     OptionSpec{"length", 0, true},
+    OptionSpec{"sparse-size", 0, true},
     OptionSpec{"dump-volume-key", 0, false},
     OptionSpec{"volume-key-file", 0, true},
     OptionSpec{"seconds", 0, true},

@@ -21,6 +21,7 @@ Status cmd_keyslot(const CommandLine& cl, const Args& args);
 Status cmd_key_ref(const CommandLine& cl, const Args& args);
 Status cmd_import(const CommandLine& cl, const Args& args);
 Status cmd_export(const CommandLine& cl, const Args& args);
+Status cmd_du(const CommandLine& cl, const Args& args);
 Status cmd_read(const CommandLine& cl, const Args& args);
 Status cmd_write(const CommandLine& cl, const Args& args);
 Status cmd_resize(const CommandLine& cl, const Args& args);

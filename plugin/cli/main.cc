@@ -29,8 +29,12 @@ Commands:
   dump TARGET [--json]                          print the header (no keys)
   dump TARGET --dump-volume-key --volume-key-file FILE
   check TARGET                                  exit 0 when the key opens a keyslot
-  import SRC TARGET [--offset BYTES]            write plaintext from SRC (file or -)
-  export TARGET DST                             write the whole plaintext to DST (file or -)
+  import SRC TARGET [--offset BYTES] [--sparse-size BYTES]
+                                                write plaintext from SRC (file or -); zero blocks
+                                                of the sparse size (4K; 0: none) stay unwritten
+  export TARGET DST [--sparse-size BYTES]       write the whole plaintext to DST (file or -), a
+                                                sparse file where it reads zeros
+  du TARGET [--json]                            plaintext size and what the image uses
   read TARGET --offset N --length L             plaintext bytes to stdout
   write TARGET --offset N [--length L]          plaintext bytes from stdin
   resize TARGET --size BYTES                    set the plaintext size
@@ -97,6 +101,7 @@ Status run(int argc, const char* const* argv) {
       {"create", cmd_create},   {"format", cmd_format},   {"dump", cmd_dump},     {"check", cmd_check},
       {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref}, {"import", cmd_import}, {"export", cmd_export},
       {"read", cmd_read},       {"write", cmd_write},     {"resize", cmd_resize}, {"bench", cmd_bench},
+      {"du", cmd_du},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

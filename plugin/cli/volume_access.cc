@@ -75,8 +75,10 @@ Result<UnlockedVolume> unlock(const CommandLine& cl, const std::string& target, 
   unlocked.key = std::move(key).value();
   const VolumeLayout& layout = unlocked.loaded.volume->layout();
   RL_ASSIGN(auto cipher, make_cipher(layout.cipher, unlocked.key.volume_key.span()));
+  // Eight bounce buffers: as many pieces in flight as thin_copy keeps chunks in flight.
   unlocked.data = std::make_unique<EncryptedImage>(*unlocked.loaded.image, std::move(cipher), layout.data_offset,
-                                                   layout.sector_size, layout.data_size);
+                                                   layout.sector_size, layout.data_size,
+                                                   BounceBufferConfig{.buffer_bytes = size_t{4} << 20, .count = 8});
   return unlocked;
 }
 

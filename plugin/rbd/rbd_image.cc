@@ -199,6 +199,8 @@ int RbdImage::aio_flush(AioDone done, void* arg) {
 
 uint64_t RbdImage::stripe_unit() const { return image_->get_stripe_unit(); }
 
+uint64_t RbdImage::discard_unit() const { return image_->get_stripe_count() == 1 ? image_->get_stripe_unit() : 0; }
+
 Result<bool> RbdImage::caches_data() const {
   std::vector<librbd::config_option_t> options;
   if (const int r = image_->config_list(&options); r < 0) return ceph_error(r, "configuration of " + name_);
@@ -219,6 +221,31 @@ Status RbdImage::flush() {
   if (read_only_) return {};
   if (const int r = image_->flush(); r < 0) return ceph_error(r, "flush " + name_);
   return {};
+}
+
+Result<std::vector<Extent>> RbdImage::allocated_extents(uint64_t offset, uint64_t length) {
+  std::vector<Extent> objects;
+  auto add = [](uint64_t at, size_t bytes, int exists, void* arg) {
+    if (exists != 0) static_cast<std::vector<Extent>*>(arg)->push_back({at, bytes});
+    return 0;
+  };
+  const int r = image_->diff_iterate2(nullptr, offset, length, /*include_parent=*/true, /*whole_object=*/true, add,
+                                      &objects);
+  if (r < 0) return ceph_error(r, "find the allocated objects of " + name_);
+  // Objects are listed concurrently, so in no set order; the first and last may reach past the range.
+  std::ranges::sort(objects, {}, &Extent::offset);
+  std::vector<Extent> extents;
+  for (const Extent& e : objects) {
+    const uint64_t begin = std::max(e.offset, offset);
+    const uint64_t end = std::min(e.end(), offset + length);
+    if (begin >= end) continue;
+    if (!extents.empty() && extents.back().end() >= begin) {
+      extents.back().length = std::max(extents.back().end(), end) - extents.back().offset;
+    } else {
+      extents.push_back({begin, end - begin});
+    }
+  }
+  return extents;
 }
 
 Status RbdImage::resize(uint64_t new_size) {

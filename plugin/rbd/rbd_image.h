@@ -59,6 +59,11 @@ class RbdImage final : public RawImage {
   Status write(uint64_t offset, std::span<const uint8_t> data) override;
   Status flush() override;
   Status write_zeroes(uint64_t offset, uint64_t length) override;
+  // Whole objects that exist (parent's included, for clones), from librbd's diff iteration against
+  // the image's beginning: the object map where fast-diff is on, else one listing per object.
+  Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length) override;
+  // The object, when objects lie one after the other (no fancy striping).
+  uint64_t discard_unit() const override;
   Status resize(uint64_t new_size) override;
   bool read_only() const override { return read_only_; }
   Result<std::optional<std::string>> get_metadata(const std::string& key) override;

@@ -1,0 +1,254 @@
+// import_plaintext and export_plaintext: chunks aligned in the image (so two never share a sector),
+// a window of them in flight on their own threads, and the sparse rules per block.
+#include "thin_copy.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <vector>
+
+#include "progress.h"
+
+namespace rbdluks::cli {
+namespace {
+
+constexpr uint64_t kChunk = 4u << 20;
+// Chunks in flight: as many as `rbd import` keeps requests in flight (rbd_concurrent_management_ops
+// is 10), at 4 MiB each a bounded 32 MiB of buffers.
+constexpr size_t kWindow = 8;
+
+bool all_zero(std::span<const uint8_t> bytes) {
+  return bytes.empty() || (bytes[0] == 0 && std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0);
+}
+
+// The parts of [offset, offset + length) inside the sorted extents.
+std::vector<Extent> intersect(const std::vector<Extent>& extents, uint64_t offset, uint64_t length) {
+  std::vector<Extent> out;
+  const uint64_t end = offset + length;
+  auto it = std::ranges::upper_bound(extents, offset, {}, &Extent::end);
+  for (; it != extents.end() && it->offset < end; ++it) {
+    const uint64_t begin = std::max(it->offset, offset);
+    out.push_back({begin, std::min(it->end(), end) - begin});
+  }
+  return out;
+}
+
+// A chunk's bytes cut into runs of data and runs of zeros, by blocks of sparse_size aligned at
+// multiples of it (from `origin`); blocks cut by the chunk's ends count as data.
+struct Run {
+  uint64_t offset;
+  uint64_t length;
+  bool zeros;
+};
+std::vector<Run> runs_of(std::span<const uint8_t> bytes, uint64_t at, uint64_t origin, uint64_t sparse_size) {
+  std::vector<Run> runs;
+  const uint64_t end = at + bytes.size();
+  uint64_t pos = at;
+  while (pos < end) {
+    uint64_t block_end = end;
+    bool zeros = false;
+    if (sparse_size != 0) {
+      const uint64_t rel = pos - origin;
+      const uint64_t aligned_end = origin + (rel / sparse_size + 1) * sparse_size;
+      block_end = std::min(aligned_end, end);
+      const bool whole = rel % sparse_size == 0 && block_end == aligned_end;
+      zeros = whole && all_zero(bytes.subspan(pos - at, block_end - pos));
+    }
+    if (!runs.empty() && runs.back().zeros == zeros) {
+      runs.back().length += block_end - pos;
+    } else {
+      runs.push_back({pos, block_end - pos, zeros});
+    }
+    pos = block_end;
+  }
+  return runs;
+}
+
+// Keeps up to kWindow tasks running; the first failure stops new ones, and every task is waited for.
+class TaskWindow {
+ public:
+  ~TaskWindow() {
+    for (auto& task : tasks_) task.wait();
+  }
+  template <typename Fn>
+  Status add(Fn&& fn) {
+    if (tasks_.size() == kWindow) RL_TRY(pop());
+    tasks_.push_back(std::async(std::launch::async, std::forward<Fn>(fn)));
+    return {};
+  }
+  Status drain() {
+    Status first;
+    while (!tasks_.empty()) {
+      Status st = pop();
+      if (!st && first) first = std::move(st);
+    }
+    return first;
+  }
+
+ private:
+  Status pop() {
+    Status st = tasks_.front().get();
+    tasks_.pop_front();
+    return st;
+  }
+  std::deque<std::future<Status>> tasks_;
+};
+
+// Zeros where the image held data: whole discard units discarded, the edges written as encrypted
+// zeros.
+Status zero_held(EncryptedImage& data, Extent held, const CopySettings& settings) {
+  const uint64_t unit = settings.discard_unit;
+  const uint64_t raw_begin = settings.data_offset + held.offset;
+  const uint64_t raw_end = raw_begin + held.length;
+  uint64_t discard_begin = raw_end;
+  uint64_t discard_end = raw_end;
+  if (unit != 0 && (raw_begin + unit - 1) / unit * unit < raw_end / unit * unit) {
+    discard_begin = (raw_begin + unit - 1) / unit * unit;
+    discard_end = raw_end / unit * unit;
+  }
+  auto write_zeros = [&](uint64_t from, uint64_t to) -> Status {
+    for (uint64_t at = from; at < to;) {
+      const uint64_t n = std::min<uint64_t>(to - at, kChunk);
+      const std::vector<uint8_t> zeros(n);
+      RL_TRY(data.write(at - settings.data_offset, zeros));
+      at += n;
+    }
+    return {};
+  };
+  RL_TRY(write_zeros(raw_begin, discard_begin));
+  if (discard_begin < discard_end) {
+    RL_TRY(data.write_zeroes(discard_begin - settings.data_offset, discard_end - discard_begin));
+  }
+  return write_zeros(discard_end, raw_end);
+}
+
+// One chunk of `length` bytes into the image: data runs written, zero runs zeroed where the image
+// may hold data. A chunk from a hole of the source has no bytes: it is all one zero run.
+Status write_chunk(EncryptedImage& data, uint64_t at, uint64_t length, const std::vector<uint8_t>& bytes,
+                   const std::vector<Extent>& allocated, const CopySettings& settings) {
+  const std::vector<Run> runs =
+      bytes.empty() ? std::vector<Run>{{at, length, true}} : runs_of(bytes, at, 0, settings.sparse_size);
+  for (const Run& run : runs) {
+    if (!run.zeros) {
+      RL_TRY(data.write(run.offset, std::span(bytes).subspan(run.offset - at, run.length)));
+      continue;
+    }
+    for (const Extent& held : intersect(allocated, run.offset, run.length)) RL_TRY(zero_held(data, held, settings));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status import_plaintext(Stream& in, EncryptedImage& data, const std::string& target, uint64_t offset,
+                        std::optional<uint64_t> limit, const CopySettings& settings) {
+  RL_ASSIGN(const uint64_t size, data.size());
+  auto too_long = [&](uint64_t length) {
+    return Error(Errc::usage, target + ": " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
+                                  " do not fit in the plaintext size " + std::to_string(size));
+  };
+  const auto regular = in.regular_size();
+  const uint64_t source_length = limit ? *limit : regular.value_or(size > offset ? size - offset : 0);
+  if (offset > size || source_length > size - offset) return too_long(source_length);
+  // A block whose image range holds nothing is left alone; only held ranges need zeroing.
+  RL_ASSIGN(const auto allocated, data.allocated_extents(offset, size - offset));
+  std::vector<Extent> source_data;
+  if (regular) {
+    RL_ASSIGN(source_data, in.data_extents(0, source_length));
+  }
+
+  Progress progress(settings.label, limit.value_or(regular.value_or(0)), settings.progress);
+  TaskWindow window;
+  uint64_t done = 0;
+  bool ended = false;
+  while (!ended) {
+    const uint64_t pos = offset + done;
+    const uint64_t chunk_end = (pos / kChunk + 1) * kChunk;
+    const uint64_t want = std::min(chunk_end - pos, (regular || limit ? source_length : size - offset) - done);
+    if (want == 0) break;
+    std::vector<uint8_t> bytes;
+    uint64_t got = want;
+    if (regular) {
+      // A hole of the source is not read, and with sparse blocks on not even held in memory.
+      if (settings.sparse_size == 0 || !intersect(source_data, done, want).empty()) {
+        bytes.resize(want);
+        RL_TRY(in.read_at(done, bytes));
+      }
+    } else {
+      bytes.resize(want);
+      RL_ASSIGN(got, in.read_full(bytes));
+      bytes.resize(got);
+      ended = got < want;
+      if (got == 0) break;
+    }
+    RL_TRY(window.add([&data, pos, got, bytes = std::move(bytes), &allocated, &settings] {
+      return write_chunk(data, pos, got, bytes, allocated, settings);
+    }));
+    done += got;
+    progress.update(done);
+  }
+  RL_TRY(window.drain());
+  if (!regular && !limit && !ended) {
+    // The image is full: anything more in the source does not fit.
+    uint8_t extra = 0;
+    RL_ASSIGN(const size_t more, in.read_full({&extra, 1}));
+    if (more != 0) return too_long(done + 1);
+  }
+  if (limit && done != *limit) {
+    return Error(Errc::failure,
+                 in.name() + " ended after " + std::to_string(done) + " of " + std::to_string(*limit) + " bytes");
+  }
+  return data.flush();
+}
+
+Status export_plaintext(EncryptedImage& data, uint64_t offset, uint64_t length, Stream& out,
+                        const CopySettings& settings) {
+  RL_ASSIGN(const auto allocated, data.allocated_extents(offset, length));
+  const bool sparse_output = out.regular_size().has_value() && settings.sparse_size != 0;
+  Progress progress(settings.label, length, settings.progress);
+
+  struct Chunk {
+    uint64_t pos;
+    std::vector<uint8_t> bytes;
+    bool hole;
+  };
+  std::deque<std::future<Result<Chunk>>> chunks;
+  auto read_chunk = [&data, &allocated](uint64_t pos, uint64_t n) -> Result<Chunk> {
+    Chunk chunk{pos, std::vector<uint8_t>(n), true};
+    for (const Extent& held : intersect(allocated, pos, n)) {
+      chunk.hole = false;
+      RL_TRY(data.read(held.offset, std::span(chunk.bytes).subspan(held.offset - pos, held.length)));
+    }
+    return chunk;
+  };
+  // Futures still running when an error returns are waited for by their destructors.
+  uint64_t next = offset;
+  const uint64_t end = offset + length;
+  auto refill = [&] {
+    while (chunks.size() < kWindow && next < end) {
+      const uint64_t n = std::min((next / kChunk + 1) * kChunk, end) - next;
+      chunks.push_back(std::async(std::launch::async, read_chunk, next, n));
+      next += n;
+    }
+  };
+  refill();
+  while (!chunks.empty()) {
+    RL_ASSIGN(Chunk chunk, chunks.front().get());
+    chunks.pop_front();
+    refill();
+    const uint64_t at = chunk.pos - offset;  // in the output
+    if (!sparse_output) {
+      RL_TRY(out.write_full(chunk.bytes));
+    } else if (!chunk.hole) {
+      for (const Run& run : runs_of(chunk.bytes, at, 0, settings.sparse_size)) {
+        if (!run.zeros) RL_TRY(out.write_at(run.offset, std::span(chunk.bytes).subspan(run.offset - at, run.length)));
+      }
+    }
+    progress.update(chunk.pos + chunk.bytes.size() - offset);
+  }
+  if (sparse_output) RL_TRY(out.set_size(length));
+  return out.finish();
+}
+
+}  // namespace rbdluks::cli
