@@ -37,6 +37,10 @@ class RawImage {
   // and its peers alike: an RBD object, which librbd removes. 0 where there is none (a punched hole
   // in a file decrypts to noise in cryptsetup).
   virtual uint64_t discard_unit() const { return 0; }
+  // Whether a range never written reads as zeros in the other readers of the format too, so that a
+  // copy may leave zeros unwritten: librbd's native encryption returns zeros where RADOS reports a
+  // hole, while cryptsetup decrypts a file's holes into noise.
+  virtual bool peers_read_holes_as_zeros() const { return false; }
   virtual Status resize(uint64_t new_size) = 0;
   virtual bool read_only() const = 0;
 

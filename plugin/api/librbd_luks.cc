@@ -178,6 +178,22 @@ int rbd_luks_get_size(rbd_luks_image_t image, uint64_t* size) {
   });
 }
 
+int rbd_luks_allocated_extents(rbd_luks_image_t image, uint64_t ofs, uint64_t len,
+                               int (*cb)(uint64_t offset, uint64_t length, void* arg), void* arg) {
+  if (image == nullptr || cb == nullptr) return fail(-EINVAL, "rbd_luks_allocated_extents: missing argument");
+  return guarded([&] {
+    auto size = image_of(image)->size();
+    if (!size) return fail(size.error());
+    if (ofs > *size || len > *size - ofs) return fail(-EINVAL, "rbd_luks_allocated_extents: range past the end");
+    auto extents = image_of(image)->allocated_extents(ofs, len);
+    if (!extents) return fail(extents.error());
+    for (const auto& e : *extents) {
+      if (const int r = cb(e.offset, e.length, arg); r < 0) return r;
+    }
+    return 0;
+  });
+}
+
 int rbd_luks_resize(rbd_luks_image_t image, uint64_t size) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_resize: no image");
   if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");

@@ -136,6 +136,17 @@ Status Image::write_zeroes(uint64_t offset, uint64_t length) {
   });
 }
 
+Result<std::vector<Image::Extent>> Image::allocated_extents(uint64_t offset, uint64_t length) {
+  return guarded(name(), "allocated_extents", [&]() -> Result<std::vector<Extent>> {
+    RL_TRY(check_inside("allocated_extents", offset, length));
+    RL_ASSIGN(const auto extents, impl_->allocated_extents(offset, length));
+    std::vector<Extent> out;
+    out.reserve(extents.size());
+    for (const auto& e : extents) out.push_back({e.offset, e.length});
+    return out;
+  });
+}
+
 Status Image::flush() {
   return guarded(name(), "flush", [&] { return status_of(impl_->flush(), "flush", 0, 0); });
 }

@@ -21,11 +21,17 @@ Status check_range(const std::string& target, uint64_t offset, uint64_t length, 
 
 bool show_progress(const CommandLine& cl) { return !cl.has("quiet") && isatty(STDERR_FILENO); }
 
-// --sparse-size: 4 KiB unless given, 0 for none; zero blocks must be whole sectors of the volume.
-Result<CopySettings> copy_settings(const CommandLine& cl, const UnlockedVolume& unlocked, const char* label) {
-  CopySettings settings{.progress = show_progress(cl), .label = label};
+// --sparse-size: 0 for none; zero blocks must be whole sectors of the volume. Unless given, 4 KiB,
+// but for an import into an image whose holes other readers do not read as zeros (a file, which
+// cryptsetup would decrypt into noise there): every byte is written.
+Result<CopySettings> copy_settings(const CommandLine& cl, const UnlockedVolume& unlocked, bool into_image) {
+  CopySettings settings{.progress = show_progress(cl), .label = into_image ? "import" : "export"};
   RL_ASSIGN(auto sparse, cl.get_size("sparse-size"));
-  if (sparse) settings.sparse_size = *sparse;
+  if (sparse) {
+    settings.sparse_size = *sparse;
+  } else if (into_image && !unlocked.loaded.image->peers_read_holes_as_zeros()) {
+    settings.sparse_size = 0;
+  }
   settings.discard_unit = unlocked.loaded.image->discard_unit();
   settings.data_offset = unlocked.loaded.volume->layout().data_offset;
   const uint32_t sector = unlocked.loaded.volume->layout().sector_size;
@@ -43,7 +49,7 @@ Status cmd_import(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(auto offset, cl.get_size("offset"));
   RL_ASSIGN(auto in, Stream::open_input(args[0]));
   RL_ASSIGN(auto unlocked, unlock_volume(cl, args[1], OpenMode::read_write));
-  RL_ASSIGN(const CopySettings settings, copy_settings(cl, unlocked, "import"));
+  RL_ASSIGN(const CopySettings settings, copy_settings(cl, unlocked, true));
   return import_plaintext(in, *unlocked.data, args[1], offset.value_or(0), std::nullopt, settings);
 }
 
@@ -51,7 +57,7 @@ Status cmd_export(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 2, 2, "export TARGET DST"));
   RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_only));
   RL_ASSIGN(const uint64_t size, unlocked.data->size());
-  RL_ASSIGN(const CopySettings settings, copy_settings(cl, unlocked, "export"));
+  RL_ASSIGN(const CopySettings settings, copy_settings(cl, unlocked, false));
   RL_ASSIGN(auto out, Stream::open_output(args[1]));
   return export_plaintext(*unlocked.data, 0, size, out, settings);
 }

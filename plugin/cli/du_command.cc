@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "sector_codec.h"
 #include "volume_access.h"
 
 namespace rbdluks::cli {
@@ -24,8 +25,7 @@ Status cmd_du(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(auto loaded, load_volume(cl, args[0], OpenMode::read_only));
   const VolumeLayout& layout = loaded.volume->layout();
   RL_ASSIGN(const uint64_t raw_size, loaded.image->size());
-  const uint64_t after_header = raw_size > layout.data_offset ? raw_size - layout.data_offset : 0;
-  const uint64_t size = layout.data_size.value_or(after_header / layout.sector_size * layout.sector_size);
+  const uint64_t size = data_segment_size(raw_size, layout.data_offset, layout.sector_size, layout.data_size);
   // Whole objects for RBD (as `rbd du` counts them with fast-diff), filesystem extents for files.
   RL_ASSIGN(const auto allocated, loaded.image->allocated_extents(0, raw_size));
   const uint64_t used = total_length(allocated);

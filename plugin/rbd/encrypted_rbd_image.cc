@@ -212,6 +212,11 @@ Result<uint64_t> EncryptedRbdImage::size() {
   return data_segment_size(raw_size, layout_.data_offset, sector_size_, layout_.data_size);
 }
 
+Result<std::vector<Extent>> EncryptedRbdImage::allocated_extents(uint64_t offset, uint64_t length) {
+  RL_ASSIGN(const auto raw, raw_->allocated_extents(layout_.data_offset + offset, length));
+  return plaintext_extents(raw, layout_.data_offset, sector_size_, offset, length);
+}
+
 Status EncryptedRbdImage::header_status() const {
   if (!stale_.load(std::memory_order_acquire)) return {};
   const std::lock_guard lock(header_mutex_);

@@ -116,6 +116,10 @@ class EncryptedRbdImage {
 
   // Plaintext size in bytes.
   Result<uint64_t> size();
+  // The parts of plaintext [offset, offset + length) whose sectors may hold data: the RBD objects
+  // that exist (RbdImage::allocated_extents) shifted past the header and clipped. The rest reads as
+  // zeros, so copies may skip it.
+  Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length);
   // Sets the plaintext size (a multiple of the sector size); the RBD image becomes data_offset + size.
   // A header change: it takes the header lock (header_lock.h), waiting for another client's change.
   Status resize(uint64_t size);

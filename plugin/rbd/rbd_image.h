@@ -64,6 +64,7 @@ class RbdImage final : public RawImage {
   Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length) override;
   // The object, when objects lie one after the other (no fancy striping).
   uint64_t discard_unit() const override;
+  bool peers_read_holes_as_zeros() const override { return true; }
   Status resize(uint64_t new_size) override;
   bool read_only() const override { return read_only_; }
   Result<std::optional<std::string>> get_metadata(const std::string& key) override;

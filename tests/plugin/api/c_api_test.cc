@@ -92,6 +92,46 @@ struct CallbackLog {
   }
 };
 
+// The allocation map copy tools use to stay thin: whole objects that exist, in plaintext offsets
+// (the header's objects never show), and discard and write-zeroes give whole objects back.
+TEST_F(CApiTest, AllocatedExtentsFollowWritesAndZeroingGivesObjectsBack) {
+  const std::string name = create_luks_image(32 * kMiB);  // 4 MiB objects; data at raw 16 MiB
+  rbd_luks_image_t image = nullptr;
+  ASSERT_EQ(rbd_luks_open(io(), name.c_str(), nullptr, kPassphrase.data(), kPassphrase.size(), &image), 0);
+  using Extents = std::vector<std::pair<uint64_t, uint64_t>>;
+  auto extents = [&](uint64_t ofs, uint64_t len) {
+    Extents out;
+    const int r = rbd_luks_allocated_extents(
+        image, ofs, len,
+        [](uint64_t offset, uint64_t length, void* arg) {
+          static_cast<Extents*>(arg)->emplace_back(offset, length);
+          return 0;
+        },
+        &out);
+    EXPECT_EQ(r, 0) << rbd_luks_last_error();
+    return out;
+  };
+  EXPECT_EQ(extents(0, 32 * kMiB), Extents{}) << "a fresh image holds no data";
+  const std::vector<char> data(4096, 'x');
+  ASSERT_EQ(rbd_luks_write(image, 9 * kMiB + 4096, data.size(), data.data(), 0), 4096);
+  ASSERT_EQ(rbd_luks_write(image, 20 * kMiB, data.size(), data.data(), 0), 4096);
+  EXPECT_EQ(extents(0, 32 * kMiB), (Extents{{8 * kMiB, 4 * kMiB}, {20 * kMiB, 4 * kMiB}}));
+  EXPECT_EQ(extents(9 * kMiB, 12 * kMiB), (Extents{{9 * kMiB, 3 * kMiB}, {20 * kMiB, kMiB}})) << "clipped";
+  EXPECT_EQ(extents(9 * kMiB + 1, 1), (Extents{{9 * kMiB + 1, 1}}));
+  EXPECT_EQ(extents(31 * kMiB + 512, kMiB - 512), Extents{});
+
+  ASSERT_EQ(rbd_luks_discard(image, 8 * kMiB, 4 * kMiB), static_cast<int>(4 * kMiB));
+  ASSERT_EQ(rbd_luks_write_zeroes(image, 20 * kMiB, 4 * kMiB), static_cast<ssize_t>(4 * kMiB));
+  EXPECT_EQ(extents(0, 32 * kMiB), Extents{}) << "discard and write-zeroes of whole objects keep the image thin";
+  std::vector<char> got(4096, 'y');
+  ASSERT_EQ(rbd_luks_read(image, 9 * kMiB + 4096, got.size(), got.data(), 0), 4096);
+  EXPECT_EQ(got, std::vector<char>(4096, 0));
+
+  EXPECT_EQ(extents(32 * kMiB, 0), Extents{});
+  EXPECT_EQ(rbd_luks_allocated_extents(image, 0, 32 * kMiB + 1, nullptr, nullptr), -EINVAL);
+  EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
+}
+
 TEST_F(CApiTest, AsynchronousRequestsCallBackThenWake) {
   const std::string name = create_luks_image(8 * kMiB);
   rbd_luks_image_t image = open(name);

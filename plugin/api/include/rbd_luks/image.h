@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "result.h"
 
@@ -90,6 +91,16 @@ class RBD_LUKS_CXX_API Image {
   Status discard(uint64_t offset, uint64_t length);
   Status write_zeroes(uint64_t offset, uint64_t length);
   Status flush();
+
+  struct Extent {
+    uint64_t offset;
+    uint64_t length;
+  };
+  // The parts of [offset, offset + length) that may hold data, in order: the RBD objects that
+  // exist (librbd's diff iteration against the image's beginning, parent included), shifted past
+  // the LUKS header and clipped to the range. Everything else reads as zeros, so a copy may skip
+  // it and keep its destination thin. The range must lie within the image.
+  Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length);
 
   // An error here (out of memory) means the request was not submitted and done will not run.
   Status aio_read(uint64_t offset, std::span<uint8_t> out, Completion done);

@@ -92,6 +92,13 @@ RBD_LUKS_API int rbd_luks_discard(rbd_luks_image_t image, uint64_t ofs, uint64_t
 RBD_LUKS_API ssize_t rbd_luks_write_zeroes(rbd_luks_image_t image, uint64_t ofs, size_t len);
 RBD_LUKS_API int rbd_luks_flush(rbd_luks_image_t image);
 
+/* Calls cb(offset, length, arg) in order for each part of plaintext [ofs, ofs + len) that may hold
+ * data: the RBD objects that exist (librbd's diff iteration against the image's beginning, parent
+ * included), shifted past the LUKS header and clipped to the range. The rest reads as zeros, so a
+ * copy may skip it. A negative return of cb stops the walk and is returned; else 0 or -errno. */
+RBD_LUKS_API int rbd_luks_allocated_extents(rbd_luks_image_t image, uint64_t ofs, uint64_t len,
+                                            int (*cb)(uint64_t offset, uint64_t length, void* arg), void* arg);
+
 RBD_LUKS_API int rbd_luks_aio_create_completion(void* cb_arg, rbd_luks_callback_t complete_cb,
                                                 rbd_luks_completion_t* c);
 RBD_LUKS_API int rbd_luks_aio_read(rbd_luks_image_t image, uint64_t off, size_t len, char* buf, rbd_luks_completion_t c,
