@@ -15,14 +15,18 @@ std::vector<Extent> plaintext_extents(const std::vector<Extent>& raw, uint64_t d
     const uint64_t end = e.end() - data_offset;
     const uint64_t first = std::max(begin / sector_size * sector_size, offset);
     const uint64_t last = std::min((end + sector_size - 1) / sector_size * sector_size, request_end);
-    if (first >= last) continue;
-    if (!out.empty() && out.back().end() >= first) {
-      out.back().length = std::max(out.back().end(), last) - out.back().offset;
-    } else {
-      out.push_back({first, last - first});
-    }
+    append_extent(out, first, last);
   }
   return out;
+}
+
+void append_extent(std::vector<Extent>& extents, uint64_t begin, uint64_t end) {
+  if (begin >= end) return;
+  if (!extents.empty() && extents.back().end() >= begin) {
+    extents.back().length = std::max(extents.back().end(), end) - extents.back().offset;
+  } else {
+    extents.push_back({begin, end - begin});
+  }
 }
 
 uint64_t total_length(const std::vector<Extent>& extents) {

@@ -23,6 +23,10 @@ struct Extent {
 std::vector<Extent> plaintext_extents(const std::vector<Extent>& raw, uint64_t data_offset, uint32_t sector_size,
                                       uint64_t offset, uint64_t length);
 
+// Appends [begin, end) to extents sorted by offset, merged into the last one where they touch or
+// overlap; an empty range adds nothing. begin must not lie before the last extent's offset.
+void append_extent(std::vector<Extent>& extents, uint64_t begin, uint64_t end);
+
 // The bytes the extents cover.
 uint64_t total_length(const std::vector<Extent>& extents);
 

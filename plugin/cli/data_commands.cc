@@ -2,7 +2,6 @@
 // chunks of bounded size, a bounded number in flight, zeros kept as holes.
 #include <unistd.h>
 
-
 #include "commands.h"
 #include "stream.h"
 #include "thin_copy.h"

@@ -35,11 +35,11 @@ Status cmd_du(const CommandLine& cl, const Args& args) {
   }
   if (cl.has("json")) {
     print_json(nlohmann::json{{"image", loaded.image->name()},
-                {"size", size},
-                {"used", used},
-                {"header_used", header_used},
-                {"data_used", used - header_used},
-                {"data_offset", layout.data_offset}});
+                              {"size", size},
+                              {"used", used},
+                              {"header_used", header_used},
+                              {"data_used", used - header_used},
+                              {"data_offset", layout.data_offset}});
     return {};
   }
   std::cout << loaded.image->name() << ": " << size << " bytes of plaintext (" << mib(size) << "), " << used

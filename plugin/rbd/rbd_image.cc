@@ -231,22 +231,14 @@ Result<std::vector<Extent>> RbdImage::allocated_extents(uint64_t offset, uint64_
     if (exists != 0) static_cast<std::vector<Extent>*>(arg)->push_back({at, bytes});
     return 0;
   };
-  const int r = image_->diff_iterate2(nullptr, offset, length, /*include_parent=*/true, /*whole_object=*/true, add,
-                                      &objects);
+  const int r =
+      image_->diff_iterate2(nullptr, offset, length, /*include_parent=*/true, /*whole_object=*/true, add, &objects);
   if (r < 0) return ceph_error(r, "find the allocated objects of " + name_);
   // Objects are listed concurrently, so in no set order; the first and last may reach past the range.
   std::ranges::sort(objects, {}, &Extent::offset);
   std::vector<Extent> extents;
-  for (const Extent& e : objects) {
-    const uint64_t begin = std::max(e.offset, offset);
-    const uint64_t end = std::min(e.end(), offset + length);
-    if (begin >= end) continue;
-    if (!extents.empty() && extents.back().end() >= begin) {
-      extents.back().length = std::max(extents.back().end(), end) - extents.back().offset;
-    } else {
-      extents.push_back({begin, end - begin});
-    }
-  }
+  for (const Extent& e : objects)
+    append_extent(extents, std::max(e.offset, offset), std::min(e.end(), offset + length));
   return extents;
 }
 
