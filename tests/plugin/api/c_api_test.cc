@@ -123,6 +123,23 @@ TEST_F(CApiTest, AllocatedExtentsFollowWritesAndZeroingGivesObjectsBack) {
   ASSERT_EQ(rbd_luks_discard(image, 8 * kMiB, 4 * kMiB), static_cast<int>(4 * kMiB));
   ASSERT_EQ(rbd_luks_write_zeroes(image, 20 * kMiB, 4 * kMiB), static_cast<ssize_t>(4 * kMiB));
   EXPECT_EQ(extents(0, 32 * kMiB), Extents{}) << "discard and write-zeroes of whole objects keep the image thin";
+
+  // The same through the asynchronous calls.
+  ASSERT_EQ(rbd_luks_write(image, 9 * kMiB, data.size(), data.data(), 0), 4096);
+  ASSERT_EQ(rbd_luks_write(image, 20 * kMiB, data.size(), data.data(), 0), 4096);
+  EXPECT_EQ(extents(0, 32 * kMiB), (Extents{{8 * kMiB, 4 * kMiB}, {20 * kMiB, 4 * kMiB}}));
+  rbd_luks_completion_t c = nullptr;
+  ASSERT_EQ(rbd_luks_aio_create_completion(nullptr, nullptr, &c), 0);
+  ASSERT_EQ(rbd_luks_aio_discard(image, 8 * kMiB, 4 * kMiB, c), 0);
+  ASSERT_EQ(rbd_luks_aio_wait_for_complete(c), 0);
+  EXPECT_EQ(rbd_luks_aio_get_return_value(c), 0);
+  rbd_luks_aio_release(c);
+  ASSERT_EQ(rbd_luks_aio_create_completion(nullptr, nullptr, &c), 0);
+  ASSERT_EQ(rbd_luks_aio_write_zeroes(image, 20 * kMiB, 4 * kMiB, c), 0);
+  ASSERT_EQ(rbd_luks_aio_wait_for_complete(c), 0);
+  EXPECT_EQ(rbd_luks_aio_get_return_value(c), 0);
+  rbd_luks_aio_release(c);
+  EXPECT_EQ(extents(0, 32 * kMiB), Extents{}) << "aio discard and write-zeroes keep the image thin too";
   std::vector<char> got(4096, 'y');
   ASSERT_EQ(rbd_luks_read(image, 9 * kMiB + 4096, got.size(), got.data(), 0), 4096);
   EXPECT_EQ(got, std::vector<char>(4096, 0));
