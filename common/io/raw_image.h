@@ -33,13 +33,17 @@ class RawImage {
   // takes no space. Backends answer from their own map, as coarse as it is (whole RBD objects,
   // filesystem blocks); the default is the whole range.
   virtual Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length);
-  // The aligned unit whose write_zeroes frees it and reads back as zeros in every reader, this one
-  // and its peers alike: an RBD object, which librbd removes. 0 where there is none (a punched hole
-  // in a file decrypts to noise in cryptsetup).
+  // The same, counting only what this image stores itself: a clone's parent's data is left out, as
+  // `rbd du` leaves it out. The default: allocated_extents.
+  virtual Result<std::vector<Extent>> stored_extents(uint64_t offset, uint64_t length) {
+    return allocated_extents(offset, length);
+  }
+  // The aligned unit that write_zeroes removes when it covers it whole, so that it takes no space and
+  // reads as zeros through librbd's native encryption too: an RBD object. 0 where there is none.
   virtual uint64_t discard_unit() const { return 0; }
-  // Whether a range never written reads as zeros in the other readers of the format too, so that a
-  // copy may leave zeros unwritten: librbd's native encryption returns zeros where RADOS reports a
-  // hole, while cryptsetup decrypts a file's holes into noise.
+  // Whether librbd's native encryption, the other reader of LUKS2 on this backend, reads a range
+  // never written as zeros (it returns zeros where RADOS reports a hole), so that a copy may leave
+  // zeros unwritten. Not so for files: cryptsetup decrypts a file's holes into noise.
   virtual bool peers_read_holes_as_zeros() const { return false; }
   virtual Status resize(uint64_t new_size) = 0;
   virtual bool read_only() const = 0;

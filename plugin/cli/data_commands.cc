@@ -21,14 +21,17 @@ Status check_range(const std::string& target, uint64_t offset, uint64_t length, 
 bool show_progress(const CommandLine& cl) { return !cl.has("quiet") && isatty(STDERR_FILENO); }
 
 // --sparse-size: 0 for none; zero blocks must be whole sectors of the volume. Unless given, 4 KiB,
-// but for an import into an image whose holes other readers do not read as zeros (a file, which
-// cryptsetup would decrypt into noise there): every byte is written.
+// except for an import that other readers would see holes of as noise: every byte is written into
+// a file (cryptsetup decrypts its holes) and into LUKS1, the format of Cinder's volumes, which Nova
+// reads through QEMU's own LUKS driver (it decrypts RBD holes too). LUKS2 on RBD has librbd's native
+// encryption as its other reader, which reads holes as zeros.
 Result<CopySettings> copy_settings(const CommandLine& cl, const UnlockedVolume& unlocked, bool into_image) {
   CopySettings settings{.progress = show_progress(cl), .label = into_image ? "import" : "export"};
   RL_ASSIGN(auto sparse, cl.get_size("sparse-size"));
   if (sparse) {
     settings.sparse_size = *sparse;
-  } else if (into_image && !unlocked.loaded.image->peers_read_holes_as_zeros()) {
+  } else if (into_image && (!unlocked.loaded.image->peers_read_holes_as_zeros() ||
+                            unlocked.loaded.volume->layout().version == 1)) {
     settings.sparse_size = 0;
   }
   settings.discard_unit = unlocked.loaded.image->discard_unit();

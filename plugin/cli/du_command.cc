@@ -26,8 +26,9 @@ Status cmd_du(const CommandLine& cl, const Args& args) {
   const VolumeLayout& layout = loaded.volume->layout();
   RL_ASSIGN(const uint64_t raw_size, loaded.image->size());
   const uint64_t size = data_segment_size(raw_size, layout.data_offset, layout.sector_size, layout.data_size);
-  // Whole objects for RBD (as `rbd du` counts them with fast-diff), filesystem extents for files.
-  RL_ASSIGN(const auto allocated, loaded.image->allocated_extents(0, raw_size));
+  // Whole objects the image has itself (a clone's parent's are the parent's), filesystem extents
+  // for files.
+  RL_ASSIGN(const auto allocated, loaded.image->stored_extents(0, raw_size));
   const uint64_t used = total_length(allocated);
   uint64_t header_used = 0;
   for (const Extent& e : allocated) {

@@ -30,7 +30,7 @@ class Stream {
 
   // The next bytes in order; fills out as far as the input goes (less only at its end).
   Result<size_t> read_full(std::span<uint8_t> out);
-  // Bytes of a regular file at a position; past its end they read as zeros.
+  // Bytes of a regular file at a position; reaching its end first is an error.
   Status read_at(uint64_t offset, std::span<uint8_t> out);
   // Where a regular file holds data within [offset, offset + length) (file_extents.h).
   Result<std::vector<Extent>> data_extents(uint64_t offset, uint64_t length) const;

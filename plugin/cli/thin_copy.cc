@@ -6,6 +6,8 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "progress.h"
@@ -65,7 +67,8 @@ std::vector<Run> runs_of(std::span<const uint8_t> bytes, uint64_t at, uint64_t o
   return runs;
 }
 
-// Keeps up to kWindow tasks running; the first failure stops new ones, and every task is waited for.
+// Keeps up to kWindow tasks running, and waits for every one before the things it uses go. A failure
+// stops the copy when it is seen: the oldest task's when the window is full, or at the end.
 class TaskWindow {
  public:
   ~TaskWindow() {
@@ -87,10 +90,12 @@ class TaskWindow {
   }
 
  private:
+  // Out of the window before get(), which rethrows what a task threw (out of memory): the tasks
+  // left are then still waited for by the destructor.
   Status pop() {
-    Status st = tasks_.front().get();
+    std::future<Status> oldest = std::move(tasks_.front());
     tasks_.pop_front();
-    return st;
+    return oldest.get();
   }
   std::deque<std::future<Status>> tasks_;
 };
@@ -123,18 +128,30 @@ Status zero_held(EncryptedImage& data, Extent held, const CopySettings& settings
   return write_zeros(discard_end, raw_end);
 }
 
-// One chunk of `length` bytes into the image: data runs written, zero runs zeroed where the image
-// may hold data. A chunk from a hole of the source has no bytes: it is all one zero run.
-Status write_chunk(EncryptedImage& data, uint64_t at, uint64_t length, const std::vector<uint8_t>& bytes,
-                   const std::vector<Extent>& allocated, const CopySettings& settings) {
-  const std::vector<Run> runs =
-      bytes.empty() ? std::vector<Run>{{at, length, true}} : runs_of(bytes, at, 0, settings.sparse_size);
-  for (const Run& run : runs) {
-    if (!run.zeros) {
-      RL_TRY(data.write(run.offset, std::span(bytes).subspan(run.offset - at, run.length)));
-      continue;
-    }
-    for (const Extent& held : intersect(allocated, run.offset, run.length)) RL_TRY(zero_held(data, held, settings));
+// The data runs of one chunk (bytes, which start at plaintext `at`) into the image.
+Status write_data_runs(EncryptedImage& data, uint64_t at, const std::vector<uint8_t>& bytes,
+                       const std::vector<Run>& runs) {
+  for (const Run& run : runs) RL_TRY(data.write(run.offset, std::span(bytes).subspan(run.offset - at, run.length)));
+  return {};
+}
+
+// A chunk of the image for export: its bytes, or none where the image holds nothing (zeros), and
+// the task reading it. The task goes first (members are destroyed last to first), so it has ended
+// before the chunk it fills is freed.
+struct ExportChunk {
+  uint64_t pos = 0;
+  uint64_t length = 0;
+  std::vector<uint8_t> bytes;
+};
+struct PendingChunk {
+  std::unique_ptr<ExportChunk> chunk;
+  std::future<Status> read;
+};
+
+Status read_chunk(EncryptedImage& data, const std::vector<Extent>& allocated, ExportChunk& chunk) {
+  for (const Extent& held : intersect(allocated, chunk.pos, chunk.length)) {
+    if (chunk.bytes.empty()) chunk.bytes.resize(chunk.length);
+    RL_TRY(data.read(held.offset, std::span(chunk.bytes).subspan(held.offset - chunk.pos, held.length)));
   }
   return {};
 }
@@ -160,6 +177,17 @@ Status import_plaintext(Stream& in, EncryptedImage& data, const std::string& tar
 
   Progress progress(settings.label, limit.value_or(regular.value_or(0)), settings.progress);
   TaskWindow window;
+  // Zero runs may span chunks: they are acted on once they end, so that whole RBD objects of zeros
+  // are discarded whatever the object size and the header's offset.
+  std::optional<Extent> zeros;
+  auto end_zeros = [&]() -> Status {
+    if (!zeros) return {};
+    for (const Extent& held : intersect(allocated, zeros->offset, zeros->length)) {
+      RL_TRY(window.add([&data, held, &settings] { return zero_held(data, held, settings); }));
+    }
+    zeros.reset();
+    return {};
+  };
   uint64_t done = 0;
   bool ended = false;
   while (!ended) {
@@ -182,12 +210,29 @@ Status import_plaintext(Stream& in, EncryptedImage& data, const std::string& tar
       ended = got < want;
       if (got == 0) break;
     }
-    RL_TRY(window.add([&data, pos, got, bytes = std::move(bytes), &allocated, &settings] {
-      return write_chunk(data, pos, got, bytes, allocated, settings);
-    }));
+    const std::vector<Run> runs =
+        bytes.empty() ? std::vector<Run>{{pos, got, true}} : runs_of(bytes, pos, 0, settings.sparse_size);
+    std::vector<Run> data_runs;
+    for (const Run& run : runs) {
+      if (run.zeros && zeros && zeros->end() == run.offset) {
+        zeros->length += run.length;
+      } else if (run.zeros) {
+        RL_TRY(end_zeros());
+        zeros = Extent{run.offset, run.length};
+      } else {
+        RL_TRY(end_zeros());
+        data_runs.push_back(run);
+      }
+    }
+    if (!data_runs.empty()) {
+      RL_TRY(window.add([&data, pos, bytes = std::move(bytes), data_runs = std::move(data_runs)] {
+        return write_data_runs(data, pos, bytes, data_runs);
+      }));
+    }
     done += got;
     progress.update(done);
   }
+  RL_TRY(end_zeros());
   RL_TRY(window.drain());
   if (!regular && !limit && !ended) {
     // The image is full: anything more in the source does not fit.
@@ -208,44 +253,48 @@ Status export_plaintext(EncryptedImage& data, uint64_t offset, uint64_t length, 
   const bool sparse_output = out.regular_size().has_value() && settings.sparse_size != 0;
   Progress progress(settings.label, length, settings.progress);
 
-  struct Chunk {
-    uint64_t pos;
-    std::vector<uint8_t> bytes;
-    bool hole;
-  };
-  std::deque<std::future<Result<Chunk>>> chunks;
-  auto read_chunk = [&data, &allocated](uint64_t pos, uint64_t n) -> Result<Chunk> {
-    Chunk chunk{pos, std::vector<uint8_t>(n), true};
-    for (const Extent& held : intersect(allocated, pos, n)) {
-      chunk.hole = false;
-      RL_TRY(data.read(held.offset, std::span(chunk.bytes).subspan(held.offset - pos, held.length)));
-    }
-    return chunk;
-  };
   // Futures still running when an error returns are waited for by their destructors.
+  std::deque<PendingChunk> chunks;
   uint64_t next = offset;
   const uint64_t end = offset + length;
   auto refill = [&] {
     while (chunks.size() < kWindow && next < end) {
+      if (sparse_output) {
+        // A sparse file needs nothing written where the image holds nothing: on to the chunk of
+        // the next extent that holds data.
+        const auto held = std::ranges::upper_bound(allocated, next, {}, &Extent::end);
+        if (held == allocated.end()) {
+          next = end;
+          break;
+        }
+        next = std::max(next, held->offset / kChunk * kChunk);
+      }
       const uint64_t n = std::min((next / kChunk + 1) * kChunk, end) - next;
-      chunks.push_back(std::async(std::launch::async, read_chunk, next, n));
+      auto chunk = std::make_unique<ExportChunk>(ExportChunk{next, n, {}});
+      ExportChunk* to_fill = chunk.get();
+      chunks.push_back({std::move(chunk), std::async(std::launch::async, [&data, &allocated, to_fill] {
+                          return read_chunk(data, allocated, *to_fill);
+                        })});
       next += n;
     }
   };
+  const std::vector<uint8_t> zeros(sparse_output ? 0 : std::min<uint64_t>(kChunk, length));
   refill();
   while (!chunks.empty()) {
-    RL_ASSIGN(Chunk chunk, chunks.front().get());
+    PendingChunk oldest = std::move(chunks.front());
     chunks.pop_front();
+    RL_TRY(oldest.read.get());
+    const ExportChunk& chunk = *oldest.chunk;
     refill();
     const uint64_t at = chunk.pos - offset;  // in the output
     if (!sparse_output) {
-      RL_TRY(out.write_full(chunk.bytes));
-    } else if (!chunk.hole) {
+      RL_TRY(out.write_full(chunk.bytes.empty() ? std::span(zeros).first(chunk.length) : std::span(chunk.bytes)));
+    } else if (!chunk.bytes.empty()) {
       for (const Run& run : runs_of(chunk.bytes, at, 0, settings.sparse_size)) {
         if (!run.zeros) RL_TRY(out.write_at(run.offset, std::span(chunk.bytes).subspan(run.offset - at, run.length)));
       }
     }
-    progress.update(chunk.pos + chunk.bytes.size() - offset);
+    progress.update(chunk.pos + chunk.length - offset);
   }
   if (sparse_output) RL_TRY(out.set_size(length));
   return out.finish();

@@ -199,7 +199,11 @@ int RbdImage::aio_flush(AioDone done, void* arg) {
 
 uint64_t RbdImage::stripe_unit() const { return image_->get_stripe_unit(); }
 
-uint64_t RbdImage::discard_unit() const { return image_->get_stripe_count() == 1 ? image_->get_stripe_unit() : 0; }
+uint64_t RbdImage::discard_unit() const {
+  librbd::image_info_t info{};
+  if (image_->get_stripe_count() != 1 || image_->stat(info, sizeof info) < 0) return 0;
+  return info.obj_size;
+}
 
 Result<bool> RbdImage::caches_data() const {
   std::vector<librbd::config_option_t> options;
@@ -224,6 +228,14 @@ Status RbdImage::flush() {
 }
 
 Result<std::vector<Extent>> RbdImage::allocated_extents(uint64_t offset, uint64_t length) {
+  return existing_objects(offset, length, /*include_parent=*/true);
+}
+
+Result<std::vector<Extent>> RbdImage::stored_extents(uint64_t offset, uint64_t length) {
+  return existing_objects(offset, length, /*include_parent=*/false);
+}
+
+Result<std::vector<Extent>> RbdImage::existing_objects(uint64_t offset, uint64_t length, bool include_parent) {
   // librbd 16 aborts (a ceph_assert in DiffIterate) on an empty range with fast-diff on.
   if (length == 0) return std::vector<Extent>{};
   std::vector<Extent> objects;
@@ -231,14 +243,12 @@ Result<std::vector<Extent>> RbdImage::allocated_extents(uint64_t offset, uint64_
     if (exists != 0) static_cast<std::vector<Extent>*>(arg)->push_back({at, bytes});
     return 0;
   };
-  const int r =
-      image_->diff_iterate2(nullptr, offset, length, /*include_parent=*/true, /*whole_object=*/true, add, &objects);
+  const int r = image_->diff_iterate2(nullptr, offset, length, include_parent, /*whole_object=*/true, add, &objects);
   if (r < 0) return ceph_error(r, "find the allocated objects of " + name_);
   // Objects are listed concurrently, so in no set order; the first and last may reach past the range.
   std::ranges::sort(objects, {}, &Extent::offset);
   std::vector<Extent> extents;
-  for (const Extent& e : objects)
-    append_extent(extents, std::max(e.offset, offset), std::min(e.end(), offset + length));
+  for (const Extent& e : objects) append_extent(extents, std::max(e.offset, offset), std::min(e.end(), offset + length));
   return extents;
 }
 

@@ -62,7 +62,9 @@ class RbdImage final : public RawImage {
   // Whole objects that exist (parent's included, for clones), from librbd's diff iteration against
   // the image's beginning: the object map where fast-diff is on, else one listing per object.
   Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length) override;
-  // The object, when objects lie one after the other (no fancy striping).
+  // The objects this image has itself, without its parent's.
+  Result<std::vector<Extent>> stored_extents(uint64_t offset, uint64_t length) override;
+  // The object, when objects lie one after the other (a stripe count of 1).
   uint64_t discard_unit() const override;
   bool peers_read_holes_as_zeros() const override { return true; }
   Status resize(uint64_t new_size) override;
@@ -129,6 +131,7 @@ class RbdImage final : public RawImage {
   librbd::Image& image() const { return *image_; }
 
  private:
+  Result<std::vector<Extent>> existing_objects(uint64_t offset, uint64_t length, bool include_parent);
   Status check_writable() const;
   Status check_range(const char* op, uint64_t offset, uint64_t length);
 

@@ -145,7 +145,11 @@ TEST_F(CApiTest, AllocatedExtentsFollowWritesAndZeroingGivesObjectsBack) {
   EXPECT_EQ(got, std::vector<char>(4096, 0));
 
   EXPECT_EQ(extents(32 * kMiB, 0), Extents{});
-  EXPECT_EQ(rbd_luks_allocated_extents(image, 0, 32 * kMiB + 1, nullptr, nullptr), -EINVAL);
+  EXPECT_EQ(rbd_luks_allocated_extents(
+                image, 0, 32 * kMiB + 1, [](uint64_t, uint64_t, void*) { return 0; }, nullptr),
+            -EINVAL)
+      << "a range past the end";
+  EXPECT_EQ(rbd_luks_allocated_extents(image, 0, kMiB, nullptr, nullptr), -EINVAL) << "no callback";
   EXPECT_EQ(rbd_luks_close(image), 0) << rbd_luks_last_error();
 }
 

@@ -18,7 +18,7 @@ MiB=$((1024 * 1024))
 TAG=thin$$
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-thin.XXXXXX")
 cleanup() {
-  remove_images "rbd/$TAG-sparse" "rbd/$TAG-held" "rbd/$TAG-stdin" "rbd/$TAG-full"
+  remove_images "rbd/$TAG-sparse" "rbd/$TAG-held" "rbd/$TAG-stdin" "rbd/$TAG-full" "rbd/$TAG-big" "rbd/$TAG-luks1"
   [ -z "${BLUESTORE_CEPH_CONF:-}" ] || CEPH_CONF=$BLUESTORE_CEPH_CONF remove_images "rbd/$TAG-sparse" "rbd/$TAG-holey"
   rm -rf "$WORK"
 }
@@ -119,6 +119,26 @@ expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-held" "$WORK/held.out" "${K[@]}"
 cmp -s "$WORK/held.out" "$WORK/holey.raw" || fail "import over data: rbd-luks reads other bytes"
 native_reads "$CEPH_CONF" "$TAG-held" "$WORK/holey.raw" || fail "import over data: native read"
 pass "import over data: zero blocks read as zeros through rbd-luks and librbd native; used $before -> $after"
+
+# 8 MiB objects: a run of zeros is acted on once it ends, across the 4 MiB chunks of the copy, so
+# the two whole objects it covers are given back.
+rbdc create "rbd/$TAG-big" --size 80M --object-size 8M
+expect_exit 0 "$RBD_LUKS" format "rbd:rbd/$TAG-big" "${K[@]}" "${FAST_LUKS2[@]}"
+expect_exit 0 "$RBD_LUKS" import "$WORK/random.raw" "rbd:rbd/$TAG-big" "${K[@]}"
+before=$(used "rbd/$TAG-big")
+expect_exit 0 "$RBD_LUKS" import "$WORK/holey.raw" "rbd:rbd/$TAG-big" "${K[@]}"
+after=$(used "rbd/$TAG-big")
+[ "$after" -le $((before - 16 * MiB)) ] || fail "8 MiB objects: zeroing two whole objects left $after of $before used"
+"$RBD_LUKS" export "rbd:rbd/$TAG-big" - "${K[@]}" | cmp -s - "$WORK/holey.raw" || fail "8 MiB objects: export differs"
+native_reads "$CEPH_CONF" "$TAG-big" "$WORK/holey.raw" || fail "8 MiB objects: native read"
+pass "8 MiB objects: whole objects of zeros given back ($before -> $after), identical both ways"
+
+# LUKS1, Cinder's format, which Nova reads through QEMU's own LUKS driver (it decrypts holes into
+# noise): import writes every byte unless --sparse-size asks.
+expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG-luks1" --type luks1 --size 64M "${K[@]}" "${FAST_PBKDF2[@]}"
+expect_exit 0 "$RBD_LUKS" import "$WORK/holey.raw" "rbd:rbd/$TAG-luks1" "${K[@]}"
+[ "$(used "rbd/$TAG-luks1")" -ge $((64 * MiB)) ] || fail "LUKS1: import left holes ($(used "rbd/$TAG-luks1") used)"
+pass "LUKS1: import writes every byte by default"
 
 # Fresh images with zero blocks inside objects that get data: identical through librbd's native
 # LUKS2 too, on a store whose sparse reads report holes (bluestore; memstore returns the zeros
