@@ -31,7 +31,8 @@ Commands:
   check TARGET                                  exit 0 when the key opens a keyslot
   import SRC TARGET [--offset BYTES] [--sparse-size BYTES]
                                                 write plaintext from SRC (file or -); zero blocks
-                                                of the sparse size (4K; 0: none) stay unwritten
+                                                of the sparse size stay unwritten (default 4K
+                                                for LUKS2 on RBD, else 0: every byte)
   export TARGET DST [--sparse-size BYTES]       write the whole plaintext to DST (file or -), a
                                                 sparse file where it reads zeros
   du TARGET [--json]                            plaintext size and what the image uses
