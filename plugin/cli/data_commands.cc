@@ -30,8 +30,8 @@ Result<CopySettings> copy_settings(const CommandLine& cl, const UnlockedVolume& 
   RL_ASSIGN(auto sparse, cl.get_size("sparse-size"));
   if (sparse) {
     settings.sparse_size = *sparse;
-  } else if (into_image && (!unlocked.loaded.image->peers_read_holes_as_zeros() ||
-                            unlocked.loaded.volume->layout().version == 1)) {
+  } else if (into_image &&
+             (!unlocked.loaded.image->peers_read_holes_as_zeros() || unlocked.loaded.volume->layout().version == 1)) {
     settings.sparse_size = 0;
   }
   settings.discard_unit = unlocked.loaded.image->discard_unit();

@@ -59,8 +59,8 @@ Status Stream::read_at(uint64_t offset, std::span<uint8_t> out) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("read " + name_);
     if (n == 0) {
-      return Error(Errc::failure, name_ + " ended at " + std::to_string(offset + done) +
-                                      " bytes while being read: did it shrink?");
+      return Error(Errc::failure,
+                   name_ + " ended at " + std::to_string(offset + done) + " bytes while being read: did it shrink?");
     }
     done += static_cast<size_t>(n);
   }

@@ -248,7 +248,8 @@ Result<std::vector<Extent>> RbdImage::existing_objects(uint64_t offset, uint64_t
   // Objects are listed concurrently, so in no set order; the first and last may reach past the range.
   std::ranges::sort(objects, {}, &Extent::offset);
   std::vector<Extent> extents;
-  for (const Extent& e : objects) append_extent(extents, std::max(e.offset, offset), std::min(e.end(), offset + length));
+  for (const Extent& e : objects)
+    append_extent(extents, std::max(e.offset, offset), std::min(e.end(), offset + length));
   return extents;
 }
 
