@@ -18,6 +18,8 @@ PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common rbd-nbd
   # interoperability peers and test tools
   cryptsetup-bin qemu-utils qemu-block-extra fio python3-cryptography python3-rbd python3-rados
+  # the NBD export: nbdkit and its plugin header, and NBD clients for the tests
+  nbdkit nbdkit-plugin-dev libnbd-bin
   uuid-runtime xxd procps iproute2 curl
   # local OpenStack (Keystone + Barbican) for keyring tests
   python3-keystone python3-barbican python3-keystonemiddleware
