@@ -10,14 +10,6 @@
 namespace rbdluks::cli {
 namespace {
 
-Status check_range(const std::string& target, uint64_t offset, uint64_t length, uint64_t size) {
-  if (offset > size || length > size - offset) {
-    return Error(Errc::usage, target + ": " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
-                                  " do not fit in the plaintext size " + std::to_string(size));
-  }
-  return {};
-}
-
 bool show_progress(const CommandLine& cl) { return !cl.has("quiet") && isatty(STDERR_FILENO); }
 
 // --sparse-size: 0 for none; zero blocks must be whole sectors of the volume. Unless given, 4 KiB,
@@ -71,7 +63,7 @@ Status cmd_read(const CommandLine& cl, const Args& args) {
   if (!offset || !length) return Error(Errc::usage, "read needs --offset N and --length L");
   RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_only));
   RL_ASSIGN(const uint64_t size, unlocked.data->size());
-  RL_TRY(check_range(args[0], *offset, *length, size));
+  RL_TRY(check_fits(args[0], *offset, *length, size));
   RL_ASSIGN(auto out, Stream::open_output("-"));
   return export_plaintext(*unlocked.data, *offset, *length, out, {.progress = show_progress(cl), .label = "read"});
 }
@@ -82,10 +74,6 @@ Status cmd_write(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(auto length, cl.get_size("length"));
   if (!offset) return Error(Errc::usage, "write needs --offset N");
   RL_ASSIGN(auto unlocked, unlock_volume(cl, args[0], OpenMode::read_write));
-  if (length) {
-    RL_ASSIGN(const uint64_t size, unlocked.data->size());
-    RL_TRY(check_range(args[0], *offset, *length, size));
-  }
   RL_ASSIGN(auto in, Stream::open_input("-"));
   // Every byte given is written, zeros too: `write` is the tool for putting exact bytes in place.
   return import_plaintext(in, *unlocked.data, args[0], *offset, length,

@@ -158,16 +158,20 @@ Status read_chunk(EncryptedImage& data, const std::vector<Extent>& allocated, Ex
 
 }  // namespace
 
+Status check_fits(const std::string& target, uint64_t offset, uint64_t length, uint64_t size) {
+  if (offset > size || length > size - offset) {
+    return Error(Errc::usage, target + ": " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
+                                  " do not fit in the plaintext size " + std::to_string(size));
+  }
+  return {};
+}
+
 Status import_plaintext(Stream& in, EncryptedImage& data, const std::string& target, uint64_t offset,
                         std::optional<uint64_t> limit, const CopySettings& settings) {
   RL_ASSIGN(const uint64_t size, data.size());
-  auto too_long = [&](uint64_t length) {
-    return Error(Errc::usage, target + ": " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
-                                  " do not fit in the plaintext size " + std::to_string(size));
-  };
   const auto regular = in.regular_size();
   const uint64_t source_length = limit ? *limit : regular.value_or(size > offset ? size - offset : 0);
-  if (offset > size || source_length > size - offset) return too_long(source_length);
+  RL_TRY(check_fits(target, offset, source_length, size));
   // A block whose image range holds nothing is left alone; only held ranges need zeroing.
   RL_ASSIGN(const auto allocated, data.allocated_extents(offset, size - offset));
   std::vector<Extent> source_data;
@@ -238,7 +242,7 @@ Status import_plaintext(Stream& in, EncryptedImage& data, const std::string& tar
     // The image is full: anything more in the source does not fit.
     uint8_t extra = 0;
     RL_ASSIGN(const size_t more, in.read_full({&extra, 1}));
-    if (more != 0) return too_long(done + 1);
+    if (more != 0) return check_fits(target, offset, done + 1, size);
   }
   if (limit && done != *limit) {
     return Error(Errc::failure,

@@ -28,6 +28,9 @@ struct CopySettings {
   uint64_t data_offset = 0;
 };
 
+// A usage error naming target when `length` bytes at plaintext `offset` pass its plaintext `size`.
+Status check_fits(const std::string& target, uint64_t offset, uint64_t length, uint64_t size);
+
 // Writes in's bytes (to its end, or exactly `limit` of them) into data at plaintext `offset`.
 // `target` names the image in messages. More bytes than fit is a usage error, found before writing
 // when the source is a regular file.
