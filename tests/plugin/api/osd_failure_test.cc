@@ -231,7 +231,7 @@ TEST_F(UncachedFailureTest, BlocklistedMidStreamEveryLaterRequestFailsAndAcknowl
   VerifiedIoStream stream(*image, stream_options());
   const auto began = Clock::now();
   stream.start();
-  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(stream.wait_for_acknowledged_writes(20, 30s)) << "the stream did not start";
   std::optional<Blocklisting> fence;
   fence.emplace(connection_->handle(), *client);
   const auto fenced = Clock::now();

@@ -103,6 +103,12 @@ class VerifiedIoStream {
     return {state_->outcomes.begin(), state_->outcomes.end()};
   }
   size_t acknowledged_writes() const { return count_writes(WriteState::acknowledged); }
+  // Waits up to `patience` until more than `n` writes are acknowledged: a fault injected after a
+  // fixed sleep finds a loaded machine's stream still warming up.
+  bool wait_for_acknowledged_writes(size_t n, Clock::duration patience) const {
+    std::unique_lock lock(state_->mutex);
+    return state_->changed.wait_for(lock, patience, [&] { return state_->acknowledged.size() > n; });
+  }
   size_t writes_in_doubt() const { return count_writes(WriteState::in_doubt) + count_writes(WriteState::failed); }
   // Reads that reported success with bytes other than the pattern of the write they read.
   size_t wrong_reads() const {
