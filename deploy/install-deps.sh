@@ -20,6 +20,9 @@ PACKAGES=(
   cryptsetup-bin qemu-utils qemu-block-extra fio python3-cryptography python3-rbd python3-rados
   # the NBD export: nbdkit and its plugin header, and NBD clients for the tests
   nbdkit nbdkit-plugin-dev libnbd-bin
+  # qemu-storage-daemon (FUSE and NBD exports) for the preload library's tests and benchmarks;
+  # e2fsprogs makes and checks the filesystem on its FUSE export
+  qemu-system-common e2fsprogs
   uuid-runtime xxd procps iproute2 curl
   # local OpenStack (Keystone + Barbican) for keyring tests
   python3-keystone python3-barbican python3-keystonemiddleware

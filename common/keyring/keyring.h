@@ -56,5 +56,8 @@ SecureBuffer encode_passphrase(std::span<const uint8_t> key, PassphraseEncoding 
 // Image metadata keys that record the key reference and its encoding.
 inline constexpr const char* kKeyRefMetadataKey = "rbd-luks.key-ref";
 inline constexpr const char* kPassphraseEncodingMetadataKey = "rbd-luks.passphrase-encoding";
+// Set to "on" by `rbd-luks preload enable`: librbd_luks_preload.so decrypts the image.
+inline constexpr const char* kPreloadMetadataKey = "rbd-luks.preload";
+inline constexpr const char* kPreloadMetadataOn = "on";
 
 }  // namespace rbdluks

@@ -147,6 +147,10 @@ Result<std::vector<Image::Extent>> Image::allocated_extents(uint64_t offset, uin
   });
 }
 
+Status Image::invalidate_cache() {
+  return guarded(name(), "invalidate the cache of", [&] { return impl_->invalidate_cache(); });
+}
+
 Status Image::flush() {
   return guarded(name(), "flush", [&] { return status_of(impl_->flush(), "flush", 0, 0); });
 }

@@ -19,6 +19,7 @@ Status cmd_dump(const CommandLine& cl, const Args& args);
 Status cmd_check(const CommandLine& cl, const Args& args);
 Status cmd_keyslot(const CommandLine& cl, const Args& args);
 Status cmd_key_ref(const CommandLine& cl, const Args& args);
+Status cmd_preload(const CommandLine& cl, const Args& args);
 Status cmd_import(const CommandLine& cl, const Args& args);
 Status cmd_export(const CommandLine& cl, const Args& args);
 Status cmd_du(const CommandLine& cl, const Args& args);

@@ -46,6 +46,10 @@ Commands:
                                                 record REF in the image metadata once it opens a keyslot
   key-ref show TARGET [--json]                  the key reference recorded in the image metadata
   key-ref clear TARGET                          forget it
+  preload enable TARGET                         let librbd_luks_preload.so decrypt the image for
+                                                programs on librbd (QEMU, qemu-img, fio), once the
+                                                key opens a keyslot
+  preload disable TARGET | preload status TARGET [--json]
   bench crypto                                  cipher backend and GB/s per sector size
   bench io [POOL] [--size S] [--block-sizes 4K,..] [--queue-depths 1,..] [--rw write,read]
            [--paths plain,rbd-luks,native] [--misalign B] [--seconds S] [--rounds N] [--json]
@@ -102,7 +106,7 @@ Status run(int argc, const char* const* argv) {
       {"create", cmd_create},   {"format", cmd_format},   {"dump", cmd_dump},     {"check", cmd_check},
       {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref}, {"import", cmd_import}, {"export", cmd_export},
       {"read", cmd_read},       {"write", cmd_write},     {"resize", cmd_resize}, {"bench", cmd_bench},
-      {"du", cmd_du},
+      {"du", cmd_du},           {"preload", cmd_preload},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

@@ -1,10 +1,8 @@
-// stored_key_passphrase: image metadata through librbd, then the keyring registry.
+// stored_key_passphrase: image metadata through librbd (its C++ API, which a preloaded shim of the C
+// API does not intercept), then the keyring registry.
 #include "stored_key.h"
 
-#include <rbd/librbd.h>
-
-#include <cstring>
-#include <vector>
+#include <rbd/librbd.hpp>
 
 #include "keyring.h"
 #include "keyring_registry.h"
@@ -15,22 +13,18 @@ namespace {
 
 // The value of metadata `key` of image `name`, or nullopt when it is absent.
 Result<std::optional<std::string>> image_metadata(rados_ioctx_t io, const std::string& name, const char* key) {
-  rbd_image_t image = nullptr;
-  if (const int r = rbd_open_read_only(io, name.c_str(), &image, nullptr); r < 0) {
+  librados::IoCtx cxx_io;
+  librados::IoCtx::from_rados_ioctx_t(io, cxx_io);
+  librbd::Image image;
+  if (const int r = librbd::RBD().open_read_only(cxx_io, image, name.c_str(), nullptr); r < 0) {
     return ceph_error(r, "open " + name + " to read its key reference");
   }
-  std::vector<char> value(256);
-  size_t len = value.size();
-  int r = rbd_metadata_get(image, key, value.data(), &len);
-  if (r == -ERANGE) {
-    value.resize(len);
-    r = rbd_metadata_get(image, key, value.data(), &len);
-  }
-  rbd_close(image);
+  std::string value;
+  const int r = image.metadata_get(key, &value);
+  image.close();
   if (r == -ENOENT) return std::optional<std::string>();
   if (r < 0) return ceph_error(r, std::string("read metadata ") + key + " of " + name);
-  // librbd NUL-terminates the value but leaves len at the buffer size.
-  return std::optional<std::string>(std::string(value.data(), strnlen(value.data(), value.size())));
+  return std::optional<std::string>(std::move(value));
 }
 
 }  // namespace

@@ -146,6 +146,7 @@ class EncryptedRbdImage {
   ssize_t write_zeroes(uint64_t offset, uint64_t length);
   ssize_t discard(uint64_t offset, uint64_t length);
   ssize_t flush();
+  Status invalidate_cache() { return raw_->invalidate_cache(); }
 
  private:
   enum class Op { read, write, zero, flush };

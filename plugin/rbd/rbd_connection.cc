@@ -2,7 +2,7 @@
 // and errors that say which cluster, which client and what to change.
 #include "rbd_connection.h"
 
-#include <rbd/librbd.h>
+#include <rbd/librbd.hpp>
 
 #include <cerrno>
 #include <cstdlib>
@@ -174,7 +174,9 @@ Result<IoCtxHandle> RbdConnection::open_pool(const std::string& pool, const std:
   IoCtxHandle handle(io, rados_ioctx_destroy);
   if (!name_space.empty()) {
     bool exists = false;
-    if (const int r = rbd_namespace_exists(io, name_space.c_str(), &exists); r < 0) {
+    librados::IoCtx cxx_io;
+    librados::IoCtx::from_rados_ioctx_t(io, cxx_io);
+    if (const int r = librbd::RBD().namespace_exists(cxx_io, name_space.c_str(), &exists); r < 0) {
       return ceph_error(r, "look up namespace '" + name_space + "' in pool '" + pool + "'");
     }
     if (!exists) {

@@ -227,6 +227,11 @@ Status RbdImage::flush() {
   return {};
 }
 
+Status RbdImage::invalidate_cache() {
+  if (const int r = image_->invalidate_cache(); r < 0) return ceph_error(r, "invalidate the cache of " + name_);
+  return {};
+}
+
 Result<std::vector<Extent>> RbdImage::allocated_extents(uint64_t offset, uint64_t length) {
   return existing_objects(offset, length, /*include_parent=*/true);
 }
@@ -370,10 +375,10 @@ Result<std::unique_ptr<RbdImage>> create_rbd_image(std::shared_ptr<RbdConnection
   if (spec.snapshot) return Error(Errc::usage, "cannot create " + spec.name() + ": a snapshot is not an image");
   {
     RL_ASSIGN(auto ioctx, connection->open_pool(spec.pool, spec.name_space));
-    rbd_image_options_t options;
-    rbd_image_options_create(&options);
-    const int r = rbd_create4(ioctx.get(), spec.image.c_str(), size, options);
-    rbd_image_options_destroy(options);
+    librados::IoCtx io;
+    librados::IoCtx::from_rados_ioctx_t(ioctx.get(), io);
+    librbd::ImageOptions options;
+    const int r = librbd::RBD().create4(io, spec.image.c_str(), size, options);
     if (r == -EEXIST) return Error(Errc::failure, "image " + spec.name() + " already exists");
     if (r < 0) return Error(Errc::failure, ceph_error(r, "create " + spec.name()).message());
   }

@@ -27,3 +27,21 @@ remove_images() {
     rbdc rm "$image" >/dev/null 2>&1 || true
   done
 }
+
+# native_reads CONF IMAGE FILE PASSFILE: librbd's own LUKS2 layer (python3-rbd) reads image IMAGE of
+# pool rbd with the passphrase in PASSFILE; its first bytes must equal FILE. Fails with the range
+# that differs.
+native_reads() {
+  /usr/bin/python3 - "$@" <<'PYEOF'
+import sys, rados, rbd
+conf, name, path, passfile = sys.argv[1:]
+with rados.Rados(conffile=conf) as cluster, cluster.open_ioctx("rbd") as io, rbd.Image(io, name) as image:
+    image.encryption_load(rbd.RBD_ENCRYPTION_FORMAT_LUKS2, open(passfile).read())
+    want = open(path, "rb").read()
+    step = 16 << 20
+    for at in range(0, len(want), step):
+        got = image.read(at, min(step, len(want) - at))
+        if got != want[at:at + len(got)]:
+            sys.exit(f"librbd native LUKS2 reads other bytes than {path} in [{at}, {at + step})")
+PYEOF
+}

@@ -54,14 +54,7 @@ serve "$TAG" passphrase-file="$WORK/pass" --run "nbdcopy '$WORK/data' \"\$uri\" 
 cmp -s <(head -c $((20 * MiB)) "$WORK/out") "$WORK/data" || fail "nbdcopy out differs from what went in"
 expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG" "$WORK/exported" "${K[@]}"
 cmp -s <(head -c $((20 * MiB)) "$WORK/exported") "$WORK/data" || fail "rbd-luks export differs from what nbdcopy wrote"
-$PY - "$CEPH_CONF" "$TAG" "$WORK/data" "$WORK/pass" <<'PYEOF' || fail "librbd native LUKS2 reads other bytes"
-import sys, rados, rbd
-conf, name, path, passfile = sys.argv[1:]
-with rados.Rados(conffile=conf) as cluster, cluster.open_ioctx("rbd") as io, rbd.Image(io, name) as image:
-    image.encryption_load(rbd.RBD_ENCRYPTION_FORMAT_LUKS2, open(passfile).read())
-    want = open(path, "rb").read()
-    assert image.read(0, len(want)) == want
-PYEOF
+native_reads "$CEPH_CONF" "$TAG" "$WORK/data" "$WORK/pass" || fail "librbd native LUKS2 reads other bytes"
 pass "nbdcopy in and out; rbd-luks and librbd native read what NBD wrote"
 
 # The allocation map as NBD extents: data, then a hole that reads as zeros.

@@ -91,6 +91,8 @@ class RBD_LUKS_CXX_API Image {
   Status discard(uint64_t offset, uint64_t length);
   Status write_zeroes(uint64_t offset, uint64_t length);
   Status flush();
+  // Drops what librbd's cache holds of the image, so that the next reads come from the cluster.
+  Status invalidate_cache();
 
   struct Extent {
     uint64_t offset;

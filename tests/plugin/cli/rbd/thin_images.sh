@@ -29,22 +29,6 @@ K=(--passphrase-file "$WORK/pass")
 used() { rbdc du "$1" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["used_size"])'; }
 allocated_bytes() { echo $(($(stat -c %b "$1") * 512)); }
 
-# native CONF IMAGE FILE: librbd's own LUKS2 layer reads the whole image; it must equal FILE.
-native_reads() {
-  $PY - "$1" "$2" "$3" "$WORK/pass" <<'PYEOF'
-import sys, rados, rbd
-conf, name, path, passfile = sys.argv[1:]
-with rados.Rados(conffile=conf) as cluster, cluster.open_ioctx("rbd") as io, rbd.Image(io, name) as image:
-    image.encryption_load(rbd.RBD_ENCRYPTION_FORMAT_LUKS2, open(passfile).read())
-    want = open(path, "rb").read()
-    step = 16 << 20
-    for at in range(0, len(want), step):
-        got = image.read(at, min(step, len(want) - at))
-        if got != want[at:at + len(got)]:
-            sys.exit(f"librbd native LUKS2 reads other bytes than {path} in [{at}, {at + step})")
-PYEOF
-}
-
 # A 1 GiB sparse file with a few scattered extents, 4 MiB 12 KiB of data in all: the source file
 # takes only those (its holes are never read), and they touch four 4 MiB objects of the image.
 $PY - "$WORK/sparse.raw" <<'PYEOF'
@@ -117,7 +101,7 @@ after=$(used "rbd/$TAG-held")
 [ "$after" -le $((before - 16 * MiB)) ] || fail "zeroing four whole objects left $after of $before bytes used"
 expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-held" "$WORK/held.out" "${K[@]}"
 cmp -s "$WORK/held.out" "$WORK/holey.raw" || fail "import over data: rbd-luks reads other bytes"
-native_reads "$CEPH_CONF" "$TAG-held" "$WORK/holey.raw" || fail "import over data: native read"
+native_reads "$CEPH_CONF" "$TAG-held" "$WORK/holey.raw" "$WORK/pass" || fail "import over data: native read"
 pass "import over data: zero blocks read as zeros through rbd-luks and librbd native; used $before -> $after"
 
 # 8 MiB objects: a run of zeros is acted on once it ends, across the 4 MiB chunks of the copy, so
@@ -130,7 +114,7 @@ expect_exit 0 "$RBD_LUKS" import "$WORK/holey.raw" "rbd:rbd/$TAG-big" "${K[@]}"
 after=$(used "rbd/$TAG-big")
 [ "$after" -le $((before - 16 * MiB)) ] || fail "8 MiB objects: zeroing two whole objects left $after of $before used"
 "$RBD_LUKS" export "rbd:rbd/$TAG-big" - "${K[@]}" | cmp -s - "$WORK/holey.raw" || fail "8 MiB objects: export differs"
-native_reads "$CEPH_CONF" "$TAG-big" "$WORK/holey.raw" || fail "8 MiB objects: native read"
+native_reads "$CEPH_CONF" "$TAG-big" "$WORK/holey.raw" "$WORK/pass" || fail "8 MiB objects: native read"
 pass "8 MiB objects: whole objects of zeros given back ($before -> $after), identical both ways"
 
 # LUKS1, Cinder's format, which Nova reads through QEMU's own LUKS driver (it decrypts holes into
@@ -148,7 +132,7 @@ if [ -n "${BLUESTORE_CEPH_CONF:-}" ]; then
     CEPH_CONF=$BLUESTORE_CEPH_CONF expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG-$source" \
       --size "$(stat -c %s "$WORK/$source.raw")" "${K[@]}" "${FAST_LUKS2[@]}"
     CEPH_CONF=$BLUESTORE_CEPH_CONF expect_exit 0 "$RBD_LUKS" import "$WORK/$source.raw" "rbd:rbd/$TAG-$source" "${K[@]}"
-    native_reads "$BLUESTORE_CEPH_CONF" "$TAG-$source" "$WORK/$source.raw" || fail "native read of $source.raw"
+    native_reads "$BLUESTORE_CEPH_CONF" "$TAG-$source" "$WORK/$source.raw" "$WORK/pass" || fail "native read of $source.raw"
   done
   pass "fresh images, zero blocks inside written objects: librbd native reads the sources (bluestore)"
 else

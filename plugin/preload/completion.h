@@ -1,0 +1,49 @@
+// Completions the preload library can finish itself.
+//
+// An application creates completions before it says which image they are for, so every completion
+// must work for both kinds. rbd_aio_create_completion makes a real librbd completion whose
+// argument is a CompletionRecord holding the application's callback and argument: on an image that
+// did not opt in, librbd completes it as usual (the record only relays the callback); on an
+// encrypted image, rbd-luks's request completes the record (finish()), and the completion
+// functions answer from it. The application's handle is librbd's either way, so librbd's own event
+// queue (rbd_poll_io_events) returns the very handles the application submitted.
+#pragma once
+#include <rbd/librbd.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+namespace rbdluks::preload {
+
+struct EncryptedImage;
+
+struct CompletionRecord {
+  rbd_callback_t callback = nullptr;
+  void* arg = nullptr;
+  std::atomic<bool> finished_here{false};  // set when a request of an encrypted image took it
+  std::mutex mutex;
+  std::condition_variable done_changed;
+  std::atomic<bool> done{false};
+  std::atomic<ssize_t> result{0};
+  // The application's (until rbd_aio_release) and a claimed request's (until finish() returns):
+  // QEMU and fio release a completion inside its own callback, while finish() still needs it.
+  std::atomic<int> references{1};
+
+  void put() {
+    if (references.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+CompletionRecord& record_of(rbd_completion_t c);
+
+// Claims `c` for a request of an encrypted image, before the request is submitted.
+void claim(rbd_completion_t c);
+// Undoes claim() when the request could not be submitted.
+void unclaim(rbd_completion_t c);
+// Completes a claimed `c` with `result` in librbd's order: the callback, then the event queue of
+// `image` if it had notifications on, then the waiters (rbd_aio_is_complete/wait_for_complete).
+void finish(rbd_completion_t c, ssize_t result, EncryptedImage* notify);
+
+}  // namespace rbdluks::preload

@@ -1,0 +1,243 @@
+// librbd's open and close functions, as the preload library defines them.
+//
+// Every open goes to librbd first. An image that did not opt in (preload_config.h) is returned as
+// librbd opened it, and nothing else of this library touches its calls. An opted-in image is opened
+// a second time through rbd-luks, with its key; the application gets an EncryptedImage, which keeps
+// librbd's handle for the calls that mean the same on the ciphertext.
+#include <rados/librados.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "completion.h"
+#include "encrypted_image.h"
+#include "keyring.h"
+#include "preload_config.h"
+#include "real_librbd.h"
+
+namespace rbdluks::preload {
+namespace {
+
+const auto real_close = real_librbd<decltype(&::rbd_close)>("rbd_close");
+const auto real_metadata_get = real_librbd<decltype(&::rbd_metadata_get)>("rbd_metadata_get");
+const auto real_get_name = real_librbd<decltype(&::rbd_get_name)>("rbd_get_name");
+
+// librbd's C calls that fill a caller's buffer answer -ERANGE with the length they need.
+template <typename Call>
+std::optional<std::string> string_from(Call call) {
+  std::vector<char> buffer(64);
+  size_t length = buffer.size();
+  int r = call(buffer.data(), &length);
+  if (r == -ERANGE) {
+    buffer.resize(length);
+    r = call(buffer.data(), &length);
+  }
+  if (r < 0) return std::nullopt;
+  return std::string(buffer.data(), strnlen(buffer.data(), buffer.size()));
+}
+
+std::optional<std::string> metadata(rbd_image_t raw, const char* key) {
+  return string_from([&](char* out, size_t* length) { return real_metadata_get(raw, key, out, length); });
+}
+
+// POOL[/NAMESPACE]/IMAGE, as the settings file names images.
+std::string spec_of(rados_ioctx_t io, const std::string& name) {
+  char pool[256] = {};
+  char name_space[256] = {};
+  rados_ioctx_get_pool_name(io, pool, sizeof pool - 1);
+  rados_ioctx_get_namespace(io, name_space, sizeof name_space - 1);
+  return std::string(pool) + (name_space[0] != '\0' ? "/" + std::string(name_space) : "") + "/" + name;
+}
+
+bool opted_in(rbd_image_t raw, const std::string& spec, const PreloadConfig& config) {
+  for (const std::string& listed : config.images) {
+    if (listed == spec) return true;
+  }
+  return metadata(raw, kPreloadMetadataKey) == kPreloadMetadataOn;
+}
+
+// A passphrase file's bytes (without one trailing newline, as `rbd-luks --passphrase-file` reads
+// it), in locked memory that is wiped before it is freed.
+class LockedPassphrase {
+ public:
+  explicit LockedPassphrase(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return;
+    bytes_.reserve(4096);
+    mlock(bytes_.data(), bytes_.capacity());
+    for (char c = 0; in.get(c) && bytes_.size() < bytes_.capacity();) bytes_.push_back(static_cast<uint8_t>(c));
+    if (!bytes_.empty() && bytes_.back() == '\n') bytes_.pop_back();
+    read_ = true;
+  }
+  ~LockedPassphrase() {
+    explicit_bzero(bytes_.data(), bytes_.capacity());
+    munlock(bytes_.data(), bytes_.capacity());
+  }
+  LockedPassphrase(const LockedPassphrase&) = delete;
+  LockedPassphrase& operator=(const LockedPassphrase&) = delete;
+  bool read() const { return read_; }
+  std::span<const uint8_t> bytes() const { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  bool read_ = false;
+};
+
+Result<std::unique_ptr<Image>> open_plaintext(rados_ioctx_t io, rbd_image_t raw, const std::string& name,
+                                              const Image::OpenOptions& options, const PreloadConfig& config) {
+  if (!config.error.empty()) return Error(Errc::usage, config.error);
+  if (config.passphrase_file && !metadata(raw, kKeyRefMetadataKey)) {
+    const LockedPassphrase passphrase(*config.passphrase_file);
+    if (!passphrase.read()) {
+      return Error(Errc::key_unavailable, "cannot read passphrase-file " + *config.passphrase_file + " of " +
+                                              config.path + ": " + std::generic_category().message(errno));
+    }
+    return Image::open(io, name, passphrase.bytes(), options);
+  }
+  if (config.accept_key_refs) return Image::open_with_stored_key(io, name, options, *config.accept_key_refs);
+  return Image::open_with_stored_key(io, name, options);
+}
+
+// Turns librbd's handle `raw` of a fresh open into the application's handle.
+int adopt(rados_ioctx_t io, rbd_image_t raw, const char* snapshot, bool read_only, rbd_image_t* image) {
+  const auto name = string_from([&](char* out, size_t* length) { return real_get_name(raw, out, length); });
+  const PreloadConfig& config = preload_config();
+  const std::string spec = spec_of(io, name.value_or("?"));
+  if (!name || !opted_in(raw, spec, config)) {
+    *image = raw;
+    return 0;
+  }
+  Image::OpenOptions options;
+  if (snapshot != nullptr) options.snapshot = snapshot;
+  options.read_only = read_only;
+  auto opened = open_plaintext(io, raw, *name, options, config);
+  if (!opened) {
+    std::fprintf(stderr, "rbd-luks preload: cannot open the encrypted image %s: %s\n", spec.c_str(),
+                 opened.error().message().c_str());
+    real_close(raw);
+    return negative_errno(opened.error());
+  }
+  auto* encrypted = new EncryptedImage;
+  encrypted->image = std::move(*opened);
+  encrypted->raw = raw;
+  register_encrypted_image(encrypted);
+  *image = encrypted;
+  return 0;
+}
+
+int close_encrypted(EncryptedImage* encrypted) {
+  unregister_encrypted_image(encrypted);
+  const Status closed = encrypted->image->close();
+  real_close(encrypted->raw);
+  delete encrypted;
+  if (closed) return 0;
+  std::fprintf(stderr, "rbd-luks preload: %s\n", closed.error().message().c_str());
+  return negative_errno(closed.error());
+}
+
+template <typename RealOpen>
+int open_with(RealOpen real, rados_ioctx_t io, const char* name_or_id, rbd_image_t* image, const char* snapshot,
+              bool read_only) {
+  rbd_image_t raw = nullptr;
+  if (const int r = real(io, name_or_id, &raw, snapshot); r < 0) return r;
+  return adopt(io, raw, snapshot, read_only, image);
+}
+
+// The asynchronous opens: the same work on a thread of their own, which completes c. (librbd's
+// asynchronous open would have to block one of its threads on the key derivation.)
+template <typename RealOpen>
+int aio_open_with(RealOpen real, rados_ioctx_t io, const char* name_or_id, rbd_image_t* image, const char* snapshot,
+                  bool read_only, rbd_completion_t c) {
+  claim(c);
+  std::string which = name_or_id != nullptr ? name_or_id : "";
+  std::optional<std::string> snap = snapshot != nullptr ? std::optional<std::string>(snapshot) : std::nullopt;
+  std::thread([=, which = std::move(which), snap = std::move(snap)] {
+    rbd_image_t opened = nullptr;
+    const int r = open_with(real, io, which.c_str(), &opened, snap ? snap->c_str() : nullptr, read_only);
+    if (r == 0) *image = opened;
+    finish(c, r, nullptr);
+  }).detach();
+  return 0;
+}
+
+}  // namespace
+}  // namespace rbdluks::preload
+
+using rbdluks::preload::aio_open_with;
+using rbdluks::preload::close_encrypted;
+using rbdluks::preload::encrypted_image;
+using rbdluks::preload::open_with;
+using rbdluks::preload::real_librbd;
+
+#define RBDLUKS_REAL(name) real_librbd<decltype(&::name)>(#name)
+
+extern "C" {
+
+int rbd_open(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name) {
+  static const auto real = RBDLUKS_REAL(rbd_open);
+  return open_with(real, io, name, image, snap_name, snap_name != nullptr);
+}
+
+int rbd_open_by_id(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name) {
+  static const auto real = RBDLUKS_REAL(rbd_open_by_id);
+  return open_with(real, io, id, image, snap_name, snap_name != nullptr);
+}
+
+int rbd_open_read_only(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name) {
+  static const auto real = RBDLUKS_REAL(rbd_open_read_only);
+  return open_with(real, io, name, image, snap_name, true);
+}
+
+int rbd_open_by_id_read_only(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name) {
+  static const auto real = RBDLUKS_REAL(rbd_open_by_id_read_only);
+  return open_with(real, io, id, image, snap_name, true);
+}
+
+int rbd_aio_open(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name, rbd_completion_t c) {
+  static const auto real = RBDLUKS_REAL(rbd_open);
+  return aio_open_with(real, io, name, image, snap_name, snap_name != nullptr, c);
+}
+
+int rbd_aio_open_by_id(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name,
+                       rbd_completion_t c) {
+  static const auto real = RBDLUKS_REAL(rbd_open_by_id);
+  return aio_open_with(real, io, id, image, snap_name, snap_name != nullptr, c);
+}
+
+int rbd_aio_open_read_only(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name,
+                           rbd_completion_t c) {
+  static const auto real = RBDLUKS_REAL(rbd_open_read_only);
+  return aio_open_with(real, io, name, image, snap_name, true, c);
+}
+
+int rbd_aio_open_by_id_read_only(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name,
+                                 rbd_completion_t c) {
+  static const auto real = RBDLUKS_REAL(rbd_open_by_id_read_only);
+  return aio_open_with(real, io, id, image, snap_name, true, c);
+}
+
+int rbd_close(rbd_image_t image) {
+  if (auto* encrypted = encrypted_image(image)) return close_encrypted(encrypted);
+  return rbdluks::preload::real_close(image);
+}
+
+int rbd_aio_close(rbd_image_t image, rbd_completion_t c) {
+  static const auto real = RBDLUKS_REAL(rbd_aio_close);
+  auto* encrypted = encrypted_image(image);
+  if (encrypted == nullptr) return real(image, c);
+  rbdluks::preload::claim(c);
+  std::thread([encrypted, c] { rbdluks::preload::finish(c, close_encrypted(encrypted), nullptr); }).detach();
+  return 0;
+}
+
+}  // extern "C"
