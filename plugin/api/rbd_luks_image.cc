@@ -151,6 +151,10 @@ Status Image::invalidate_cache() {
   return guarded(name(), "invalidate the cache of", [&] { return impl_->invalidate_cache(); });
 }
 
+Status Image::snap_rollback(const std::string& snapshot) {
+  return guarded(name(), "roll back", [&] { return impl_->snap_rollback(snapshot); });
+}
+
 Status Image::flush() {
   return guarded(name(), "flush", [&] { return status_of(impl_->flush(), "flush", 0, 0); });
 }

@@ -38,6 +38,7 @@ void finish(rbd_completion_t c, ssize_t result, EncryptedImage* notify) {
   // Not record_of(c) after the callback: it may have released c.
   CompletionRecord& record = record_of(c);
   record.result.store(result, std::memory_order_release);
+  record.calling_back.store(true, std::memory_order_release);
   if (record.callback != nullptr) record.callback(c, record.arg);
   if (notify != nullptr) notify->queue_event(c);
   {
@@ -72,7 +73,7 @@ void* rbd_aio_get_arg(rbd_completion_t c) { return record_of(c).arg; }
 int rbd_aio_is_complete(rbd_completion_t c) {
   static const auto real = real_librbd<decltype(&::rbd_aio_is_complete)>("rbd_aio_is_complete");
   CompletionRecord& record = record_of(c);
-  if (record.finished_here.load(std::memory_order_acquire)) return record.done.load(std::memory_order_acquire);
+  if (record.finished_here.load(std::memory_order_acquire)) return record.calling_back.load(std::memory_order_acquire);
   return real(c);
 }
 

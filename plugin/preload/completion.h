@@ -23,6 +23,9 @@ struct CompletionRecord {
   rbd_callback_t callback = nullptr;
   void* arg = nullptr;
   std::atomic<bool> finished_here{false};  // set when a request of an encrypted image took it
+  // librbd's states: pending, then in the callback (rbd_aio_is_complete is true from here on), then
+  // complete (rbd_aio_wait_for_complete returns).
+  std::atomic<bool> calling_back{false};
   std::mutex mutex;
   std::condition_variable done_changed;
   std::atomic<bool> done{false};
@@ -42,8 +45,9 @@ CompletionRecord& record_of(rbd_completion_t c);
 void claim(rbd_completion_t c);
 // Undoes claim() when the request could not be submitted.
 void unclaim(rbd_completion_t c);
-// Completes a claimed `c` with `result` in librbd's order: the callback, then the event queue of
-// `image` if it had notifications on, then the waiters (rbd_aio_is_complete/wait_for_complete).
+// Completes a claimed `c` with `result` in librbd's order (io/AioCompletion.cc, complete()): the
+// callback, then the event queue of `image` if it had notifications on, then the waiters of
+// rbd_aio_wait_for_complete. rbd_aio_is_complete is true from the callback on.
 void finish(rbd_completion_t c, ssize_t result, EncryptedImage* notify);
 
 }  // namespace rbdluks::preload

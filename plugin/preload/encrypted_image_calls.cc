@@ -18,22 +18,28 @@ namespace {
 
 int errno_of(const Status& status) { return status ? 0 : negative_errno(status.error()); }
 
-// The part of [offset, offset + length) inside the plaintext, as librbd's synchronous calls cut
-// requests that run past the end; -EINVAL for one that starts past it.
+// The part of [offset, offset + length) inside the plaintext, as librbd's clip_io cuts requests
+// that run past the end: an empty request is fine anywhere, one that starts at or past the end is
+// -EINVAL.
 Result<uint64_t> clipped(EncryptedImage& encrypted, uint64_t offset, uint64_t length) {
+  if (length == 0) return uint64_t{0};
   RL_ASSIGN(const uint64_t size, encrypted.image->size());
-  if (offset > size) return Error(std::make_error_code(std::errc::invalid_argument), "request past the end");
+  if (offset >= size) return Error(std::make_error_code(std::errc::invalid_argument), "request past the end");
   return std::min(length, size - offset);
 }
 
+enum class Reports { bytes, zero };
+
 // Submits a request of an encrypted image that completes `c` (completion.h): `start` gets the
-// callback to hand to rbd-luks.
+// callback to hand to rbd-luks. librbd's completions carry the bytes of a read, but 0 for a
+// successful write, discard, write-zeroes or flush, where rbd-luks reports the bytes covered.
 template <typename Start>
-int submit(EncryptedImage& encrypted, rbd_completion_t c, Start start) {
+int submit(EncryptedImage& encrypted, rbd_completion_t c, Reports reports, Start start) {
   claim(c);
   // As librbd decides at submission whether a request goes to the event queue.
   EncryptedImage* notify = encrypted.notifies() ? &encrypted : nullptr;
-  const Status submitted = start([c, notify](ssize_t r) { finish(c, r, notify); });
+  const Status submitted =
+      start([c, notify, reports](ssize_t r) { finish(c, reports == Reports::zero && r > 0 ? 0 : r, notify); });
   if (submitted) return 0;
   unclaim(c);
   return negative_errno(submitted.error());
@@ -120,6 +126,7 @@ using rbdluks::preload::encrypted_image;
 using rbdluks::preload::EncryptedImage;
 using rbdluks::preload::errno_of;
 using rbdluks::preload::real_librbd;
+using rbdluks::preload::Reports;
 using rbdluks::preload::submit;
 using rbdluks::preload::then_flush_if_fua;
 
@@ -150,6 +157,18 @@ int rbd_snap_list(rbd_image_t image, rbd_snap_info_t* snaps, int* max_snaps) {
   const int n = real(encrypted->raw, snaps, max_snaps);
   if (n <= 0) return n;
   return rbdluks::preload::plaintext_snapshot_sizes(*encrypted, std::span(snaps, static_cast<size_t>(n)), n);
+}
+
+int rbd_snap_rollback(rbd_image_t image, const char* snapname) {
+  RBDLUKS_ON_ENCRYPTED(rbd_snap_rollback, snapname)
+  return errno_of(encrypted->image->snap_rollback(snapname));
+}
+
+int rbd_snap_rollback_with_progress(rbd_image_t image, const char* snapname, librbd_progress_fn_t cb, void* cbdata) {
+  RBDLUKS_ON_ENCRYPTED(rbd_snap_rollback_with_progress, snapname, cb, cbdata)
+  const int r = errno_of(encrypted->image->snap_rollback(snapname));
+  if (r == 0 && cb != nullptr) cb(1, 1, cbdata);
+  return r;
 }
 
 int rbd_resize(rbd_image_t image, uint64_t size) {
@@ -216,7 +235,7 @@ int rbd_invalidate_cache(rbd_image_t image) {
 
 int rbd_aio_read(rbd_image_t image, uint64_t off, size_t len, char* buf, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_read, off, len, buf, c)
-  return submit(*encrypted, c, [&](auto done) {
+  return submit(*encrypted, c, Reports::bytes, [&](auto done) {
     return encrypted->image->aio_read(off, std::span(reinterpret_cast<uint8_t*>(buf), len), std::move(done));
   });
 }
@@ -229,21 +248,21 @@ int rbd_aio_read2(rbd_image_t image, uint64_t off, size_t len, char* buf, rbd_co
 int rbd_aio_readv(rbd_image_t image, const struct iovec* iov, int iovcnt, uint64_t off, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_readv, iov, iovcnt, off, c)
   if (iovcnt <= 0) return -EINVAL;  // as librbd, which then leaves c alone
-  return submit(*encrypted, c, [&](auto done) {
+  return submit(*encrypted, c, Reports::bytes, [&](auto done) {
     return encrypted->image->aio_readv(off, std::span(iov, static_cast<size_t>(iovcnt)), std::move(done));
   });
 }
 
 int rbd_aio_write(rbd_image_t image, uint64_t off, size_t len, const char* buf, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_write, off, len, buf, c)
-  return submit(*encrypted, c, [&](auto done) {
+  return submit(*encrypted, c, Reports::zero, [&](auto done) {
     return encrypted->image->aio_write(off, std::span(reinterpret_cast<const uint8_t*>(buf), len), std::move(done));
   });
 }
 
 int rbd_aio_write2(rbd_image_t image, uint64_t off, size_t len, const char* buf, rbd_completion_t c, int op_flags) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_write2, off, len, buf, c, op_flags)
-  return submit(*encrypted, c, [&](auto done) {
+  return submit(*encrypted, c, Reports::zero, [&](auto done) {
     return encrypted->image->aio_write(off, std::span(reinterpret_cast<const uint8_t*>(buf), len),
                                        then_flush_if_fua(*encrypted, op_flags, std::move(done)));
   });
@@ -252,26 +271,27 @@ int rbd_aio_write2(rbd_image_t image, uint64_t off, size_t len, const char* buf,
 int rbd_aio_writev(rbd_image_t image, const struct iovec* iov, int iovcnt, uint64_t off, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_writev, iov, iovcnt, off, c)
   if (iovcnt <= 0) return -EINVAL;
-  return submit(*encrypted, c, [&](auto done) {
+  return submit(*encrypted, c, Reports::zero, [&](auto done) {
     return encrypted->image->aio_writev(off, std::span(iov, static_cast<size_t>(iovcnt)), std::move(done));
   });
 }
 
 int rbd_aio_discard(rbd_image_t image, uint64_t off, uint64_t len, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_discard, off, len, c)
-  return submit(*encrypted, c, [&](auto done) { return encrypted->image->aio_discard(off, len, std::move(done)); });
+  return submit(*encrypted, c, Reports::zero,
+                [&](auto done) { return encrypted->image->aio_discard(off, len, std::move(done)); });
 }
 
 int rbd_aio_write_zeroes(rbd_image_t image, uint64_t off, size_t len, rbd_completion_t c, int zero_flags,
                          int op_flags) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_write_zeroes, off, len, c, zero_flags, op_flags)
-  return submit(*encrypted, c,
+  return submit(*encrypted, c, Reports::zero,
                 [&](auto done) { return encrypted->image->aio_write_zeroes(off, len, std::move(done)); });
 }
 
 int rbd_aio_flush(rbd_image_t image, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_flush, c)
-  return submit(*encrypted, c, [&](auto done) { return encrypted->image->aio_flush(std::move(done)); });
+  return submit(*encrypted, c, Reports::zero, [&](auto done) { return encrypted->image->aio_flush(std::move(done)); });
 }
 
 int rbd_diff_iterate(rbd_image_t image, const char* fromsnapname, uint64_t ofs, uint64_t len,

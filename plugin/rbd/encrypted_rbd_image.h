@@ -147,6 +147,9 @@ class EncryptedRbdImage {
   ssize_t discard(uint64_t offset, uint64_t length);
   ssize_t flush();
   Status invalidate_cache() { return raw_->invalidate_cache(); }
+  // Through this image's own librbd handle: librbd rolls back only on the handle that holds the
+  // image's exclusive lock, and a writer holds it.
+  Status snap_rollback(const std::string& snapshot) { return raw_->snap_rollback(snapshot); }
 
  private:
   enum class Op { read, write, zero, flush };

@@ -232,6 +232,13 @@ Status RbdImage::invalidate_cache() {
   return {};
 }
 
+Status RbdImage::snap_rollback(const std::string& snapshot) {
+  if (const int r = image_->snap_rollback(snapshot.c_str()); r < 0) {
+    return ceph_error(r, "roll " + name_ + " back to snapshot " + snapshot);
+  }
+  return {};
+}
+
 Result<std::vector<Extent>> RbdImage::allocated_extents(uint64_t offset, uint64_t length) {
   return existing_objects(offset, length, /*include_parent=*/true);
 }

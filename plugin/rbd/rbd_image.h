@@ -59,6 +59,7 @@ class RbdImage final : public RawImage {
   Status write(uint64_t offset, std::span<const uint8_t> data) override;
   Status flush() override;
   Status invalidate_cache();
+  Status snap_rollback(const std::string& snapshot);
   Status write_zeroes(uint64_t offset, uint64_t length) override;
   // Whole objects that exist (parent's included, for clones), from librbd's diff iteration against
   // the image's beginning: the object map where fast-diff is on, else one listing per object.

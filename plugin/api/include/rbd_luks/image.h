@@ -93,6 +93,8 @@ class RBD_LUKS_CXX_API Image {
   Status flush();
   // Drops what librbd's cache holds of the image, so that the next reads come from the cluster.
   Status invalidate_cache();
+  // Rolls the image (header and data) back to a snapshot of it.
+  Status snap_rollback(const std::string& snapshot);
 
   struct Extent {
     uint64_t offset;
