@@ -9,6 +9,7 @@
 
 #include "encrypted_rbd_image.h"
 #include "keyring_registry.h"
+#include "secret_file.h"
 #include "stored_key.h"
 
 namespace rbdluks {
@@ -55,6 +56,16 @@ Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& 
   return open(io, name, passphrase, OpenOptions{});
 }
 
+Result<std::unique_ptr<Image>> Image::open_with_passphrase_file(rados_ioctx_t io, const std::string& name,
+                                                                const std::string& passphrase_file,
+                                                                const OpenOptions& options) {
+  return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
+    auto passphrase = read_secret_file(passphrase_file);
+    if (!passphrase) return Error(Errc::key_unavailable, passphrase.error().message());
+    return open(io, name, passphrase->span(), options);
+  });
+}
+
 namespace {
 
 // The public overload takes the policy as text, so that KeyReferencePolicy stays out of the
@@ -84,6 +95,7 @@ Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, con
 const std::string& Image::name() const { return impl_->name(); }
 bool Image::read_only() const { return impl_->read_only(); }
 uint32_t Image::sector_size() const { return impl_->layout().sector_size; }
+uint64_t Image::data_offset() const { return impl_->layout().data_offset; }
 
 Result<uint64_t> Image::size() {
   return guarded(name(), "size of", [&] { return impl_->size(); });

@@ -14,6 +14,7 @@ namespace {
 void relay(rbd_completion_t c, void* arg) {
   auto* record = static_cast<CompletionRecord*>(arg);
   if (record->callback != nullptr) record->callback(c, record->arg);
+  record->put();
 }
 
 const auto real_get_arg = real_librbd<decltype(&::rbd_aio_get_arg)>("rbd_aio_get_arg");
@@ -46,7 +47,8 @@ void finish(rbd_completion_t c, ssize_t result, EncryptedImage* notify) {
     record.done.store(true, std::memory_order_release);
     record.done_changed.notify_all();
   }
-  record.put();
+  // Its own reference, and librbd's callback's: librbd never completes a claimed completion.
+  record.put(2);
 }
 
 }  // namespace rbdluks::preload
@@ -95,9 +97,13 @@ ssize_t rbd_aio_get_return_value(rbd_completion_t c) {
 
 void rbd_aio_release(rbd_completion_t c) {
   static const auto real = real_librbd<decltype(&::rbd_aio_release)>("rbd_aio_release");
+  static const auto real_is_complete = real_librbd<decltype(&::rbd_aio_is_complete)>("rbd_aio_is_complete");
   CompletionRecord& record = record_of(c);
+  // Never claimed and never completed by librbd: it was never submitted (releasing a request in
+  // flight is a mistake under librbd too), so relay() will not run to drop its reference.
+  const bool never_submitted = !record.finished_here.load(std::memory_order_acquire) && real_is_complete(c) == 0;
   real(c);
-  record.put();
+  record.put(never_submitted ? 2 : 1);
 }
 
 }  // extern "C"

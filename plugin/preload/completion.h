@@ -30,12 +30,14 @@ struct CompletionRecord {
   std::condition_variable done_changed;
   std::atomic<bool> done{false};
   std::atomic<ssize_t> result{0};
-  // The application's (until rbd_aio_release) and a claimed request's (until finish() returns):
-  // QEMU and fio release a completion inside its own callback, while finish() still needs it.
-  std::atomic<int> references{1};
+  // The application's (until rbd_aio_release); librbd's callback's (until relay() has run, or
+  // until it is clear that it never will); and a claimed request's (until finish() returns). QEMU
+  // and fio release a completion inside its callback, and librbd may run the callback on another
+  // thread after rbd_aio_is_complete turned true, when the application may release it already.
+  std::atomic<int> references{2};
 
-  void put() {
-    if (references.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  void put(int n = 1) {
+    if (references.fetch_sub(n, std::memory_order_acq_rel) == n) delete this;
   }
 };
 

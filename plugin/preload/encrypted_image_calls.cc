@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <span>
+#include <vector>
 
 #include "completion.h"
 #include "encrypted_image.h"
@@ -100,16 +102,24 @@ int iterate_allocated(EncryptedImage& encrypted, const char* from_snapshot, uint
 // librbd's snapshot list gives RBD image sizes; the header in front of the data has the same size in
 // every snapshot (rbd-luks never moves it), so each plaintext size is that much less, in whole sectors.
 int plaintext_snapshot_sizes(EncryptedImage& encrypted, std::span<rbd_snap_info_t> snaps, int n) {
-  static const auto real_get_size = real_librbd<decltype(&::rbd_get_size)>("rbd_get_size");
-  uint64_t raw_size = 0;
-  if (const int r = real_get_size(encrypted.raw, &raw_size); r < 0) return r;
-  const auto plaintext_size = encrypted.image->size();
-  if (!plaintext_size) return negative_errno(plaintext_size.error());
-  const uint64_t header = raw_size - *plaintext_size;
+  const uint64_t header = encrypted.image->data_offset();
   const uint64_t sector = encrypted.image->sector_size();
   for (rbd_snap_info_t& snap : snaps) snap.size = snap.size > header ? (snap.size - header) / sector * sector : 0;
   return n;
 }
+
+// librbd's zero flags: RBD_WRITE_ZEROES_FLAG_THICK_PROVISION (QEMU sends it when it may not
+// unmap) asks for allocated zeros, so those are written as encrypted zeros; other bits are -EINVAL,
+// as librbd has them.
+constexpr uint64_t kMaxThickZeroes = uint64_t{64} << 20;
+
+int check_zero_flags(int zero_flags, uint64_t length) {
+  if ((zero_flags & ~RBD_WRITE_ZEROES_FLAG_THICK_PROVISION) != 0) return -EINVAL;
+  if ((zero_flags & RBD_WRITE_ZEROES_FLAG_THICK_PROVISION) != 0 && length > kMaxThickZeroes) return -EINVAL;
+  return 0;
+}
+
+bool thick(int zero_flags) { return (zero_flags & RBD_WRITE_ZEROES_FLAG_THICK_PROVISION) != 0; }
 
 int refuse_librbd_encryption(const char* function, EncryptedImage& encrypted) {
   std::fprintf(stderr,
@@ -217,9 +227,11 @@ int rbd_discard(rbd_image_t image, uint64_t ofs, uint64_t len) {
 
 ssize_t rbd_write_zeroes(rbd_image_t image, uint64_t ofs, size_t len, int zero_flags, int op_flags) {
   RBDLUKS_ON_ENCRYPTED(rbd_write_zeroes, ofs, len, zero_flags, op_flags)
+  if (const int r = rbdluks::preload::check_zero_flags(zero_flags, len); r < 0) return r;
   auto n = rbdluks::preload::clipped(*encrypted, ofs, len);
   if (!n) return rbdluks::negative_errno(n.error());
-  const int r = errno_of(encrypted->image->write_zeroes(ofs, *n));
+  const int r = rbdluks::preload::thick(zero_flags) ? errno_of(encrypted->image->write(ofs, std::vector<uint8_t>(*n)))
+                                                    : errno_of(encrypted->image->write_zeroes(ofs, *n));
   return r < 0 ? r : static_cast<ssize_t>(*n);
 }
 
@@ -285,6 +297,13 @@ int rbd_aio_discard(rbd_image_t image, uint64_t off, uint64_t len, rbd_completio
 int rbd_aio_write_zeroes(rbd_image_t image, uint64_t off, size_t len, rbd_completion_t c, int zero_flags,
                          int op_flags) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_write_zeroes, off, len, c, zero_flags, op_flags)
+  if (const int r = rbdluks::preload::check_zero_flags(zero_flags, len); r < 0) return r;
+  if (rbdluks::preload::thick(zero_flags)) {
+    auto zeros = std::make_shared<std::vector<uint8_t>>(len);
+    return submit(*encrypted, c, Reports::zero, [&](auto done) {
+      return encrypted->image->aio_write(off, *zeros, [zeros, done = std::move(done)](ssize_t r) { done(r); });
+    });
+  }
   return submit(*encrypted, c, Reports::zero,
                 [&](auto done) { return encrypted->image->aio_write_zeroes(off, len, std::move(done)); });
 }

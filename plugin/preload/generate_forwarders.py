@@ -51,12 +51,9 @@ def parameters(text):
     return result
 
 
-def image_parameter(params):
-    """The name of the parameter that passes an image handle in, or None."""
-    for text, name in params:
-        if re.match(r"rbd_image_t\s+\w+$", text):
-            return name
-    return None
+def image_parameters(params):
+    """The names of the parameters that pass an image handle in (rbd_copy2 has two)."""
+    return [name for text, name in params if re.match(r"rbd_image_t\s+\w+$", text)]
 
 
 def read_table(path):
@@ -71,9 +68,14 @@ def read_table(path):
     return table
 
 
-def forwarder(ret, name, params, image, kind):
+def forwarder(ret, name, params, images, kind):
     args = ", ".join(n for _, n in params)
-    raw_args = ", ".join("encrypted->raw" if n == image else n for _, n in params)
+    if kind == "raw" and len(images) > 1:
+        sys.exit(f"{name} takes {len(images)} image handles: it cannot be forwarded as `raw`")
+    raw_args = ", ".join("encrypted->raw" if n == images[0] else n for _, n in params)
+    # Any of the handles may be an encrypted image's, e.g. the destination of rbd_copy2.
+    lookup = f"  EncryptedImage* encrypted = encrypted_image({images[0]});\n" + "".join(
+        f"  if (encrypted == nullptr) encrypted = encrypted_image({other});\n" for other in images[1:])
     if kind == "raw":
         on_encrypted = f"return real({raw_args});"
     elif ret == "void":
@@ -82,7 +84,8 @@ def forwarder(ret, name, params, image, kind):
         on_encrypted = f'return static_cast<{ret}>(unsupported("{name}", *encrypted));'
     return (f"{ret} {name}({', '.join(t for t, _ in params)}) {{\n"
             f'  static const auto real = real_librbd<decltype(&::{name})>("{name}");\n'
-            f"  if (EncryptedImage* encrypted = encrypted_image({image})) {{\n"
+            f"{lookup}"
+            f"  if (encrypted != nullptr) {{\n"
             f"    {on_encrypted}\n"
             f"  }}\n"
             f"  return real({args});\n"
@@ -90,7 +93,7 @@ def forwarder(ret, name, params, image, kind):
 
 
 def generate(header, table, output):
-    functions = [(r, n, p, image_parameter(p)) for r, n, p in declarations(open(header).read())]
+    functions = [(r, n, p, image_parameters(p)) for r, n, p in declarations(open(header).read())]
     known = {n for _, n, _, i in functions if i}
     stray = sorted(set(table) - known)
     if stray:
@@ -114,7 +117,7 @@ def imports(binary, defined):
 
 def check(header, table, preload, binaries):
     functions = list(declarations(open(header).read()))
-    takes_image = {n for _, n, p in functions if image_parameter(p)}
+    takes_image = {n for _, n, p in functions if image_parameters(p)}
     takes_handle = {n for _, n, p in functions if any(re.search(r"\brbd_(image|completion)_t\b", t) for t, _ in p)}
     undefined = sorted(takes_handle - imports(preload, defined=True))
     print(f"{preload}: {len(takes_handle)} librbd functions take an image or completion handle, "

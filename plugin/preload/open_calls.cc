@@ -5,14 +5,11 @@
 // a second time through rbd-luks, with its key; the application gets an EncryptedImage, which keeps
 // librbd's handle for the calls that mean the same on the ciphertext.
 #include <rados/librados.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -32,22 +29,28 @@ const auto real_close = real_librbd<decltype(&::rbd_close)>("rbd_close");
 const auto real_metadata_get = real_librbd<decltype(&::rbd_metadata_get)>("rbd_metadata_get");
 const auto real_get_name = real_librbd<decltype(&::rbd_get_name)>("rbd_get_name");
 
-// librbd's C calls that fill a caller's buffer answer -ERANGE with the length they need.
+// librbd's C calls that fill a caller's buffer answer -ERANGE with the length they need (which
+// may grow between two calls).
 template <typename Call>
-std::optional<std::string> string_from(Call call) {
+int string_from(Call call, std::string& out) {
   std::vector<char> buffer(64);
-  size_t length = buffer.size();
-  int r = call(buffer.data(), &length);
-  if (r == -ERANGE) {
-    buffer.resize(length);
-    r = call(buffer.data(), &length);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    size_t length = buffer.size();
+    const int r = call(buffer.data(), &length);
+    if (r == -ERANGE) {
+      buffer.resize(std::max(length, buffer.size() * 2));
+      continue;
+    }
+    if (r < 0) return r;
+    out.assign(buffer.data(), strnlen(buffer.data(), buffer.size()));
+    return 0;
   }
-  if (r < 0) return std::nullopt;
-  return std::string(buffer.data(), strnlen(buffer.data(), buffer.size()));
+  return -ERANGE;
 }
 
-std::optional<std::string> metadata(rbd_image_t raw, const char* key) {
-  return string_from([&](char* out, size_t* length) { return real_metadata_get(raw, key, out, length); });
+// Metadata `key` of the image into `value`; 0, -ENOENT when absent, or librbd's error.
+int metadata(rbd_image_t raw, const char* key, std::string& value) {
+  return string_from([&](char* out, size_t* length) { return real_metadata_get(raw, key, out, length); }, value);
 }
 
 // POOL[/NAMESPACE]/IMAGE, as the settings file names images.
@@ -59,68 +62,59 @@ std::string spec_of(rados_ioctx_t io, const std::string& name) {
   return std::string(pool) + (name_space[0] != '\0' ? "/" + std::string(name_space) : "") + "/" + name;
 }
 
-bool opted_in(rbd_image_t raw, const std::string& spec, const PreloadConfig& config) {
+// 1 when the image opted in, 0 when not, or librbd's error reading its metadata: an error must
+// not pass an opted-in image through as ciphertext, where the application would write plaintext
+// over its header.
+int opted_in(rbd_image_t raw, const std::string& spec, const PreloadConfig& config) {
   for (const std::string& listed : config.images) {
-    if (listed == spec) return true;
+    if (listed == spec) return 1;
   }
-  return metadata(raw, kPreloadMetadataKey) == kPreloadMetadataOn;
+  std::string value;
+  const int r = metadata(raw, kPreloadMetadataKey, value);
+  if (r == -ENOENT) return 0;
+  if (r < 0) return r;
+  return value == kPreloadMetadataOn ? 1 : 0;
 }
 
-// A passphrase file's bytes (without one trailing newline, as `rbd-luks --passphrase-file` reads
-// it), in locked memory that is wiped before it is freed.
-class LockedPassphrase {
- public:
-  explicit LockedPassphrase(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return;
-    bytes_.reserve(4096);
-    mlock(bytes_.data(), bytes_.capacity());
-    for (char c = 0; in.get(c) && bytes_.size() < bytes_.capacity();) bytes_.push_back(static_cast<uint8_t>(c));
-    if (!bytes_.empty() && bytes_.back() == '\n') bytes_.pop_back();
-    read_ = true;
-  }
-  ~LockedPassphrase() {
-    explicit_bzero(bytes_.data(), bytes_.capacity());
-    munlock(bytes_.data(), bytes_.capacity());
-  }
-  LockedPassphrase(const LockedPassphrase&) = delete;
-  LockedPassphrase& operator=(const LockedPassphrase&) = delete;
-  bool read() const { return read_; }
-  std::span<const uint8_t> bytes() const { return bytes_; }
-
- private:
-  std::vector<uint8_t> bytes_;
-  bool read_ = false;
-};
+// Key references a hypervisor follows unless the settings say otherwise: whoever can write an
+// image's metadata chooses its reference, and a file: reference would name any path on the host.
+constexpr const char* kDefaultAcceptedKeyRefs = "config-key,barbican";
 
 Result<std::unique_ptr<Image>> open_plaintext(rados_ioctx_t io, rbd_image_t raw, const std::string& name,
                                               const Image::OpenOptions& options, const PreloadConfig& config) {
   if (!config.error.empty()) return Error(Errc::usage, config.error);
-  if (config.passphrase_file && !metadata(raw, kKeyRefMetadataKey)) {
-    const LockedPassphrase passphrase(*config.passphrase_file);
-    if (!passphrase.read()) {
-      return Error(Errc::key_unavailable, "cannot read passphrase-file " + *config.passphrase_file + " of " +
-                                              config.path + ": " + std::generic_category().message(errno));
-    }
-    return Image::open(io, name, passphrase.bytes(), options);
+  std::string reference;
+  const int r = metadata(raw, kKeyRefMetadataKey, reference);
+  if (r < 0 && r != -ENOENT) {
+    return Error(std::error_code(-r, std::generic_category()), "read the key reference of " + name);
   }
-  if (config.accept_key_refs) return Image::open_with_stored_key(io, name, options, *config.accept_key_refs);
-  return Image::open_with_stored_key(io, name, options);
+  if (config.passphrase_file && r == -ENOENT) {
+    return Image::open_with_passphrase_file(io, name, *config.passphrase_file, options);
+  }
+  return Image::open_with_stored_key(io, name, options, config.accept_key_refs.value_or(kDefaultAcceptedKeyRefs));
 }
 
 // Turns librbd's handle `raw` of a fresh open into the application's handle.
 int adopt(rados_ioctx_t io, rbd_image_t raw, const char* snapshot, bool read_only, rbd_image_t* image) {
-  const auto name = string_from([&](char* out, size_t* length) { return real_get_name(raw, out, length); });
+  std::string name;
+  int r = string_from([&](char* out, size_t* length) { return real_get_name(raw, out, length); }, name);
   const PreloadConfig& config = preload_config();
-  const std::string spec = spec_of(io, name.value_or("?"));
-  if (!name || !opted_in(raw, spec, config)) {
+  const std::string spec = spec_of(io, name);
+  if (r == 0) r = opted_in(raw, spec, config);
+  if (r < 0) {
+    std::fprintf(stderr, "rbd-luks preload: cannot tell whether %s is to be decrypted: %s\n", spec.c_str(),
+                 std::generic_category().message(-r).c_str());
+    real_close(raw);
+    return r;
+  }
+  if (r == 0) {
     *image = raw;
     return 0;
   }
   Image::OpenOptions options;
   if (snapshot != nullptr) options.snapshot = snapshot;
   options.read_only = read_only;
-  auto opened = open_plaintext(io, raw, *name, options, config);
+  auto opened = open_plaintext(io, raw, name, options, config);
   if (!opened) {
     std::fprintf(stderr, "rbd-luks preload: cannot open the encrypted image %s: %s\n", spec.c_str(),
                  opened.error().message().c_str());

@@ -285,7 +285,61 @@ TEST_P(PreloadApiTest, CallsWithoutAPlaintextMeaning) {
   }
 }
 
+TEST_P(PreloadApiTest, WriteZeroesFlags) {
+  const auto data = pattern(8192, 4);
+  ASSERT_EQ(rbd_write(image_, 4096, data.size(), data.data()), 8192);
+  EXPECT_EQ(rbd_write_zeroes(image_, 4096, 8192, RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, 0), 8192);
+  std::vector<char> back(8192);
+  ASSERT_EQ(rbd_read(image_, 4096, back.size(), back.data()), 8192);
+  EXPECT_EQ(back, std::vector<char>(8192, 0));
+  EXPECT_EQ(rbd_write_zeroes(image_, 4096, 8192, 1 << 8, 0), -EINVAL) << "an unknown zero flag";
+}
+
+// librbd may run a callback on another thread after rbd_aio_is_complete turned true; a program
+// that polls and then releases must not leave the callback a freed completion (ASan run).
+TEST_P(PreloadApiTest, CompletionsReleasedAsSoonAsTheyReportComplete) {
+  std::vector<char> buffer(4096);
+  for (int i = 0; i < 200; ++i) {
+    rbd_completion_t c = nullptr;
+    ASSERT_EQ(rbd_aio_create_completion(nullptr, nullptr, &c), 0);
+    ASSERT_EQ(rbd_aio_read(image_, uint64_t(i) * 4096, buffer.size(), buffer.data(), c), 0);
+    while (rbd_aio_is_complete(c) == 0) std::this_thread::yield();
+    EXPECT_EQ(rbd_aio_get_return_value(c), 4096);
+    rbd_aio_release(c);
+  }
+  rbd_completion_t unused = nullptr;
+  ASSERT_EQ(rbd_aio_create_completion(nullptr, nullptr, &unused), 0);
+  rbd_aio_release(unused);
+}
+
 INSTANTIATE_TEST_SUITE_P(Images, PreloadApiTest, ::testing::Values(kPlain, kEncrypted),
                          [](const auto& param_info) { return std::string(param_info.param.name); });
+
+}  // namespace
+
+namespace {
+
+// rbd_copy2 takes two image handles: either may be an encrypted image's.
+TEST(PreloadTwoImagesTest, CopyBetweenAPlainAndAnEncryptedImageIsRefused) {
+  const char* plain_name = std::getenv(kPlain.environment);
+  const char* encrypted_name = std::getenv(kEncrypted.environment);
+  ASSERT_TRUE(plain_name != nullptr && encrypted_name != nullptr) << "run through preload_c_api.sh";
+  rados_t cluster = nullptr;
+  ASSERT_EQ(rados_create(&cluster, nullptr), 0);
+  ASSERT_EQ(rados_conf_read_file(cluster, nullptr), 0);
+  ASSERT_EQ(rados_connect(cluster), 0);
+  rados_ioctx_t io = nullptr;
+  ASSERT_EQ(rados_ioctx_create(cluster, "rbd", &io), 0);
+  rbd_image_t plain = nullptr;
+  rbd_image_t encrypted = nullptr;
+  ASSERT_EQ(rbd_open(io, plain_name, &plain, nullptr), 0);
+  ASSERT_EQ(rbd_open(io, encrypted_name, &encrypted, nullptr), 0);
+  EXPECT_EQ(rbd_copy2(plain, encrypted), -EOPNOTSUPP);
+  EXPECT_EQ(rbd_copy2(encrypted, plain), -EOPNOTSUPP);
+  EXPECT_EQ(rbd_close(encrypted), 0);
+  EXPECT_EQ(rbd_close(plain), 0);
+  rados_ioctx_destroy(io);
+  rados_shutdown(cluster);
+}
 
 }  // namespace

@@ -50,6 +50,11 @@ class RBD_LUKS_CXX_API Image {
                                              std::span<const uint8_t> passphrase, const OpenOptions& options);
   static Result<std::unique_ptr<Image>> open(rados_ioctx_t io, const std::string& name,
                                              std::span<const uint8_t> passphrase);
+  // The passphrase is the exact bytes of file `passphrase_file` (as `rbd-luks --passphrase-file`
+  // reads it), kept in locked memory and wiped. Errc::key_unavailable when it cannot be read.
+  static Result<std::unique_ptr<Image>> open_with_passphrase_file(rados_ioctx_t io, const std::string& name,
+                                                                  const std::string& passphrase_file,
+                                                                  const OpenOptions& options);
   // Opens with the key the image's metadata refers to (recorded by `rbd-luks format --new-key`,
   // `--key-ref` or `key-ref set`), fetched from its keyring; no secret needed at hand.
   // Errc::key_unavailable when the keyring refuses or cannot be reached.
@@ -78,6 +83,8 @@ class RBD_LUKS_CXX_API Image {
   const std::string& name() const;
   bool read_only() const;
   uint32_t sector_size() const;
+  // Bytes of the RBD image in front of the plaintext (the LUKS header and keyslots).
+  uint64_t data_offset() const;
   Result<uint64_t> size();
   // A multiple of sector_size().
   Status resize(uint64_t size);
