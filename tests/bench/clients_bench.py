@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""clients_bench.py: the routes by which unmodified programs reach an encrypted image, next to plain
+librbd, measured with fio on one cluster in one run.
+
+Routes (each fio job: one of 4 KiB random reads/writes or 4 MiB sequential reads/writes, iodepth 16):
+  plain    fio's rbd engine on a plain image (librbd, nothing of rbd-luks)
+  preload  fio's rbd engine on an rbd-luks image, librbd_luks_preload.so preloaded
+  nbdkit   fio's nbd engine on nbdkit-rbdluks-plugin.so serving the rbd-luks image (unix socket)
+  qsd      fio's nbd engine on qemu-storage-daemon's NBD export of the same image opened with
+           QEMU's rbd driver and librbd's native encryption (encrypt.format=luks2)
+Each round runs every route, in an order rotated round by round, and every job of a route
+back to back; the ratios to plain are taken within a round, then their median. With each job the
+machine's busy CPU time (/proc/stat) is recorded per GB moved: on a small machine the routes that
+need more processes per request run out of CPU first. Output: a Markdown table (median MB/s with the
+lowest and highest round; ratios; CPU per GB), a JSON file and a PNG plot.
+
+Run (CEPH_CONF names the cluster; the pool holds two images of --size):
+  CEPH_CONF=... tests/bench/clients_bench.py [--pool rbd] [--size 1G] [--rounds 5] [--seconds 5]
+      [--build build] [--json clients.json] [--png docs/performance/clients-bench.png]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+JOBS = [("randread", "4k"), ("randwrite", "4k"), ("read", "4m"), ("write", "4m")]
+ROUTES = ["plain", "preload", "nbdkit", "qsd"]
+
+
+def run(cmd, env=None, **kw):
+    return subprocess.run(cmd, check=True, env=env, **kw)
+
+
+def cpu_model():
+    """`model name`, with family and model: the same name covers several generations."""
+    fields = {}
+    for line in open("/proc/cpuinfo"):
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}), {os.cpu_count()} CPUs")
+
+
+def busy_cpu_seconds():
+    """CPU time the whole machine spent outside idle and iowait so far (every process: fio, the
+    server of the route, the OSD), from /proc/stat."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def fio(args, target, env, seconds, size):
+    """Bytes per second of one job, and the machine's busy CPU seconds per GB it moved."""
+    rw, bs = args
+    cmd = ["fio", "--name=job", f"--rw={rw}", f"--bs={bs}", "--iodepth=16", "--time_based",
+           f"--runtime={seconds}", "--ramp_time=1", f"--size={size}", "--output-format=json"] + target
+    busy = busy_cpu_seconds()
+    out = run(cmd, env=env, capture_output=True, text=True).stdout
+    busy = busy_cpu_seconds() - busy
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    if job["error"]:
+        sys.exit(f"fio {rw} {bs} failed: {job['error']}")
+    stats = job["read" if "read" in rw else "write"]
+    # The CPU measure covers fio's start and ramp too; the bytes only the measured part.
+    moved = stats["io_bytes"] * (seconds + 1) / seconds
+    return stats["bw_bytes"], busy / (moved / 1e9)
+
+
+class Route:
+    """Starts what a route needs for one round and gives fio's target options."""
+
+    def __init__(self, name, a, work, plain, encrypted):
+        self.name, self.a, self.work, self.plain, self.encrypted = name, a, work, plain, encrypted
+        self.env = dict(os.environ)
+        self.pidfile = os.path.join(work, f"{name}.pid")
+        self.socket = os.path.join(work, f"{name}.sock")
+
+    def __enter__(self):
+        a = self.a
+        if self.name == "plain":
+            self.target = ["--ioengine=rbd", "--clientname=admin", f"--pool={a.pool}", f"--rbdname={self.plain}"]
+        elif self.name == "preload":
+            self.env["LD_PRELOAD"] = os.path.join(a.build, "plugin/librbd_luks_preload.so")
+            self.env["RBD_LUKS_PRELOAD_CONF"] = os.path.join(self.work, "preload.conf")
+            self.target = ["--ioengine=rbd", "--clientname=admin", f"--pool={a.pool}",
+                           f"--rbdname={self.encrypted}"]
+        elif self.name == "nbdkit":
+            run(["nbdkit", "-U", self.socket, "-P", self.pidfile,
+                 os.path.join(a.build, "plugin/nbdkit-rbdluks-plugin.so"), f"image={a.pool}/{self.encrypted}",
+                 f"passphrase-file={os.path.join(self.work, 'pass')}"])
+            self.target = ["--ioengine=nbd", f"--uri=nbd+unix:///?socket={self.socket}"]
+        else:
+            run(["qemu-storage-daemon", "--daemonize", "--pidfile", self.pidfile,
+                 "--object", f"secret,id=sec0,file={os.path.join(self.work, 'pass')}",
+                 "--blockdev", f"driver=rbd,node-name=n0,pool={a.pool},image={self.encrypted},"
+                               f"conf={os.environ['CEPH_CONF']},encrypt.format=luks2,encrypt.key-secret=sec0,"
+                               "cache.direct=on",
+                 "--nbd-server", f"addr.type=unix,addr.path={self.socket}",
+                 "--export", "type=nbd,id=e0,node-name=n0,name=disk,writable=on"])
+            self.target = ["--ioengine=nbd", f"--uri=nbd+unix:///disk?socket={self.socket}"]
+        return self
+
+    def __exit__(self, *exc):
+        if os.path.exists(self.pidfile):
+            pid = int(open(self.pidfile).read())
+            os.kill(pid, 15)
+            while os.path.exists(f"/proc/{pid}"):
+                time.sleep(0.05)
+            for path in (self.pidfile, self.socket):  # nbdkit leaves them, qemu-storage-daemon not
+                if os.path.exists(path):
+                    os.unlink(path)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pool", default="rbd")
+    p.add_argument("--size", default="1G")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "../../build"))
+    p.add_argument("--json", default="clients-bench.json")
+    p.add_argument("--png")
+    a = p.parse_args()
+    a.build = os.path.abspath(a.build)
+    rbd_luks = os.path.join(a.build, "plugin/rbd-luks")
+    tag = f"clbench{os.getpid()}"
+    plain, encrypted = f"{tag}-plain", f"{tag}-luks"
+    results = {route: {f"{rw} {bs}": [] for rw, bs in JOBS} for route in ROUTES}
+    cpu = {route: {f"{rw} {bs}": [] for rw, bs in JOBS} for route in ROUTES}
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "pass"), "w") as f:
+            f.write("bench passphrase")
+        os.chmod(os.path.join(work, "pass"), 0o600)
+        with open(os.path.join(work, "preload.conf"), "w") as f:
+            f.write(f"passphrase-file = {os.path.join(work, 'pass')}\n")
+        try:
+            run(["rbd", "create", "--size", a.size, f"{a.pool}/{plain}"])
+            run([rbd_luks, "create", f"rbd:{a.pool}/{encrypted}", "--size", a.size, "--passphrase-file",
+                 os.path.join(work, "pass")], capture_output=True)
+            run([rbd_luks, "preload", "enable", f"rbd:{a.pool}/{encrypted}", "--passphrase-file",
+                 os.path.join(work, "pass")], capture_output=True)
+            # Filled first, so that reads read data on every route.
+            for route in ("plain", "preload"):
+                with Route(route, a, work, plain, encrypted) as r:
+                    run(["fio", "--name=fill", "--rw=write", "--bs=4m", "--iodepth=16", f"--size={a.size}"] +
+                        r.target, env=r.env, capture_output=True)
+            for round_number in range(a.rounds):
+                order = ROUTES[round_number % len(ROUTES):] + ROUTES[:round_number % len(ROUTES)]
+                for route in order:
+                    with Route(route, a, work, plain, encrypted) as r:
+                        for job in JOBS:
+                            bw, cpu_per_gb = fio(job, r.target, r.env, a.seconds, a.size)
+                            results[route][f"{job[0]} {job[1]}"].append(bw)
+                            cpu[route][f"{job[0]} {job[1]}"].append(cpu_per_gb)
+                print(f"round {round_number + 1}/{a.rounds} done", file=sys.stderr)
+        finally:
+            for image in (plain, encrypted):
+                subprocess.run(["rbd", "rm", f"{a.pool}/{image}"], capture_output=True)
+    report = {"cpu": cpu_model(), "seconds": a.seconds, "rounds": a.rounds, "size": a.size, "results": results,
+              "cpu_seconds_per_gb": cpu}
+    with open(a.json, "w") as f:
+        json.dump(report, f, indent=1)
+    print(markdown(report))
+    if a.png:
+        plot(report, a.png)
+
+
+def ratios(report, route, job, over="plain"):
+    r = report["results"]
+    return [x / y for x, y in zip(r[route][job], r[over][job])]
+
+
+def markdown(report):
+    jobs = list(report["results"]["plain"])
+    mb = lambda values: f"{statistics.median(values) / 1e6:.0f} ({min(values) / 1e6:.0f}-{max(values) / 1e6:.0f})"
+    lines = [f"{report['cpu']}, {report['rounds']} rounds of {report['seconds']} s per job, iodepth 16; "
+             "MB/s as median (lowest-highest round); ratios are medians of per-round ratios", "",
+             "| job | plain | preload | nbdkit | qsd native | preload/plain | nbdkit/plain | qsd/plain | nbdkit/qsd |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for job in jobs:
+        cells = [mb(report["results"][route][job]) for route in ROUTES]
+        rs = [statistics.median(ratios(report, route, job)) for route in ("preload", "nbdkit", "qsd")]
+        rs.append(statistics.median(ratios(report, "nbdkit", job, over="qsd")))
+        lines.append(f"| {job} | " + " | ".join(cells) + " | " + " | ".join(f"{x:.2f}" for x in rs) + " |")
+    if "cpu_seconds_per_gb" in report:
+        lines += ["", "Busy CPU seconds of the whole machine per GB moved (median of the rounds):", "",
+                  "| job | plain | preload | nbdkit | qsd native |", "|---|---|---|---|---|"]
+        for job in jobs:
+            lines.append(f"| {job} | " + " | ".join(
+                f"{statistics.median(report['cpu_seconds_per_gb'][route][job]):.2f}" for route in ROUTES) + " |")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    jobs = list(report["results"]["plain"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.25
+    for i, route in enumerate(("preload", "nbdkit", "qsd")):
+        values = [ratios(report, route, job) for job in jobs]
+        medians = [statistics.median(v) for v in values]
+        errors = [[m - min(v) for m, v in zip(medians, values)], [max(v) - m for m, v in zip(medians, values)]]
+        label = {"preload": "preload library (fio rbd)", "nbdkit": "nbdkit plugin (fio nbd)",
+                 "qsd": "qemu-storage-daemon NBD, native luks2 (fio nbd)"}[route]
+        ax.bar([j + (i - 1) * width for j in range(len(jobs))], medians, width, yerr=errors, capsize=3, label=label)
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(jobs)), jobs)
+    ax.set_ylabel("throughput / plain librbd (fio rbd)")
+    ax.set_title(f"Unmodified clients on an encrypted image, {report['cpu']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
