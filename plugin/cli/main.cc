@@ -49,7 +49,7 @@ Commands:
   preload enable TARGET                         let librbd_luks_preload.so decrypt the image for
                                                 programs on librbd (QEMU, qemu-img, fio), once the
                                                 key opens a keyslot
-  preload disable TARGET | preload status TARGET [--json]
+  preload disable TARGET [--force] | preload status TARGET [--json]
   bench crypto                                  cipher backend and GB/s per sector size
   bench io [POOL] [--size S] [--block-sizes 4K,..] [--queue-depths 1,..] [--rw write,read]
            [--paths plain,rbd-luks,native] [--misalign B] [--seconds S] [--rounds N] [--json]

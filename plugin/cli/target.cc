@@ -103,7 +103,7 @@ Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawIm
   return {};
 }
 
-Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image) {
+Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action) {
   auto* rbd = dynamic_cast<RbdImage*>(&image);
   if (rbd == nullptr || cl.has("force")) return {};
   RL_ASSIGN(const auto watchers, rbd->watchers());
@@ -111,7 +111,7 @@ Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage
     if (watcher.client_id == rbd->client_id()) continue;
     return Error(Errc::failure, target.spec + " is open by another client (client." +
                                     std::to_string(watcher.client_id) + " at " + watcher.address +
-                                    "); use --force to format it anyway");
+                                    "); use --force to " + action + " anyway");
   }
   return {};
 }

@@ -40,8 +40,9 @@ Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Tar
 // are not checked: peers such as cryptsetup's tests prepare them with dd.
 Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawImage& image);
 
-// For `format`: refuses (unless --force) an RBD image that another client has open, since a new
-// header under it would leave that client's writes encrypted with a key that no longer exists.
-Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image);
+// Refuses (unless --force) an RBD image that another client has open, for changes that client
+// would not see: `format` (its writes would be encrypted with a key that no longer exists) and
+// `preload disable`. `action` ends the message: "use --force to <action> anyway".
+Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action);
 
 }  // namespace rbdluks::cli

@@ -45,3 +45,14 @@ with rados.Rados(conffile=conf) as cluster, cluster.open_ioctx("rbd") as io, rbd
             sys.exit(f"librbd native LUKS2 reads other bytes than {path} in [{at}, {at + step})")
 PYEOF
 }
+
+# holey_file PATH: 20 MiB of random bytes with 8 MiB of zeros at 4 MiB, which covers whole RBD
+# objects of 4 MiB behind a 16 MiB header: data, then zeros over what a copy wrote before, then data.
+holey_file() {
+  /usr/bin/python3 - "$1" <<'PYEOF'
+import os, sys
+data = bytearray(os.urandom(20 << 20))
+data[4 << 20:12 << 20] = bytes(8 << 20)
+open(sys.argv[1], "wb").write(data)
+PYEOF
+}

@@ -64,12 +64,7 @@ grep -qE '^ +20971520 +46137344 +3 +hole,zero' "$WORK/map" || fail "extents: $(c
 pass "NBD extents follow the image's allocation map"
 
 # Zeros over data: nbdcopy sends the source's zero blocks as NBD zero requests.
-$PY - "$WORK/holey" <<'PYEOF'
-import os, sys
-data = bytearray(os.urandom(20 << 20))
-data[4 << 20:12 << 20] = bytes(8 << 20)
-open(sys.argv[1], "wb").write(data)
-PYEOF
+holey_file "$WORK/holey"
 serve "$TAG" passphrase-file="$WORK/pass" --run "nbdcopy '$WORK/holey' \"\$uri\""
 expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG" "$WORK/exported" "${K[@]}"
 cmp -s <(head -c $((20 * MiB)) "$WORK/exported") "$WORK/holey" || fail "zeros written through NBD do not read back as zeros"

@@ -49,12 +49,7 @@ expect_exit 0 "$RBD_LUKS" preload enable "rbd:rbd/$TAG-enc" "${K[@]}"
 pass "qemu-img info: the plaintext size with the preload library, the RBD size without"
 
 # qemu-img convert in (with a zero run over what was data), out, compare, map.
-$PY - "$WORK/data" <<'PYEOF'
-import os, sys
-data = bytearray(os.urandom(20 << 20))
-data[4 << 20:12 << 20] = bytes(8 << 20)
-open(sys.argv[1], "wb").write(data)
-PYEOF
+holey_file "$WORK/data"
 head -c $((20 * MiB)) /dev/urandom >"$WORK/noise"
 pre qemu-img convert -n -f raw -O raw "$WORK/noise" "$(uri enc)"
 # librbd's native LUKS2 reads it. (Not after the zero run below: the test cluster's memstore returns
@@ -131,6 +126,10 @@ pre qemu-storage-daemon --daemonize --pidfile "$WORK/qsd.pid" \
   --blockdev "driver=rbd,node-name=n0,pool=rbd,image=$TAG-fs,conf=$CEPH_CONF,cache.direct=on" \
   --export "type=fuse,id=e0,node-name=n0,mountpoint=$WORK/disk,writable=on"
 [ "$(stat -c %s "$WORK/disk")" = $((128 * MiB)) ] || fail "the FUSE export is $(stat -c %s "$WORK/disk") bytes"
+# Turning the preload off under a client that has the image open is refused.
+expect_exit 1 "$RBD_LUKS" preload disable "rbd:rbd/$TAG-fs"
+err_has "is open by another client"
+"$RBD_LUKS" preload status "rbd:rbd/$TAG-fs" | grep -qx 'preload: on' || fail "preload disable changed an image in use"
 LOOP=$(losetup -f --show "$WORK/disk")
 mkfs.ext4 -q "$LOOP"
 mount "$LOOP" "$WORK/mnt"
