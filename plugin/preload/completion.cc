@@ -17,7 +17,7 @@ void relay(rbd_completion_t c, void* arg) {
   record->put();
 }
 
-const auto real_get_arg = real_librbd<decltype(&::rbd_aio_get_arg)>("rbd_aio_get_arg");
+const auto real_get_arg = RBDLUKS_REAL_LIBRBD(rbd_aio_get_arg);
 
 }  // namespace
 
@@ -54,13 +54,12 @@ void finish(rbd_completion_t c, ssize_t result, EncryptedImage* notify) {
 }  // namespace rbdluks::preload
 
 using rbdluks::preload::CompletionRecord;
-using rbdluks::preload::real_librbd;
 using rbdluks::preload::record_of;
 
 extern "C" {
 
 int rbd_aio_create_completion(void* cb_arg, rbd_callback_t complete_cb, rbd_completion_t* c) {
-  static const auto real = real_librbd<decltype(&::rbd_aio_create_completion)>("rbd_aio_create_completion");
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_aio_create_completion);
   auto* record = new (std::nothrow) CompletionRecord;
   if (record == nullptr) return -ENOMEM;
   record->callback = complete_cb;
@@ -73,14 +72,14 @@ int rbd_aio_create_completion(void* cb_arg, rbd_callback_t complete_cb, rbd_comp
 void* rbd_aio_get_arg(rbd_completion_t c) { return record_of(c).arg; }
 
 int rbd_aio_is_complete(rbd_completion_t c) {
-  static const auto real = real_librbd<decltype(&::rbd_aio_is_complete)>("rbd_aio_is_complete");
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_aio_is_complete);
   CompletionRecord& record = record_of(c);
   if (record.finished_here.load(std::memory_order_acquire)) return record.calling_back.load(std::memory_order_acquire);
   return real(c);
 }
 
 int rbd_aio_wait_for_complete(rbd_completion_t c) {
-  static const auto real = real_librbd<decltype(&::rbd_aio_wait_for_complete)>("rbd_aio_wait_for_complete");
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_aio_wait_for_complete);
   CompletionRecord& record = record_of(c);
   if (!record.finished_here.load(std::memory_order_acquire)) return real(c);
   std::unique_lock lock(record.mutex);
@@ -89,15 +88,15 @@ int rbd_aio_wait_for_complete(rbd_completion_t c) {
 }
 
 ssize_t rbd_aio_get_return_value(rbd_completion_t c) {
-  static const auto real = real_librbd<decltype(&::rbd_aio_get_return_value)>("rbd_aio_get_return_value");
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_aio_get_return_value);
   CompletionRecord& record = record_of(c);
   if (record.finished_here.load(std::memory_order_acquire)) return record.result.load(std::memory_order_acquire);
   return real(c);
 }
 
 void rbd_aio_release(rbd_completion_t c) {
-  static const auto real = real_librbd<decltype(&::rbd_aio_release)>("rbd_aio_release");
-  static const auto real_is_complete = real_librbd<decltype(&::rbd_aio_is_complete)>("rbd_aio_is_complete");
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_aio_release);
+  static const auto real_is_complete = RBDLUKS_REAL_LIBRBD(rbd_aio_is_complete);
   CompletionRecord& record = record_of(c);
   // Never claimed and never completed by librbd: it was never submitted (releasing a request in
   // flight is a mistake under librbd too), so relay() will not run to drop its reference.

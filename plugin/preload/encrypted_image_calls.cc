@@ -59,6 +59,20 @@ Image::Completion then_flush_if_fua(EncryptedImage& encrypted, int op_flags, Ima
   };
 }
 
+int aio_read_on(EncryptedImage& encrypted, uint64_t off, size_t len, char* buf, rbd_completion_t c) {
+  return submit(encrypted, c, Reports::bytes, [&](auto done) {
+    return encrypted.image->aio_read(off, std::span(reinterpret_cast<uint8_t*>(buf), len), std::move(done));
+  });
+}
+
+int aio_write_on(EncryptedImage& encrypted, uint64_t off, size_t len, const char* buf, rbd_completion_t c,
+                 int op_flags) {
+  return submit(encrypted, c, Reports::zero, [&](auto done) {
+    return encrypted.image->aio_write(off, std::span(reinterpret_cast<const uint8_t*>(buf), len),
+                                      then_flush_if_fua(encrypted, op_flags, std::move(done)));
+  });
+}
+
 ssize_t read_sync(EncryptedImage& encrypted, uint64_t offset, size_t length, char* buffer) {
   auto n = clipped(encrypted, offset, length);
   if (!n) return negative_errno(n.error());
@@ -101,11 +115,10 @@ int iterate_allocated(EncryptedImage& encrypted, const char* from_snapshot, uint
 
 // librbd's snapshot list gives RBD image sizes; the header in front of the data has the same size in
 // every snapshot (rbd-luks never moves it), so each plaintext size is that much less, in whole sectors.
-int plaintext_snapshot_sizes(EncryptedImage& encrypted, std::span<rbd_snap_info_t> snaps, int n) {
+void plaintext_snapshot_sizes(EncryptedImage& encrypted, std::span<rbd_snap_info_t> snaps) {
   const uint64_t header = encrypted.image->data_offset();
   const uint64_t sector = encrypted.image->sector_size();
   for (rbd_snap_info_t& snap : snaps) snap.size = snap.size > header ? (snap.size - header) / sector * sector : 0;
-  return n;
 }
 
 // librbd's zero flags: RBD_WRITE_ZEROES_FLAG_THICK_PROVISION (QEMU sends it when it may not
@@ -135,15 +148,13 @@ int refuse_librbd_encryption(const char* function, EncryptedImage& encrypted) {
 using rbdluks::preload::encrypted_image;
 using rbdluks::preload::EncryptedImage;
 using rbdluks::preload::errno_of;
-using rbdluks::preload::real_librbd;
 using rbdluks::preload::Reports;
 using rbdluks::preload::submit;
-using rbdluks::preload::then_flush_if_fua;
 
 // Each function: librbd's own unless `image` is an encrypted image's handle.
-#define RBDLUKS_ON_ENCRYPTED(name, ...)                           \
-  static const auto real = real_librbd<decltype(&::name)>(#name); \
-  EncryptedImage* const encrypted = encrypted_image(image);       \
+#define RBDLUKS_ON_ENCRYPTED(name, ...)                     \
+  static const auto real = RBDLUKS_REAL_LIBRBD(name);       \
+  EncryptedImage* const encrypted = encrypted_image(image); \
   if (encrypted == nullptr) return real(image __VA_OPT__(, ) __VA_ARGS__);
 
 extern "C" {
@@ -166,7 +177,8 @@ int rbd_snap_list(rbd_image_t image, rbd_snap_info_t* snaps, int* max_snaps) {
   RBDLUKS_ON_ENCRYPTED(rbd_snap_list, snaps, max_snaps)
   const int n = real(encrypted->raw, snaps, max_snaps);
   if (n <= 0) return n;
-  return rbdluks::preload::plaintext_snapshot_sizes(*encrypted, std::span(snaps, static_cast<size_t>(n)), n);
+  rbdluks::preload::plaintext_snapshot_sizes(*encrypted, std::span(snaps, static_cast<size_t>(n)));
+  return n;
 }
 
 int rbd_snap_rollback(rbd_image_t image, const char* snapname) {
@@ -247,14 +259,12 @@ int rbd_invalidate_cache(rbd_image_t image) {
 
 int rbd_aio_read(rbd_image_t image, uint64_t off, size_t len, char* buf, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_read, off, len, buf, c)
-  return submit(*encrypted, c, Reports::bytes, [&](auto done) {
-    return encrypted->image->aio_read(off, std::span(reinterpret_cast<uint8_t*>(buf), len), std::move(done));
-  });
+  return rbdluks::preload::aio_read_on(*encrypted, off, len, buf, c);
 }
 
 int rbd_aio_read2(rbd_image_t image, uint64_t off, size_t len, char* buf, rbd_completion_t c, int op_flags) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_read2, off, len, buf, c, op_flags)
-  return rbd_aio_read(image, off, len, buf, c);
+  return rbdluks::preload::aio_read_on(*encrypted, off, len, buf, c);
 }
 
 int rbd_aio_readv(rbd_image_t image, const struct iovec* iov, int iovcnt, uint64_t off, rbd_completion_t c) {
@@ -267,17 +277,12 @@ int rbd_aio_readv(rbd_image_t image, const struct iovec* iov, int iovcnt, uint64
 
 int rbd_aio_write(rbd_image_t image, uint64_t off, size_t len, const char* buf, rbd_completion_t c) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_write, off, len, buf, c)
-  return submit(*encrypted, c, Reports::zero, [&](auto done) {
-    return encrypted->image->aio_write(off, std::span(reinterpret_cast<const uint8_t*>(buf), len), std::move(done));
-  });
+  return rbdluks::preload::aio_write_on(*encrypted, off, len, buf, c, 0);
 }
 
 int rbd_aio_write2(rbd_image_t image, uint64_t off, size_t len, const char* buf, rbd_completion_t c, int op_flags) {
   RBDLUKS_ON_ENCRYPTED(rbd_aio_write2, off, len, buf, c, op_flags)
-  return submit(*encrypted, c, Reports::zero, [&](auto done) {
-    return encrypted->image->aio_write(off, std::span(reinterpret_cast<const uint8_t*>(buf), len),
-                                       then_flush_if_fua(*encrypted, op_flags, std::move(done)));
-  });
+  return rbdluks::preload::aio_write_on(*encrypted, off, len, buf, c, op_flags);
 }
 
 int rbd_aio_writev(rbd_image_t image, const struct iovec* iov, int iovcnt, uint64_t off, rbd_completion_t c) {

@@ -83,7 +83,7 @@ def forwarder(ret, name, params, images, kind):
     else:
         on_encrypted = f'return static_cast<{ret}>(unsupported("{name}", *encrypted));'
     return (f"{ret} {name}({', '.join(t for t, _ in params)}) {{\n"
-            f'  static const auto real = real_librbd<decltype(&::{name})>("{name}");\n'
+            f"  static const auto real = RBDLUKS_REAL_LIBRBD({name});\n"
             f"{lookup}"
             f"  if (encrypted != nullptr) {{\n"
             f"    {on_encrypted}\n"
@@ -105,7 +105,7 @@ def generate(header, table, output):
                   '#include "encrypted_image.h"\n#include "real_librbd.h"\n\n'
                   "#pragma GCC diagnostic ignored \"-Wdeprecated-declarations\"\n\n"
                   "using rbdluks::preload::EncryptedImage;\nusing rbdluks::preload::encrypted_image;\n"
-                  "using rbdluks::preload::real_librbd;\nusing rbdluks::preload::unsupported;\n\n"
+                  "using rbdluks::preload::unsupported;\n\n"
                   'extern "C" {\n\n' + "\n".join(body) + '\n}  // extern "C"\n')
 
 

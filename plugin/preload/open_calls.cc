@@ -25,9 +25,9 @@
 namespace rbdluks::preload {
 namespace {
 
-const auto real_close = real_librbd<decltype(&::rbd_close)>("rbd_close");
-const auto real_metadata_get = real_librbd<decltype(&::rbd_metadata_get)>("rbd_metadata_get");
-const auto real_get_name = real_librbd<decltype(&::rbd_get_name)>("rbd_get_name");
+const auto real_close = RBDLUKS_REAL_LIBRBD(rbd_close);
+const auto real_metadata_get = RBDLUKS_REAL_LIBRBD(rbd_metadata_get);
+const auto real_get_name = RBDLUKS_REAL_LIBRBD(rbd_get_name);
 
 // librbd's C calls that fill a caller's buffer answer -ERANGE with the length they need (which
 // may grow between two calls).
@@ -171,52 +171,49 @@ using rbdluks::preload::aio_open_with;
 using rbdluks::preload::close_encrypted;
 using rbdluks::preload::encrypted_image;
 using rbdluks::preload::open_with;
-using rbdluks::preload::real_librbd;
-
-#define RBDLUKS_REAL(name) real_librbd<decltype(&::name)>(#name)
 
 extern "C" {
 
 int rbd_open(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name) {
-  static const auto real = RBDLUKS_REAL(rbd_open);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open);
   return open_with(real, io, name, image, snap_name, snap_name != nullptr);
 }
 
 int rbd_open_by_id(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name) {
-  static const auto real = RBDLUKS_REAL(rbd_open_by_id);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open_by_id);
   return open_with(real, io, id, image, snap_name, snap_name != nullptr);
 }
 
 int rbd_open_read_only(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name) {
-  static const auto real = RBDLUKS_REAL(rbd_open_read_only);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open_read_only);
   return open_with(real, io, name, image, snap_name, true);
 }
 
 int rbd_open_by_id_read_only(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name) {
-  static const auto real = RBDLUKS_REAL(rbd_open_by_id_read_only);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open_by_id_read_only);
   return open_with(real, io, id, image, snap_name, true);
 }
 
 int rbd_aio_open(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name, rbd_completion_t c) {
-  static const auto real = RBDLUKS_REAL(rbd_open);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open);
   return aio_open_with(real, io, name, image, snap_name, snap_name != nullptr, c);
 }
 
 int rbd_aio_open_by_id(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name,
                        rbd_completion_t c) {
-  static const auto real = RBDLUKS_REAL(rbd_open_by_id);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open_by_id);
   return aio_open_with(real, io, id, image, snap_name, snap_name != nullptr, c);
 }
 
 int rbd_aio_open_read_only(rados_ioctx_t io, const char* name, rbd_image_t* image, const char* snap_name,
                            rbd_completion_t c) {
-  static const auto real = RBDLUKS_REAL(rbd_open_read_only);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open_read_only);
   return aio_open_with(real, io, name, image, snap_name, true, c);
 }
 
 int rbd_aio_open_by_id_read_only(rados_ioctx_t io, const char* id, rbd_image_t* image, const char* snap_name,
                                  rbd_completion_t c) {
-  static const auto real = RBDLUKS_REAL(rbd_open_by_id_read_only);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_open_by_id_read_only);
   return aio_open_with(real, io, id, image, snap_name, true, c);
 }
 
@@ -226,7 +223,7 @@ int rbd_close(rbd_image_t image) {
 }
 
 int rbd_aio_close(rbd_image_t image, rbd_completion_t c) {
-  static const auto real = RBDLUKS_REAL(rbd_aio_close);
+  static const auto real = RBDLUKS_REAL_LIBRBD(rbd_aio_close);
   auto* encrypted = encrypted_image(image);
   if (encrypted == nullptr) return real(image, c);
   rbdluks::preload::claim(c);

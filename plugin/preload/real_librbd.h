@@ -17,3 +17,6 @@ Function real_librbd(const char* name) {
 }
 
 }  // namespace rbdluks::preload
+
+// librbd's own `name`, typed as librbd.h declares it.
+#define RBDLUKS_REAL_LIBRBD(name) ::rbdluks::preload::real_librbd<decltype(&::name)>(#name)
