@@ -63,6 +63,12 @@ constexpr std::array kOptions = {
     OptionSpec{"queue-depths", 0, true},
     OptionSpec{"rw", 0, true},
     OptionSpec{"paths", 0, true},
+    // nbd-server
+    OptionSpec{"socket", 0, true},
+    OptionSpec{"port", 0, true},
+    OptionSpec{"address", 0, true},
+    OptionSpec{"read-only", 0, false},
+    OptionSpec{"pidfile", 0, true},
 };
 
 const OptionSpec* find_long(const std::string& name) {

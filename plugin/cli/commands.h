@@ -20,6 +20,7 @@ Status cmd_check(const CommandLine& cl, const Args& args);
 Status cmd_keyslot(const CommandLine& cl, const Args& args);
 Status cmd_key_ref(const CommandLine& cl, const Args& args);
 Status cmd_preload(const CommandLine& cl, const Args& args);
+Status cmd_nbd_server(const CommandLine& cl, const Args& args);
 Status cmd_import(const CommandLine& cl, const Args& args);
 Status cmd_export(const CommandLine& cl, const Args& args);
 Status cmd_du(const CommandLine& cl, const Args& args);

@@ -50,6 +50,8 @@ Commands:
                                                 programs on librbd (QEMU, qemu-img, fio), once the
                                                 key opens a keyslot
   preload disable TARGET [--force] | preload status TARGET [--json]
+  nbd-server TARGET (--socket PATH | --port PORT [--address HOST]) [--read-only] [--pidfile F]
+                                                serve the plaintext over NBD until SIGINT/SIGTERM
   bench crypto                                  cipher backend and GB/s per sector size
   bench io [POOL] [--size S] [--block-sizes 4K,..] [--queue-depths 1,..] [--rw write,read]
            [--paths plain,rbd-luks,native] [--misalign B] [--seconds S] [--rounds N] [--json]
@@ -103,10 +105,11 @@ Status run(int argc, const char* const* argv) {
   if (words.empty()) return Error(Errc::usage, "no command given (see rbd-luks --help)");
   using Handler = std::function<Status(const CommandLine&, const Args&)>;
   static const std::map<std::string, Handler> commands = {
-      {"create", cmd_create},   {"format", cmd_format},   {"dump", cmd_dump},     {"check", cmd_check},
-      {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref}, {"import", cmd_import}, {"export", cmd_export},
-      {"read", cmd_read},       {"write", cmd_write},     {"resize", cmd_resize}, {"bench", cmd_bench},
-      {"du", cmd_du},           {"preload", cmd_preload},
+      {"create", cmd_create}, {"format", cmd_format},   {"dump", cmd_dump},
+      {"check", cmd_check},   {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref},
+      {"import", cmd_import}, {"export", cmd_export},   {"read", cmd_read},
+      {"write", cmd_write},   {"resize", cmd_resize},   {"bench", cmd_bench},
+      {"du", cmd_du},         {"preload", cmd_preload}, {"nbd-server", cmd_nbd_server},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

@@ -75,9 +75,17 @@ Result<std::shared_ptr<RbdConnection>> connect_for(const CommandLine& cl) {
 
 Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode) {
   if (target.kind == Target::Kind::file) return open_file_image(target.path, mode);
-  RL_ASSIGN(auto connection, connect_for(cl));
-  RL_ASSIGN(auto image, open_rbd_image(std::move(connection), rbd_spec_of(target), mode));
+  RL_ASSIGN(auto image, open_rbd_target(cl, target, mode, "this command"));
   return std::unique_ptr<RawImage>(std::move(image));
+}
+
+Result<std::unique_ptr<RbdImage>> open_rbd_target(const CommandLine& cl, const Target& target, OpenMode mode,
+                                                  const std::string& command) {
+  if (target.kind != Target::Kind::rbd) {
+    return Error(Errc::usage, command + " serves RBD images, not " + target.spec);
+  }
+  RL_ASSIGN(auto connection, connect_for(cl));
+  return open_rbd_image(std::move(connection), rbd_spec_of(target), mode);
 }
 
 Result<std::unique_ptr<RawImage>> create_target(const CommandLine& cl, const Target& target, uint64_t raw_size) {

@@ -11,6 +11,7 @@
 #include "file_image.h"
 #include "raw_image.h"
 #include "rbd_connection.h"
+#include "rbd_image.h"
 #include "result.h"
 
 namespace rbdluks::cli {
@@ -30,6 +31,11 @@ Result<std::shared_ptr<RbdConnection>> connect_for(const CommandLine& cl);
 
 // Opens an existing target; snapshots are always read-only.
 Result<std::unique_ptr<RawImage>> open_target(const CommandLine& cl, const Target& target, OpenMode mode);
+
+// The same for a target that must be an RBD image (Errc::usage otherwise), for what needs librbd
+// itself: `command` names the command in the error.
+Result<std::unique_ptr<RbdImage>> open_rbd_target(const CommandLine& cl, const Target& target, OpenMode mode,
+                                                  const std::string& command);
 
 // Creates a target of raw_size bytes; fails if it already exists (files: unless --force; an existing
 // RBD image is never replaced, --force or not: `format` reuses it).

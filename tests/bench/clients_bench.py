@@ -8,6 +8,7 @@ Routes (each fio job: one of 4 KiB random reads/writes or 4 MiB sequential reads
            that did not opt in
   preload  fio's rbd engine on an rbd-luks image, librbd_luks_preload.so preloaded
   nbdkit   fio's nbd engine on nbdkit-rbdluks-plugin.so serving the rbd-luks image (unix socket)
+  nbd-server  fio's nbd engine on `rbd-luks nbd-server` serving the rbd-luks image (unix socket)
   qsd      fio's nbd engine on qemu-storage-daemon's NBD export of the same image opened with
            QEMU's rbd driver and librbd's native encryption (encrypt.format=luks2)
 Each round runs every route, in an order rotated round by round, and every job of a route
@@ -30,7 +31,9 @@ import tempfile
 import time
 
 JOBS = [("randread", "4k"), ("randwrite", "4k"), ("read", "4m"), ("write", "4m")]
-ROUTES = ["plain", "passthrough", "preload", "nbdkit", "qsd"]
+ROUTES = ["plain", "passthrough", "preload", "nbdkit", "nbd-server", "qsd"]
+# The NBD routes, each also compared with qemu-storage-daemon's.
+NBD_ROUTES = ["nbdkit", "nbd-server"]
 
 
 def run(cmd, env=None, **kw):
@@ -81,6 +84,7 @@ class Route:
         self.env = dict(os.environ)
         self.pidfile = os.path.join(work, f"{name}.pid")
         self.socket = os.path.join(work, f"{name}.sock")
+        self.server = None  # a server this script runs itself (not a daemon)
 
     def __enter__(self):
         a = self.a
@@ -95,6 +99,16 @@ class Route:
                  os.path.join(a.build, "plugin/nbdkit-rbdluks-plugin.so"), f"image={a.pool}/{self.encrypted}",
                  f"passphrase-file={os.path.join(self.work, 'pass')}"])
             self.target = ["--ioengine=nbd", f"--uri=nbd+unix:///?socket={self.socket}"]
+        elif self.name == "nbd-server":
+            self.server = subprocess.Popen([os.path.join(a.build, "plugin/rbd-luks"), "-q", "nbd-server",
+                                            f"rbd:{a.pool}/{self.encrypted}", "--socket", self.socket,
+                                            "--pidfile", self.pidfile, "--passphrase-file",
+                                            os.path.join(self.work, "pass")])
+            while not os.path.exists(self.pidfile) or os.path.getsize(self.pidfile) == 0:
+                if self.server.poll() is not None:
+                    sys.exit(f"rbd-luks nbd-server exited with {self.server.returncode}")
+                time.sleep(0.05)
+            self.target = ["--ioengine=nbd", f"--uri=nbd+unix:///?socket={self.socket}"]
         else:
             run(["qemu-storage-daemon", "--daemonize", "--pidfile", self.pidfile,
                  "--object", f"secret,id=sec0,file={os.path.join(self.work, 'pass')}",
@@ -107,7 +121,11 @@ class Route:
         return self
 
     def __exit__(self, *exc):
-        if os.path.exists(self.pidfile):
+        if self.server:
+            self.server.terminate()
+            if self.server.wait() != 0:
+                sys.exit(f"rbd-luks nbd-server exited with {self.server.returncode}")
+        elif os.path.exists(self.pidfile):
             pid = int(open(self.pidfile).read())
             os.kill(pid, 15)
             while os.path.exists(f"/proc/{pid}"):
@@ -190,14 +208,15 @@ def markdown(report):
     jobs = list(report["results"]["plain"])
     routes = [route for route in ROUTES if route in report["results"]]
     mb = lambda values: f"{statistics.median(values) / 1e6:.0f} ({min(values) / 1e6:.0f}-{max(values) / 1e6:.0f})"
+    ratio_columns = 2 * len(routes) + sum(r in routes for r in NBD_ROUTES)
     lines = [f"{report['cpu']}, {report['rounds']} rounds of {report['seconds']} s per job, iodepth 16; "
              "MB/s as median (lowest-highest round); ratios are medians of per-round ratios", "",
-             "| job | " + " | ".join(routes) + " | " + " | ".join(f"{r}/plain" for r in routes[1:]) + " | nbdkit/qsd |",
-             "|---" * (2 * len(routes) + 1) + "|"]
+             "| job | " + " | ".join(routes) + " | " + " | ".join(f"{r}/plain" for r in routes[1:]) + " |" + "".join(f" {r}/qsd |" for r in NBD_ROUTES if r in routes),
+             "|---" * ratio_columns + "|"]
     for job in jobs:
         cells = [mb(report["results"][route][job]) for route in routes]
         rs = [statistics.median(ratios(report, route, job)) for route in routes[1:]]
-        rs.append(statistics.median(ratios(report, "nbdkit", job, over="qsd")))
+        rs += [statistics.median(ratios(report, r, job, over="qsd")) for r in NBD_ROUTES if r in routes]
         lines.append(f"| {job} | " + " | ".join(cells) + " | " + " | ".join(f"{x:.2f}" for x in rs) + " |")
     if "cpu_seconds_per_gb" in report:
         lines += ["", "Busy CPU seconds of the whole machine per GB moved (median of the rounds):", "",
@@ -214,7 +233,7 @@ def plot(report, path):
     import matplotlib.pyplot as plt
     jobs = list(report["results"]["plain"])
     fig, ax = plt.subplots(figsize=(8, 4))
-    shown = [route for route in ("passthrough", "preload", "nbdkit", "qsd") if route in report["results"]]
+    shown = [route for route in ("passthrough", "preload", "nbdkit", "nbd-server", "qsd") if route in report["results"]]
     width = 0.8 / len(shown)
     for i, route in enumerate(shown):
         values = [ratios(report, route, job) for job in jobs]
@@ -222,6 +241,8 @@ def plot(report, path):
         errors = [[m - min(v) for m, v in zip(medians, values)], [max(v) - m for m, v in zip(medians, values)]]
         label = {"passthrough": "plain image, preload library loaded (fio rbd)",
                  "preload": "preload library (fio rbd)", "nbdkit": "nbdkit plugin (fio nbd)",
+                 "nbd-server": "rbd-luks nbd-server (fio nbd)",
+
                  "qsd": "qemu-storage-daemon NBD, native luks2 (fio nbd)"}[route]
         ax.bar([j + (i - (len(shown) - 1) / 2) * width for j in range(len(jobs))], medians, width, yerr=errors,
                capsize=3, label=label)
