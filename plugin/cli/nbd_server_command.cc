@@ -7,9 +7,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 
 #include "commands.h"
 #include "encrypted_rbd_image.h"
@@ -26,12 +26,15 @@ constexpr const char* kSynopsis =
 int stop_pipe_write_end = -1;
 
 extern "C" void request_stop(int) {
+  const int saved_errno = errno;
   const char byte = 0;
-  // Nothing to do if the pipe is full: a stop is already pending.
   [[maybe_unused]] const ssize_t written = write(stop_pipe_write_end, &byte, 1);
+  errno = saved_errno;
 }
 
-// A pipe that SIGINT and SIGTERM write to, so the server stops at its next poll.
+// A pipe that SIGINT and SIGTERM write to, so the server stops at its next poll. Only the first
+// signal is caught: a second one ends the process at once, for a stop that waits on a cluster
+// that does not answer.
 Result<int> stop_on_signals() {
   int ends[2];
   if (pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) return Error(Errc::failure, "pipe for signals failed");
@@ -39,10 +42,20 @@ Result<int> stop_on_signals() {
   struct sigaction action {};
   action.sa_handler = request_stop;
   sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
+  action.sa_flags = SA_RESTART | SA_RESETHAND;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
   return ends[0];
+}
+
+// Written once the server listens: whoever waits for the file may connect. Never through a link.
+Status write_pid_file(const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  const std::string text = std::to_string(getpid()) + "\n";
+  const bool written = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  if (fd >= 0) close(fd);
+  if (!written) return Error(Errc::failure, "cannot write pid file " + path);
+  return {};
 }
 
 Result<nbd::ListenAddress> listen_address(const CommandLine& cl) {
@@ -80,16 +93,23 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
               std::fprintf(stderr, "rbd-luks: nbd-server: %s\n", line.c_str());
             }));
   const auto pidfile = cl.get("pidfile");
-  if (pidfile) {
-    std::ofstream out(*pidfile, std::ios::trunc);
-    if (!(out << getpid() << "\n" << std::flush)) return Error(Errc::failure, "cannot write pid file " + *pidfile);
+  if (pidfile) RL_TRY(write_pid_file(*pidfile));
+  if (!address.port.empty()) {
+    std::fprintf(stderr,
+                 "rbd-luks: warning: NBD over TCP has neither access control nor encryption: whoever "
+                 "reaches %s reads and writes the plaintext\n",
+                 address.describe().c_str());
   }
   inform(cl, "serving " + args[0] + " (" + std::to_string(size) + " bytes" + (served.read_only ? ", read-only" : "") +
                  ") on " + address.describe());
-  Status served_until_stop = server->run(stop_fd);
+  const Status served_until_stop = server->run(stop_fd);
   server.reset();
-  Status closed = image->close();
+  const Status closed = image->close();
   if (pidfile) unlink(pidfile->c_str());
+  if (!served_until_stop && !closed) {
+    return Error(Errc::failure,
+                 served_until_stop.error().message() + "; and closing the image: " + closed.error().message());
+  }
   RL_TRY(served_until_stop);
   RL_TRY(closed);
   inform(cl, "stopped; every request was answered and " + args[0] + " is flushed and closed");

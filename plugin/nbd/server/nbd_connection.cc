@@ -3,6 +3,7 @@
 #include "nbd_connection.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -24,6 +25,12 @@ namespace {
 constexpr uint32_t kPreferredBlockBytes = 4096;
 // The largest piece of zeros written for a write-zeroes request that must not leave a hole.
 constexpr size_t kZeroPieceBytes = size_t{4} << 20;
+// What every request counts against the in-flight budget at least.
+constexpr uint64_t kMinRequestCharge = 4096;
+// Requests one connection may have in flight.
+constexpr uint64_t kMaxRequests = 1024;
+// Seconds a client has for the handshake.
+constexpr time_t kHandshakeSeconds = 30;
 
 const uint8_t* zero_piece() {
   static const std::vector<uint8_t> zeros(kZeroPieceBytes);
@@ -76,7 +83,18 @@ bool send_bytes(int fd, std::span<const uint8_t> bytes) {
 // several of them.
 class Connection::Reader {
  public:
-  explicit Reader(int fd) : fd_(fd), buffer_(256 << 10) {}
+  // A small buffer for the handshake; grow() makes it the large one of the transmission phase.
+  explicit Reader(int fd) : fd_(fd), buffer_(4 << 10) {}
+  void grow() { buffer_.resize(256 << 10); }
+
+  // Reads and drops n bytes (an option too long to keep).
+  bool skip(uint64_t n) {
+    std::array<uint8_t, 4096> scratch{};
+    for (; n > 0; n -= std::min<uint64_t>(n, scratch.size())) {
+      if (!read(std::span(scratch).first(std::min<uint64_t>(n, scratch.size())))) return false;
+    }
+    return true;
+  }
 
   // False at end of stream or on an error.
   bool read(std::span<uint8_t> out) {
@@ -127,8 +145,8 @@ struct Connection::Pending {
   std::unique_ptr<uint8_t[]> data;  // the read's destination or the write's payload
   uint64_t budget = 0;              // bytes counted against kMaxInFlightBytes
   bool flush_after = false;         // FUA on a write, trim or write-zeroes
-  // The reply: its header, the data that follows it (a read's), and how much of both has gone.
-  std::array<uint8_t, kSimpleReplyBytes> head{};
+  // The reply: its header, the payload that follows it, and how much of both has gone.
+  ReplyHead head;
   std::span<const uint8_t> body;
   size_t sent = 0;
 
@@ -139,8 +157,8 @@ struct Connection::Pending {
 Sent Connection::Pending::send_rest(int fd, int flags) {
   std::array<iovec, 2> parts{};
   size_t count = 0;
-  if (sent < head.size()) parts[count++] = {head.data() + sent, head.size() - sent};
-  const size_t body_done = sent > head.size() ? sent - head.size() : 0;
+  if (sent < head.size) parts[count++] = {head.bytes.data() + sent, head.size - sent};
+  const size_t body_done = sent > head.size ? sent - head.size : 0;
   if (body_done < body.size()) {
     parts[count++] = {const_cast<uint8_t*>(body.data()) + body_done, body.size() - body_done};
   }
@@ -152,15 +170,35 @@ Connection::Connection(int fd, std::string peer, const Export& served, Log log)
 
 Connection::~Connection() { ::close(fd_); }
 
-void Connection::stop() { ::shutdown(fd_, SHUT_RD); }
+void Connection::stop() {
+  closing_ = true;
+  // Wakes the reading thread if it waits for the client.
+  ::shutdown(fd_, SHUT_RD);
+}
 
 void Connection::abort() { ::shutdown(fd_, SHUT_RDWR); }
 
 void Connection::serve() {
   Reader in(fd_);
+  // A client that connects and says nothing holds no thread for long.
+  const timeval handshake_time{kHandshakeSeconds, 0};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &handshake_time, sizeof(handshake_time));
   if (!handshake(in)) return;
-  std::thread writer([this] { send_queued_replies(); });
-  while (next_request(in)) {
+  const timeval no_limit{0, 0};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &no_limit, sizeof(no_limit));
+  std::thread writer;
+  try {
+    in.grow();
+    writer = std::thread([this] { send_queued_replies(); });
+  } catch (const std::exception& e) {  // out of memory or threads: nothing was submitted yet
+    log_(peer_ + ": " + e.what());
+    return;
+  }
+  try {
+    while (next_request(in)) {
+    }
+  } catch (const std::bad_alloc&) {  // next_request() left no request half admitted
+    log_(peer_ + ": out of memory; the connection ends");
   }
   {
     std::unique_lock lock(flight_lock_);
@@ -202,7 +240,7 @@ bool Connection::handshake(Reader& in) {
   transmission |= served_.read_only ? kReadOnly : (kSendTrim | kSendWriteZeroes);
   for (;;) {
     std::array<uint8_t, 16> head{};
-    if (!in.read(head)) return false;
+    if (closing_ || !in.read(head)) return false;
     const uint32_t option = static_cast<uint32_t>(load_be(head, 8, 4));
     const uint32_t length = static_cast<uint32_t>(load_be(head, 12, 4));
     if (load_be(head, 0, 8) != kOptionMagic) {
@@ -210,9 +248,10 @@ bool Connection::handshake(Reader& in) {
       return false;
     }
     if (length > kMaxOptionBytes) {
-      log_(peer_ + ": option " + std::to_string(option) + " of " + std::to_string(length) + " bytes");
-      send_option_reply(option, static_cast<uint32_t>(OptionReply::error_too_big), {});
-      return false;
+      // EXPORT_NAME has no error reply: the only answer is to hang up.
+      if (static_cast<Option>(option) == Option::export_name || !in.skip(length)) return false;
+      if (!send_option_reply(option, static_cast<uint32_t>(OptionReply::error_too_big), {})) return false;
+      continue;
     }
     std::vector<uint8_t> data(length);
     if (!in.read(data)) return false;
@@ -230,6 +269,10 @@ bool Connection::handshake(Reader& in) {
         return false;
       case Option::list: {
         const std::array<uint8_t, 4> empty_name{};  // the default export, ""
+        if (length != 0) {
+          if (!send_option_reply(option, static_cast<uint32_t>(OptionReply::error_invalid), {})) return false;
+          break;
+        }
         if (!send_option_reply(option, static_cast<uint32_t>(OptionReply::server), empty_name) ||
             !send_option_reply(option, static_cast<uint32_t>(OptionReply::ack), {})) {
           return false;
@@ -239,9 +282,8 @@ bool Connection::handshake(Reader& in) {
       case Option::info:
       case Option::go: {
         // u32 name length, name, u16 count of information requests, u16 each.
-        const uint64_t name_bytes = length >= 4 ? load_be(data, 0, 4) : UINT64_MAX;
-        const uint64_t count_at = 4 + name_bytes;
-        if (count_at + 2 > length || count_at + 2 + 2 * load_be(data, count_at, 2) != length) {
+        const uint64_t count_at = length >= 4 ? 4 + load_be(data, 0, 4) : 0;
+        if (length < 6 || count_at + 2 > length || count_at + 2 + 2 * load_be(data, count_at, 2) != length) {
           if (!send_option_reply(option, static_cast<uint32_t>(OptionReply::error_invalid), {})) return false;
           break;
         }
@@ -266,15 +308,62 @@ bool Connection::handshake(Reader& in) {
         if (static_cast<Option>(option) == Option::go) return true;
         break;
       }
-      default:  // structured replies among them: the client falls back to simple replies
+      case Option::structured_reply: {
+        const auto answer = length == 0 ? OptionReply::ack : OptionReply::error_invalid;
+        structured_ |= length == 0;
+        if (!send_option_reply(option, static_cast<uint32_t>(answer), {})) return false;
+        break;
+      }
+      case Option::list_meta_context:
+      case Option::set_meta_context:
+        if (!answer_meta_context(option, data)) return false;
+        break;
+      default:
         if (!send_option_reply(option, static_cast<uint32_t>(OptionReply::error_unsupported), {})) return false;
     }
   }
 }
 
+bool Connection::answer_meta_context(uint32_t option, std::span<const uint8_t> data) {
+  const bool set = static_cast<Option>(option) == Option::set_meta_context;
+  // u32 export name length, name, u32 count of queries, each a u32 length and the query.
+  std::vector<std::string> queries;
+  bool valid = data.size() >= 4;
+  uint64_t at = valid ? 4 + load_be(data, 0, 4) : 0;
+  valid = valid && at + 4 <= data.size();
+  const uint64_t count = valid ? load_be(data, at, 4) : 0;
+  at += 4;
+  for (uint64_t i = 0; valid && i < count; ++i) {
+    valid = at + 4 <= data.size() && at + 4 + load_be(data, at, 4) <= data.size();
+    if (!valid) break;
+    const uint64_t bytes = load_be(data, at, 4);
+    queries.emplace_back(reinterpret_cast<const char*>(data.data()) + at + 4, bytes);
+    at += 4 + bytes;
+  }
+  // Choosing a context only makes sense once replies can carry its answers.
+  if (!valid || at != data.size() || (set && !structured_)) {
+    return send_option_reply(option, static_cast<uint32_t>(OptionReply::error_invalid), {});
+  }
+  // A list with no query lists every context; "base:" names every context of its namespace.
+  bool matched = false;
+  for (const std::string& query : queries) {
+    matched |= query == kAllocationContext || (!set && query == "base:");
+  }
+  if (!set && queries.empty()) matched = true;
+  if (set) allocation_context_ = matched;
+  if (matched) {
+    const std::string name = kAllocationContext;
+    std::vector<uint8_t> reply(4 + name.size());
+    store_be(reply, 0, 4, set ? kAllocationContextId : 0);
+    std::copy(name.begin(), name.end(), reply.begin() + 4);
+    if (!send_option_reply(option, static_cast<uint32_t>(OptionReply::meta_context), reply)) return false;
+  }
+  return send_option_reply(option, static_cast<uint32_t>(OptionReply::ack), {});
+}
+
 bool Connection::next_request(Reader& in) {
   std::array<uint8_t, kRequestBytes> raw{};
-  if (!in.read(raw)) return false;
+  if (closing_ || !in.read(raw)) return false;
   const Request request = decode_request(raw);
   if (request.magic != kRequestMagic) {
     log_(peer_ + ": bad request magic");
@@ -291,13 +380,25 @@ bool Connection::next_request(Reader& in) {
   // A read longer than that fails in submit() without a buffer.
   const bool carries_data =
       command == Command::write || (command == Command::read && request.length <= kMaxPayloadBytes);
-  auto pending = std::make_unique<Pending>();
+  const bool zero_writes = command == Command::write_zeroes && (request.flags & kCommandNoHole) != 0;
+  // What the request holds while in flight: its data, or the ciphertext of one piece of zeros, and
+  // at least a small amount for its bookkeeping, so that a flood of tiny requests is bounded too.
+  uint64_t charge = carries_data ? request.length : 0;
+  if (zero_writes) charge = std::min<uint64_t>(request.length, kZeroPieceBytes);
+  charge = std::max(charge, kMinRequestCharge);
+  admit(charge);
+  std::unique_ptr<Pending> pending;
+  try {
+    pending = std::make_unique<Pending>();
+    if (carries_data) pending->data.reset(new uint8_t[request.length]);
+  } catch (const std::bad_alloc&) {
+    retire(charge);
+    throw;
+  }
   pending->request = request;
-  pending->budget = carries_data ? request.length : 0;
-  admit(pending->budget);
-  if (carries_data) pending->data.reset(new uint8_t[request.length]);
+  pending->budget = charge;
   if (command == Command::write && !in.read({pending->data.get(), request.length})) {
-    retire(pending->budget);
+    retire(charge);
     return false;
   }
   submit(pending.release());
@@ -309,7 +410,15 @@ void Connection::submit(Pending* pending) {
   const auto command = static_cast<Command>(request.type);
   const bool changes = command == Command::write || command == Command::trim || command == Command::write_zeroes;
   const bool in_range = request.offset <= served_.size && request.length <= served_.size - request.offset;
+  if (command == Command::block_status) {
+    const bool flags_ok = (request.flags & ~(kCommandFua | kCommandReqOne)) == 0;
+    if (!allocation_context_ || !in_range || request.length == 0 || !flags_ok) return complete(pending, -EINVAL);
+    return complete(pending, describe_allocation(*pending));
+  }
   if (command != Command::read && command != Command::flush && !changes) return complete(pending, -EINVAL);
+  // Flags a command does not take (or that were not advertised, such as DF and FAST_ZERO).
+  const uint16_t allowed = kCommandFua | (command == Command::write_zeroes ? kCommandNoHole : 0);
+  if ((request.flags & ~allowed) != 0) return complete(pending, -EINVAL);
   if (changes && served_.read_only) return complete(pending, -EPERM);
   if (!in_range && command != Command::flush) {
     return complete(pending, command == Command::read || command == Command::trim ? -EINVAL : -ENOSPC);
@@ -319,18 +428,22 @@ void Connection::submit(Pending* pending) {
 
   EncryptedRbdImage& image = *served_.image;
   auto done = [this, pending](ssize_t result) { complete(pending, result); };
-  switch (command) {
-    case Command::read:
-      return image.aio_read(request.offset, {pending->data.get(), request.length}, done);
-    case Command::write:
-      return image.aio_write(request.offset, {pending->data.get(), request.length}, done);
-    case Command::flush:
-      return image.aio_flush(done);
-    case Command::trim:
-      return image.aio_discard(request.offset, request.length, done);
-    default:  // write zeroes
-      if ((request.flags & kCommandNoHole) != 0) return submit_zero_writes(pending, request.offset, request.length);
-      return image.aio_write_zeroes(request.offset, request.length, done);
+  try {  // the image queues nothing, and calls nothing back, when it runs out of memory
+    switch (command) {
+      case Command::read:
+        return image.aio_read(request.offset, {pending->data.get(), request.length}, done);
+      case Command::write:
+        return image.aio_write(request.offset, {pending->data.get(), request.length}, done);
+      case Command::flush:
+        return image.aio_flush(done);
+      case Command::trim:
+        return image.aio_discard(request.offset, request.length, done);
+      default:  // write zeroes
+        if ((request.flags & kCommandNoHole) != 0) return submit_zero_writes(pending, request.offset, request.length);
+        return image.aio_write_zeroes(request.offset, request.length, done);
+    }
+  } catch (const std::bad_alloc&) {
+    complete(pending, -ENOMEM);
   }
 }
 
@@ -339,23 +452,80 @@ void Connection::submit(Pending* pending) {
 void Connection::submit_zero_writes(Pending* pending, uint64_t offset, uint64_t remaining) {
   const size_t piece = std::min<uint64_t>(remaining, kZeroPieceBytes);
   served_.image->aio_write(offset, {zero_piece(), piece}, [this, pending, offset, remaining, piece](ssize_t result) {
-    if (result < 0 || remaining == piece) return complete(pending, result);
-    submit_zero_writes(pending, offset + piece, remaining - piece);
+    if (result >= 0 && static_cast<uint64_t>(result) != piece) result = -ENOSPC;  // the image shrank
+    if (result < 0) return complete(pending, result);
+    if (remaining == piece) return complete(pending, pending->request.length);
+    try {
+      submit_zero_writes(pending, offset + piece, remaining - piece);
+    } catch (const std::bad_alloc&) {
+      complete(pending, -ENOMEM);
+    }
   });
 }
 
-void Connection::complete(Pending* pending, long result) {
-  if (result >= 0 && pending->flush_after) {
-    pending->flush_after = false;
-    return served_.image->aio_flush([this, pending](ssize_t flushed) { complete(pending, flushed); });
+long Connection::describe_allocation(Pending& pending) {
+  const Request& request = pending.request;
+  auto extents = served_.image->allocated_extents(request.offset, request.length);
+  if (!extents) return -EIO;
+  // Data where the map has it, holes that read as zeros between; the last descriptor ends at the
+  // end of the request. With NBD_CMD_FLAG_REQ_ONE the first descriptor is enough.
+  std::vector<std::pair<uint64_t, uint32_t>> descriptors;
+  uint64_t at = request.offset;
+  const uint64_t end = request.offset + request.length;
+  auto add = [&](uint64_t until, uint32_t state) {
+    if (until > at) descriptors.emplace_back(until - at, state);
+    at = until;
+  };
+  for (const Extent& extent : *extents) {
+    add(extent.offset, kStateHole | kStateZero);
+    add(extent.offset + extent.length, 0);
   }
+  add(end, kStateHole | kStateZero);
+  if ((request.flags & kCommandReqOne) != 0) descriptors.resize(1);
+  const size_t bytes = 8 * descriptors.size();
+  pending.data.reset(new uint8_t[bytes]);
+  const std::span<uint8_t> out(pending.data.get(), bytes);
+  for (size_t i = 0; i < descriptors.size(); ++i) {
+    store_be(out, 8 * i, 4, descriptors[i].first);
+    store_be(out, 8 * i + 4, 4, descriptors[i].second);
+  }
+  pending.body = out;
+  return 0;
+}
+
+void Connection::complete(Pending* pending, long result) {
+  const Request& request = pending->request;
+  const auto command = static_cast<Command>(request.type);
+  const bool moves_bytes = command == Command::read || command == Command::write || command == Command::trim ||
+                           command == Command::write_zeroes;
+  // The image cuts a request short at its end: it shrank (another client resized it) since this
+  // server told the client its size. A short success must not pass for a whole one.
+  if (result >= 0 && moves_bytes && static_cast<uint64_t>(result) != request.length) {
+    result = command == Command::read || command == Command::trim ? -EINVAL : -ENOSPC;
+  }
+  if (result >= 0 && pending->flush_after) {
+    try {
+      return served_.image->aio_flush([this, pending](ssize_t flushed) { answer(pending, flushed); });
+    } catch (const std::bad_alloc&) {
+      result = -ENOMEM;
+    }
+  }
+  answer(pending, result);
+}
+
+void Connection::answer(Pending* pending, long result) {
   std::unique_ptr<Pending> owned(pending);
   const Request& request = owned->request;
   const uint32_t error = error_on_wire(std::min(result, 0L));
-  owned->head = encode_simple_reply(request.cookie, error);
-  if (static_cast<Command>(request.type) == Command::read && error == 0) {
+  const auto command = static_cast<Command>(request.type);
+  if (error != 0) {
+    owned->body = {};
+  } else if (command == Command::read) {
     owned->body = {owned->data.get(), request.length};
   }
+  owned->head = structured_ ? structured_reply(request.cookie, error, command, request.offset,
+                                               static_cast<uint32_t>(owned->body.size()))
+                            : simple_reply(request.cookie, error);
   send_reply(std::move(owned));
 }
 
@@ -403,6 +573,7 @@ void Connection::send_queued_replies() {
 
 std::vector<std::unique_ptr<Connection::Pending>> Connection::give_up_sending() {
   send_failed_ = true;
+  closing_ = true;  // requests read from now on could not be answered
   // The client cannot hear replies any more: stop reading its requests too.
   ::shutdown(fd_, SHUT_RDWR);
   std::vector<std::unique_ptr<Pending>> dropped(std::make_move_iterator(unsent_.begin()),
@@ -420,7 +591,10 @@ void Connection::finish(std::unique_ptr<Pending> pending) {
 void Connection::admit(uint64_t bytes) {
   std::unique_lock lock(flight_lock_);
   // A request larger than the whole budget still goes, alone.
-  flight_changed_.wait(lock, [&] { return bytes_in_flight_ == 0 || bytes_in_flight_ + bytes <= kMaxInFlightBytes; });
+  flight_changed_.wait(lock, [&] {
+    return bytes_in_flight_ == 0 ||
+           (bytes_in_flight_ + bytes <= kMaxInFlightBytes && requests_in_flight_ < kMaxRequests);
+  });
   bytes_in_flight_ += bytes;
   ++requests_in_flight_;
 }

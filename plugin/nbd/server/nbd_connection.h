@@ -13,6 +13,7 @@
 // reading stops being read from, and holds at most that much memory.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -38,9 +39,11 @@ struct Export {
 // qemu-nbd and nbdkit do); longer reads fail with EINVAL, and a longer write ends the connection,
 // since its payload cannot be skipped safely.
 constexpr uint32_t kMaxPayloadBytes = uint32_t{32} << 20;
-// The data of the requests in flight on one connection: past this, no more requests are read from
-// the socket until replies have gone, so a client cannot make the server hold unbounded memory.
-constexpr uint64_t kMaxInFlightBytes = uint64_t{128} << 20;
+// The data of the requests in flight on one connection (each counted as at least 4 KiB, and at most
+// 1024 requests): past this, no more requests are read from the socket until replies have gone, so
+// a client cannot make the server hold unbounded memory. The image holds about as much again in
+// ciphertext while they are in flight.
+constexpr uint64_t kMaxInFlightBytes = uint64_t{64} << 20;
 
 // One line about a client that misbehaved or went away unexpectedly.
 using Log = std::function<void(const std::string& line)>;
@@ -68,12 +71,19 @@ class Connection {
 
   bool handshake(Reader& in);
   bool send_option_reply(uint32_t option, uint32_t type, std::span<const uint8_t> data);
+  // NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT; false when the connection is over.
+  bool answer_meta_context(uint32_t option, std::span<const uint8_t> data);
+  // NBD_CMD_BLOCK_STATUS, answered at once from the image's allocation map: the descriptors become
+  // the reply's payload. A negative errno on failure.
+  long describe_allocation(Pending& pending);
   // Reads and submits one request; false when the connection is over.
   bool next_request(Reader& in);
   void submit(Pending* pending);
   void submit_zero_writes(Pending* pending, uint64_t offset, uint64_t remaining);
   // The image's answer to a request: a FUA request first flushes, then the reply goes.
   void complete(Pending* pending, long result);
+  // Builds the reply to a request the image has answered with result, and sends it.
+  void answer(Pending* pending, long result);
   // Sends the reply now if the socket takes all of it without waiting, else queues it.
   void send_reply(std::unique_ptr<Pending> pending);
   // The writer thread: sends queued replies in order until told to stop.
@@ -90,12 +100,15 @@ class Connection {
   const Export served_;
   const Log log_;
   bool client_no_zeroes_ = false;
+  bool structured_ = false;          // NBD_OPT_STRUCTURED_REPLY was agreed
+  bool allocation_context_ = false;  // "base:allocation" was selected
 
   std::mutex send_lock_;
   std::condition_variable queued_;
   std::deque<std::unique_ptr<Pending>> unsent_;  // replies the socket did not take at once, in order
   bool send_failed_ = false;                     // under send_lock_
   bool writer_stop_ = false;                     // under send_lock_
+  std::atomic<bool> closing_{false};             // stop(), or replies cannot go: read no more requests
 
   std::mutex flight_lock_;
   std::condition_variable flight_changed_;

@@ -22,6 +22,8 @@ namespace {
 
 // How long a stop waits for clients to take the replies to their last requests.
 constexpr std::chrono::seconds kStopGrace{30};
+// Clients served at once; each holds a thread or two and up to kMaxInFlightBytes of requests.
+constexpr size_t kMaxClients = 16;
 
 std::string errno_text() { return std::error_code(errno, std::generic_category()).message(); }
 
@@ -58,11 +60,10 @@ Result<int> listen_unix(const std::string& path) {
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return system_error("socket");
   // Whoever can connect reads the plaintext: the socket is its owner's alone until an operator
-  // chooses otherwise (chmod, chgrp).
-  const mode_t old_mask = umask(0177);
-  const int bound = bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-  umask(old_mask);
-  if (bound != 0 || ::listen(fd, SOMAXCONN) != 0) {
+  // chooses otherwise (chmod, chgrp). Linux gives the socket file the mode of the socket's inode
+  // (less the umask), so this needs no process-wide umask change while other threads run.
+  if (fchmod(fd, 0600) != 0 || bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
     auto error = system_error("listen on " + path);
     ::close(fd);
     return error;
@@ -113,15 +114,36 @@ std::string ListenAddress::describe() const {
 Result<std::unique_ptr<Server>> Server::listen(const ListenAddress& address, const Export& served, Log log) {
   RL_ASSIGN(const int fd,
             address.unix_path.empty() ? listen_tcp(address.host, address.port) : listen_unix(address.unix_path));
-  return std::unique_ptr<Server>(new Server(fd, address, served, std::move(log)));
+  struct stat st {};
+  if (!address.unix_path.empty() && stat(address.unix_path.c_str(), &st) != 0) {
+    auto error = system_error(address.unix_path);
+    ::close(fd);
+    return error;
+  }
+  return std::unique_ptr<Server>(new Server(fd, address, st, served, std::move(log)));
 }
 
-Server::Server(int listen_fd, ListenAddress address, const Export& served, Log log)
-    : listen_fd_(listen_fd), address_(std::move(address)), served_(served), log_(std::move(log)) {}
+Server::Server(int listen_fd, ListenAddress address, const struct stat& socket_file, const Export& served, Log log)
+    : listen_fd_(listen_fd),
+      address_(std::move(address)),
+      socket_device_(socket_file.st_dev),
+      socket_inode_(socket_file.st_ino),
+      served_(served),
+      log_(std::move(log)) {}
 
-Server::~Server() {
+Server::~Server() { stop_listening(); }
+
+void Server::stop_listening() {
+  if (listen_fd_ < 0) return;
   ::close(listen_fd_);
-  if (!address_.unix_path.empty()) unlink(address_.unix_path.c_str());
+  listen_fd_ = -1;
+  // Only our own socket file: another server may have been started on the path after it was
+  // removed by hand.
+  struct stat st {};
+  if (!address_.unix_path.empty() && stat(address_.unix_path.c_str(), &st) == 0 && st.st_dev == socket_device_ &&
+      st.st_ino == socket_inode_) {
+    unlink(address_.unix_path.c_str());
+  }
 }
 
 Status Server::run(int stop_fd) {
@@ -138,8 +160,11 @@ Status Server::run(int stop_fd) {
     socklen_t peer_bytes = sizeof(peer);
     const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_bytes, SOCK_CLOEXEC);
     if (fd < 0) {
-      // The client gave up before we took it, or a limit (EMFILE) that a later client may not hit.
-      if (errno != EINTR && errno != ECONNABORTED) log_("accept: " + errno_text());
+      if (errno == EINTR || errno == ECONNABORTED) continue;  // the client gave up before we took it
+      // Out of descriptors or memory: the client waits in the backlog; try again a little later
+      // rather than spin on it.
+      log_("accept: " + errno_text());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
       continue;
     }
     if (peer.ss_family != AF_UNIX) {
@@ -147,22 +172,42 @@ Status Server::run(int stop_fd) {
       const int on = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     }
-    {
-      const std::lock_guard lock(clients_lock_);
-      ++serving_;
+    const std::string name = peer_of(peer, accepted);
+    std::unique_lock lock(clients_lock_);
+    if (serving_ >= kMaxClients) {
+      lock.unlock();
+      log_(name + ": refused, " + std::to_string(kMaxClients) + " clients are connected");
+      ::close(fd);
+      continue;
     }
-    std::thread([this, fd, name = peer_of(peer, accepted)] { serve_client(fd, name); }).detach();
+    ++serving_;
+    lock.unlock();
+    try {
+      std::thread([this, fd, name] { serve_client(fd, name); }).detach();
+    } catch (const std::system_error& e) {
+      log_(name + ": refused, no thread to serve it: " + e.what());
+      ::close(fd);
+      lock.lock();
+      --serving_;
+    }
   }
 
+  // New clients are turned away at once, and a server started on the same path meanwhile finds it
+  // free.
+  stop_listening();
   std::unique_lock lock(clients_lock_);
   stopping_ = true;
   for (Connection* client : clients_) client->stop();
   // A client that takes its replies is done as soon as the image has answered; one that does not
   // read would hold the stop up for good.
   if (!all_done_.wait_for(lock, kStopGrace, [this] { return serving_ == 0; })) {
-    log_("clients still not done " + std::to_string(kStopGrace.count()) + " s after the stop: disconnected");
+    const size_t stalled = clients_.size();
     for (Connection* client : clients_) client->abort();
     all_done_.wait(lock, [this] { return serving_ == 0; });
+    if (result) {
+      result = Error(Errc::failure, std::to_string(stalled) + " client(s) did not take their replies within " +
+                                        std::to_string(kStopGrace.count()) + " s of the stop and were disconnected");
+    }
   }
   return result;
 }

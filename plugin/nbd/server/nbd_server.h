@@ -4,6 +4,9 @@
 // the replies go out from the threads that complete them (nbd_connection.h).
 #pragma once
 
+#include <sys/stat.h>
+
+#include <condition_variable>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -32,15 +35,20 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Accepts and serves clients until stop_fd becomes readable (a signal handler writes to it); then
-  // reads no more requests, and returns once every request in flight has been answered.
+  // stops listening, reads no more requests, and returns once every request in flight has been
+  // answered. A failure when clients had to be disconnected before they took their replies.
   Status run(int stop_fd);
 
  private:
-  Server(int listen_fd, ListenAddress address, const Export& served, Log log);
+  Server(int listen_fd, ListenAddress address, const struct stat& socket_file, const Export& served, Log log);
   void serve_client(int fd, const std::string& peer);
+  // Closes the listening socket and removes a unix socket's file, if it is still ours.
+  void stop_listening();
 
-  const int listen_fd_;
+  int listen_fd_;
   const ListenAddress address_;
+  const dev_t socket_device_;  // a unix socket's file, as bound
+  const ino_t socket_inode_;
   const Export served_;
   const Log log_;
 

@@ -36,9 +36,11 @@ SOCK="$WORK/nbd.sock"
 URI="nbd+unix:///?socket=$SOCK"
 
 # start TARGET [options]: runs the server on $SOCK and waits until it listens (its pid file).
-start() {
+start() { launch "$1" --socket "$SOCK" "${@:2}"; }
+# launch TARGET [options]: the same, listening where the options say.
+launch() {
   rm -f "$WORK/pid"
-  "$RBD_LUKS" nbd-server "$1" --socket "$SOCK" --pidfile "$WORK/pid" "${@:2}" 2>"$WORK/server.err" &
+  "$RBD_LUKS" nbd-server "$1" --pidfile "$WORK/pid" "${@:2}" 2>"$WORK/server.err" &
   SERVER_PID=$!
   for _ in $(seq 300); do
     [ ! -s "$WORK/pid" ] || return 0
@@ -47,14 +49,16 @@ start() {
   done
   fail "nbd-server did not listen within 30 s"
 }
-# stop: SIGTERM; the server must exit 0 and leave neither socket nor pid file behind.
+# stop [no-signal]: SIGTERM (unless something else sent it); the server must exit 0 within 20 s
+# and leave neither socket nor pid file behind.
 stop() {
-  kill -TERM "$SERVER_PID"
-  local rc=0
+  [ "${1:-}" = no-signal ] || kill -TERM "$SERVER_PID"
+  local rc=0 begun=$SECONDS
   wait "$SERVER_PID" || rc=$?
   SERVER_PID=
   [ "$rc" -eq 0 ] || fail "nbd-server exited $rc after SIGTERM: $(cat "$WORK/server.err")"
-  [ ! -e "$SOCK" ] && [ ! -e "$WORK/pid" ] || fail "nbd-server left its socket or pid file behind"
+  [ $((SECONDS - begun)) -le 20 ] || fail "nbd-server took $((SECONDS - begun)) s to stop"
+  if [ -e "$SOCK" ] || [ -e "$WORK/pid" ]; then fail "nbd-server left its socket or pid file behind"; fi
 }
 
 expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG" --size 64M "${K[@]}" "${FAST_LUKS2[@]}"
@@ -86,8 +90,14 @@ cmp -s <(head -c $((20 * MiB)) "$WORK/exported") "$WORK/data" || fail "rbd-luks 
 native_reads "$CEPH_CONF" "$TAG" "$WORK/data" "$WORK/pass" || fail "librbd native LUKS2 reads other bytes"
 pass "nbdcopy in and out over 4 connections; qemu-img compare; rbd-luks and librbd native read what NBD wrote"
 
-# Zeros over data: nbdcopy sends the source's zero blocks as NBD zero requests.
+# The allocation map as NBD block status: data, then a hole that reads as zeros.
 start "rbd:rbd/$TAG" "${K[@]}"
+nbdinfo --map "$URI" >"$WORK/map"
+grep -qE '^ +0 +20971520 +0 +data' "$WORK/map" || fail "extents: $(cat "$WORK/map")"
+grep -qE '^ +20971520 +46137344 +3 +hole,zero' "$WORK/map" || fail "extents: $(cat "$WORK/map")"
+pass "NBD block status (base:allocation) follows the image's allocation map"
+
+# Zeros over data: nbdcopy sends the source's zero blocks as NBD zero requests.
 holey_file "$WORK/holey"
 nbdcopy "$WORK/holey" "$URI"
 qemu-img convert -f raw -O raw "$URI" "$WORK/converted"
@@ -108,21 +118,28 @@ pass "fio's nbd engine: 4 KiB and 6 KiB random writes verify (crc32c), also 4 co
 
 # The wire, request by request: every reply and every byte as the protocol says.
 $PY "$WIRE" "$SOCK" $((64 * MiB)) writable || fail "wire checks"
-pass "wire checks: options, out-of-range and unknown requests, FUA, zeros, pipelining, disconnects"
+pass "wire checks: options, out-of-range and unknown requests, FUA, zeros, pipelining, a client that stalls, structured replies, block status, disconnects"
 
-# A stop with writes in flight: every write the server read is answered, without error, before the
-# socket closes, and every answered write is in the image afterwards.
-$PY "$WIRE" "$SOCK" $((64 * MiB)) stop "$SERVER_PID" "$WORK/answered" >"$WORK/stop.out" || fail "stop checks"
-local_rc=0
-wait "$SERVER_PID" || local_rc=$?
-SERVER_PID=
-[ "$local_rc" -eq 0 ] || fail "nbd-server exited $local_rc on SIGTERM with writes in flight: $(cat "$WORK/server.err")"
-while read -r offset length byte; do
-  "$RBD_LUKS" read "rbd:rbd/$TAG" --offset "$offset" --length "$length" "${K[@]}" | od -An -tx1 -v |
-    tr -s ' \n' '\n\n' | grep -v '^$' | sort -u >"$WORK/bytes"
-  [ "$(cat "$WORK/bytes")" = "$byte" ] || fail "write at $offset was answered but the image holds $(head -c 80 "$WORK/bytes")"
-done <"$WORK/answered"
-pass "SIGTERM with writes in flight: $(cat "$WORK/stop.out"), each in the image; exit 0"
+# Sixteen clients at once; the seventeenth is turned away.
+$PY "$WIRE" "$SOCK" $((64 * MiB)) connections 16 || fail "connection checks"
+pass "16 clients served at once, the 17th refused"
+
+# A stop with writes in flight: no reply carries an error, the server exits 0 in time, and the image
+# holds exactly the writes that were answered: none answered and lost, none applied unanswered.
+$PY "$WIRE" "$SOCK" $((64 * MiB)) stop "$SERVER_PID" "$WORK/answered.json" >"$WORK/stop.out" || fail "stop checks"
+stop no-signal
+"$RBD_LUKS" read "rbd:rbd/$TAG" --offset 0 --length $((16 * MiB)) "${K[@]}" >"$WORK/after-stop"
+$PY "$WIRE" "$SOCK" $((64 * MiB)) check-stop "$WORK/answered.json" "$WORK/after-stop" || fail "writes after the stop"
+pass "SIGTERM with writes in flight: $(cat "$WORK/stop.out"); the image holds exactly those; exit 0"
+
+# The image shrinks under the server (another client resizes it): requests across the new end fail
+# instead of being cut short and reported whole.
+start "rbd:rbd/$TAG" "${K[@]}"
+expect_exit 0 "$RBD_LUKS" resize "rbd:rbd/$TAG" --size 32M "${K[@]}"
+$PY "$WIRE" "$SOCK" $((64 * MiB)) shrunk $((32 * MiB)) || fail "requests across a new end"
+stop
+expect_exit 0 "$RBD_LUKS" resize "rbd:rbd/$TAG" --size 64M "${K[@]}"
+pass "after a shrink under the server, reads and writes across the new end fail (EINVAL, ENOSPC)"
 
 # Read-only: --read-only, and a snapshot.
 start "rbd:rbd/$TAG" "${K[@]}" --read-only
@@ -141,16 +158,14 @@ pass "read-only exports (--read-only, @snapshot) refuse changes with EPERM and r
 
 # TCP on the loopback address.
 PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$RBD_LUKS" nbd-server "rbd:rbd/$TAG" --port "$PORT" --pidfile "$WORK/pid" "${K[@]}" 2>"$WORK/server.err" &
-SERVER_PID=$!
-for _ in $(seq 300); do [ -s "$WORK/pid" ] && break; sleep 0.1; done
+launch "rbd:rbd/$TAG" --port "$PORT" "${K[@]}"
+grep -q "warning: NBD over TCP has neither access control nor encryption" "$WORK/server.err" ||
+  fail "no warning about TCP: $(cat "$WORK/server.err")"
 [ "$(nbdinfo --size "nbd://127.0.0.1:$PORT")" -eq $((64 * MiB)) ] || fail "TCP export size"
 nbdcopy "nbd://127.0.0.1:$PORT" "$WORK/tcp"
 cmp -s "$WORK/tcp" "$WORK/now" || fail "the TCP export reads other bytes"
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" || fail "nbd-server on TCP exited $? after SIGTERM"
-SERVER_PID=
-pass "TCP: nbd://127.0.0.1:$PORT serves the same bytes"
+stop
+pass "TCP: nbd://127.0.0.1:$PORT serves the same bytes, with a warning that TCP has no access control"
 
 # The key from the image metadata (config-key), limited by --accept-key-refs.
 expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG-ref" --size 16M --new-key "config-key:rbd-luks/$TAG" "${FAST_LUKS2[@]}"

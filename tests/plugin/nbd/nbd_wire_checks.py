@@ -7,23 +7,34 @@ flight.
 
   nbd_wire_checks.py SOCKET SIZE writable|read-only   handshake, options and requests
   nbd_wire_checks.py SOCKET SIZE stop PID OUT          writes in flight, then SIGTERM to PID: every
-      write gets a reply with no error before the socket closes; OUT gets "offset hex-byte" lines of
-      the acknowledged writes, for the caller to read back
+      reply that comes has no error; OUT (JSON) records each write and whether it was answered
+  nbd_wire_checks.py SOCKET SIZE check-stop OUT DUMP   after the server has gone, DUMP (the image's
+      first bytes, read by rbd-luks) must hold every answered write, and no unanswered write may be
+      in it either: a write the server applied is one it answered
+  nbd_wire_checks.py SOCKET SIZE shrunk NEWSIZE        the image was shrunk to NEWSIZE under the
+      server: requests across the new end fail instead of passing for whole
+  nbd_wire_checks.py SOCKET SIZE connections N         N clients are served at once, the next refused
 Exits non-zero with a message on the first difference.
 """
+import json
 import os
 import signal
 import socket
 import struct
 import sys
 import threading
+import time
 
 INIT_MAGIC, OPTION_MAGIC, OPTION_REPLY_MAGIC = 0x4E42444D41474943, 0x49484156454F5054, 0x3E889045565A9
 REQUEST_MAGIC, SIMPLE_REPLY_MAGIC = 0x25609513, 0x67446698
 OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO, OPT_STRUCTURED_REPLY = 1, 2, 3, 6, 7, 8
-REP_ACK, REP_SERVER, REP_INFO, REP_ERR_UNSUP, REP_ERR_INVALID = 1, 2, 3, 0x80000001, 0x80000003
-CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_TRIM, CMD_CACHE, CMD_WRITE_ZEROES = 0, 1, 2, 3, 4, 5, 6
-FLAG_FUA, FLAG_NO_HOLE = 1, 2
+OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT = 9, 10
+REP_ACK, REP_SERVER, REP_INFO, REP_META_CONTEXT = 1, 2, 3, 4
+REP_ERR_UNSUP, REP_ERR_INVALID, REP_ERR_TOO_BIG = 0x80000001, 0x80000003, 0x80000009
+CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_TRIM, CMD_CACHE, CMD_WRITE_ZEROES, CMD_BLOCK_STATUS = range(8)
+FLAG_FUA, FLAG_NO_HOLE, FLAG_REQ_ONE = 1, 2, 8
+STRUCTURED_REPLY_MAGIC, REPLY_FLAG_DONE = 0x668E33EF, 1
+CHUNK_NONE, CHUNK_OFFSET_DATA, CHUNK_BLOCK_STATUS, CHUNK_ERROR = 0, 1, 5, 0x8001
 HAS_FLAGS, READ_ONLY, SEND_FLUSH, SEND_FUA, SEND_TRIM, SEND_WRITE_ZEROES, CAN_MULTI_CONN = 1, 2, 4, 8, 32, 64, 256
 EPERM, EINVAL, ENOSPC = 1, 22, 28
 MiB = 1 << 20
@@ -49,20 +60,23 @@ class Client:
             data += chunk
         return data
 
-    def closed(self):
-        """True when the server closes the connection (after any bytes it still sends)."""
+    def closed(self, seconds=20):
+        """True when the server closes the connection (after any bytes it still sends) in time."""
+        self.s.settimeout(seconds)
         try:
             while self.s.recv(65536):
                 pass
             return True
         except ConnectionResetError:
             return True
+        except socket.timeout:
+            return False
 
-    def greet(self):
+    def greet(self, client_flags=3):
         init, opt, flags = struct.unpack(">QQH", self.recv(18))
         check(init == INIT_MAGIC and opt == OPTION_MAGIC, "bad greeting magic")
         check(flags == 3, f"handshake flags {flags}, expected fixed newstyle and no zeroes")
-        self.s.sendall(struct.pack(">I", 3))
+        self.s.sendall(struct.pack(">I", client_flags))
 
     def option(self, option, data=b""):
         self.s.sendall(struct.pack(">QII", OPTION_MAGIC, option, len(data)) + data)
@@ -109,8 +123,12 @@ class Client:
 def handshake_checks(path, size, read_only):
     c = Client(path)
     c.greet()
-    c.option(OPT_STRUCTURED_REPLY)
-    check(c.option_reply(OPT_STRUCTURED_REPLY) == (REP_ERR_UNSUP, b""), "structured replies not refused")
+    c.option(0x7FFF)
+    check(c.option_reply(0x7FFF) == (REP_ERR_UNSUP, b""), "an unknown option is not refused as unsupported")
+    c.option(0x7FFF, b"x" * 5000)
+    check(c.option_reply(0x7FFF) == (REP_ERR_TOO_BIG, b""), "an option over 4096 bytes is not refused as too big")
+    c.option(OPT_LIST, b"x")
+    check(c.option_reply(OPT_LIST)[0] == REP_ERR_INVALID, "LIST with data is not refused as invalid")
     c.option(OPT_LIST)
     check(c.option_reply(OPT_LIST) == (REP_SERVER, struct.pack(">I", 0)), "LIST: not one export named ''")
     check(c.option_reply(OPT_LIST)[0] == REP_ACK, "LIST: no ACK")
@@ -132,6 +150,9 @@ def request_checks(path, size):
     check(c.request(CMD_TRIM, size, 1)[0] == EINVAL, "trim past the end")
     check(c.request(CMD_READ, 0, 32 * MiB + 1)[0] == EINVAL, "read longer than the maximum block size")
     check(c.request(CMD_CACHE, 0, 4096)[0] == EINVAL, "unknown command")
+    check(c.request(CMD_WRITE, 0, 4, FLAG_NO_HOLE, b"abcd")[0] == EINVAL, "NO_HOLE on a write")
+    check(c.request(CMD_READ, 0, 4096, FLAG_REQ_ONE)[0] == EINVAL, "REQ_ONE on a read")
+    check(c.request(CMD_READ, 0, 4096, 0x40)[0] == EINVAL, "an unknown flag")
 
     # Unaligned writes with FUA, write-zeroes with and without holes, read back byte for byte.
     data = os.urandom(10000)
@@ -162,13 +183,22 @@ def request_checks(path, size):
     c.send(CMD_DISC, 0)
     check(c.closed(), "the server did not close the connection after NBD_CMD_DISC")
 
-    # Old-style NBD_OPT_EXPORT_NAME: size and flags, no zero padding (the client asked for none).
-    c = Client(path)
-    c.greet()
-    c.option(OPT_EXPORT_NAME, b"any name")
-    got_size, flags = struct.unpack(">QH", c.recv(10))
-    check(got_size == size and flags & SEND_TRIM, "EXPORT_NAME reply")
-    check(c.request(CMD_READ, 1000, 16) == (0, expected[:16]), "read after EXPORT_NAME")
+    # Old-style NBD_OPT_EXPORT_NAME: size and flags, and 124 zero bytes unless the client said
+    # NO_ZEROES.
+    for client_flags, padding in ((3, 0), (1, 124)):
+        c = Client(path)
+        c.greet(client_flags)
+        c.option(OPT_EXPORT_NAME, b"any name")
+        got_size, flags = struct.unpack(">QH", c.recv(10))
+        check(got_size == size and flags & SEND_TRIM, "EXPORT_NAME reply")
+        check(c.recv(padding) == bytes(padding), "EXPORT_NAME padding")
+        check(c.request(CMD_READ, 1000, 16) == (0, expected[:16]), "read after EXPORT_NAME")
+
+    # A client that is not fixed newstyle, or sends unknown flags, is hung up on.
+    for client_flags in (0, 3 | 4):
+        c = Client(path)
+        c.greet(client_flags)
+        check(c.closed(), f"client flags {client_flags} were accepted")
 
     # What ends a connection: ABORT, a write longer than the maximum, a bad request magic.
     c = Client(path)
@@ -200,6 +230,64 @@ def request_checks(path, size):
             check(got[1000:1000 + len(expected)] == expected, "stalled client: other bytes")
 
 
+def meta_query(*queries):
+    body = struct.pack(">I", 0) + struct.pack(">I", len(queries))
+    return body + b"".join(struct.pack(">I", len(q)) + q for q in queries)
+
+
+def structured_checks(path, size):
+    """Structured replies and the base:allocation meta context (NBD_CMD_BLOCK_STATUS)."""
+    c = Client(path)
+    c.greet()
+    c.option(OPT_SET_META_CONTEXT, meta_query(b"base:allocation"))
+    check(c.option_reply(OPT_SET_META_CONTEXT)[0] == REP_ERR_INVALID, "SET_META_CONTEXT before structured replies")
+    c.option(OPT_STRUCTURED_REPLY, b"x")
+    check(c.option_reply(OPT_STRUCTURED_REPLY)[0] == REP_ERR_INVALID, "STRUCTURED_REPLY with data")
+    c.option(OPT_STRUCTURED_REPLY)
+    check(c.option_reply(OPT_STRUCTURED_REPLY) == (REP_ACK, b""), "STRUCTURED_REPLY")
+    c.option(OPT_LIST_META_CONTEXT, meta_query())
+    check(c.option_reply(OPT_LIST_META_CONTEXT) == (REP_META_CONTEXT, struct.pack(">I", 0) + b"base:allocation"),
+          "LIST_META_CONTEXT")
+    check(c.option_reply(OPT_LIST_META_CONTEXT)[0] == REP_ACK, "LIST_META_CONTEXT: no ACK")
+    c.option(OPT_SET_META_CONTEXT, meta_query(b"qemu:dirty-bitmap:x", b"base:allocation"))
+    check(c.option_reply(OPT_SET_META_CONTEXT) == (REP_META_CONTEXT, struct.pack(">I", 1) + b"base:allocation"),
+          "SET_META_CONTEXT")
+    check(c.option_reply(OPT_SET_META_CONTEXT)[0] == REP_ACK, "SET_META_CONTEXT: no ACK")
+    c.go(size)
+
+    def chunk(cookie):
+        magic, flags, kind, got_cookie, length = struct.unpack(">IHHQI", c.recv(20))
+        check(magic == STRUCTURED_REPLY_MAGIC and flags == REPLY_FLAG_DONE, f"chunk magic {magic:#x} flags {flags}")
+        check(got_cookie == cookie, f"chunk cookie {got_cookie}, sent {cookie}")
+        return kind, c.recv(length)
+
+    data = os.urandom(5000)
+    c.send(CMD_WRITE, 1, 12345, len(data), payload=data)
+    check(chunk(1) == (CHUNK_NONE, b""), "write: not one NONE chunk")
+    c.send(CMD_READ, 2, 12345, len(data))
+    check(chunk(2) == (CHUNK_OFFSET_DATA, struct.pack(">Q", 12345) + data), "read: not one OFFSET_DATA chunk")
+    c.send(CMD_READ, 3, size - 1, 2)
+    check(chunk(3) == (CHUNK_ERROR, struct.pack(">IH", EINVAL, 0)), "read past the end: not an ERROR chunk")
+
+    def extents(cookie, offset, length, flags=0):
+        c.send(CMD_BLOCK_STATUS, cookie, offset, length, flags)
+        kind, payload = chunk(cookie)
+        check(kind == CHUNK_BLOCK_STATUS and struct.unpack(">I", payload[:4])[0] == 1, "block status chunk")
+        return [struct.unpack(">II", payload[i:i + 8]) for i in range(4, len(payload), 8)]
+
+    whole = extents(4, 0, size)
+    check(sum(n for n, _ in whole) == size and all(state in (0, 3) for _, state in whole), f"extents {whole}")
+    check(extents(5, 0, 4096) == [(4096, 0)], "the written first block is not data")
+    c.send(CMD_TRIM, 9, 40 * MiB, 8 * MiB)
+    check(chunk(9) == (CHUNK_NONE, b""), "trim for a hole")
+    check(extents(6, 40 * MiB, 8 * MiB) == [(8 * MiB, 3)], "a trimmed range is not a hole that reads as zeros")
+    check(len(extents(7, 0, size, FLAG_REQ_ONE)) == 1, "REQ_ONE: more than one extent")
+    c.send(CMD_BLOCK_STATUS, 8, size, 1)
+    check(chunk(8)[0] == CHUNK_ERROR, "block status past the end")
+    c.send(CMD_DISC, 0)
+    check(c.closed(), "no close after NBD_CMD_DISC")
+
+
 def read_only_checks(path, size):
     c = handshake_checks(path, size, read_only=True)
     check(c.request(CMD_WRITE, 0, 4, payload=b"abcd")[0] == EPERM, "write to a read-only export")
@@ -211,45 +299,90 @@ def read_only_checks(path, size):
 
 def stop_checks(path, size, pid, out):
     c = handshake_checks(path, size, read_only=False)
-    writes = {i: bytes([i % 251 + 1]) * (64 << 10) for i in range(256)}
+    block = 64 << 10
+    # The range starts as zeros, so that afterwards a write shows whether the server applied it.
+    check(c.request(CMD_TRIM, 0, 256 * block, FLAG_FUA)[0] == 0, "trim before the stop")
+    writes = {i: bytes([i % 251 + 1]) * block for i in range(256)}
 
     def send_writes():
         try:
-            for i, block in writes.items():
-                c.send(CMD_WRITE, i, i * len(block), len(block), payload=block)
+            for i, data in writes.items():
+                c.send(CMD_WRITE, i, i * block, block, payload=data)
         except OSError:
             pass  # the server stopped reading requests: those not sent yet are not answered
 
     sender = threading.Thread(target=send_writes)
     sender.start()
-    answered = [c.reply()]
-    check(answered[0][1] == 0, f"write {answered[0][0]} failed with {answered[0][1]}")
-    answered = [answered[0][0]]
+    cookie, error = c.reply()
+    check(error == 0, f"write {cookie} failed with {error}")
+    answered = {cookie}
     os.kill(pid, signal.SIGTERM)
-
     try:
         while True:
             cookie, error = c.reply()
             check(error == 0, f"write {cookie} failed with {error} during the stop")
-            answered.append(cookie)
-    except EOFError:
+            answered.add(cookie)
+    except (EOFError, ConnectionResetError):  # a reset: the server left requests it had not read
         pass
     sender.join()
-    check(answered, "no write was answered before the server stopped")
     with open(out, "w") as f:
-        for i in answered:
-            f.write(f"{i * len(writes[i])} {len(writes[i])} {writes[i][0]:02x}\n")
+        json.dump({"block": block, "answered": sorted(answered), "count": len(writes)}, f)
     print(f"{len(answered)} of {len(writes)} writes answered before the stop")
+
+
+def check_stop(out, dump):
+    record = json.load(open(out))
+    block, answered = record["block"], set(record["answered"])
+    data = open(dump, "rb").read()
+    for i in range(record["count"]):
+        got = data[i * block:(i + 1) * block]
+        if i in answered:
+            check(got == bytes([i % 251 + 1]) * block, f"write {i} was answered but is not in the image")
+        else:
+            check(got == bytes(block), f"write {i} is in the image (or torn) but was never answered")
+
+
+def shrunk_checks(path, size, new_size):
+    c = handshake_checks(path, size, read_only=False)
+    check(c.request(CMD_READ, new_size - 4096, 8192)[0] == EINVAL, "a read across the new end passed for whole")
+    check(c.request(CMD_WRITE, new_size - 4096, 8192, payload=bytes(8192))[0] == ENOSPC,
+          "a write across the new end passed for whole")
+    check(c.request(CMD_WRITE_ZEROES, new_size - 4096, 8192, FLAG_NO_HOLE)[0] == ENOSPC,
+          "write-zeroes across the new end passed for whole")
+    check(c.request(CMD_READ, new_size - 4096, 4096)[0] == 0, "a read before the new end")
+
+
+def connection_checks(path, size, count):
+    clients = []
+    for _ in range(200):  # the threads of clients that just left may still be finishing
+        try:
+            while len(clients) < count:
+                clients.append(handshake_checks(path, size, read_only=False))
+            break
+        except (EOFError, ConnectionResetError):
+            time.sleep(0.1)
+    check(len(clients) == count, f"only {len(clients)} clients were served at once")
+    refused = Client(path)
+    check(refused.closed(), f"client {count + 1} was served beside {count} others")
+    for c in clients:
+        check(c.request(CMD_READ, 0, 4096)[0] == 0, "a read on one of the clients")
 
 
 def main():
     path, size, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if mode == "writable":
         request_checks(path, size)
+        structured_checks(path, size)
     elif mode == "read-only":
         read_only_checks(path, size)
-    else:
+    elif mode == "stop":
         stop_checks(path, size, int(sys.argv[4]), sys.argv[5])
+    elif mode == "check-stop":
+        check_stop(sys.argv[4], sys.argv[5])
+    elif mode == "shrunk":
+        shrunk_checks(path, size, int(sys.argv[4]))
+    else:
+        connection_checks(path, size, int(sys.argv[4]))
 
 
 if __name__ == "__main__":
