@@ -83,7 +83,10 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   std::unique_ptr<EncryptedRbdImage> image;
   {
     RL_ASSIGN(const SecureBuffer passphrase, passphrase_for(cl, *raw));
-    RL_ASSIGN(image, EncryptedRbdImage::open(std::move(raw), passphrase.span()));
+    // The reading thread reads the next requests while workers encrypt a large write.
+    DispatchOptions options;
+    options.encrypt_on_submitting_thread = false;
+    RL_ASSIGN(image, EncryptedRbdImage::open(std::move(raw), passphrase.span(), options));
   }
   RL_ASSIGN(const uint64_t size, image->size());
   const nbd::Export served{image.get(), size, image->read_only()};

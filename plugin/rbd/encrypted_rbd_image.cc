@@ -136,6 +136,7 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer
       sector_size_(layout_.sector_size),
       grid_(grid),
       inline_crypto_bytes_(options.inline_crypto_bytes),
+      encrypt_on_submitting_thread_(options.encrypt_on_submitting_thread),
       compare_partial_units_(compare_partial_units),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
@@ -643,8 +644,8 @@ void EncryptedRbdImage::encrypt_piece(Piece* piece) {
   // the copy that plain librbd's C API makes on the same thread. Its other pieces go to the workers
   // meanwhile, as do large pieces that waited for their edge sectors (on librbd's completion thread).
   const Request& request = *piece->request;
-  const bool last_piece_in_submit =
-      submitting_here == &request && piece == request.pieces[request.piece_count - 1].get();
+  const bool last_piece_in_submit = encrypt_on_submitting_thread_ && submitting_here == &request &&
+                                    piece == request.pieces[request.piece_count - 1].get();
   if (piece->span.size() <= inline_crypto_bytes_ || last_piece_in_submit) {
     encode_and_write(piece);
   } else {

@@ -76,6 +76,9 @@ struct DispatchOptions {
   std::optional<int> keyslot;                     // the keyslot to try; all active ones when unset
   unsigned worker_threads = 0;                    // crypto threads; 0: WorkerPool::default_threads()
   size_t inline_crypto_bytes = size_t{64} << 10;  // pieces up to this size are en/decrypted on the thread at hand
+  // A write's last piece is encrypted on the thread that submits it, which would otherwise only
+  // wait. Off for a submitter with more requests to read meanwhile, such as an NBD server's.
+  bool encrypt_on_submitting_thread = true;
 };
 
 class EncryptedRbdImage {
@@ -226,6 +229,7 @@ class EncryptedRbdImage {
   const uint32_t sector_size_;
   const PieceGrid grid_;
   const size_t inline_crypto_bytes_;
+  const bool encrypt_on_submitting_thread_;
   // Whether partial sectors go back unit by unit with compare-and-write (rmw_plan.h), so that
   // other clients lose none of their bytes; not when librbd caches data for this image
   // (RbdImage::caches_data), whose cache compare-and-write leaves stale. Such a cache is this
