@@ -32,6 +32,10 @@ constexpr uint64_t kMaxRequests = 1024;
 // Seconds a client has for the handshake.
 constexpr time_t kHandshakeSeconds = 30;
 
+// A request that reaches past the end of the image: reads and trims are invalid there, changes find
+// no space.
+long past_the_end(Command command) { return command == Command::read || command == Command::trim ? -EINVAL : -ENOSPC; }
+
 const uint8_t* zero_piece() {
   static const std::vector<uint8_t> zeros(kZeroPieceBytes);
   return zeros.data();
@@ -113,21 +117,26 @@ class Connection::Reader {
   }
 
  private:
+  // One read(2), again after a signal: the bytes read, 0 at end of stream, -1 on an error.
+  ssize_t read_some(std::span<uint8_t> out) {
+    ssize_t n;
+    do {
+      n = ::read(fd_, out.data(), out.size());
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+
   bool fill() {
-    for (;;) {
-      const ssize_t n = ::read(fd_, buffer_.data(), buffer_.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      begin_ = 0;
-      end_ = static_cast<size_t>(n);
-      return true;
-    }
+    const ssize_t n = read_some(buffer_);
+    if (n <= 0) return false;
+    begin_ = 0;
+    end_ = static_cast<size_t>(n);
+    return true;
   }
 
   bool read_direct(std::span<uint8_t> out) {
     while (!out.empty()) {
-      const ssize_t n = ::read(fd_, out.data(), out.size());
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n = read_some(out);
       if (n <= 0) return false;
       out = out.subspan(static_cast<size_t>(n));
     }
@@ -420,9 +429,7 @@ void Connection::submit(Pending* pending) {
   const uint16_t allowed = kCommandFua | (command == Command::write_zeroes ? kCommandNoHole : 0);
   if ((request.flags & ~allowed) != 0) return complete(pending, -EINVAL);
   if (changes && served_.read_only) return complete(pending, -EPERM);
-  if (!in_range && command != Command::flush) {
-    return complete(pending, command == Command::read || command == Command::trim ? -EINVAL : -ENOSPC);
-  }
+  if (!in_range && command != Command::flush) return complete(pending, past_the_end(command));
   if (command == Command::read && request.length > kMaxPayloadBytes) return complete(pending, -EINVAL);
   pending->flush_after = changes && (request.flags & kCommandFua) != 0;
 
@@ -452,7 +459,7 @@ void Connection::submit(Pending* pending) {
 void Connection::submit_zero_writes(Pending* pending, uint64_t offset, uint64_t remaining) {
   const size_t piece = std::min<uint64_t>(remaining, kZeroPieceBytes);
   served_.image->aio_write(offset, {zero_piece(), piece}, [this, pending, offset, remaining, piece](ssize_t result) {
-    if (result >= 0 && static_cast<uint64_t>(result) != piece) result = -ENOSPC;  // the image shrank
+    if (result >= 0 && static_cast<uint64_t>(result) != piece) result = past_the_end(Command::write_zeroes);
     if (result < 0) return complete(pending, result);
     if (remaining == piece) return complete(pending, pending->request.length);
     try {
@@ -500,9 +507,7 @@ void Connection::complete(Pending* pending, long result) {
                            command == Command::write_zeroes;
   // The image cuts a request short at its end: it shrank (another client resized it) since this
   // server told the client its size. A short success must not pass for a whole one.
-  if (result >= 0 && moves_bytes && static_cast<uint64_t>(result) != request.length) {
-    result = command == Command::read || command == Command::trim ? -EINVAL : -ENOSPC;
-  }
+  if (result >= 0 && moves_bytes && static_cast<uint64_t>(result) != request.length) result = past_the_end(command);
   if (result >= 0 && pending->flush_after) {
     try {
       return served_.image->aio_flush([this, pending](ssize_t flushed) { answer(pending, flushed); });

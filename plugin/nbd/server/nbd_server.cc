@@ -25,9 +25,7 @@ constexpr std::chrono::seconds kStopGrace{30};
 // Clients served at once; each holds a thread or two and up to kMaxInFlightBytes of requests.
 constexpr size_t kMaxClients = 16;
 
-std::string errno_text() { return std::error_code(errno, std::generic_category()).message(); }
-
-Error system_error(const std::string& what) { return Error(Errc::failure, what + ": " + errno_text()); }
+std::string errno_text() { return std::generic_category().message(errno); }
 
 Result<sockaddr_un> unix_address(const std::string& path) {
   sockaddr_un address{};
@@ -43,14 +41,14 @@ Result<sockaddr_un> unix_address(const std::string& path) {
 // A socket file at path is replaced only when nothing answers on it any more.
 Status clear_stale_socket(const std::string& path, const sockaddr_un& address) {
   struct stat st {};
-  if (lstat(path.c_str(), &st) != 0) return errno == ENOENT ? Status{} : system_error(path);
+  if (lstat(path.c_str(), &st) != 0) return errno == ENOENT ? Status{} : errno_error(path);
   if (!S_ISSOCK(st.st_mode)) return Error(Errc::failure, path + " exists and is not a socket");
   const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe < 0) return system_error("socket");
+  if (probe < 0) return errno_error("socket");
   const bool answered = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
   ::close(probe);
   if (answered) return Error(Errc::failure, "a server already listens on " + path);
-  if (unlink(path.c_str()) != 0) return system_error("remove stale socket " + path);
+  if (unlink(path.c_str()) != 0) return errno_error("remove stale socket " + path);
   return {};
 }
 
@@ -58,13 +56,13 @@ Result<int> listen_unix(const std::string& path) {
   RL_ASSIGN(const sockaddr_un address, unix_address(path));
   RL_TRY(clear_stale_socket(path, address));
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return system_error("socket");
+  if (fd < 0) return errno_error("socket");
   // Whoever can connect reads the plaintext: the socket is its owner's alone until an operator
   // chooses otherwise (chmod, chgrp). Linux gives the socket file the mode of the socket's inode
   // (less the umask), so this needs no process-wide umask change while other threads run.
   if (fchmod(fd, 0600) != 0 || bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 ||
       ::listen(fd, SOMAXCONN) != 0) {
-    auto error = system_error("listen on " + path);
+    auto error = errno_error("listen on " + path);
     ::close(fd);
     return error;
   }
@@ -116,7 +114,7 @@ Result<std::unique_ptr<Server>> Server::listen(const ListenAddress& address, con
             address.unix_path.empty() ? listen_tcp(address.host, address.port) : listen_unix(address.unix_path));
   struct stat st {};
   if (!address.unix_path.empty() && stat(address.unix_path.c_str(), &st) != 0) {
-    auto error = system_error(address.unix_path);
+    auto error = errno_error(address.unix_path);
     ::close(fd);
     return error;
   }
@@ -152,7 +150,7 @@ Status Server::run(int stop_fd) {
     std::array<pollfd, 2> wait{pollfd{listen_fd_, POLLIN, 0}, pollfd{stop_fd, POLLIN, 0}};
     if (poll(wait.data(), wait.size(), -1) < 0) {
       if (errno == EINTR) continue;
-      result = system_error("poll");
+      result = errno_error("poll");
       break;
     }
     if (wait[1].revents != 0) break;
