@@ -422,7 +422,12 @@ void Connection::submit(Pending* pending) {
   if (command == Command::block_status) {
     const bool flags_ok = (request.flags & ~(kCommandFua | kCommandReqOne)) == 0;
     if (!allocation_context_ || !in_range || request.length == 0 || !flags_ok) return complete(pending, -EINVAL);
-    return complete(pending, describe_allocation(*pending));
+    long described = -ENOMEM;
+    try {  // the request is counted in flight: it must be answered, also without memory
+      described = describe_allocation(*pending);
+    } catch (const std::bad_alloc&) {
+    }
+    return complete(pending, described);
   }
   if (command != Command::read && command != Command::flush && !changes) return complete(pending, -EINVAL);
   // Flags a command does not take (or that were not advertised, such as DF and FAST_ZERO).
