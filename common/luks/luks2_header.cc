@@ -306,6 +306,9 @@ Result<uint64_t> luks2_find_free_area(const Luks2Metadata& metadata, uint64_t hd
 
   std::vector<std::pair<uint64_t, uint64_t>> used;  // offset, size
   for (const auto& entry : metadata.keyslots) used.emplace_back(entry.second.area_offset, entry.second.area_size);
+  for (const auto& entry : metadata.reencrypt_keyslots) {
+    used.emplace_back(entry.second.area_offset, entry.second.area_size);
+  }
   std::sort(used.begin(), used.end());
   uint64_t offset = begin;
   for (const auto& [area_offset, area_size] : used) {

@@ -185,20 +185,69 @@ Result<Luks2Config> parse_config(const Json& j, std::vector<std::string>& reason
     if (!requirements->is_object()) return bad("config: \"requirements\" is not an object");
     if (const Json* mandatory = find_member(*requirements, "mandatory")) {
       RL_ASSIGN(const auto names, get_string_array(*mandatory, "config: requirements \"mandatory\""));
-      if (!names.empty()) {
-        std::string list;
-        for (const auto& name : names) list += (list.empty() ? "" : ", ") + printable(name);
-        reasons.push_back("the header has mandatory requirements rbd-luks does not implement: " + list);
+      std::string list;
+      for (const auto& name : names) {
+        if (name.starts_with("online-reencrypt")) {
+          // The one requirement an operator meets in practice, with what to do about it.
+          reasons.push_back("a reencryption of this volume has not finished (requirement " + printable(name) +
+                            "): the data is partly under the old key and partly under the new one; finish it with "
+                            "`rbd-luks reencrypt --resume` (or `cryptsetup reencrypt --resume-only`)");
+        } else {
+          list += (list.empty() ? "" : ", ") + printable(name);
+        }
       }
+      if (!list.empty()) reasons.push_back("the header has mandatory requirements rbd-luks does not implement: " + list);
     }
   }
   return c;
 }
 
+bool one_of(const std::string& value, std::initializer_list<std::string_view> allowed) {
+  return std::find(allowed.begin(), allowed.end(), value) != allowed.end();
+}
+
+Result<Luks2ReencryptKeyslot> parse_reencrypt_keyslot(const Json& j, const std::string& where) {
+  Luks2ReencryptKeyslot k;
+  k.json = j;
+  RL_ASSIGN(const uint32_t key_size, get_uint32(j, "key_size", where));
+  if (key_size != 1) return bad(where + ": key_size of a reencrypt keyslot is " + std::to_string(key_size) + ", not 1");
+  RL_ASSIGN(k.mode, get_string(j, "mode", where));
+  if (!one_of(k.mode, {"reencrypt", "encrypt", "decrypt"})) {
+    return bad(where + ": mode \"" + printable(k.mode) + "\" is not reencrypt, encrypt or decrypt");
+  }
+  RL_ASSIGN(k.direction, get_string(j, "direction", where));
+  if (!one_of(k.direction, {"forward", "backward"})) {
+    return bad(where + ": direction \"" + printable(k.direction) + "\" is not forward or backward");
+  }
+  const std::string area_where = where + " area";
+  RL_ASSIGN(const Json* area, get_object(j, "area", where));
+  RL_ASSIGN(k.area_type, get_string(*area, "type", area_where));
+  if (!one_of(k.area_type, {"checksum", "journal", "none", "datashift", "datashift-checksum", "datashift-journal"})) {
+    return bad(area_where + ": type \"" + printable(k.area_type) + "\" is not a resilience type");
+  }
+  RL_ASSIGN(k.area_offset, get_decimal(*area, "offset", area_where));
+  RL_ASSIGN(k.area_size, get_decimal(*area, "size", area_where));
+  if (k.area_type.ends_with("checksum")) {
+    RL_ASSIGN(k.hash, get_string(*area, "hash", area_where));
+    RL_ASSIGN(k.sector_size, get_uint32(*area, "sector_size", area_where));
+    if (k.sector_size < kSectorSize || k.sector_size > 4096 || (k.sector_size & (k.sector_size - 1)) != 0) {
+      return bad(area_where + ": sector_size " + std::to_string(k.sector_size) + " is not a power of two from 512 to 4096");
+    }
+  }
+  if (k.area_type.starts_with("datashift")) {
+    RL_ASSIGN(k.shift_size, get_decimal(*area, "shift_size", area_where));
+    if (*k.shift_size == 0 || *k.shift_size % kSectorSize != 0) {
+      return bad(area_where + ": shift_size " + std::to_string(*k.shift_size) + " is not a positive multiple of 512");
+    }
+  }
+  return k;
+}
+
 Result<Luks2Keyslot> parse_keyslot(const Json& j, const std::string& where, std::vector<std::string>& reasons) {
-  if (!j.is_object()) return bad(where + " is not an object");
   RL_ASSIGN(const std::string type, get_string(j, "type", where));
-  if (type != "luks2") return unsupported(where + " has type \"" + printable(type) + "\", only \"luks2\" is supported");
+  if (type != "luks2") {
+    return unsupported(where + " has type \"" + printable(type) + "\", only \"luks2\" and \"reencrypt\" are supported");
+  }
   Luks2Keyslot k;
   k.json = j;
   RL_ASSIGN(k.key_size, get_uint32(j, "key_size", where));
@@ -338,8 +387,24 @@ Status validate_config(const Luks2Config& c, uint64_t hdr_size) {
   return {};
 }
 
+// A reencryption's copies of the old and new segment (flags "backup-previous", "backup-final",
+// "backup-moved-segment"): they describe the volume before and after, not a part of it now.
+bool is_backup(const Luks2Segment& s) {
+  return std::any_of(s.flags.begin(), s.flags.end(), [](const std::string& f) { return f.starts_with("backup-"); });
+}
+
 Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
   if (m.segments.empty()) return bad("there is no data segment");
+  // As cryptsetup's hdr_validate_segments: backup segments follow all the others.
+  std::optional<int> last_regular;
+  for (const auto& [id, s] : m.segments) {
+    if (is_backup(s)) continue;
+    if (last_regular && *last_regular != id - 1) {
+      return bad("segment " + std::to_string(id) + " follows a backup segment");
+    }
+    last_regular = id;
+  }
+  if (!last_regular) return bad("there is no data segment, only backup segments");
   int expected_id = 0;
   for (const auto& [id, s] : m.segments) {
     const std::string where = "segment " + std::to_string(id);
@@ -365,7 +430,7 @@ Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
         return bad(where + ": size " + std::to_string(*s.size) + " is not a positive multiple of sector_size " +
                    std::to_string(sector_size));
       }
-    } else if (id != m.segments.rbegin()->first) {
+    } else if (!is_backup(s) && id != *last_regular) {
       return bad(where + " has size \"dynamic\" but is not the last segment");
     }
     if (!s.unknown_type && s.encryption.empty()) return bad(where + ": encryption is empty");
@@ -376,7 +441,7 @@ Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
     const uint64_t end = end_of(s);
     for (const auto& [other_id, other] : m.segments) {
       const uint64_t other_end = end_of(other);
-      if (other_id != id && overlap(s.offset, end, other.offset, other_end)) {
+      if (other_id != id && !is_backup(s) && !is_backup(other) && overlap(s.offset, end, other.offset, other_end)) {
         return bad(where + " overlaps segment " + std::to_string(other_id));
       }
     }
@@ -439,6 +504,27 @@ Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64
                                         [id = id](const auto& d) { return contains(d.second.keyslots, id); });
     if (!has_digest) return bad(where + " is not assigned to any digest");
   }
+  if (m.reencrypt_keyslots.size() > 1) return bad("more than one keyslot has type \"reencrypt\"");
+  for (const auto& [id, k] : m.reencrypt_keyslots) {
+    const std::string where = "keyslot " + std::to_string(id);
+    if (id < 0 || id >= kLuks2MaxKeyslots) return bad(where + " is out of the range 0 to 31");
+    if (m.keyslots.contains(id)) return bad(where + " is both a luks2 and a reencrypt keyslot");
+    // cryptsetup's "none" and datashift types may have an empty area; any area must fit.
+    if (k.area_offset < keyslots_begin || k.area_offset > UINT64_MAX - k.area_size ||
+        k.area_offset + k.area_size > keyslots_end) {
+      return bad(where + ": area [" + std::to_string(k.area_offset) + ", +" + std::to_string(k.area_size) +
+                 ") is outside the keyslots area [" + std::to_string(keyslots_begin) + ", " +
+                 std::to_string(keyslots_end) + ")");
+    }
+    for (const auto& [other_id, other] : m.keyslots) {
+      if (overlap(k.area_offset, k.area_offset + k.area_size, other.area_offset, other.area_offset + other.area_size)) {
+        return bad(where + ": area overlaps the area of keyslot " + std::to_string(other_id));
+      }
+    }
+    const bool has_digest = std::any_of(m.digests.begin(), m.digests.end(),
+                                        [id = id](const auto& d) { return contains(d.second.keyslots, id); });
+    if (!has_digest) return bad(where + " is not assigned to any digest");
+  }
   // A wrong passphrase tries every keyslot, so their costs add up.
   double total = 0;
   for (const auto& entry : m.keyslots) total += kdf_cost_in_limits(entry.second.kdf);
@@ -469,6 +555,7 @@ Status validate_digests(const Luks2Metadata& m) {
     if (d.digest.empty()) return bad(where + ": digest is empty");
     std::optional<uint32_t> key_size;
     for (const int keyslot : d.keyslots) {
+      if (m.reencrypt_keyslots.contains(keyslot)) continue;  // it holds no key
       const auto it = m.keyslots.find(keyslot);
       if (it == m.keyslots.end()) return bad(where + " refers to missing keyslot " + std::to_string(keyslot));
       if (key_size && *key_size != it->second.key_size) {
@@ -492,7 +579,9 @@ Status validate_tokens(const Luks2Metadata& m) {
     RL_TRY(get_string(it.value(), "type", where));
     RL_ASSIGN(const auto keyslots, get_id_array(it.value(), "keyslots", kLuks2MaxKeyslots, where));
     for (const int keyslot : keyslots) {
-      if (!m.keyslots.contains(keyslot)) return bad(where + " refers to missing keyslot " + std::to_string(keyslot));
+      if (!m.keyslots.contains(keyslot) && !m.reencrypt_keyslots.contains(keyslot)) {
+        return bad(where + " refers to missing keyslot " + std::to_string(keyslot));
+      }
     }
   }
   return {};
@@ -561,11 +650,36 @@ Json keyslot_to_json(const Luks2Keyslot& k) {
   return j;
 }
 
+Json reencrypt_keyslot_to_json(const Luks2ReencryptKeyslot& k) {
+  // A new one in the member order cryptsetup 2.6 writes.
+  Json j = base_object(k.json);
+  Json area = member_base(j, "area");
+  area["offset"] = std::to_string(k.area_offset);
+  area["size"] = std::to_string(k.area_size);
+  area["type"] = k.area_type;
+  if (k.area_type.ends_with("checksum")) {
+    area["hash"] = k.hash;
+    area["sector_size"] = k.sector_size;
+  }
+  if (k.shift_size) area["shift_size"] = std::to_string(*k.shift_size);
+  j["area"] = std::move(area);
+  j["type"] = "reencrypt";
+  j["key_size"] = 1;
+  j["mode"] = k.mode;
+  j["direction"] = k.direction;
+  if (!j.contains("priority")) j["priority"] = 0;
+  return j;
+}
+
 Json segment_to_json(const Luks2Segment& s) {
   Json j = base_object(s.json);
-  j["type"] = "crypt";
+  j["type"] = s.unknown_type.value_or("crypt");
   j["offset"] = std::to_string(s.offset);
   j["size"] = s.size ? std::to_string(*s.size) : "dynamic";
+  if (s.unknown_type) {  // e.g. "linear", the plaintext part of an encryption or decryption
+    set_flags(j, s.flags);
+    return j;
+  }
   j["iv_tweak"] = std::to_string(s.iv_tweak);
   j["encryption"] = s.encryption;
   j["sector_size"] = s.sector_size;
@@ -630,12 +744,27 @@ Result<Luks2Metadata> parse_luks2_metadata(std::span<const uint8_t> json_area, u
   RL_ASSIGN(m.config, parse_config(*config, m.unsupported));
   const auto keyslot = [&](const Json& j, const std::string& at) { return parse_keyslot(j, at, m.unsupported); };
   const auto segment = [&](const Json& j, const std::string& at) { return parse_segment(j, at, m.unsupported); };
-  RL_TRY(parse_section(*keyslots, kLuks2MaxKeyslots, "keyslot", keyslot, m.keyslots));
+  for (auto it = keyslots->begin(); it != keyslots->end(); ++it) {
+    RL_ASSIGN(const int id, parse_id(it.key(), kLuks2MaxKeyslots, "keyslot"));
+    const std::string at = "keyslot " + it.key();
+    if (!it.value().is_object()) return bad(at + " is not an object");
+    if (const Json* type = find_member(it.value(), "type"); type != nullptr && *type == "reencrypt") {
+      RL_ASSIGN(m.reencrypt_keyslots[id], parse_reencrypt_keyslot(it.value(), at));
+    } else {
+      RL_ASSIGN(m.keyslots[id], keyslot(it.value(), at));
+    }
+  }
   RL_TRY(parse_section(*segments, kLuks2MaxSegments, "segment", segment, m.segments));
   RL_TRY(parse_section(*digests, kLuks2MaxDigests, "digest", parse_digest, m.digests));
   // Several segments map parts of the data differently (what reencryption leaves); rbd-luks reads one.
   if (m.segments.size() > 1) {
     m.unsupported.push_back(std::to_string(m.segments.size()) + " data segments, only one is supported");
+  }
+  // An unfinished reencryption explains all the rest (its segments, flags and IV offsets).
+  if (const auto it = std::find_if(m.unsupported.begin(), m.unsupported.end(),
+                                   [](const std::string& r) { return r.starts_with("a reencryption"); });
+      it != m.unsupported.end()) {
+    m.unsupported = {*it};
   }
   m.tokens = *tokens;
   RL_TRY(validate_luks2_metadata(m, hdr_size));
@@ -657,7 +786,10 @@ Status validate_luks2_metadata(const Luks2Metadata& m, uint64_t hdr_size) {
 
 nlohmann::ordered_json luks2_metadata_to_json(const Luks2Metadata& m) {
   Json root = base_object(m.json);
-  root["keyslots"] = section_to_json(root, "keyslots", m.keyslots, keyslot_to_json);
+  std::map<int, Json> keyslots;
+  for (const auto& [id, k] : m.keyslots) keyslots[id] = keyslot_to_json(k);
+  for (const auto& [id, k] : m.reencrypt_keyslots) keyslots[id] = reencrypt_keyslot_to_json(k);
+  root["keyslots"] = section_to_json(root, "keyslots", keyslots, [](const Json& j) { return j; });
   root["tokens"] = m.tokens;
   root["segments"] = section_to_json(root, "segments", m.segments, segment_to_json);
   root["digests"] = section_to_json(root, "digests", m.digests, digest_to_json);

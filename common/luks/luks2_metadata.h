@@ -6,7 +6,8 @@
 // Luks2Metadata::unsupported (a KDF other than pbkdf2/argon2i/argon2id, mandatory requirements, an
 // IV offset, reencryption flags, integrity), so it can be shown but not opened; only what cannot be
 // modelled at all (other keyslot, segment or digest types, detached headers) fails with
-// Errc::unsupported.
+// Errc::unsupported. The state of a reencryption (its keyslot, several segments, backup segments)
+// is modelled, for the reencryption code (common/reencrypt) to resume it.
 //
 // Each item remembers the JSON object it was read from, so members we do not model are written back
 // unchanged and in their original order; new items are written in cryptsetup's member order, in the
@@ -57,6 +58,22 @@ struct Luks2Keyslot {
   nlohmann::ordered_json json = nlohmann::ordered_json::object();  // the object as read
 };
 
+// The keyslot of type "reencrypt" that a reencryption keeps while it runs or after it was
+// interrupted (cryptsetup's luks2_keyslot_reenc.c): no key, but how the data is being rewritten and
+// where the data that protects the sectors being rewritten (the hotzone) lives. At most one.
+struct Luks2ReencryptKeyslot {
+  std::string mode = "reencrypt";      // "reencrypt", "encrypt" or "decrypt"
+  std::string direction = "forward";   // "forward" or "backward"
+  std::string area_type = "checksum";  // checksum, journal, none, datashift, datashift-checksum, datashift-journal
+  uint64_t area_offset = 0;            // bytes from the image start, inside the keyslots area
+  uint64_t area_size = 0;
+  std::string hash;                    // checksum types: the hash of each hotzone sector
+  uint32_t sector_size = 0;            // checksum types: the unit that is hashed
+  std::optional<uint64_t> shift_size;  // datashift types: how far the data moves
+
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+};
+
 // A data segment of type "crypt".
 struct Luks2Segment {
   uint64_t offset = 0;           // bytes from the image start
@@ -93,7 +110,8 @@ struct Luks2Config {
 };
 
 struct Luks2Metadata {
-  std::map<int, Luks2Keyslot> keyslots;
+  std::map<int, Luks2Keyslot> keyslots;  // type "luks2": the ones that hold keys
+  std::map<int, Luks2ReencryptKeyslot> reencrypt_keyslots;  // type "reencrypt"; ids differ from keyslots'
   std::map<int, Luks2Segment> segments;
   std::map<int, Luks2Digest> digests;
   nlohmann::ordered_json tokens = nlohmann::ordered_json::object();  // verbatim: {"0": {...}}

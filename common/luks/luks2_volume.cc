@@ -11,10 +11,10 @@
 
 #include "cipher_spec.h"
 #include "keyslot_material.h"
+#include "luks2_keyslot.h"
 #include "luks2_header.h"
 #include "overwrite_backup.h"
 #include "printable_text.h"
-#include "random.h"
 #include "volume_key_digest.h"
 
 namespace rbdluks {
@@ -22,21 +22,7 @@ namespace {
 
 constexpr uint64_t kHdrSize = uint64_t{16} << 10;  // cryptsetup's and librbd's metadata area
 constexpr uint64_t kDefaultDataOffset = 16 << 20;  // librbd's and cryptsetup's data offset
-constexpr size_t kSaltSize = 32;                   // LUKS_SALTSIZE
 constexpr uint32_t kStripes = 4000;
-constexpr uint32_t kDigestIterTimeMs = 125;      // cryptsetup's LUKS_MKD_ITERATIONS_MS
-constexpr uint32_t kDigestMinIterations = 1000;  // LUKS_MKD_ITERATIONS_MIN
-
-KeyMaterialLayout material_layout(const Luks2Keyslot& ks) {
-  KeyMaterialLayout layout;
-  layout.offset = ks.area_offset;
-  layout.area_size = ks.area_size;
-  layout.key_bytes = ks.key_size;
-  layout.stripes = ks.af_stripes;
-  layout.af_hash = ks.af_hash;
-  layout.cipher = ks.area_encryption;
-  return layout;
-}
 
 class Luks2Volume final : public LuksVolume {
  public:
@@ -159,17 +145,13 @@ class Luks2Volume final : public LuksVolume {
   }
 
   const Luks2Digest* segment_digest() const {
-    for (const auto& [id, digest] : header_.metadata.digests) {
-      if (std::find(digest.segments.begin(), digest.segments.end(), 0) != digest.segments.end()) return &digest;
-    }
-    return nullptr;
+    const auto id = luks2_segment_digest(header_.metadata, 0);
+    return id ? &header_.metadata.digests.at(*id) : nullptr;
   }
 
   const Luks2Digest* keyslot_digest(int keyslot) const {
-    for (const auto& [id, digest] : header_.metadata.digests) {
-      if (std::find(digest.keyslots.begin(), digest.keyslots.end(), keyslot) != digest.keyslots.end()) return &digest;
-    }
-    return nullptr;
+    const auto id = luks2_keyslot_digest(header_.metadata, keyslot);
+    return id ? &header_.metadata.digests.at(*id) : nullptr;
   }
 
   // The keyslot's digest covers the data segment, so what the keyslot opens to is the volume key.
@@ -184,17 +166,9 @@ class Luks2Volume final : public LuksVolume {
   }
 
   Result<UnlockedKey> try_keyslot(int id, std::span<const uint8_t> passphrase) const {
-    const Luks2Keyslot& ks = header_.metadata.keyslots.at(id);
     if (!bound(id)) return unbound_error(id);
-    const Luks2Digest* digest = keyslot_digest(id);
-    SecureBuffer derived(ks.area_key_size);
-    RL_TRY(derive_key(ks.kdf, passphrase, ks.kdf_salt, derived.span()));
-    auto candidate = read_key_material(image_, material_layout(ks), derived.span());
-    if (!candidate) return std::move(candidate).error();
-    if (!pbkdf2_digest_matches(digest->hash, digest->iterations, digest->salt, candidate->span(), digest->digest)) {
-      return Error(Errc::bad_key, image_.name() + ": keyslot " + std::to_string(id) + " does not open");
-    }
-    return UnlockedKey{std::move(candidate).value(), id};
+    RL_ASSIGN(SecureBuffer key, open_luks2_keyslot(image_, header_.metadata, id, passphrase));
+    return UnlockedKey{std::move(key), id};
   }
 
   Result<int> pick_free_slot(std::optional<int> wanted) const {
@@ -241,26 +215,9 @@ class Luks2Volume final : public LuksVolume {
 Status Luks2Volume::add_keyslot_to(Luks2Header& header, RawImage& image, int id, std::span<const uint8_t> volume_key,
                                    std::span<const uint8_t> passphrase, const KdfRequest& request,
                                    const std::string& cipher) {
-  Luks2Keyslot ks;
-  ks.key_size = static_cast<uint32_t>(volume_key.size());
-  ks.af_stripes = kStripes;
-  ks.af_hash = request.hash;
-  ks.area_encryption = cipher;
-  ks.area_key_size = static_cast<uint32_t>(volume_key.size());
-  RL_ASSIGN(ks.kdf, choose_kdf_params(request, ks.area_key_size));
-  ks.kdf_salt.resize(kSaltSize);
-  RL_TRY(fill_random(ks.kdf_salt));
-  ks.area_size = luks2_keyslot_area_size(ks.key_size, ks.af_stripes);
-  RL_ASSIGN(ks.area_offset, luks2_find_free_area(header.metadata, header.hdr_size, ks.area_size));
-
-  SecureBuffer derived(ks.area_key_size);
-  RL_TRY(derive_key(ks.kdf, passphrase, ks.kdf_salt, derived.span()));
-  RL_TRY(write_key_material(image, material_layout(ks), derived.span(), volume_key));
-  // Durable before any header that lists the keyslot is written: otherwise a crash could keep that
-  // header but lose the material, leaving a listed keyslot that opens with nothing.
-  RL_TRY(image.flush());
-  header.metadata.keyslots[id] = std::move(ks);
-  return {};
+  RL_ASSIGN(KdfParams kdf, choose_kdf_params(request, volume_key.size()));
+  kdf.hash = request.hash;  // also the AF hash, as cryptsetup takes it from --hash
+  return add_luks2_keyslot(header, image, id, volume_key, passphrase, kdf, cipher);
 }
 
 std::string size_text(const std::optional<uint64_t>& size) {
@@ -443,22 +400,9 @@ Result<std::unique_ptr<LuksVolume>> format_luks2(RawImage& image, const FormatOp
   segment.sector_size = options.sector_size;
   header.metadata.segments[0] = std::move(segment);
 
-  Luks2Digest digest;
+  RL_ASSIGN(Luks2Digest digest, new_luks2_digest(volume_key, options.kdf.force_iterations.has_value()));
   digest.keyslots = {0};
   digest.segments = {0};
-  digest.hash = "sha256";
-  if (options.kdf.force_iterations) {
-    digest.iterations = kDigestMinIterations;
-  } else {
-    KdfRequest request;
-    request.type = KdfType::pbkdf2;
-    request.iter_time_ms = kDigestIterTimeMs;
-    RL_ASSIGN(const KdfParams params, choose_kdf_params(request, volume_key.size()));
-    digest.iterations = std::max(params.iterations, kDigestMinIterations);
-  }
-  digest.salt.resize(kSaltSize);
-  RL_TRY(fill_random(digest.salt));
-  RL_ASSIGN(digest.digest, pbkdf2_digest(digest.hash, digest.iterations, digest.salt, volume_key, 32));
   header.metadata.digests[0] = std::move(digest);
 
   // Everything that can fail without touching the image has been done; keep what we overwrite so a
