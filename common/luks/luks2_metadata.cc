@@ -196,7 +196,8 @@ Result<Luks2Config> parse_config(const Json& j, std::vector<std::string>& reason
           list += (list.empty() ? "" : ", ") + printable(name);
         }
       }
-      if (!list.empty()) reasons.push_back("the header has mandatory requirements rbd-luks does not implement: " + list);
+      if (!list.empty())
+        reasons.push_back("the header has mandatory requirements rbd-luks does not implement: " + list);
     }
   }
   return c;
@@ -231,7 +232,8 @@ Result<Luks2ReencryptKeyslot> parse_reencrypt_keyslot(const Json& j, const std::
     RL_ASSIGN(k.hash, get_string(*area, "hash", area_where));
     RL_ASSIGN(k.sector_size, get_uint32(*area, "sector_size", area_where));
     if (k.sector_size < kSectorSize || k.sector_size > 4096 || (k.sector_size & (k.sector_size - 1)) != 0) {
-      return bad(area_where + ": sector_size " + std::to_string(k.sector_size) + " is not a power of two from 512 to 4096");
+      return bad(area_where + ": sector_size " + std::to_string(k.sector_size) +
+                 " is not a power of two from 512 to 4096");
     }
   }
   if (k.area_type.starts_with("datashift")) {

@@ -110,7 +110,7 @@ struct Luks2Config {
 };
 
 struct Luks2Metadata {
-  std::map<int, Luks2Keyslot> keyslots;  // type "luks2": the ones that hold keys
+  std::map<int, Luks2Keyslot> keyslots;                     // type "luks2": the ones that hold keys
   std::map<int, Luks2ReencryptKeyslot> reencrypt_keyslots;  // type "reencrypt"; ids differ from keyslots'
   std::map<int, Luks2Segment> segments;
   std::map<int, Luks2Digest> digests;

@@ -11,8 +11,8 @@
 
 #include "cipher_spec.h"
 #include "keyslot_material.h"
-#include "luks2_keyslot.h"
 #include "luks2_header.h"
+#include "luks2_keyslot.h"
 #include "overwrite_backup.h"
 #include "printable_text.h"
 #include "volume_key_digest.h"

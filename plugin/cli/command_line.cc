@@ -28,6 +28,7 @@ constexpr std::array kOptions = {
     OptionSpec{"accept-key-refs", 0, true},
     OptionSpec{"passphrase-encoding", 0, true},
     OptionSpec{"new-passphrase-file", 0, true},
+    OptionSpec{"keyslot-passphrase-file", 0, true},
     OptionSpec{"key-slot", 0, true},
     OptionSpec{"config", 0, true},
     // output
@@ -49,6 +50,9 @@ constexpr std::array kOptions = {
     OptionSpec{"uuid", 0, true},
     OptionSpec{"data-offset", 0, true},
     OptionSpec{"force", 0, false},
+    OptionSpec{"resume", 0, false},
+    OptionSpec{"hotzone-size", 0, true},
+    OptionSpec{"threads", 0, true},
     // data commands
     OptionSpec{"size", 's', true},
     OptionSpec{"offset", 0, true},
@@ -156,7 +160,7 @@ Result<CommandLine> CommandLine::parse(int argc, const char* const* argv) {
       if (i + 1 >= argc) return usage("option " + arg + " needs a value");
       inline_value = argv[++i];
     }
-    cl.values_[spec->name] = *inline_value;
+    cl.values_[spec->name].push_back(*inline_value);
   }
   return cl;
 }
@@ -164,7 +168,12 @@ Result<CommandLine> CommandLine::parse(int argc, const char* const* argv) {
 std::optional<std::string> CommandLine::get(const std::string& option) const {
   auto it = values_.find(option);
   if (it == values_.end()) return std::nullopt;
-  return it->second;
+  return it->second.back();
+}
+
+std::vector<std::string> CommandLine::get_all(const std::string& option) const {
+  auto it = values_.find(option);
+  return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 Result<std::optional<uint64_t>> CommandLine::get_uint(const std::string& option) const {

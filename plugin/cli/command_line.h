@@ -21,7 +21,9 @@ class CommandLine {
 
   const std::vector<std::string>& positional() const { return positional_; }
   bool has(const std::string& option) const { return flags_.count(option) != 0 || values_.count(option) != 0; }
-  std::optional<std::string> get(const std::string& option) const;
+  std::optional<std::string> get(const std::string& option) const;  // the last one given
+  // Every value of an option that may be given more than once, in order.
+  std::vector<std::string> get_all(const std::string& option) const;
 
   // Typed getters: a present but malformed value is a usage error naming the option.
   Result<std::optional<uint64_t>> get_uint(const std::string& option) const;
@@ -31,7 +33,7 @@ class CommandLine {
 
  private:
   std::vector<std::string> positional_;
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;
   std::set<std::string> flags_;
 };
 

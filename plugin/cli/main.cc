@@ -39,6 +39,11 @@ Commands:
   read TARGET --offset N --length L             plaintext bytes to stdout
   write TARGET --offset N [--length L]          plaintext bytes from stdin
   resize TARGET --size BYTES                    set the plaintext size
+  reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--force]
+                                                a new volume key, every sector rewritten in place;
+                                                keyslots of the passphrases given keep working
+                                                (--force drops the others); run again (or --resume)
+                                                to finish an interrupted run
   keyslot list TARGET
   keyslot add TARGET --new-passphrase-file F [--key-slot N]
   keyslot remove TARGET SLOT
@@ -105,11 +110,22 @@ Status run(int argc, const char* const* argv) {
   if (words.empty()) return Error(Errc::usage, "no command given (see rbd-luks --help)");
   using Handler = std::function<Status(const CommandLine&, const Args&)>;
   static const std::map<std::string, Handler> commands = {
-      {"create", cmd_create}, {"format", cmd_format},   {"dump", cmd_dump},
-      {"check", cmd_check},   {"keyslot", cmd_keyslot}, {"key-ref", cmd_key_ref},
-      {"import", cmd_import}, {"export", cmd_export},   {"read", cmd_read},
-      {"write", cmd_write},   {"resize", cmd_resize},   {"bench", cmd_bench},
-      {"du", cmd_du},         {"preload", cmd_preload}, {"nbd-server", cmd_nbd_server},
+      {"create", cmd_create},
+      {"format", cmd_format},
+      {"dump", cmd_dump},
+      {"check", cmd_check},
+      {"keyslot", cmd_keyslot},
+      {"key-ref", cmd_key_ref},
+      {"import", cmd_import},
+      {"export", cmd_export},
+      {"read", cmd_read},
+      {"write", cmd_write},
+      {"resize", cmd_resize},
+      {"bench", cmd_bench},
+      {"du", cmd_du},
+      {"preload", cmd_preload},
+      {"nbd-server", cmd_nbd_server},
+      {"reencrypt", cmd_reencrypt},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

@@ -111,17 +111,21 @@ Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawIm
   return {};
 }
 
-Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action) {
+Status refuse_other_clients(const Target& target, RawImage& image, const std::string& why) {
   auto* rbd = dynamic_cast<RbdImage*>(&image);
-  if (rbd == nullptr || cl.has("force")) return {};
+  if (rbd == nullptr) return {};
   RL_ASSIGN(const auto watchers, rbd->watchers());
   for (const RbdWatcher& watcher : watchers) {
     if (watcher.client_id == rbd->client_id()) continue;
     return Error(Errc::failure, target.spec + " is open by another client (client." +
-                                    std::to_string(watcher.client_id) + " at " + watcher.address +
-                                    "); use --force to " + action + " anyway");
+                                    std::to_string(watcher.client_id) + " at " + watcher.address + "); " + why);
   }
   return {};
+}
+
+Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action) {
+  if (cl.has("force")) return {};
+  return refuse_other_clients(target, image, "use --force to " + action + " anyway");
 }
 
 }  // namespace rbdluks::cli

@@ -51,4 +51,7 @@ Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawIm
 // `preload disable`. `action` ends the message: "use --force to <action> anyway".
 Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action);
 
+// Refuses an RBD image that another client has open, with no way around it; `why` ends the message.
+Status refuse_other_clients(const Target& target, RawImage& image, const std::string& why);
+
 }  // namespace rbdluks::cli

@@ -471,7 +471,8 @@ TEST_F(Luks2HeaderTest, CraftedMetadataIsRejectedWithTheReason) {
        },
        Errc::bad_header, "nests deeper"},
       {"sector size 8192", [](Json& j) { j["segments"]["0"]["sector_size"] = 8192; }, Errc::unsupported, "sector_size"},
-      {"reencrypt keyslot", [](Json& j) { j["keyslots"]["1"]["type"] = "reencrypt"; }, Errc::bad_header, "key_size of a reencrypt keyslot is 64"},
+      {"reencrypt keyslot", [](Json& j) { j["keyslots"]["1"]["type"] = "reencrypt"; }, Errc::bad_header,
+       "key_size of a reencrypt keyslot is 64"},
       {"detached header", [](Json& j) { j["segments"]["0"]["offset"] = "0"; }, Errc::unsupported, "detached"},
   };
 

@@ -1,0 +1,63 @@
+// Reencryption of a LUKS2 volume in place: a new random volume key (and optionally a new cipher or
+// key size), every sector rewritten under it, every keyslot whose passphrase is given re-wrapped,
+// crash-safe at every write and resumable by rbd-luks or cryptsetup 2.6.
+//
+// The state lives in the header (luks2_reencrypt_state.h): the run is a series of steps, each of
+// which protects one hotzone with checksums (hotzone_checksums.h), marks it in the header, rewrites
+// it, and moves the progress past it. A crash anywhere leaves a header that either says where the
+// data changes key, or names the hotzone whose blocks the checksums sort into old and new; running
+// again finishes the job. Until then the volume's mandatory requirement keeps every reader that
+// could misread it (rbd-luks, librbd, cryptsetup's open) from opening it.
+//
+// Thin images: on backends whose peers read unwritten ranges as zeros (RBD), only the allocated
+// extents are read and rewritten, and holes stay holes. All-zero ciphertext sectors (holes inside
+// allocated objects, which rbd-luks reads as zeros) stay all zeros.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "raw_image.h"
+#include "result.h"
+
+namespace rbdluks {
+
+struct ReencryptOptions {
+  std::optional<std::string> cipher;   // default: the volume's
+  std::optional<uint32_t> key_bytes;   // default: the volume's
+  uint64_t hotzone_bytes = 64 << 20;   // the most rewritten per step (less where the area is small)
+  unsigned threads = 8;                // reads and writes in flight, and cipher threads
+  uint64_t io_bytes = 4 << 20;         // the unit of those reads and writes: an RBD object
+  bool drop_unopened_keyslots = false;  // --force: keyslots no passphrase opens are removed at the end
+  bool minimal_digest_cost = false;     // new digests with 1000 PBKDF2 iterations (tests)
+  // Called after every step with the data bytes done and the total.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  // Polled between steps; true stops the run there, resumable (SIGINT).
+  std::function<bool()> stop_requested;
+};
+
+struct ReencryptReport {
+  bool resumed = false;          // the header already recorded a reencryption
+  bool recovered_hotzone = false;  // and an interrupted step, finished from its checksums
+  std::vector<int> new_keyslots;  // the keyslots of the new key
+  std::vector<int> dropped_keyslots;  // old keyslots no passphrase opened (with drop_unopened_keyslots)
+  uint64_t data_bytes = 0;        // the data segment's size
+  uint64_t bytes_read = 0;        // data bytes read and written by the steps (not the header)
+  uint64_t bytes_written = 0;
+  uint64_t steps = 0;
+};
+
+// Starts a reencryption of the LUKS2 volume on image, or resumes the one its header records, and
+// runs it to the end. passphrases are tried against every keyslot. The caller holds the image's
+// header lock. Errors: Errc::bad_key when no passphrase opens the volume (or, on a resume, either
+// key); Errc::usage when keyslots would be lost (their passphrases are not given) without
+// drop_unopened_keyslots; Errc::unsupported for LUKS1, another cipher, a sector size change or a
+// state this code does not resume; Errc::failure "stopped" when stop_requested ended it early.
+Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::span<const uint8_t>>& passphrases,
+                                        const ReencryptOptions& options);
+
+}  // namespace rbdluks
