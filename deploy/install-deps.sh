@@ -18,6 +18,8 @@ PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common rbd-nbd
   # interoperability peers and test tools
   cryptsetup-bin qemu-utils qemu-block-extra fio python3-cryptography python3-rbd python3-rados
+  # strace kills a peer (cryptsetup, rbd-luks) at its n-th flush, for the reencryption crash tests
+  strace
   # the NBD export: nbdkit and its plugin header, and NBD clients for the tests
   nbdkit nbdkit-plugin-dev libnbd-bin
   # qemu-storage-daemon (FUSE and NBD exports) for the preload library's tests and benchmarks;

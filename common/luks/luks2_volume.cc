@@ -13,6 +13,7 @@
 #include "keyslot_material.h"
 #include "luks2_header.h"
 #include "luks2_keyslot.h"
+#include "luks2_reencrypt_state.h"
 #include "overwrite_backup.h"
 #include "printable_text.h"
 #include "volume_key_digest.h"
@@ -132,6 +133,22 @@ class Luks2Volume final : public LuksVolume {
 
   nlohmann::json describe() const override;
   std::string describe_text() const override;
+
+  // Where an unfinished reencryption stands (null when there is none), for dump.
+  nlohmann::json reencryption_json() const {
+    const Luks2Metadata& md = header_.metadata;
+    if (!luks2_reencrypt_in_progress(md)) return nullptr;
+    auto raw_size = image_.size();
+    if (!raw_size) return {{"error", raw_size.error().message()}};
+    auto state = luks2_reencrypt_state(md, *raw_size);
+    if (!state) return {{"error", state.error().message()}};
+    nlohmann::json hotzone = nullptr;
+    if (state->hotzone_length) hotzone = {{"offset", state->progress}, {"length", *state->hotzone_length}};
+    return {{"mode", state->resilience.mode},           {"direction", state->resilience.direction},
+            {"resilience", state->resilience.area_type}, {"progress", state->progress},
+            {"data_size", state->data_size},             {"hotzone", hotzone},
+            {"old_cipher", state->previous.encryption},  {"new_cipher", state->next.encryption}};
+  }
 
   // format_luks2 builds the header in memory through the same path as add_keyslot.
   static Status add_keyslot_to(Luks2Header& header, RawImage& image, int id, std::span<const uint8_t> volume_key,
@@ -294,6 +311,7 @@ nlohmann::json Luks2Volume::describe() const {
       {"digests", std::move(digests)},
       {"tokens", nlohmann::json::parse(md.tokens.dump())},
       {"unsupported", unsupported_reason(*this)},
+      {"reencryption", reencryption_json()},
   };
 }
 
@@ -314,6 +332,21 @@ std::string Luks2Volume::describe_text() const {
   if (!copies_valid_.first || !copies_valid_.second) {
     out << "Header copies: \t" << (copies_valid_.first ? "primary ok" : "primary DAMAGED") << ", "
         << (copies_valid_.second ? "secondary ok" : "secondary DAMAGED") << " (repaired on the next change)\n";
+  }
+  if (const nlohmann::json r = reencryption_json(); !r.is_null()) {
+    out << "Reencryption:  \t";
+    if (r.contains("error")) {
+      out << printable(r["error"].get<std::string>()) << "\n";
+    } else {
+      out << r["mode"].get<std::string>() << ", " << r["direction"].get<std::string>() << ", resilience "
+          << r["resilience"].get<std::string>() << ": " << r["progress"].get<uint64_t>() << " of "
+          << r["data_size"].get<uint64_t>() << " bytes done";
+      if (!r["hotzone"].is_null()) {
+        out << "; interrupted while rewriting [" << r["hotzone"]["offset"].get<uint64_t>() << ", +"
+            << r["hotzone"]["length"].get<uint64_t>() << ")";
+      }
+      out << "\n";
+    }
   }
   out << "\nData segments:\n";
   for (const auto& [id, seg] : md.segments) {

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# `rbd-luks reencrypt` on image files, against cryptsetup 2.6 both ways: a volume cryptsetup made is
+# reencrypted and cryptsetup opens it with every passphrase; the plaintext, decrypted by Python's
+# `cryptography` with the volume key cryptsetup dumps, is byte for byte the same and no sector keeps
+# its old ciphertext. Runs that die at a flush (strace kills the process there) are finished by the
+# other tool: cryptsetup's by rbd-luks, rbd-luks's by cryptsetup (after `cryptsetup repair` when the
+# death came inside a step, which cryptsetup requires). Refusals leave the image byte-identical.
+source "$TEST_LIB"
+
+XTS="$PY $HERE/../../../lib/xts_image.py"
+P1=$(passfile p1 "first passphrase")
+P2=$(passfile p2 "second passphrase")
+P3=$(passfile p3 "not a passphrase")
+DATA=$((16 << 20))
+CS_FAST=(--pbkdf pbkdf2 --pbkdf-force-iterations 1000)
+
+# A cryptsetup LUKS2 volume of 40 MiB of random data, with keyslots for P1 and P2.
+ORIG=$WORK/orig.img
+truncate -s $((DATA + (40 << 20))) "$ORIG"
+dd if=/dev/urandom of="$ORIG" bs=1M seek=16 count=40 conv=notrunc status=none
+cryptsetup luksFormat -q --type luks2 "${CS_FAST[@]}" --sector-size 4096 --key-file "$P1" "$ORIG"
+cryptsetup luksAddKey -q "${CS_FAST[@]}" --key-file "$P1" "$ORIG" "$P2"
+OLD_VK=$(vk_cryptsetup "$ORIG" "$P1")
+$XTS plaintext "$ORIG" "$OLD_VK" "$DATA" 4096 "$WORK/plain"
+
+# same_plaintext IMAGE WHAT: cryptsetup opens IMAGE with P1 and P2 to a new volume key, under which
+# the data is the original plaintext, with no sector's ciphertext left as it was.
+same_plaintext() {
+  local vk
+  cryptsetup open --test-passphrase --key-file "$P1" "$1" || fail "$2: cryptsetup does not open with P1"
+  cryptsetup open --test-passphrase --key-file "$P2" "$1" || fail "$2: cryptsetup does not open with P2"
+  cryptsetup luksDump "$1" | grep -q "online-reencrypt" && fail "$2: the reencryption requirement is still there"
+  vk=$(vk_cryptsetup "$1" "$P1")
+  [ "$vk" != "$OLD_VK" ] || fail "$2: the volume key did not change"
+  $XTS plaintext "$1" "$vk" "$DATA" 4096 "$WORK/back"
+  cmp -s "$WORK/plain" "$WORK/back" || fail "$2: the plaintext changed"
+  [ "$($XTS unchanged "$ORIG" "$1" "$DATA" 4096)" = 0 ] || fail "$2: sectors kept their old ciphertext"
+}
+
+IMG=$WORK/img
+cp "$ORIG" "$IMG"
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2"
+err_has "41943040 of 41943040 data bytes rewritten"
+same_plaintext "$IMG" "reencrypt"
+pass "a cryptsetup volume reencrypted: cryptsetup opens it with both passphrases, same plaintext, every sector new"
+
+cp "$ORIG" "$IMG"
+expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1"
+err_has "no passphrase given opens keyslot 1"
+expect_exit 3 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P3"
+expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --resume
+err_has "no reencryption to resume"
+expect_exit 1 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --sector-size 512
+cmp -s "$ORIG" "$IMG" || fail "a refused reencrypt changed the image"
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P2" --force
+cryptsetup open --test-passphrase --key-file "$P1" "$IMG" 2>/dev/null && fail "--force kept the keyslot of P1"
+cryptsetup open --test-passphrase --key-file "$P2" "$IMG" || fail "--force lost the keyslot of P2"
+pass "refusals (a keyslot without passphrase, a wrong key, nothing to resume, a sector size change) leave the image as it was; --force drops"
+
+# Another cipher key size, 512-byte sectors, rbd-luks's own argon2id volume.
+OWN=$WORK/own.img
+expect_exit 0 "$RBD_LUKS" create "file:$OWN" --size 8M --sector-size 512 --key-size 512 --passphrase-file "$P1" "${FAST_LUKS2[@]}"
+head -c $((8 << 20)) /dev/urandom >"$WORK/own.plain"
+expect_exit 0 "$RBD_LUKS" import "$WORK/own.plain" "file:$OWN" --passphrase-file "$P1"
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$OWN" --passphrase-file "$P1" --key-size 256
+cryptsetup luksDump "$OWN" | grep -q "Cipher key: 256 bits" || fail "the new keyslot does not hold a 256-bit key"
+vk=$(vk_cryptsetup "$OWN" "$P1")
+[ ${#vk} = 64 ] || fail "cryptsetup dumps a ${#vk}-digit key, not a 256-bit one"
+$XTS plaintext "$OWN" "$vk" "$DATA" 512 "$WORK/own.back"
+cmp -s "$WORK/own.plain" "$WORK/own.back" || fail "512-byte sectors: the plaintext changed"
+pass "512-byte sectors, argon2id keyslot, AES-256-XTS to AES-128-XTS: cryptsetup's key, same plaintext"
+
+# cryptsetup begins, rbd-luks finishes: its --init-only state, and its process killed at a flush.
+hot_step() { "$RBD_LUKS" dump "file:$1" --json | $PY -c 'import json,sys; r=json.load(sys.stdin)["reencryption"]; print(int(r is not None and r["hotzone"] is not None))'; }
+cp "$ORIG" "$IMG"
+cryptsetup reencrypt -q --force-offline-reencrypt --init-only "${CS_FAST[@]}" --key-file "$P1" --key-slot 0 "$IMG"
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1"
+err_has "resuming the reencryption"
+cryptsetup luksAddKey -q "${CS_FAST[@]}" --key-file "$P1" "$IMG" "$P2"  # cryptsetup re-wrapped only slot 0
+same_plaintext "$IMG" "cryptsetup --init-only, rbd-luks finished"
+seen_hot=0
+for n in 6 7 9 12 15; do
+  cp "$ORIG" "$IMG"
+  strace -f -o /dev/null -e inject=fdatasync,fsync:signal=SIGKILL:when=$n \
+    cryptsetup reencrypt -q --force-offline-reencrypt "${CS_FAST[@]}" --key-file "$P1" --hotzone-size 1M "$IMG" \
+    2>/dev/null && fail "cryptsetup was not killed at flush $n"
+  [ "$(hot_step "$IMG")" = 0 ] || seen_hot=1
+  expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2"
+  same_plaintext "$IMG" "cryptsetup killed at flush $n, rbd-luks finished"
+done
+[ "$seen_hot" = 1 ] || fail "cryptsetup never died inside a step"
+pass "cryptsetup's interrupted runs (init only; killed at 5 flushes, in and between steps) finished by rbd-luks"
+
+# rbd-luks begins, cryptsetup finishes.
+seen_hot=0
+for n in 4 5 6 7 9 12; do
+  cp "$ORIG" "$IMG"
+  strace -f -o /dev/null -e inject=fdatasync:signal=SIGKILL:when=$n \
+    "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --hotzone-size 4M \
+    --threads 1 --pbkdf-force-iterations 1000 2>/dev/null && fail "rbd-luks was not killed at flush $n"
+  cp "$IMG" "$WORK/twin"
+  if [ "$(hot_step "$IMG")" = 1 ]; then
+    seen_hot=1
+    cryptsetup repair -q --key-file "$P1" "$IMG" || fail "cryptsetup repair failed after flush $n"
+  fi
+  cryptsetup reencrypt -q --force-offline-reencrypt --resume-only --key-file "$P1" "$IMG" ||
+    fail "cryptsetup cannot resume rbd-luks killed at flush $n"
+  same_plaintext "$IMG" "rbd-luks killed at flush $n, cryptsetup finished"
+  expect_exit 0 "$RBD_LUKS" reencrypt "file:$WORK/twin" --passphrase-file "$P2"
+  same_plaintext "$WORK/twin" "rbd-luks killed at flush $n, rbd-luks finished"
+done
+[ "$seen_hot" = 1 ] || fail "no run died inside a step"
+pass "rbd-luks's interrupted runs (killed at 6 flushes, in and between steps) finished by cryptsetup and by rbd-luks"
+
+# Interrupted by a signal: the volume refuses to open, dump says where it stands, the same
+# command finishes it.
+cp "$ORIG" "$IMG"
+"$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --hotzone-size 1M \
+  --threads 1 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 200); do
+  [ "$("$RBD_LUKS" dump "file:$IMG" --json 2>/dev/null | $PY -c 'import json,sys; r=json.load(sys.stdin)["reencryption"]; print(int(r is not None and r["progress"] > 0))' 2>/dev/null)" = 1 ] && break
+  sleep 0.02
+done
+kill -INT "$pid"
+wait "$pid" && fail "the interrupted run exited 0"
+err_has "run the same command again to finish it"
+expect_exit 1 "$RBD_LUKS" export "file:$IMG" "$WORK/out" --passphrase-file "$P1"
+err_has "a reencryption of this volume has not finished"
+"$RBD_LUKS" dump "file:$IMG" | grep -q "^Reencryption: .*bytes done" || fail "dump does not show the reencryption"
+expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --cipher aes-xts-plain64
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --resume
+same_plaintext "$IMG" "interrupted by SIGINT, resumed"
+pass "SIGINT stops between steps: the volume does not open, dump shows the progress, --resume finishes"
