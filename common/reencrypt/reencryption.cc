@@ -82,31 +82,37 @@ uint64_t data_offset(const Run& run) { return run.state.previous.offset; }
 
 Status write_header(Run& run) { return write_luks2_header(run.image, run.header); }
 
-// Rewrites the sectors of hotzone (at data offset `at`) from the old key to the new one, except the
-// all-zero ones (holes), and except the blocks that `still_old` (when given) says are new already.
-Status rewrite_sectors(Run& run, std::span<uint8_t> hotzone, uint64_t at, const std::vector<bool>* still_old) {
+// Rewrites the sectors of hotzone (at data offset `at`) from the old key to the new one and writes
+// them back, then flushes. All-zero sectors (holes) are neither changed nor written: a write of
+// zeros would turn a hole in an RBD object, which librbd's native layer reads as zeros on BlueStore,
+// into written zeros, which it decrypts to noise. With still_old, the blocks it says hold new
+// ciphertext already are left too.
+Status rewrite_hotzone(Run& run, std::span<uint8_t> hotzone, uint64_t at, const std::vector<bool>* still_old) {
   const uint32_t sector = run.state.next.sector_size;
   const uint64_t block = run.state.resilience.sector_size != 0 ? run.state.resilience.sector_size : kBlock;
-  return for_each_chunk(hotzone.size(), run.options.io_bytes, run.options.threads, [&](uint64_t begin, uint64_t end) {
-    // Runs of sectors that are not holes, each with one call per key.
+  std::atomic<uint64_t> written{0};
+  const auto rewrite_chunk = [&](uint64_t begin, uint64_t end) -> Status {
     uint64_t run_begin = begin;
-    const auto flush_run = [&](uint64_t run_end) {
-      if (run_end > run_begin) {
-        const auto part = hotzone.subspan(run_begin, run_end - run_begin);
-        decrypt_sectors(*run.keys.old_cipher, part, sector, at + run_begin);
-        encrypt_sectors(*run.keys.new_cipher, part, sector, at + run_begin);
-      }
+    const auto rewrite_run = [&](uint64_t run_end) -> Status {
+      if (run_end == run_begin) return {};
+      const auto part = hotzone.subspan(run_begin, run_end - run_begin);
+      decrypt_sectors(*run.keys.old_cipher, part, sector, at + run_begin);
+      encrypt_sectors(*run.keys.new_cipher, part, sector, at + run_begin);
+      written += part.size();
+      return run.image.write(data_offset(run) + at + run_begin, part);
     };
     for (uint64_t s = begin; s < end; s += sector) {
-      const bool skip = is_zero(hotzone.subspan(s, sector)) || (still_old != nullptr && !(*still_old)[s / block]);
-      if (skip) {
-        flush_run(s);
+      if (is_zero(hotzone.subspan(s, sector)) || (still_old != nullptr && !(*still_old)[s / block])) {
+        RL_TRY(rewrite_run(s));
         run_begin = s + sector;
       }
     }
-    flush_run(end);
-    return Status{};
-  });
+    return rewrite_run(end);
+  };
+  RL_TRY(for_each_chunk(hotzone.size(), run.options.io_bytes, run.options.threads, rewrite_chunk));
+  run.report.bytes_written += written;
+  // Durable before the header says these sectors are under the new key.
+  return run.image.flush();
 }
 
 Status read_hotzone(Run& run, std::span<uint8_t> hotzone, uint64_t at) {
@@ -114,15 +120,6 @@ Status read_hotzone(Run& run, std::span<uint8_t> hotzone, uint64_t at) {
   return for_each_chunk(hotzone.size(), run.options.io_bytes, run.options.threads, [&](uint64_t begin, uint64_t end) {
     return run.image.read(data_offset(run) + at + begin, hotzone.subspan(begin, end - begin));
   });
-}
-
-Status write_hotzone(Run& run, std::span<const uint8_t> hotzone, uint64_t at) {
-  run.report.bytes_written += hotzone.size();
-  RL_TRY(for_each_chunk(hotzone.size(), run.options.io_bytes, run.options.threads, [&](uint64_t begin, uint64_t end) {
-    return run.image.write(data_offset(run) + at + begin, hotzone.subspan(begin, end - begin));
-  }));
-  // Durable before the header says these sectors are under the new key.
-  return run.image.flush();
 }
 
 // One step: [at, at + length) of the data moves to the new key.
@@ -135,8 +132,7 @@ Status step(Run& run, uint64_t at, uint64_t length) {
   }
   set_luks2_reencrypt_segments(run.header.metadata, run.state, at, length);
   RL_TRY(write_header(run));
-  RL_TRY(rewrite_sectors(run, hotzone, at, nullptr));
-  RL_TRY(write_hotzone(run, hotzone, at));
+  RL_TRY(rewrite_hotzone(run, hotzone, at, nullptr));
   run.state.progress = at + length;
   run.state.hotzone_length.reset();
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
@@ -158,8 +154,7 @@ Status recover_hotzone(Run& run) {
   std::vector<uint8_t> buffer(length);
   RL_TRY(read_hotzone(run, buffer, at));
   RL_ASSIGN(const std::vector<bool> still_old, blocks_still_old(run.image, run.state.resilience, buffer));
-  RL_TRY(rewrite_sectors(run, buffer, at, &still_old));
-  RL_TRY(write_hotzone(run, buffer, at));
+  RL_TRY(rewrite_hotzone(run, buffer, at, &still_old));
   run.state.progress = at + length;
   run.state.hotzone_length.reset();
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
