@@ -63,13 +63,14 @@ Result<SecureBuffer> open_luks2_keyslot(RawImage& image, const Luks2Metadata& me
 }
 
 Status add_luks2_keyslot(Luks2Header& header, RawImage& image, int id, std::span<const uint8_t> key,
-                         std::span<const uint8_t> passphrase, const KdfParams& kdf, const std::string& area_cipher) {
+                         std::span<const uint8_t> passphrase, const KdfParams& kdf, const std::string& area_cipher,
+                         std::optional<uint32_t> area_key_bytes) {
   Luks2Keyslot ks;
   ks.key_size = static_cast<uint32_t>(key.size());
   ks.af_stripes = kStripes;
   ks.af_hash = kdf.hash;
   ks.area_encryption = area_cipher;
-  ks.area_key_size = static_cast<uint32_t>(key.size());
+  ks.area_key_size = area_key_bytes.value_or(static_cast<uint32_t>(key.size()));
   ks.kdf = kdf;
   ks.kdf_salt.resize(kSaltSize);
   RL_TRY(fill_random(ks.kdf_salt));

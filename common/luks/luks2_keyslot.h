@@ -31,9 +31,11 @@ Result<SecureBuffer> open_luks2_keyslot(RawImage& image, const Luks2Metadata& me
 
 // Writes the material of a new keyslot `id` holding key under passphrase, with exactly the KDF cost
 // kdf (random salt), in a free part of the keyslots area, flushes it, and adds the keyslot to
-// header.metadata, assigned to no digest yet. Nothing that a header lists is overwritten.
+// header.metadata, assigned to no digest yet. Nothing that a header lists is overwritten. The area's
+// cipher key is as long as key, unless area_key_bytes says otherwise.
 Status add_luks2_keyslot(Luks2Header& header, RawImage& image, int id, std::span<const uint8_t> key,
-                         std::span<const uint8_t> passphrase, const KdfParams& kdf, const std::string& area_cipher);
+                         std::span<const uint8_t> passphrase, const KdfParams& kdf, const std::string& area_cipher,
+                         std::optional<uint32_t> area_key_bytes = std::nullopt);
 
 // A "pbkdf2" digest (sha256, random salt) that recognises key, assigned to nothing yet. Its cost is
 // cryptsetup's: about 125 ms of PBKDF2, at least 1000 iterations; exactly 1000 with minimal_cost

@@ -560,6 +560,9 @@ Status validate_digests(const Luks2Metadata& m) {
       if (m.reencrypt_keyslots.contains(keyslot)) continue;  // it holds no key
       const auto it = m.keyslots.find(keyslot);
       if (it == m.keyslots.end()) return bad(where + " refers to missing keyslot " + std::to_string(keyslot));
+      // A keyslot of priority "ignore" is never tried unless named, and one whose key has another
+      // size never matches the digest: such a slot is how a reencryption fences librbd out.
+      if (it->second.priority == Luks2Priority::ignore) continue;
       if (key_size && *key_size != it->second.key_size) {
         return bad(where + ": its keyslots hold volume keys of different sizes");
       }

@@ -81,8 +81,7 @@ Error bad(const std::string& what) { return Error(Errc::bad_header, "reencryptio
 
 }  // namespace
 
-Result<SecureBuffer> luks2_reencrypt_verification_data(const Luks2Metadata& metadata,
-                                                       std::span<const uint8_t> old_key,
+Result<SecureBuffer> luks2_reencrypt_verification_data(const Luks2Metadata& metadata, std::span<const uint8_t> old_key,
                                                        std::span<const uint8_t> new_key, uint8_t version) {
   if (metadata.reencrypt_keyslots.empty()) return bad("there is no reencrypt keyslot");
   if (old_key.empty() && new_key.empty()) return bad("neither the old nor the new data is encrypted");

@@ -23,8 +23,7 @@ inline constexpr uint8_t kLuks2ReencryptVersion = 2;
 // The bytes the digest covers. old_key is empty when the old data is plaintext (encryption), and
 // new_key when the new is (decryption) or when both keys are the same. Errc::bad_header when the
 // metadata lacks a reencrypt keyslot or a backup segment.
-Result<SecureBuffer> luks2_reencrypt_verification_data(const Luks2Metadata& metadata,
-                                                       std::span<const uint8_t> old_key,
+Result<SecureBuffer> luks2_reencrypt_verification_data(const Luks2Metadata& metadata, std::span<const uint8_t> old_key,
                                                        std::span<const uint8_t> new_key, uint8_t version);
 
 // Makes a new digest of the verification data and assigns the reencrypt keyslot to it alone (a

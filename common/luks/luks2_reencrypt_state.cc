@@ -106,7 +106,8 @@ bool same_place(const Luks2Segment& a, const Luks2Segment& b) {
 bool luks2_reencrypt_in_progress(const Luks2Metadata& metadata) {
   if (!metadata.reencrypt_keyslots.empty()) return true;
   const auto names = mandatory_requirements(metadata);
-  return std::any_of(names.begin(), names.end(), [](const std::string& n) { return n.starts_with("online-reencrypt"); });
+  return std::any_of(names.begin(), names.end(),
+                     [](const std::string& n) { return n.starts_with("online-reencrypt"); });
 }
 
 Result<Luks2ReencryptState> luks2_reencrypt_state(const Luks2Metadata& metadata, uint64_t raw_size) {
@@ -157,8 +158,8 @@ Result<Luks2ReencryptState> luks2_reencrypt_state(const Luks2Metadata& metadata,
   state.next.flags = {"backup-final"};
   state.old_digest = *old_digest;
   state.new_digest = *new_digest;
-  const uint64_t data_size = data_segment_size(raw_size, previous->offset,
-                                               std::max(previous->sector_size, next->sector_size), previous->size);
+  const uint64_t data_size =
+      data_segment_size(raw_size, previous->offset, std::max(previous->sector_size, next->sector_size), previous->size);
   state.data_size = data_size;
 
   // The progress is where the new key's data ends: the end of the segment before the hotzone or

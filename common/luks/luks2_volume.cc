@@ -144,10 +144,14 @@ class Luks2Volume final : public LuksVolume {
     if (!state) return {{"error", state.error().message()}};
     nlohmann::json hotzone = nullptr;
     if (state->hotzone_length) hotzone = {{"offset", state->progress}, {"length", *state->hotzone_length}};
-    return {{"mode", state->resilience.mode},           {"direction", state->resilience.direction},
-            {"resilience", state->resilience.area_type}, {"progress", state->progress},
-            {"data_size", state->data_size},             {"hotzone", hotzone},
-            {"old_cipher", state->previous.encryption},  {"new_cipher", state->next.encryption}};
+    return {{"mode", state->resilience.mode},
+            {"direction", state->resilience.direction},
+            {"resilience", state->resilience.area_type},
+            {"progress", state->progress},
+            {"data_size", state->data_size},
+            {"hotzone", hotzone},
+            {"old_cipher", state->previous.encryption},
+            {"new_cipher", state->next.encryption}};
   }
 
   // format_luks2 builds the header in memory through the same path as add_keyslot.
@@ -217,7 +221,12 @@ class Luks2Volume final : public LuksVolume {
       layout_.data_size = seg.size;
     }
     if (const Luks2Digest* digest = segment_digest(); digest != nullptr && !digest->keyslots.empty()) {
-      layout_.key_bytes = header_.metadata.keyslots.at(digest->keyslots.front()).key_size;
+      // A keyslot of priority "ignore" may hold a key of another size, which never opens (the
+      // fence of a reencryption, luks2_reencrypt_state.h); the others hold the volume key.
+      const auto& slots = header_.metadata.keyslots;
+      const auto opens = std::find_if(digest->keyslots.begin(), digest->keyslots.end(),
+                                      [&](int id) { return slots.at(id).priority != Luks2Priority::ignore; });
+      layout_.key_bytes = slots.at(opens != digest->keyslots.end() ? *opens : digest->keyslots.front()).key_size;
     } else if (!header_.metadata.keyslots.empty()) {
       layout_.key_bytes = header_.metadata.keyslots.begin()->second.key_size;
     }

@@ -21,11 +21,19 @@ namespace rbdluks {
 // How many bytes of hotzone the area can protect.
 Result<uint64_t> checksum_capacity(const Luks2ReencryptKeyslot& area);
 
-// The hashes of the blocks of hotzone (a whole number of blocks), stored at the area's start.
-Status store_hotzone_checksums(RawImage& image, const Luks2ReencryptKeyslot& area, std::span<const uint8_t> hotzone);
+// The hashes of the blocks of part (a whole number of blocks) into out (hash size bytes per block);
+// parts of one hotzone may be hashed on several threads into their places of one buffer.
+Status hash_blocks(const Luks2ReencryptKeyslot& area, std::span<const uint8_t> part, std::span<uint8_t> out);
 
-// For each block of hotzone, whether it still matches the stored hash (its old contents).
+// Bytes of hashes for a hotzone of hotzone_bytes.
+Result<size_t> checksums_size(const Luks2ReencryptKeyslot& area, uint64_t hotzone_bytes);
+
+// Stores the hashes of a hotzone's blocks at the area's start.
+Status store_hotzone_checksums(RawImage& image, const Luks2ReencryptKeyslot& area, std::span<const uint8_t> hashes);
+
+// For each block of a hotzone whose blocks hash to `now`, whether it still matches the stored hash
+// (holds its old contents).
 Result<std::vector<bool>> blocks_still_old(RawImage& image, const Luks2ReencryptKeyslot& area,
-                                           std::span<const uint8_t> hotzone);
+                                           std::span<const uint8_t> now);
 
 }  // namespace rbdluks

@@ -3,7 +3,9 @@
 #include "reencryption.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -24,7 +26,7 @@
 namespace rbdluks {
 namespace {
 
-constexpr uint64_t kBlock = 4096;         // checksum block: a filesystem block, and within one RADOS write
+constexpr uint64_t kBlock = 4096;  // checksum block: a filesystem block, and within one RADOS write
 constexpr const char* kChecksumHash = "sha256";
 
 // Runs fn on consecutive chunks [begin, end) of [0, length) on up to `threads` threads.
@@ -69,7 +71,6 @@ struct Run {
   Keys keys;
   const ReencryptOptions& options;
   ReencryptReport report;
-  std::vector<uint8_t> buffer;  // one hotzone
 };
 
 Error stopped(const Run& run) {
@@ -115,25 +116,48 @@ Status rewrite_hotzone(Run& run, std::span<uint8_t> hotzone, uint64_t at, const 
   return run.image.flush();
 }
 
-Status read_hotzone(Run& run, std::span<uint8_t> hotzone, uint64_t at) {
-  run.report.bytes_read += hotzone.size();
-  return for_each_chunk(hotzone.size(), run.options.io_bytes, run.options.threads, [&](uint64_t begin, uint64_t end) {
-    return run.image.read(data_offset(run) + at + begin, hotzone.subspan(begin, end - begin));
-  });
+// A hotzone read ahead: its old ciphertext and, for checksum resilience, its blocks' hashes.
+struct ReadZone {
+  uint64_t at = 0;
+  uint64_t length = 0;
+  std::vector<uint8_t> data;
+  std::vector<uint8_t> hashes;
+};
+
+// Reads zone.length bytes at zone.at, and hashes each chunk's blocks on the thread that read it.
+// Touches nothing of run but the image, so it may run beside a step.
+Status read_zone(Run& run, ReadZone& zone) {
+  zone.data.resize(zone.length);
+  const bool checksums = run.state.resilience.area_type == "checksum";
+  if (checksums) {
+    RL_ASSIGN(const size_t hashes_size, checksums_size(run.state.resilience, zone.length));
+    zone.hashes.resize(hashes_size);
+  }
+  const auto read_chunk = [&](uint64_t begin, uint64_t end) -> Status {
+    const auto part = std::span(zone.data).subspan(begin, end - begin);
+    RL_TRY(run.image.read(data_offset(run) + zone.at + begin, part));
+    if (!checksums) return Status{};
+    // Chunks are whole blocks (io_bytes and hotzones are multiples of the block), so each chunk's
+    // hashes have a place of their own.
+    const uint64_t first = begin * zone.hashes.size() / zone.length;
+    const uint64_t count = part.size() * zone.hashes.size() / zone.length;
+    return hash_blocks(run.state.resilience, part, std::span(zone.hashes).subspan(first, count));
+  };
+  return for_each_chunk(zone.length, run.options.io_bytes, run.options.threads, read_chunk);
 }
 
-// One step: [at, at + length) of the data moves to the new key.
-Status step(Run& run, uint64_t at, uint64_t length) {
-  const std::span<uint8_t> hotzone(run.buffer.data(), length);
-  RL_TRY(read_hotzone(run, hotzone, at));
-  if (run.state.resilience.area_type == "checksum") {
-    RL_TRY(store_hotzone_checksums(run.image, run.state.resilience, hotzone));
+// One step: the zone's data moves to the new key. Its checksums go to the area only now: until the
+// previous step's last header is written, the area protects that step.
+Status step(Run& run, ReadZone& zone) {
+  run.report.bytes_read += zone.length;
+  if (!zone.hashes.empty()) {
+    RL_TRY(store_hotzone_checksums(run.image, run.state.resilience, zone.hashes));
     RL_TRY(run.image.flush());  // before the header that points at them
   }
-  set_luks2_reencrypt_segments(run.header.metadata, run.state, at, length);
+  set_luks2_reencrypt_segments(run.header.metadata, run.state, zone.at, zone.length);
   RL_TRY(write_header(run));
-  RL_TRY(rewrite_hotzone(run, hotzone, at, nullptr));
-  run.state.progress = at + length;
+  RL_TRY(rewrite_hotzone(run, zone.data, zone.at, nullptr));
+  run.state.progress = zone.at + zone.length;
   run.state.hotzone_length.reset();
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
   RL_TRY(write_header(run));
@@ -151,10 +175,11 @@ Status recover_hotzone(Run& run) {
                                         run.state.resilience.area_type + "\"), so [" + std::to_string(at) + ", " +
                                         std::to_string(at + length) + ") of the data cannot be recovered");
   }
-  std::vector<uint8_t> buffer(length);
-  RL_TRY(read_hotzone(run, buffer, at));
-  RL_ASSIGN(const std::vector<bool> still_old, blocks_still_old(run.image, run.state.resilience, buffer));
-  RL_TRY(rewrite_hotzone(run, buffer, at, &still_old));
+  ReadZone zone{at, length, {}, {}};
+  RL_TRY(read_zone(run, zone));
+  run.report.bytes_read += length;
+  RL_ASSIGN(const std::vector<bool> still_old, blocks_still_old(run.image, run.state.resilience, zone.hashes));
+  RL_TRY(rewrite_hotzone(run, zone.data, at, &still_old));
   run.state.progress = at + length;
   run.state.hotzone_length.reset();
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
@@ -180,6 +205,8 @@ Result<std::vector<Extent>> data_to_rewrite(Run& run, uint64_t from, uint64_t bl
   return out;
 }
 
+// The steps, each reading the next hotzone ahead (on threads of its own) while it rewrites its own:
+// the reads and the writes of the cluster overlap, as in a copy.
 Status run_steps(Run& run) {
   const uint64_t block = run.state.resilience.sector_size != 0 ? run.state.resilience.sector_size : kBlock;
   uint64_t hotzone_max = std::max(block, run.options.hotzone_bytes / block * block);
@@ -188,17 +215,82 @@ Status run_steps(Run& run) {
     hotzone_max = std::min(hotzone_max, capacity / block * block);
   }
   RL_ASSIGN(const std::vector<Extent> extents, data_to_rewrite(run, run.state.progress, block));
-  run.buffer.resize(std::min(hotzone_max, std::max<uint64_t>(total_length(extents), block)));
+  std::vector<std::pair<uint64_t, uint64_t>> zones;
   for (const Extent& extent : extents) {
-    for (uint64_t at = extent.offset; at < extent.end();) {
-      if (run.options.stop_requested && run.options.stop_requested()) return stopped(run);
-      const uint64_t length = std::min(hotzone_max, extent.end() - at);
-      RL_TRY(step(run, at, length));
-      at += length;
-      if (run.options.progress) run.options.progress(at, run.state.data_size);
+    for (uint64_t at = extent.offset; at < extent.end(); at += hotzone_max) {
+      zones.emplace_back(at, std::min(hotzone_max, extent.end() - at));
     }
   }
+  std::array<ReadZone, 2> buffers;
+  const auto start_read = [&](size_t i) {
+    ReadZone& zone = buffers[i % 2];
+    zone.at = zones[i].first;
+    zone.length = zones[i].second;
+    const auto read = [&run, &zone] { return read_zone(run, zone); };
+    try {
+      return std::async(std::launch::async, read);
+    } catch (const std::system_error&) {
+      return std::async(std::launch::deferred, read);  // out of threads: read when the step needs it
+    }
+  };
+  std::future<Status> next;
+  if (!zones.empty()) next = start_read(0);
+  for (size_t i = 0; i < zones.size(); ++i) {
+    Status read = next.get();
+    if (i + 1 < zones.size()) next = start_read(i + 1);
+    // A read ahead still running must end before its buffer goes, whatever happens here.
+    const auto wait_ahead = [&] {
+      if (next.valid()) next.wait();
+    };
+    if (!read) {
+      wait_ahead();
+      return read;
+    }
+    if (run.options.stop_requested && run.options.stop_requested()) {
+      wait_ahead();
+      return stopped(run);
+    }
+    if (Status done = step(run, buffers[i % 2]); !done) {
+      wait_ahead();
+      return done;
+    }
+    if (run.options.progress) run.options.progress(run.state.progress, run.state.data_size);
+  }
   run.state.progress = run.state.data_size;
+  return {};
+}
+
+// librbd 16's native encryption opens a volume in reencryption with the new key alone (libcryptsetup's
+// crypt_volume_key_get heeds no requirement) and would read the data not yet rewritten as noise. It
+// asks for the key into a 64-byte buffer, and libcryptsetup sizes the key by the first keyslot of
+// the new key's digest: a keyslot listed first there that holds a larger key makes that call fail,
+// so librbd refuses to open the image. cryptsetup's reencryption opens keyslots one by one and
+// never tries one of priority "ignore", so it resumes and finishes all the same. The fence holds
+// random bytes under a random passphrase; finish() removes it.
+constexpr uint32_t kFenceKeyBytes = 65;  // the least over 64: its area is the smallest such (256 KiB)
+
+bool is_fence(const Luks2Metadata& md, int digest, int keyslot) {
+  const auto it = md.keyslots.find(keyslot);
+  return it != md.keyslots.end() && luks2_keyslot_digest(md, keyslot) == digest &&
+         it->second.priority == Luks2Priority::ignore && it->second.key_size == kFenceKeyBytes;
+}
+
+Status add_fence(Run& run) {
+  Luks2Metadata& md = run.header.metadata;
+  auto& slots = md.digests.at(run.state.new_digest).keyslots;
+  if (!slots.empty() && is_fence(md, run.state.new_digest, slots.front())) {
+    run.report.librbd_fenced = true;
+    return {};
+  }
+  RL_ASSIGN(const int id, luks2_free_keyslot_id(md));
+  SecureBuffer noise(kFenceKeyBytes + 32);
+  RL_TRY(fill_random(noise.span()));
+  const KdfParams kdf{KdfType::pbkdf2, "sha256", 1000, 0, 0};
+  RL_TRY(add_luks2_keyslot(run.header, run.image, id, noise.span().first(kFenceKeyBytes),
+                           noise.span().subspan(kFenceKeyBytes), kdf, "aes-xts-plain64", 64));
+  md.keyslots.at(id).priority = Luks2Priority::ignore;
+  slots.insert(slots.begin(), id);
+  run.report.librbd_fenced = true;
   return {};
 }
 
@@ -208,7 +300,13 @@ Status run_steps(Run& run) {
 Status finish(Run& run) {
   Luks2Metadata& md = run.header.metadata;
   std::vector<std::pair<uint64_t, uint64_t>> wipe;
-  for (const int id : std::vector<int>(md.digests.at(run.state.old_digest).keyslots)) {
+  std::vector<int> removed = md.digests.at(run.state.old_digest).keyslots;
+  for (const int id : md.digests.at(run.state.new_digest).keyslots) {
+    if (is_fence(md, run.state.new_digest, id)) removed.push_back(id);
+  }
+  std::erase_if(md.digests.at(run.state.new_digest).keyslots,
+                [&](int id) { return is_fence(md, run.state.new_digest, id); });
+  for (const int id : removed) {
     const Luks2Keyslot& ks = md.keyslots.at(id);
     wipe.emplace_back(ks.area_offset, ks.area_size);
     md.keyslots.erase(id);
@@ -245,7 +343,8 @@ std::pair<uint64_t, uint64_t> largest_free_area(const Luks2Header& header) {
   const uint64_t begin = luks2_keyslots_area_offset(header);
   const uint64_t end = begin + header.metadata.config.keyslots_size;
   std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const auto& [id, ks] : header.metadata.keyslots) used.emplace_back(ks.area_offset, ks.area_offset + ks.area_size);
+  for (const auto& [id, ks] : header.metadata.keyslots)
+    used.emplace_back(ks.area_offset, ks.area_offset + ks.area_size);
   std::sort(used.begin(), used.end());
   std::pair<uint64_t, uint64_t> best{begin, 0};
   uint64_t at = begin;
@@ -330,6 +429,8 @@ Status begin(Run& run, const std::vector<std::span<const uint8_t>>& passphrases,
   }
   RL_ASSIGN(const int new_digest_id, luks2_free_digest_id(md));
   md.digests[new_digest_id] = std::move(new_digest);
+  run.state.new_digest = new_digest_id;
+  if (auto fenced = add_fence(run); !fenced && !fenced.error().is(Errc::no_space)) return fenced;
 
   // The checksum area: the largest part of the keyslots area left.
   RL_ASSIGN(const int reencrypt_id, luks2_free_keyslot_id(md));
@@ -341,12 +442,12 @@ Status begin(Run& run, const std::vector<std::span<const uint8_t>>& passphrases,
   slot.area_offset = area_offset;
   slot.area_size = area_size;
   slot.hash = kChecksumHash;
-  const uint64_t data_size =
-      data_segment_size(raw_size, old_segment.offset, old_segment.sector_size, old_segment.size);
+  const uint64_t data_size = data_segment_size(raw_size, old_segment.offset, old_segment.sector_size, old_segment.size);
   slot.sector_size = data_size % kBlock == 0 ? static_cast<uint32_t>(kBlock) : old_segment.sector_size;
   RL_ASSIGN(const uint64_t capacity, checksum_capacity(slot));
   if (capacity < slot.sector_size) {
-    return Error(Errc::no_space, run.image.name() + ": the keyslots area has no room left for the reencryption's checksums");
+    return Error(Errc::no_space,
+                 run.image.name() + ": the keyslots area has no room left for the reencryption's checksums");
   }
   md.reencrypt_keyslots[reencrypt_id] = slot;
 
@@ -397,13 +498,22 @@ Status resume(Run& run, const std::vector<std::span<const uint8_t>>& passphrases
   RL_ASSIGN(run.keys.old_cipher, cipher_for(run.state.previous.encryption, run.keys.old_key.span()));
   RL_ASSIGN(run.keys.new_cipher, cipher_for(run.state.next.encryption, run.keys.new_key.span()));
   if (run.state.next.sector_size != run.state.previous.sector_size) {
-    return Error(Errc::unsupported, run.image.name() + ": the reencryption changes the sector size, which rbd-luks "
-                                                       "does not resume; finish it with cryptsetup");
+    return Error(Errc::unsupported, run.image.name() +
+                                        ": the reencryption changes the sector size, which rbd-luks "
+                                        "does not resume; finish it with cryptsetup");
   }
   for (const auto& [id, ks] : md.keyslots) {
-    if (luks2_keyslot_digest(md, id) == run.state.new_digest) run.report.new_keyslots.push_back(id);
+    if (luks2_keyslot_digest(md, id) == run.state.new_digest && !is_fence(md, run.state.new_digest, id)) {
+      run.report.new_keyslots.push_back(id);
+    }
   }
   run.report.resumed = true;
+  // A run cryptsetup began has no fence; one that fits goes in before any data moves.
+  if (auto fenced = add_fence(run); fenced) {
+    RL_TRY(write_header(run));
+  } else if (!fenced.error().is(Errc::no_space)) {
+    return fenced;
+  }
   return {};
 }
 
@@ -419,7 +529,7 @@ Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::
     return std::move(loaded).error();
   }
   RL_ASSIGN(const uint64_t raw_size, image.size());
-  Run run{image, std::move(loaded->header), {}, {}, options, {}, {}};
+  Run run{image, std::move(loaded->header), {}, {}, options, {}};
   if (luks2_reencrypt_in_progress(run.header.metadata)) {
     RL_TRY(resume(run, passphrases, raw_size));
     if (run.state.hotzone_length) RL_TRY(recover_hotzone(run));

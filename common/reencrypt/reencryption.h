@@ -27,11 +27,11 @@
 namespace rbdluks {
 
 struct ReencryptOptions {
-  std::optional<std::string> cipher;   // default: the volume's
-  std::optional<uint32_t> key_bytes;   // default: the volume's
-  uint64_t hotzone_bytes = 64 << 20;   // the most rewritten per step (less where the area is small)
-  unsigned threads = 8;                // reads and writes in flight, and cipher threads
-  uint64_t io_bytes = 4 << 20;         // the unit of those reads and writes: an RBD object
+  std::optional<std::string> cipher;    // default: the volume's
+  std::optional<uint32_t> key_bytes;    // default: the volume's
+  uint64_t hotzone_bytes = 64 << 20;    // the most rewritten per step (less where the area is small)
+  unsigned threads = 8;                 // reads and writes in flight, and cipher threads
+  uint64_t io_bytes = 4 << 20;          // the unit of those reads and writes: an RBD object
   bool drop_unopened_keyslots = false;  // --force: keyslots no passphrase opens are removed at the end
   bool minimal_digest_cost = false;     // new digests with 1000 PBKDF2 iterations (tests)
   // Called after every step with the data bytes done and the total.
@@ -41,14 +41,17 @@ struct ReencryptOptions {
 };
 
 struct ReencryptReport {
-  bool resumed = false;          // the header already recorded a reencryption
-  bool recovered_hotzone = false;  // and an interrupted step, finished from its checksums
-  std::vector<int> new_keyslots;  // the keyslots of the new key
+  bool resumed = false;               // the header already recorded a reencryption
+  bool recovered_hotzone = false;     // and an interrupted step, finished from its checksums
+  std::vector<int> new_keyslots;      // the keyslots of the new key
   std::vector<int> dropped_keyslots;  // old keyslots no passphrase opened (with drop_unopened_keyslots)
-  uint64_t data_bytes = 0;        // the data segment's size
-  uint64_t bytes_read = 0;        // data bytes read and written by the steps (not the header)
+  uint64_t data_bytes = 0;            // the data segment's size
+  uint64_t bytes_read = 0;            // data bytes read and written by the steps (not the header)
   uint64_t bytes_written = 0;
   uint64_t steps = 0;
+  // The header keeps librbd's native encryption from opening the volume until the end (the fence
+  // keyslot, reencryption.cc); false when the keyslots area had no room for it.
+  bool librbd_fenced = false;
 };
 
 // Starts a reencryption of the LUKS2 volume on image, or resumes the one its header records, and

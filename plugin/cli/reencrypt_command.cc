@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <optional>
 #include <iostream>
+#include <optional>
 
 #include "commands.h"
 #include "key_source.h"
@@ -44,7 +44,8 @@ class StopOnSignal {
   StopOnSignal& operator=(const StopOnSignal&) = delete;
 
  private:
-  struct sigaction old_int_ {}, old_term_ {};
+  struct sigaction old_int_ {
+  }, old_term_{};
 };
 
 std::string list(const std::vector<int>& ids) {
@@ -56,8 +57,9 @@ std::string list(const std::vector<int>& ids) {
 Result<ReencryptOptions> options_from(const CommandLine& cl, bool resuming) {
   ReencryptOptions options;
   if (resuming && (cl.has("cipher") || cl.has("key-size") || cl.has("sector-size"))) {
-    return Error(Errc::usage, "a reencryption is already under way: resuming it takes no --cipher, --key-size or "
-                              "--sector-size (it keeps those it began with)");
+    return Error(Errc::usage,
+                 "a reencryption is already under way: resuming it takes no --cipher, --key-size or "
+                 "--sector-size (it keeps those it began with)");
   }
   if (cl.has("sector-size")) {
     return Error(Errc::unsupported, "reencrypt keeps the sector size; --sector-size is not supported");
@@ -126,6 +128,9 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
 
   const StopOnSignal signals;
   RL_ASSIGN(const ReencryptReport report, reencrypt_luks2(*image, passphrases, options));
+  if (!report.librbd_fenced && target.kind == Target::Kind::rbd) {
+    inform(cl, "warning: the keyslots area had no room to keep librbd's native encryption out during the run");
+  }
   RL_TRY(header_lock->release());
   std::string line = "reencrypted " + args[0] + ": " + std::to_string(report.bytes_written) + " of " +
                      std::to_string(report.data_bytes) + " data bytes rewritten under a new volume key";

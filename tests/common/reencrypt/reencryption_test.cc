@@ -63,8 +63,8 @@ class ReencryptionTest : public ::testing::Test {
   static ReencryptOptions small_steps() {
     ReencryptOptions options;
     options.hotzone_bytes = 64 << 10;
-    options.threads = 1;           // changes in a fixed order, for the crash points
-    options.io_bytes = 16 << 10;   // several writes per hotzone, which a crash may tear apart
+    options.threads = 1;          // changes in a fixed order, for the crash points
+    options.io_bytes = 16 << 10;  // several writes per hotzone, which a crash may tear apart
     options.minimal_digest_cost = true;
     return options;
   }

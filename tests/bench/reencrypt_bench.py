@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""reencrypt_bench.py: `rbd-luks reencrypt` next to the copies of the same bytes its peers make, in
+one run on one machine.
+
+On RBD: an image of --size with --data of random plaintext written at its start (the rest never
+written). Each round times, in an order that alternates round by round:
+  deep-cp    `rbd deep cp` of the image to a new one (the cluster copying every allocated byte),
+             which is then removed
+  reencrypt  `rbd-luks reencrypt` of the image (a new volume key, every allocated byte read,
+             checksummed, decrypted, encrypted and written back, with two header commits per step)
+On a file (with --files): a LUKS2 file of --data, reencrypted by `cryptsetup reencrypt` (on a loop
+device when losetup works, else the file) and by `rbd-luks reencrypt`, alternately.
+Throughput is allocated data bytes per second of wall time; ratios are taken within a round, then
+their median (with the lowest and highest round). The machine's busy CPU seconds (/proc/stat: the
+client and, on one host, the OSD) per GB are recorded too.
+
+Run (CEPH_CONF names the cluster):
+  CEPH_CONF=... tests/bench/reencrypt_bench.py [--pool rbd] [--size 8G] [--data 1G] [--rounds 5]
+      [--files] [--build build] [--json reencrypt.json] [--png docs/performance/reencrypt-bench.png]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clients_bench import busy_cpu_seconds, cpu_model  # noqa: E402
+
+PASSPHRASE = b"reencrypt bench passphrase"
+FAST = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+
+
+def timed(cmd):
+    cpu0, t0 = busy_cpu_seconds(), time.monotonic()
+    run(cmd)
+    return time.monotonic() - t0, busy_cpu_seconds() - cpu0
+
+
+def parse_size(text):
+    units = {"K": 10, "M": 20, "G": 30, "T": 40}
+    return int(text[:-1]) << units[text[-1].upper()] if text[-1].upper() in units else int(text)
+
+
+def random_file(path, size):
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(os.urandom(1 << 20))
+
+
+def rbd_rounds(a, rbd_luks, work):
+    image = f"{a.pool}/reencrypt-bench-{os.getpid()}"
+    key = os.path.join(work, "pass")
+    data = os.path.join(work, "data")
+    random_file(data, a.data)
+    run([rbd_luks, "create", f"rbd:{image}", "--size", str(a.size), "--passphrase-file", key, *FAST])
+    run([rbd_luks, "import", data, f"rbd:{image}", "--passphrase-file", key, "-q"])
+    os.unlink(data)
+    rows = []
+    try:
+        for r in range(a.rounds):
+            order = ["deep-cp", "reencrypt"] if r % 2 == 0 else ["reencrypt", "deep-cp"]
+            row = {}
+            for what in order:
+                if what == "deep-cp":
+                    row[what] = timed(["rbd", "deep", "cp", image, image + "-copy", "--no-progress"])
+                    run(["rbd", "rm", image + "-copy", "--no-progress"])
+                else:
+                    row[what] = timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])
+            rows.append(row)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in row.items()), file=sys.stderr)
+    finally:
+        subprocess.run(["rbd", "rm", image, "--no-progress"], stderr=subprocess.DEVNULL)
+    return rows
+
+
+def file_rounds(a, rbd_luks, work):
+    key = os.path.join(work, "pass")
+    image = os.path.join(work, "file.img")
+    run(["truncate", "-s", str((16 << 20) + a.data), image])
+    run(["cryptsetup", "luksFormat", "-q", "--type", "luks2", "--sector-size", "4096", *FAST, "--key-file", key, image])
+    run(["dd", f"if=/dev/urandom", f"of={image}", "bs=1M", "seek=16", f"count={a.data >> 20}", "conv=notrunc",
+         "status=none"])
+    loop = None
+    if os.geteuid() == 0:
+        found = subprocess.run(["losetup", "--find", "--show", image], capture_output=True, text=True)
+        loop = found.stdout.strip() if found.returncode == 0 else None
+    cs_target = loop or image
+    rows = []
+    try:
+        for r in range(a.rounds):
+            order = ["cryptsetup", "rbd-luks"] if r % 2 == 0 else ["rbd-luks", "cryptsetup"]
+            row = {}
+            for what in order:
+                if what == "cryptsetup":
+                    row[what] = timed(["cryptsetup", "reencrypt", "-q", "--force-offline-reencrypt", "--key-file", key,
+                                       *FAST, cs_target])
+                else:
+                    row[what] = timed([rbd_luks, "reencrypt", f"file:{image}", "--passphrase-file", key, "-q"])
+            rows.append(row)
+            print(f"file round {r + 1}: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in row.items()), file=sys.stderr)
+    finally:
+        if loop:
+            subprocess.run(["losetup", "-d", loop])
+    return rows, ("loop device" if loop else "file")
+
+
+def summary(rows, data, base, other):
+    mbps = {k: [data / row[k][0] / 1e6 for row in rows] for k in (base, other)}
+    cpu = {k: statistics.median(row[k][1] / (data / 1e9) for row in rows) for k in (base, other)}
+    ratios = [row[base][0] / row[other][0] for row in rows]
+    return {"mb_per_s": mbps, "busy_cpu_s_per_gb": cpu, "ratio": ratios}
+
+
+def table(title, s, base, other):
+    lines = [f"| {title} | median MB/s (lowest, highest) | busy CPU s/GB |", "|---|---|---|"]
+    for k in (base, other):
+        v = s["mb_per_s"][k]
+        lines.append(f"| {k} | {statistics.median(v):.0f} ({min(v):.0f}, {max(v):.0f}) | {s['busy_cpu_s_per_gb'][k]:.2f} |")
+    r = s["ratio"]
+    lines.append(f"| {other} / {base} | {statistics.median(r):.2f} ({min(r):.2f}, {max(r):.2f}) | |")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = [("rbd", "deep-cp", "reencrypt", "RBD: rbd deep cp vs rbd-luks reencrypt")]
+    if "files" in report:
+        groups.append(("files", "cryptsetup", "rbd-luks", f"file: cryptsetup reencrypt ({report['files']['target']}) "
+                       "vs rbd-luks reencrypt"))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+    for ax, (key, base, other, title) in zip(axes[0], groups):
+        s = report[key]
+        names = [base, other]
+        medians = [statistics.median(s["mb_per_s"][n]) for n in names]
+        errors = [[m - min(s["mb_per_s"][n]) for m, n in zip(medians, names)],
+                  [max(s["mb_per_s"][n]) - m for m, n in zip(medians, names)]]
+        ax.bar(names, medians, yerr=errors, capsize=4, color=["#888888", "#3070b0"])
+        ax.set_ylabel("MB/s of allocated data")
+        ax.set_title(f"{title}\nratio {statistics.median(s['ratio']):.2f}", fontsize=8)
+    fig.suptitle(f"Reencryption, {report['data_bytes'] >> 20} MiB of data, {report['cpu']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pool", default="rbd")
+    p.add_argument("--size", default="8G")
+    p.add_argument("--data", default="1G")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--files", action="store_true")
+    p.add_argument("--build", default="build")
+    p.add_argument("--json")
+    p.add_argument("--png")
+    a = p.parse_args()
+    a.size, a.data = parse_size(a.size), parse_size(a.data)
+    rbd_luks = os.path.join(a.build, "plugin", "rbd-luks")
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "pass"), "wb") as f:
+            f.write(PASSPHRASE)
+        report = {"cpu": cpu_model(), "data_bytes": a.data, "image_bytes": a.size,
+                  "rbd": summary(rbd_rounds(a, rbd_luks, work), a.data, "deep-cp", "reencrypt")}
+        print(table("RBD", report["rbd"], "deep-cp", "reencrypt"))
+        if a.files:
+            rows, target = file_rounds(a, rbd_luks, work)
+            report["files"] = summary(rows, a.data, "cryptsetup", "rbd-luks")
+            report["files"]["target"] = target
+            print()
+            print(table(f"file ({target})", report["files"], "cryptsetup", "rbd-luks"))
+    print(f"\n{report['cpu']}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if a.png:
+        plot(report, a.png)
+
+
+if __name__ == "__main__":
+    main()
