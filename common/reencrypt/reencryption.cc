@@ -385,7 +385,7 @@ Status begin(Run& run, const std::vector<std::span<const uint8_t>>& passphrases,
         continue;
       }
       opened[id] = p;
-      if (run.keys.old_key.size() == 0) run.keys.old_key = std::move(*key);
+      if (run.keys.old_key.empty()) run.keys.old_key = std::move(*key);
     }
   }
   if (opened.empty()) return Error(Errc::bad_key, run.image.name() + ": no keyslot opens with the passphrases given");

@@ -115,6 +115,7 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
     secrets.push_back(std::move(*secret));
   }
   std::vector<std::span<const uint8_t>> passphrases;
+  passphrases.reserve(secrets.size());
   for (const auto& secret : secrets) passphrases.push_back(secret.span());
 
   std::optional<Progress> progress;  // once the total is known

@@ -20,6 +20,7 @@ namespace {
 
 constexpr uint64_t kDataOffset = 1 << 20;
 constexpr uint64_t kDataBytes = 256 << 10;
+constexpr uint64_t kHotzone = 64 << 10;
 
 KdfRequest fast_kdf() {
   KdfRequest kdf;
@@ -72,6 +73,7 @@ class ReencryptionTest : public ::testing::Test {
   Result<ReencryptReport> reencrypt(RawImage& image, const std::vector<std::string>& passphrases,
                                     const ReencryptOptions& options) {
     std::vector<std::span<const uint8_t>> spans;
+    spans.reserve(passphrases.size());
     for (const auto& p : passphrases) spans.push_back(bytes_of(p));
     return reencrypt_luks2(image, spans, options);
   }
@@ -113,7 +115,7 @@ TEST_F(ReencryptionTest, RewritesEverySectorAndKeepsEveryPassphrase) {
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_FALSE(report->resumed);
   EXPECT_EQ(report->bytes_written, kDataBytes);
-  EXPECT_EQ(report->steps, kDataBytes / (64 << 10));
+  EXPECT_EQ(report->steps, kDataBytes / kHotzone);
   EXPECT_EQ(report->new_keyslots, (std::vector<int>{2, 3}));  // as cryptsetup numbers them
   expect_reencrypted({"first", "second"}, "after the run");
   auto loaded = read_luks2_header(*image_);
@@ -179,12 +181,12 @@ TEST_F(ReencryptionTest, StopsBetweenStepsAndResumes) {
   ASSERT_TRUE(loaded);
   auto state = luks2_reencrypt_state(loaded->header.metadata, kDataOffset + kDataBytes);
   ASSERT_TRUE(state) << state.error().message();
-  EXPECT_EQ(state->progress, 2 * (64 << 10));
+  EXPECT_EQ(state->progress, 2 * kHotzone);
   // A resume needs one passphrase of each key only: both keys are in the new keyslots' twins.
   auto resumed = reencrypt(*image_, {"second"}, small_steps());
   ASSERT_TRUE(resumed) << resumed.error().message();
   EXPECT_TRUE(resumed->resumed);
-  EXPECT_EQ(resumed->bytes_written, kDataBytes - 2 * (64 << 10));
+  EXPECT_EQ(resumed->bytes_written, kDataBytes - 2 * kHotzone);
   expect_reencrypted({"first", "second"}, "resumed");
 }
 
