@@ -190,8 +190,9 @@ Result<Luks2Config> parse_config(const Json& j, std::vector<std::string>& reason
         if (name.starts_with("online-reencrypt")) {
           // The one requirement an operator meets in practice, with what to do about it.
           reasons.push_back("a reencryption of this volume has not finished (requirement " + printable(name) +
-                            "): the data is partly under the old key and partly under the new one; finish it with "
-                            "`rbd-luks reencrypt --resume` (or `cryptsetup reencrypt --resume-only`)");
+                            "): the data is partly under the old key (or none) and partly under the new one; finish "
+                            "it by running the same `rbd-luks reencrypt` or `rbd-luks encrypt` again (or "
+                            "`cryptsetup reencrypt --resume-only`)");
         } else {
           list += (list.empty() ? "" : ", ") + printable(name);
         }
@@ -452,8 +453,12 @@ Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
     if (!has_digest && !s.unknown_type) return bad(where + " is not assigned to any digest");
   }
 
+  // Backups describe the volume before and after a reencryption: an encryption's old segment is
+  // the plaintext at offset 0.
   uint64_t first_offset = UINT64_MAX;
-  for (const auto& entry : m.segments) first_offset = std::min(first_offset, entry.second.offset);
+  for (const auto& entry : m.segments) {
+    if (!is_backup(entry.second)) first_offset = std::min(first_offset, entry.second.offset);
+  }
   if (first_offset == 0) {
     return unsupported(
         "the data segment starts at offset 0, i.e. the header is detached; "

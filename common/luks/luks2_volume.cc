@@ -143,7 +143,9 @@ class Luks2Volume final : public LuksVolume {
     auto state = luks2_reencrypt_state(md, *raw_size);
     if (!state) return {{"error", state.error().message()}};
     nlohmann::json hotzone = nullptr;
-    if (state->hotzone_length) hotzone = {{"offset", state->progress}, {"length", *state->hotzone_length}};
+    if (state->hotzone_length) {
+      hotzone = {{"offset", state->hotzone_begin(*state->hotzone_length)}, {"length", *state->hotzone_length}};
+    }
     return {{"mode", state->resilience.mode},
             {"direction", state->resilience.direction},
             {"resilience", state->resilience.area_type},
@@ -369,6 +371,9 @@ std::string Luks2Volume::describe_text() const {
   for (const auto& [id, ks] : md.keyslots) {
     out << "  " << id << ": luks2" << (bound(id) ? "" : " (unbound)") << "\n"
         << "\tKey:        " << ks.key_size * 8 << " bits\n"
+        << (ks.priority == Luks2Priority::ignore   ? "\tPriority:   ignore\n"
+            : ks.priority == Luks2Priority::prefer ? "\tPriority:   prefer\n"
+                                                   : "")
         << "\tCipher:     " << printable(ks.area_encryption) << "\n"
         << "\tPBKDF:      " << printable(kdf_type_text(ks)) << "\n";
     if (ks.kdf.type == KdfType::pbkdf2) {

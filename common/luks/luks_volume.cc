@@ -38,6 +38,13 @@ Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image) {
   return volume;
 }
 
+bool holds_luks_magic(RawImage& image) {
+  uint8_t magic[6] = {};
+  auto size = image.size();
+  if (!size || *size < sizeof magic || !image.read(0, magic)) return false;
+  return std::memcmp(magic, "LUKS\xba\xbe", 6) == 0 || std::memcmp(magic, "SKUL\xba\xbe", 6) == 0;
+}
+
 Result<std::unique_ptr<LuksVolume>> format_luks(RawImage& image, const FormatOptions& options,
                                                 std::span<const uint8_t> volume_key,
                                                 std::span<const uint8_t> passphrase) {

@@ -93,6 +93,10 @@ struct FormatOptions {
 // Errc::bad_header when there is no valid header, with the reason.
 Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image);
 
+// Whether the image starts with a LUKS magic (either header copy's, any version), valid or not: an
+// image that may hold a volume, which commands that write a header must not take for empty.
+bool holds_luks_magic(RawImage& image);
+
 // Writes a fresh header with keyslot 0 for passphrase. On failure the image is unchanged.
 Result<std::unique_ptr<LuksVolume>> format_luks(RawImage& image, const FormatOptions& options,
                                                 std::span<const uint8_t> volume_key,

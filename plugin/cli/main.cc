@@ -44,6 +44,10 @@ Commands:
                                                 keyslots of the passphrases given keep working
                                                 (--force drops the others); run again (or --resume)
                                                 to finish an interrupted run
+  encrypt TARGET [format options] [key source | --new-key ...]
+                                                a plaintext image becomes a LUKS2 volume in place
+                                                (its data moves up by the data offset; an RBD
+                                                image grows by it); run again to finish
   keyslot list TARGET
   keyslot add TARGET --new-passphrase-file F [--key-slot N]
   keyslot remove TARGET SLOT
@@ -125,7 +129,7 @@ Status run(int argc, const char* const* argv) {
       {"du", cmd_du},
       {"preload", cmd_preload},
       {"nbd-server", cmd_nbd_server},
-      {"reencrypt", cmd_reencrypt},
+      {"reencrypt", cmd_reencrypt}, {"encrypt", cmd_encrypt},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

@@ -1,0 +1,215 @@
+// `reencrypt` (a new volume key for a LUKS2 volume, every sector rewritten in place) and `encrypt`
+// (a plaintext image made a LUKS2 volume in place); each also finishes an interrupted run, its own
+// or cryptsetup's. The work is common/reencrypt's; these are the commands: key sources, the header
+// lock, other clients, progress and Ctrl-C.
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "commands.h"
+#include "encryption.h"
+#include "format_options.h"
+#include "key_source.h"
+#include "luks2_header.h"
+#include "luks2_reencrypt_state.h"
+#include "progress.h"
+#include "reencryption.h"
+#include "secret_file.h"
+#include "target.h"
+#include "volume_access.h"
+
+namespace rbdluks::cli {
+namespace {
+
+volatile std::sig_atomic_t stop_signal = 0;
+
+void request_stop(int signal) { stop_signal = signal; }
+
+// SIGINT and SIGTERM end the run after the step at hand, with a header that says where it stopped;
+// a second one ends the process at once (the header is then as safe: every step is crash-safe).
+class StopOnSignal {
+ public:
+  StopOnSignal() {
+    struct sigaction action {};
+    action.sa_handler = request_stop;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~StopOnSignal() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
+
+std::string list(const std::vector<int>& ids) {
+  std::string out;
+  for (const int id : ids) out += (out.empty() ? "" : ", ") + std::to_string(id);
+  return out;
+}
+
+// What both commands take: --hotzone-size, --threads, a progress bar, and Ctrl-C.
+Result<ReencryptOptions> run_options_from(const CommandLine& cl, const std::string& label) {
+  ReencryptOptions options;
+  RL_ASSIGN(const auto hotzone, cl.get_size("hotzone-size"));
+  if (hotzone) {
+    if (*hotzone < 4096 || *hotzone % 4096 != 0) {
+      return Error(Errc::usage, "--hotzone-size must be a multiple of 4096 bytes");
+    }
+    options.hotzone_bytes = *hotzone;
+  }
+  RL_ASSIGN(const auto threads, cl.get_uint("threads"));
+  if (threads) {
+    if (*threads == 0 || *threads > 64) return Error(Errc::usage, "--threads must be from 1 to 64");
+    options.threads = static_cast<unsigned>(*threads);
+  }
+  options.minimal_digest_cost = cl.has("pbkdf-force-iterations");
+  // The bar appears once the total is known.
+  auto progress = std::make_shared<std::optional<Progress>>();
+  const bool shown = !cl.has("quiet") && isatty(STDERR_FILENO) != 0;
+  options.progress = [progress, label, shown](uint64_t done, uint64_t total) {
+    if (!*progress) progress->emplace(label, total, shown);
+    (*progress)->update(done);
+  };
+  stop_signal = 0;
+  options.stop_requested = [] { return stop_signal != 0; };
+  return options;
+}
+
+Result<ReencryptOptions> reencrypt_options_from(const CommandLine& cl, bool resuming) {
+  if (resuming && (cl.has("cipher") || cl.has("key-size") || cl.has("sector-size"))) {
+    return Error(Errc::usage,
+                 "a reencryption is already under way: resuming it takes no --cipher, --key-size or "
+                 "--sector-size (it keeps those it began with)");
+  }
+  if (cl.has("sector-size")) {
+    return Error(Errc::unsupported, "reencrypt keeps the sector size; --sector-size is not supported");
+  }
+  RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "reencrypt"));
+  options.cipher = cl.get("cipher");
+  RL_ASSIGN(const auto key_bits, cl.get_uint("key-size"));
+  if (key_bits) {
+    if (*key_bits != 256 && *key_bits != 512) return Error(Errc::usage, "--key-size must be 256 or 512");
+    options.key_bytes = static_cast<uint32_t>(*key_bits / 8);
+  }
+  options.drop_unopened_keyslots = cl.has("force");
+  return options;
+}
+
+// The image of a rewrite, open read-write with its header lock held, and no other client on it:
+// one that had it open would go on using the old key (or none).
+struct Rewrite {
+  Target target;
+  std::unique_ptr<RawImage> image;
+  std::unique_ptr<HeaderLock> header_lock;
+};
+
+Result<Rewrite> open_for_rewrite(const CommandLine& cl, const std::string& spec, const std::string& command) {
+  Rewrite out;
+  RL_ASSIGN(out.target, parse_target(spec));
+  if (out.target.snapshot) return Error(Errc::usage, spec + ": a snapshot cannot be rewritten");
+  RL_ASSIGN(out.image, open_target(cl, out.target, OpenMode::read_write));
+  RL_TRY(refuse_other_clients(out.target, *out.image,
+                              "it would go on reading and writing the data as it was; close it first"));
+  RL_ASSIGN(out.header_lock, lock_header_for(*out.image, "rbd-luks " + command));
+  return out;
+}
+
+void warn_if_unfenced(const CommandLine& cl, const Rewrite& rewrite, const ReencryptReport& report) {
+  if (!report.librbd_fenced && rewrite.target.kind == Target::Kind::rbd) {
+    inform(cl, "warning: the keyslots area had no room to keep librbd's native encryption out during the run");
+  }
+}
+
+}  // namespace
+
+Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
+  RL_TRY(expect_args(args, 1, 1,
+                     "reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--resume] "
+                     "[--force]"));
+  RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "reencrypt"));
+  RawImage& image = *rewrite.image;
+  RL_ASSIGN(const auto header, read_luks2_header(image));
+  const bool resuming = luks2_reencrypt_in_progress(header.header.metadata);
+  if (cl.has("resume") && !resuming) {
+    return Error(Errc::usage, args[0] + ": no reencryption to resume (the header records none)");
+  }
+  RL_ASSIGN(const ReencryptOptions options, reencrypt_options_from(cl, resuming));
+
+  std::vector<SecureBuffer> secrets;
+  RL_ASSIGN(secrets.emplace_back(), passphrase_for(cl, image));
+  for (const std::string& path : cl.get_all("keyslot-passphrase-file")) {
+    auto secret = read_secret_file(path);
+    if (!secret) return Error(Errc::key_unavailable, "--keyslot-passphrase-file: " + secret.error().message());
+    secrets.push_back(std::move(*secret));
+  }
+  std::vector<std::span<const uint8_t>> passphrases;
+  passphrases.reserve(secrets.size());
+  for (const auto& secret : secrets) passphrases.push_back(secret.span());
+  if (resuming) inform(cl, "resuming the reencryption recorded in " + args[0]);
+
+  const StopOnSignal signals;
+  RL_ASSIGN(const ReencryptReport report, reencrypt_luks2(image, passphrases, options));
+  warn_if_unfenced(cl, rewrite, report);
+  RL_TRY(rewrite.header_lock->release());
+  std::string line = "reencrypted " + args[0] + ": " + std::to_string(report.bytes_written) + " of " +
+                     std::to_string(report.data_bytes) + " data bytes rewritten under a new volume key";
+  if (!report.new_keyslots.empty()) line += "; keyslots " + list(report.new_keyslots) + " open it";
+  if (!report.dropped_keyslots.empty()) line += "; keyslots " + list(report.dropped_keyslots) + " were dropped";
+  inform(cl, line);
+  return {};
+}
+
+Status cmd_encrypt(const CommandLine& cl, const Args& args) {
+  RL_TRY(expect_args(args, 1, 1, "encrypt TARGET [format options] [--passphrase-file F | --new-key ...]"));
+  RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "encrypt"));
+  RawImage& image = *rewrite.image;
+  RL_ASSIGN(const FormatOptions format, format_options_from(cl));
+  if (format.version != 2) return Error(Errc::usage, "encrypt makes LUKS2 volumes only (--type luks2)");
+  RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "encrypt"));
+  options.minimal_digest_cost = format.kdf.force_iterations.has_value();
+  RL_ASSIGN(const bool resuming, encryption_started(image));
+
+  // A new key is recorded before the run begins: if it stops half way, finishing it needs the key.
+  std::optional<NewVolumeKey> new_key;
+  SecureBuffer passphrase;
+  if (resuming) {
+    if (cl.has("new-key")) return Error(Errc::usage, args[0] + ": an encryption is under way; finish it with its key");
+    RL_ASSIGN(passphrase, passphrase_for(cl, image));
+    inform(cl, "resuming the encryption recorded in " + args[0]);
+  } else {
+    RL_ASSIGN(new_key, key_for_new_volume(cl, rewrite.target.spec));
+    RL_TRY(record_key_reference(image, *new_key));
+  }
+  const std::span<const uint8_t> key = new_key ? new_key->passphrase.span() : passphrase.span();
+
+  const StopOnSignal signals;
+  auto report = encrypt_luks2(image, key, format, options);
+  if (!report) {
+    // Nothing began (a refusal before the first change): the new key goes, and its reference.
+    if (const auto started = encryption_started(image); new_key && started && !*started) {
+      discard_new_key(cl, *new_key);
+      static_cast<void>(image.remove_metadata(kKeyRefMetadataKey));
+    }
+    return std::move(report).error();
+  }
+  warn_if_unfenced(cl, rewrite, *report);
+  RL_TRY(rewrite.header_lock->release());
+  if (new_key && new_key->reference) inform(cl, "key: " + new_key->reference->str() + " (recorded in the image metadata)");
+  inform(cl, "encrypted " + args[0] + ": " + std::to_string(report->data_bytes) + " data bytes, " +
+                 std::to_string(report->bytes_written) + " of them written, now LUKS2 with its data at offset " +
+                 std::to_string(format.data_offset.value_or(16 << 20)) + "; keyslot 0 opens it");
+  return {};
+}
+
+}  // namespace rbdluks::cli
