@@ -173,7 +173,8 @@ void read_progress(const Luks2Metadata& metadata, Luks2ReencryptState& state) {
 bool luks2_reencrypt_in_progress(const Luks2Metadata& metadata) {
   if (!metadata.reencrypt_keyslots.empty()) return true;
   const auto names = mandatory_requirements(metadata);
-  return std::any_of(names.begin(), names.end(), [](const std::string& n) { return n.starts_with("online-reencrypt"); });
+  return std::any_of(names.begin(), names.end(),
+                     [](const std::string& n) { return n.starts_with("online-reencrypt"); });
 }
 
 Result<Luks2ReencryptState> luks2_reencrypt_state(const Luks2Metadata& metadata, uint64_t raw_size) {
@@ -216,8 +217,8 @@ Result<Luks2ReencryptState> luks2_reencrypt_state(const Luks2Metadata& metadata,
     state.moved = *backups.at(kMoved).second;
     const uint64_t shift = state.resilience.shift_size.value_or(0);
     if (previous->unknown_type != "linear" || previous->offset != 0 || !previous->size ||
-        state.moved->unknown_type != "linear" || state.moved->size != std::optional(shift) ||
-        next->offset != shift || next->iv_tweak != 0 || state.moved->offset != *previous->size + shift ||
+        state.moved->unknown_type != "linear" || state.moved->size != std::optional(shift) || next->offset != shift ||
+        next->iv_tweak != 0 || state.moved->offset != *previous->size + shift ||
         raw_size < state.moved->offset + shift) {
       return bad("the segments are not those of an encryption with a data shift");
     }
@@ -231,8 +232,8 @@ Result<Luks2ReencryptState> luks2_reencrypt_state(const Luks2Metadata& metadata,
     const auto old_digest = luks2_segment_digest(metadata, previous_id);
     if (!old_digest || *old_digest == state.new_digest) return bad("the old segment's digest is wrong");
     state.old_digest = *old_digest;
-    state.data_size = data_segment_size(raw_size, previous->offset,
-                                        std::max(previous->sector_size, next->sector_size), previous->size);
+    state.data_size = data_segment_size(raw_size, previous->offset, std::max(previous->sector_size, next->sector_size),
+                                        previous->size);
   }
   read_progress(metadata, state);
 

@@ -35,7 +35,8 @@ Result<std::optional<Marker>> read_marker(RawImage& image) {
   if (!json.is_object() || !json.contains("plaintext_size") || !json.contains("shift") || !json.contains("moved") ||
       !json["plaintext_size"].is_number_unsigned() || !json["shift"].is_number_unsigned() ||
       !json["moved"].is_boolean()) {
-    return Error(Errc::failure, image.name() + ": the image metadata " + kMarkerKey + " is damaged: " + text->substr(0, 80));
+    return Error(Errc::failure,
+                 image.name() + ": the image metadata " + kMarkerKey + " is damaged: " + text->substr(0, 80));
   }
   return std::optional<Marker>(
       Marker{json["plaintext_size"].get<uint64_t>(), json["shift"].get<uint64_t>(), json["moved"].get<bool>()});
@@ -87,7 +88,8 @@ void set_layout(Luks2ReencryptState& state, const Marker& marker, const FormatOp
 
 // Writes the header of step 0 over the first bytes, which wait at the end by now: first the area
 // is zeroed (no plaintext stays in the keyslots area), then the keyslot, then the header.
-Status begin(ReencryptRun& run, std::span<const uint8_t> passphrase, const FormatOptions& format, const Marker& marker) {
+Status begin(ReencryptRun& run, std::span<const uint8_t> passphrase, const FormatOptions& format,
+             const Marker& marker) {
   RL_TRY(run.image.write_zeroes(0, marker.shift));
   const uint64_t keyslots_size = std::min<uint64_t>(marker.shift - 2 * kHdrSize, kLuks2MaxKeyslotsSize);
   RL_ASSIGN(run.header, new_luks2_header(kHdrSize, keyslots_size, format.uuid.value_or("")));
@@ -142,8 +144,9 @@ Status check_plaintext_image(RawImage& image, const FormatOptions& format, uint6
     return Error(Errc::usage, "data offset " + std::to_string(shift) + " is too small or not a multiple of 4096");
   }
   if (size == 0 || size % format.sector_size != 0) {
-    return Error(Errc::usage, image.name() + ": its size, " + std::to_string(size) + " bytes, is not a whole number of " +
-                                  std::to_string(format.sector_size) + "-byte sectors");
+    return Error(Errc::usage, image.name() + ": its size, " + std::to_string(size) +
+                                  " bytes, is not a whole number of " + std::to_string(format.sector_size) +
+                                  "-byte sectors");
   }
   if (size < shift) {
     return Error(Errc::usage, image.name() + ": " + std::to_string(size) + " bytes are fewer than the data offset (" +
@@ -171,7 +174,8 @@ Result<ReencryptReport> encrypt_luks2(RawImage& image, std::span<const uint8_t> 
     run.header = std::move(loaded->header);
     RL_ASSIGN(run.state, luks2_reencrypt_state(run.header.metadata, raw_size));
     if (!run.state.encrypting()) {
-      return Error(Errc::usage, image.name() + ": a reencryption is under way; run `rbd-luks reencrypt` again to finish it");
+      return Error(Errc::usage,
+                   image.name() + ": a reencryption is under way; run `rbd-luks reencrypt` again to finish it");
     }
     const std::vector<std::span<const uint8_t>> passphrases = {passphrase};
     RL_TRY(unlock_recorded_run(run, passphrases));

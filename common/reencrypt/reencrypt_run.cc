@@ -46,7 +46,8 @@ uint64_t progress_after(const ReencryptRun& run, uint64_t at, uint64_t length) {
 }
 
 bool overlaps(const std::vector<Extent>& extents, uint64_t begin, uint64_t end) {
-  return std::any_of(extents.begin(), extents.end(), [&](const Extent& e) { return e.offset < end && begin < e.end(); });
+  return std::any_of(extents.begin(), extents.end(),
+                     [&](const Extent& e) { return e.offset < end && begin < e.end(); });
 }
 
 Error stopped(const ReencryptRun& run) {

@@ -169,7 +169,8 @@ Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::
   if (luks2_reencrypt_in_progress(run.header.metadata)) {
     RL_ASSIGN(run.state, luks2_reencrypt_state(run.header.metadata, raw_size));
     if (run.state.encrypting()) {
-      return Error(Errc::usage, image.name() + ": an encryption is under way; run `rbd-luks encrypt` again to finish it");
+      return Error(Errc::usage,
+                   image.name() + ": an encryption is under way; run `rbd-luks encrypt` again to finish it");
     }
     RL_TRY(unlock_recorded_run(run, passphrases));
     run.report.resumed = true;

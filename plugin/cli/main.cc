@@ -129,7 +129,8 @@ Status run(int argc, const char* const* argv) {
       {"du", cmd_du},
       {"preload", cmd_preload},
       {"nbd-server", cmd_nbd_server},
-      {"reencrypt", cmd_reencrypt}, {"encrypt", cmd_encrypt},
+      {"reencrypt", cmd_reencrypt},
+      {"encrypt", cmd_encrypt},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

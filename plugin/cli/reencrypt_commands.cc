@@ -205,7 +205,8 @@ Status cmd_encrypt(const CommandLine& cl, const Args& args) {
   }
   warn_if_unfenced(cl, rewrite, *report);
   RL_TRY(rewrite.header_lock->release());
-  if (new_key && new_key->reference) inform(cl, "key: " + new_key->reference->str() + " (recorded in the image metadata)");
+  if (new_key && new_key->reference)
+    inform(cl, "key: " + new_key->reference->str() + " (recorded in the image metadata)");
   inform(cl, "encrypted " + args[0] + ": " + std::to_string(report->data_bytes) + " data bytes, " +
                  std::to_string(report->bytes_written) + " of them written, now LUKS2 with its data at offset " +
                  std::to_string(format.data_offset.value_or(16 << 20)) + "; keyslot 0 opens it");
