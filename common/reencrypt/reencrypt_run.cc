@@ -19,12 +19,12 @@
 namespace rbdluks {
 namespace {
 
-constexpr uint64_t kBlock = 4096;  // the unit of the checksums and of zero detection
-
 bool with_checksums(const ReencryptRun& run) { return run.state.resilience.area_type == "checksum"; }
 
+// The unit a step decides on and writes whole: the checksum block (a write that tore one would
+// leave it neither old nor new to its checksum), else the sector.
 uint64_t block_size(const ReencryptRun& run) {
-  return run.state.resilience.sector_size != 0 ? run.state.resilience.sector_size : kBlock;
+  return with_checksums(run) ? run.state.resilience.sector_size : run.state.next.sector_size;
 }
 
 // Where the plaintext offset `at` of a hotzone lies now, and where it goes. An encryption's first
@@ -88,10 +88,11 @@ Status read_zone(const ReencryptRun& run, ReadZone& zone) {
 
 // Moves the hotzone's data under the new key where the new segment has it, then flushes.
 //
-// Reencryption: sectors whose ciphertext is all zeros (holes) are neither changed nor written: a
+// Reencryption: blocks whose ciphertext is all zeros (holes) are neither changed nor written: a
 // write of zeros would turn a hole in an RBD object, which librbd's native layer reads as zeros on
-// BlueStore, into written zeros, which it decrypts to noise. With still_old, the blocks it says
-// hold new ciphertext already are left too.
+// BlueStore, into written zeros, which it decrypts to noise. A block with data is written whole,
+// its all-zero sectors as encrypted zeros (they read as zeros before and after). With still_old,
+// the blocks it says hold new ciphertext already are left too.
 // Encryption: plaintext blocks of zeros on RBD become holes (as `import` leaves them) wherever the
 // destination held data, and stay unwritten where it did not; on files every sector is encrypted,
 // as cryptsetup does.
@@ -102,9 +103,11 @@ Status rewrite_zone(ReencryptRun& run, std::span<uint8_t> zone, uint64_t at, con
   const bool encrypting = run.state.encrypting();
   const bool thin = run.image.peers_read_holes_as_zeros();
   const uint64_t dest = dest_offset(run, at);
-  const auto action = [&](uint64_t s) {
-    if (encrypting) return thin && is_zero(zone.subspan(s, sector)) ? Action::make_hole : Action::write;
-    if (is_zero(zone.subspan(s, sector)) || (still_old != nullptr && !(*still_old)[s / block])) return Action::leave;
+  // Decided block by block, never sector by sector: see block_size().
+  const auto action = [&](uint64_t b) {
+    const bool zero = is_zero(zone.subspan(b, block));
+    if (encrypting) return thin && zero ? Action::make_hole : Action::write;
+    if (zero || (still_old != nullptr && !(*still_old)[b / block])) return Action::leave;
     return Action::write;
   };
   std::atomic<uint64_t> written{0};
@@ -124,11 +127,11 @@ Status rewrite_zone(ReencryptRun& run, std::span<uint8_t> zone, uint64_t at, con
   const auto rewrite_chunk = [&](uint64_t begin, uint64_t end) -> Status {
     uint64_t run_begin = begin;
     Action current = action(begin);
-    for (uint64_t s = begin + sector; s < end; s += sector) {
-      const Action next = action(s);
+    for (uint64_t b = begin + block; b < end; b += block) {
+      const Action next = action(b);
       if (next == current) continue;
-      RL_TRY(apply(current, run_begin, s));
-      run_begin = s;
+      RL_TRY(apply(current, run_begin, b));
+      run_begin = b;
       current = next;
     }
     return apply(current, run_begin, end);

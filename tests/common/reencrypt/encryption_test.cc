@@ -41,7 +41,7 @@ class EncryptionTest : public ::testing::Test {
   static ReencryptOptions small_steps() {
     ReencryptOptions options;
     options.hotzone_bytes = 512 << 10;
-    options.threads = 1;          // changes in a fixed order, for the crash points
+    options.threads = 1;           // changes in a fixed order, for the crash points
     options.io_bytes = 128 << 10;  // several writes per hotzone, which a crash may tear apart
     options.minimal_digest_cost = true;
     return options;

@@ -17,8 +17,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-reencrypt.XXXXXX")
 SERVER=
 cleanup() {
   [ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true
-  remove_images "rbd/$TAG-thin" "rbd/$TAG-stop"
-  [ -z "${BLUESTORE_CEPH_CONF:-}" ] || CEPH_CONF=$BLUESTORE_CEPH_CONF remove_images "rbd/$TAG-holes"
+  remove_images "rbd/$TAG-thin" "rbd/$TAG-stop" "rbd/$TAG-plain" "rbd/$TAG-ref"
+  [ -z "${BLUESTORE_CEPH_CONF:-}" ] || CEPH_CONF=$BLUESTORE_CEPH_CONF remove_images "rbd/$TAG-holes" "rbd/$TAG-plain-holes"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -127,6 +127,36 @@ err_has "resuming the reencryption"
 native_reads "$CEPH_CONF" "$TAG-stop" "$WORK/$TAG-stop.model" "$WORK/pass"
 pass "SIGINT leaves an image neither librbd native nor rbd-luks opens; the same command finishes it"
 
+# encrypt: a thin plain image, written without encryption (whole objects, for this store), becomes
+# a volume in place; librbd native reads the plaintext, and it takes the space and size that
+# `create` + `import` of the same bytes take.
+$PY - "$WORK" "$TAG-plain" <<'PYEOF'
+import os, sys, rados, rbd
+work, name = sys.argv[1:]
+with rados.Rados(conffile="") as cluster, cluster.open_ioctx("rbd") as io:
+    rbd.RBD().create(io, name, 64 << 20)
+    with rbd.Image(io, name) as img, open(os.path.join(work, "plain.model"), "wb") as model:
+        model.truncate(64 << 20)
+        for off, length in ((0, 4 << 20), (24 << 20, 4 << 20), (60 << 20, 4 << 20)):
+            data = os.urandom(length)
+            img.write(data, off)
+            model.seek(off)
+            model.write(data)
+PYEOF
+expect_exit 0 "$RBD_LUKS" encrypt "rbd:rbd/$TAG-plain" "${K[@]}" "${FAST_LUKS2[@]}"
+written=$(sed -n 's/.*: [0-9]* data bytes, \([0-9]*\) of them written.*/\1/p' "$WORK/err")
+[ "$written" = $((12 * MiB)) ] || fail "encrypt wrote $written bytes for 12 MiB of data"
+[ "$(rbdc info "rbd/$TAG-plain" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = $((80 * MiB)) ] ||
+  fail "the encrypted image is not plaintext + 16 MiB"
+native_reads "$CEPH_CONF" "$TAG-plain" "$WORK/plain.model" "$WORK/pass"
+expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-plain" "$WORK/plain.out" "${K[@]}"
+cmp -s "$WORK/plain.out" "$WORK/plain.model" || fail "rbd-luks export differs from the plaintext"
+expect_exit 0 "$RBD_LUKS" create "rbd:rbd/$TAG-ref" --size $((64 * MiB)) "${K[@]}" "${FAST_LUKS2[@]}"
+expect_exit 0 "$RBD_LUKS" import "$WORK/plain.model" "rbd:rbd/$TAG-ref" "${K[@]}"
+[ "$(used "rbd/$TAG-plain")" = "$(used "rbd/$TAG-ref")" ] ||
+  fail "encrypt uses $(used "rbd/$TAG-plain") bytes, create + import $(used "rbd/$TAG-ref")"
+pass "a thin plain image encrypted in place ($written bytes written): librbd native reads it; size and space as create + import"
+
 # On BlueStore, librbd native reads the never-written parts of a written object as zeros (its sparse
 # reads report holes); a reencryption must leave those holes unwritten, or they would read as noise.
 if [ -n "${BLUESTORE_CEPH_CONF:-}" ]; then
@@ -138,4 +168,22 @@ if [ -n "${BLUESTORE_CEPH_CONF:-}" ]; then
   expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-holes" "${K[@]}"
   native_reads "$CEPH_CONF" "$TAG-holes" "$WORK/$TAG-holes.model" "$WORK/pass"
   pass "BlueStore: the holes inside partly written objects stay holes; librbd native reads zeros there after"
+
+  rbdc create --size 40M "rbd/$TAG-plain-holes"
+  $PY - "$WORK" "$TAG-plain-holes" <<'PYEOF'
+import os, sys, rados, rbd
+work, name = sys.argv[1:]
+with rados.Rados(conffile="") as cluster, cluster.open_ioctx("rbd") as io, rbd.Image(io, name) as img:
+    with open(os.path.join(work, "plain-holes.model"), "wb") as model:
+        model.truncate(40 << 20)
+        for off, length in ((8192, 4096), ((5 << 20) + 512, 100000), ((39 << 20), 1 << 20)):
+            data = bytearray(os.urandom(length))
+            data[4096:8192] = bytes(min(4096, max(0, length - 4096)))  # zeros inside written data
+            img.write(bytes(data), off)
+            model.seek(off)
+            model.write(data)
+PYEOF
+  expect_exit 0 "$RBD_LUKS" encrypt "rbd:rbd/$TAG-plain-holes" "${K[@]}" "${FAST_LUKS2[@]}"
+  native_reads "$CEPH_CONF" "$TAG-plain-holes" "$WORK/plain-holes.model" "$WORK/pass"
+  pass "BlueStore: a plain image with partly written objects encrypted; librbd native reads zeros where nothing was"
 fi
