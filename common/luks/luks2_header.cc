@@ -294,29 +294,48 @@ uint64_t luks2_keyslot_area_size(uint64_t key_bytes, uint32_t stripes) {
   return round_up(key_bytes * stripes, kAreaAlignment);
 }
 
-Result<uint64_t> luks2_find_free_area(const Luks2Metadata& metadata, uint64_t hdr_size, uint64_t length) {
+namespace {
+
+// The free parts of the keyslots area, in order, each starting 4096-aligned: what no keyslot (of
+// either kind) uses.
+std::vector<std::pair<uint64_t, uint64_t>> free_areas(const Luks2Metadata& metadata, uint64_t hdr_size) {
   const uint64_t begin = 2 * hdr_size;
   const uint64_t end = begin + metadata.config.keyslots_size;
-  const auto no_space = [&] {
-    return Error(Errc::no_space, "no free " + std::to_string(length) + "-byte area in the LUKS2 keyslots area [" +
-                                     std::to_string(begin) + ", " + std::to_string(end) + ")");
-  };
-  if (length == 0 || length > end) return no_space();
-  const uint64_t wanted = round_up(length, kAreaAlignment);
-
   std::vector<std::pair<uint64_t, uint64_t>> used;  // offset, size
   for (const auto& entry : metadata.keyslots) used.emplace_back(entry.second.area_offset, entry.second.area_size);
   for (const auto& entry : metadata.reencrypt_keyslots) {
     used.emplace_back(entry.second.area_offset, entry.second.area_size);
   }
   std::sort(used.begin(), used.end());
+  std::vector<std::pair<uint64_t, uint64_t>> gaps;  // offset, size
   uint64_t offset = begin;
   for (const auto& [area_offset, area_size] : used) {
-    if (offset < area_offset && wanted <= area_offset - offset) break;
+    if (offset < area_offset) gaps.emplace_back(offset, area_offset - offset);
     offset = std::max(offset, round_up(area_offset + area_size, kAreaAlignment));
   }
-  if (offset > end || wanted > end - offset) return no_space();
-  return offset;
+  if (offset < end) gaps.emplace_back(offset, end - offset);
+  return gaps;
+}
+
+}  // namespace
+
+Result<uint64_t> luks2_find_free_area(const Luks2Metadata& metadata, uint64_t hdr_size, uint64_t length) {
+  const uint64_t wanted = round_up(length, kAreaAlignment);
+  for (const auto& [offset, size] : free_areas(metadata, hdr_size)) {
+    if (length > 0 && wanted <= size) return offset;
+  }
+  const uint64_t begin = 2 * hdr_size;
+  return Error(Errc::no_space, "no free " + std::to_string(length) + "-byte area in the LUKS2 keyslots area [" +
+                                   std::to_string(begin) + ", " +
+                                   std::to_string(begin + metadata.config.keyslots_size) + ")");
+}
+
+std::pair<uint64_t, uint64_t> luks2_largest_free_area(const Luks2Metadata& metadata, uint64_t hdr_size) {
+  std::pair<uint64_t, uint64_t> best{2 * hdr_size, 0};
+  for (const auto& gap : free_areas(metadata, hdr_size)) {
+    if (gap.second > best.second) best = gap;
+  }
+  return best;
 }
 
 }  // namespace rbdluks

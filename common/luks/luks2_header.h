@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "luks2_binary_header.h"
 #include "luks2_metadata.h"
@@ -60,5 +61,9 @@ uint64_t luks2_keyslot_area_size(uint64_t key_bytes, uint32_t stripes);
 // The first 4096-aligned gap of length bytes (rounded up to 4096) in the keyslots area not used by
 // any keyslot, as cryptsetup's LUKS2_find_area_gap; Errc::no_space when there is none.
 Result<uint64_t> luks2_find_free_area(const Luks2Metadata& metadata, uint64_t hdr_size, uint64_t length);
+
+// The largest 4096-aligned free part of the keyslots area as (offset, size), size 0 when there is
+// none, as cryptsetup's LUKS2_find_area_max_gap (where a reencryption keeps its checksums).
+std::pair<uint64_t, uint64_t> luks2_largest_free_area(const Luks2Metadata& metadata, uint64_t hdr_size);
 
 }  // namespace rbdluks

@@ -111,6 +111,25 @@ Result<int> luks2_free_digest_id(const Luks2Metadata& metadata) {
   return Error(Errc::no_space, "all " + std::to_string(kLuks2MaxDigests) + " digests are in use");
 }
 
+void luks2_tokens_add_keyslot(Luks2Metadata& metadata, int existing, int added) {
+  for (auto& [token_id, token] : metadata.tokens.items()) {
+    if (!token.contains("keyslots") || !token["keyslots"].is_array()) continue;
+    auto& names = token["keyslots"];
+    if (std::find(names.begin(), names.end(), std::to_string(existing)) != names.end()) {
+      names.push_back(std::to_string(added));
+    }
+  }
+}
+
+void luks2_tokens_drop_keyslot(Luks2Metadata& metadata, int keyslot) {
+  for (auto& [token_id, token] : metadata.tokens.items()) {
+    if (token.contains("keyslots") && token["keyslots"].is_array()) {
+      auto& names = token["keyslots"];
+      names.erase(std::remove(names.begin(), names.end(), std::to_string(keyslot)), names.end());
+    }
+  }
+}
+
 Result<int> luks2_free_keyslot_id(const Luks2Metadata& metadata) {
   for (int id = 0; id < kLuks2MaxKeyslots; ++id) {
     if (!metadata.keyslots.contains(id) && !metadata.reencrypt_keyslots.contains(id)) return id;

@@ -45,6 +45,11 @@ Result<Luks2Digest> new_luks2_digest(std::span<const uint8_t> key, bool minimal_
 // The lowest digest id not in use; Errc::no_space when all 8 are.
 Result<int> luks2_free_digest_id(const Luks2Metadata& metadata);
 
+// Tokens (systemd-cryptenroll's, ...) name the keyslots they unlock: `added` joins every token that
+// names `existing`, and a removed keyslot leaves every token (a dangling name is invalid).
+void luks2_tokens_add_keyslot(Luks2Metadata& metadata, int existing, int added);
+void luks2_tokens_drop_keyslot(Luks2Metadata& metadata, int keyslot);
+
 // The lowest keyslot id that neither kind of keyslot uses; Errc::no_space when all 32 are.
 Result<int> luks2_free_keyslot_id(const Luks2Metadata& metadata);
 

@@ -116,13 +116,7 @@ class Luks2Volume final : public LuksVolume {
     for (auto& [digest_id, digest] : updated.metadata.digests) {
       std::erase(digest.keyslots, keyslot);
     }
-    // Tokens (e.g. systemd-cryptenroll's) name the keyslots they unlock; a dangling name is invalid.
-    for (auto& [token_id, token] : updated.metadata.tokens.items()) {
-      if (token.contains("keyslots") && token["keyslots"].is_array()) {
-        auto& names = token["keyslots"];
-        names.erase(std::remove(names.begin(), names.end(), std::to_string(keyslot)), names.end());
-      }
-    }
+    luks2_tokens_drop_keyslot(updated.metadata, keyslot);
     // Header first: if it fails nothing changed; if the wipe then fails, the slot is already gone.
     RL_TRY(write_luks2_header(image_, updated));
     header_ = std::move(updated);
@@ -224,7 +218,8 @@ class Luks2Volume final : public LuksVolume {
     }
     if (const Luks2Digest* digest = segment_digest(); digest != nullptr && !digest->keyslots.empty()) {
       // A keyslot of priority "ignore" may hold a key of another size, which never opens (the
-      // fence of a reencryption, luks2_reencrypt_state.h); the others hold the volume key.
+      // librbd fence of a reencryption, common/reencrypt/librbd_fence.h); the others hold the
+      // volume key.
       const auto& slots = header_.metadata.keyslots;
       const auto opens = std::find_if(digest->keyslots.begin(), digest->keyslots.end(),
                                       [&](int id) { return slots.at(id).priority != Luks2Priority::ignore; });

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chunked_io.h"
+#include "cipher_spec.h"
 #include "luks2_header.h"
 #include "luks2_keyslot.h"
 #include "luks2_reencrypt_digest.h"
@@ -97,7 +98,7 @@ Status begin(ReencryptRun& run, std::span<const uint8_t> passphrase, const Forma
 
   run.keys.new_key = SecureBuffer(format.key_bytes);
   RL_TRY(fill_random(run.keys.new_key.span()));
-  RL_ASSIGN(run.keys.new_cipher, cipher_for(format.cipher, run.keys.new_key.span()));
+  RL_ASSIGN(run.keys.new_cipher, make_cipher(format.cipher, run.keys.new_key.span()));
   RL_ASSIGN(KdfParams kdf, choose_kdf_params(format.kdf, format.key_bytes));
   kdf.hash = format.kdf.hash;
   RL_TRY(add_luks2_keyslot(run.header, run.image, 0, run.keys.new_key.span(), passphrase, kdf, format.cipher));

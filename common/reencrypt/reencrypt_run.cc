@@ -277,21 +277,6 @@ Status run_steps(ReencryptRun& run) {
 // same. The fence holds random bytes under a random passphrase; the end removes it.
 constexpr uint32_t kFenceKeyBytes = 65;  // the least over 64: its area is the smallest such (256 KiB)
 
-bool is_fence(const Luks2Metadata& md, int digest, int keyslot) {
-  const auto it = md.keyslots.find(keyslot);
-  return it != md.keyslots.end() && luks2_keyslot_digest(md, keyslot) == digest &&
-         it->second.priority == Luks2Priority::ignore && it->second.key_size == kFenceKeyBytes;
-}
-
-void drop_keyslot_from_tokens(Luks2Metadata& md, int id) {
-  for (auto& [token_id, token] : md.tokens.items()) {
-    if (token.contains("keyslots") && token["keyslots"].is_array()) {
-      auto& names = token["keyslots"];
-      names.erase(std::remove(names.begin(), names.end(), std::to_string(id)), names.end());
-    }
-  }
-}
-
 // The end: the header keeps only the new keyslots, digest and segment; then the old keyslots' key
 // material, the fence's and the resilience area are wiped. A crash between the two leaves a header
 // without the old key and material nothing refers to, which the next keyslot added may overwrite.
@@ -302,14 +287,14 @@ Status finish(ReencryptRun& run) {
   if (run.state.old_digest >= 0) removed = md.digests.at(run.state.old_digest).keyslots;
   auto& new_slots = md.digests.at(new_digest).keyslots;
   std::copy_if(new_slots.begin(), new_slots.end(), std::back_inserter(removed),
-               [&](int id) { return is_fence(md, new_digest, id); });
-  std::erase_if(new_slots, [&](int id) { return is_fence(md, new_digest, id); });
+               [&](int id) { return is_librbd_fence(md, new_digest, id); });
+  std::erase_if(new_slots, [&](int id) { return is_librbd_fence(md, new_digest, id); });
   std::vector<std::pair<uint64_t, uint64_t>> wipe;
   for (const int id : removed) {
     const Luks2Keyslot& ks = md.keyslots.at(id);
     wipe.emplace_back(ks.area_offset, ks.area_size);
     md.keyslots.erase(id);
-    drop_keyslot_from_tokens(md, id);
+    luks2_tokens_drop_keyslot(md, id);
   }
   const Luks2ReencryptKeyslot area = run.state.resilience;
   if (const auto digest = luks2_keyslot_digest(md, run.state.keyslot)) md.digests.erase(*digest);
@@ -329,11 +314,6 @@ Status finish(ReencryptRun& run) {
 
 }  // namespace
 
-Result<std::unique_ptr<XtsCipher>> cipher_for(const std::string& spec, std::span<const uint8_t> key) {
-  RL_TRY(check_cipher_key_size(spec, key.size()));
-  return make_xts_cipher(key);
-}
-
 Status write_run_header(ReencryptRun& run) { return write_luks2_header(run.image, run.header); }
 
 Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& passphrases) {
@@ -341,7 +321,7 @@ Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const 
   const auto unlock = [&](int digest_id, SecureBuffer& out) -> Status {
     for (const auto& passphrase : passphrases) {
       for (const int id : md.digests.at(digest_id).keyslots) {
-        if (is_fence(md, digest_id, id)) continue;
+        if (is_librbd_fence(md, digest_id, id)) continue;
         auto key = open_luks2_keyslot(run.image, md, id, passphrase);
         if (key) {
           out = std::move(*key);
@@ -367,23 +347,51 @@ Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const 
                                           ": the reencryption changes the sector size, which rbd-luks does not "
                                           "resume; finish it with cryptsetup");
     }
-    RL_ASSIGN(run.keys.old_cipher, cipher_for(run.state.previous.encryption, run.keys.old_key.span()));
+    RL_ASSIGN(run.keys.old_cipher, make_cipher(run.state.previous.encryption, run.keys.old_key.span()));
   }
-  RL_ASSIGN(run.keys.new_cipher, cipher_for(run.state.next.encryption, run.keys.new_key.span()));
+  RL_ASSIGN(run.keys.new_cipher, make_cipher(run.state.next.encryption, run.keys.new_key.span()));
   for (const int id : md.digests.at(run.state.new_digest).keyslots) {
-    if (!is_fence(md, run.state.new_digest, id)) run.report.new_keyslots.push_back(id);
+    if (!is_librbd_fence(md, run.state.new_digest, id)) run.report.new_keyslots.push_back(id);
   }
   std::sort(run.report.new_keyslots.begin(), run.report.new_keyslots.end());
   return {};
 }
 
+bool is_librbd_fence(const Luks2Metadata& md, int digest, int keyslot) {
+  const auto it = md.keyslots.find(keyslot);
+  return it != md.keyslots.end() && luks2_keyslot_digest(md, keyslot) == digest &&
+         it->second.priority == Luks2Priority::ignore && it->second.key_size == kFenceKeyBytes;
+}
+
+Status finish_interrupted_step(ReencryptRun& run) { return run.state.hotzone_length ? recover_hotzone(run) : Status{}; }
+
+Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes) {
+  Luks2Metadata& md = run.header.metadata;
+  const uint64_t needed = luks2_keyslot_area_size(key_bytes, 4000);
+  if (luks2_find_free_area(md, run.header.hdr_size, needed)) return {};
+  const auto it = md.reencrypt_keyslots.find(run.state.keyslot);
+  if (it == md.reencrypt_keyslots.end()) {
+    return Error(Errc::no_space, run.image.name() + ": no room in the keyslots area for another keyslot");
+  }
+  Luks2ReencryptKeyslot& area = it->second;
+  const uint64_t block = std::max<uint64_t>(area.sector_size, 4096);
+  if (run.state.hotzone_length || area.area_size < needed + block) {
+    return Error(Errc::no_space, run.image.name() + ": no room in the keyslots area for another keyslot");
+  }
+  area.area_size -= needed;
+  run.state.resilience = area;
+  return assign_luks2_reencrypt_digest(md, run.keys.old_key.span(), run.keys.new_key.span(),
+                                       run.options.minimal_digest_cost);
+}
+
 Status add_librbd_fence(ReencryptRun& run) {
   Luks2Metadata& md = run.header.metadata;
   auto& slots = md.digests.at(run.state.new_digest).keyslots;
-  if (!slots.empty() && is_fence(md, run.state.new_digest, slots.front())) {
+  if (!slots.empty() && is_librbd_fence(md, run.state.new_digest, slots.front())) {
     run.report.librbd_fenced = true;
     return {};
   }
+  RL_TRY(make_keyslot_room(run, kFenceKeyBytes));
   RL_ASSIGN(const int id, luks2_free_keyslot_id(md));
   SecureBuffer noise(kFenceKeyBytes + 32);
   RL_TRY(fill_random(noise.span()));
@@ -402,7 +410,7 @@ Status run_to_end(ReencryptRun& run) {
     RL_ASSIGN(const uint64_t raw_size, run.image.size());
     RL_ASSIGN(run.allocated, run.image.allocated_extents(0, raw_size));
   }
-  if (run.state.hotzone_length) RL_TRY(recover_hotzone(run));
+  RL_TRY(finish_interrupted_step(run));
   RL_TRY(run_steps(run));
   return finish(run);
 }

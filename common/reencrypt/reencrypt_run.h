@@ -47,9 +47,6 @@ struct ReencryptRun {
   std::vector<Extent> allocated;
 };
 
-// The cipher of a segment's encryption spec for key.
-Result<std::unique_ptr<XtsCipher>> cipher_for(const std::string& spec, std::span<const uint8_t> key);
-
 // Writes run.header (crash-safely, both copies).
 Status write_run_header(ReencryptRun& run);
 
@@ -58,9 +55,20 @@ Status write_run_header(ReencryptRun& run);
 // key does not open, Errc::bad_header when the digest does not match.
 Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& passphrases);
 
+// Finishes the step a crash interrupted (the header names its hotzone), if any.
+Status finish_interrupted_step(ReencryptRun& run);
+
+// Makes room in the keyslots area for a keyslot holding a key_bytes key: when no part of it is
+// free, the resilience area gives up its end (cryptsetup gives it all the space left) and the
+// state's digest is made anew for it. Only between steps: the area holds no checksums then.
+Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes);
+
 // Lists, first in the new key's digest, a keyslot that makes librbd refuse the volume (the fence,
 // reencrypt_run.cc) unless it is there already. Errc::no_space when the keyslots area has no room.
 Status add_librbd_fence(ReencryptRun& run);
+
+// Whether keyslot is such a fence in digest's keyslots (one that a run cryptsetup finished leaves).
+bool is_librbd_fence(const Luks2Metadata& metadata, int digest, int keyslot);
 
 // Recovers an interrupted step, runs the remaining steps and ends the run: the header keeps the
 // new keyslots, digest and segment only, and what held old keys or checksums is wiped. With

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "cipher_spec.h"
 #include "hotzone_checksums.h"
 #include "luks2_header.h"
 #include "luks2_keyslot.h"
@@ -21,28 +22,51 @@ namespace {
 constexpr uint64_t kBlock = 4096;  // checksum block: a filesystem block, and within one RADOS write
 constexpr const char* kChecksumHash = "sha256";
 
-// The largest free part of the keyslots area, for the checksums (cryptsetup: LUKS2_find_area_max_gap).
-std::pair<uint64_t, uint64_t> largest_free_area(const Luks2Header& header) {
-  const uint64_t begin = luks2_keyslots_area_offset(header);
-  const uint64_t end = begin + header.metadata.config.keyslots_size;
-  std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const auto& [id, ks] : header.metadata.keyslots)
-    used.emplace_back(ks.area_offset, ks.area_offset + ks.area_size);
-  std::sort(used.begin(), used.end());
-  std::pair<uint64_t, uint64_t> best{begin, 0};
-  uint64_t at = begin;
-  for (const auto& [b, e] : used) {
-    if (b > at && b - at > best.second) best = {at, b - at};
-    at = std::max(at, (e + kBlock - 1) / kBlock * kBlock);
-  }
-  if (end > at && end - at > best.second) best = {at, end - at};
-  return best;
-}
-
 std::string list(const std::vector<int>& ids) {
   std::string out;
   for (const int id : ids) out += (out.empty() ? "" : ", ") + std::to_string(id);
   return out;
+}
+
+// A keyslot for the new key that the passphrase of old keyslot old_id opens, with that keyslot's KDF
+// cost and priority, named by the tokens that name it.
+Status add_twin(ReencryptRun& run, int old_id, std::span<const uint8_t> passphrase) {
+  Luks2Metadata& md = run.header.metadata;
+  RL_ASSIGN(const int id, luks2_free_keyslot_id(md));
+  const Luks2Keyslot old_slot = md.keyslots.at(old_id);
+  RL_TRY(make_keyslot_room(run, static_cast<uint32_t>(run.keys.new_key.size())));
+  RL_TRY(add_luks2_keyslot(run.header, run.image, id, run.keys.new_key.span(), passphrase, old_slot.kdf,
+                           run.state.next.encryption));
+  md.keyslots.at(id).priority = old_slot.priority;
+  luks2_tokens_add_keyslot(md, old_id, id);
+  md.digests.at(run.state.new_digest).keyslots.push_back(id);
+  run.report.new_keyslots.push_back(id);
+  return {};
+}
+
+// On a resume, a passphrase that opens an old keyslot but no new one gets its twin now: a run
+// cryptsetup began with --key-slot N re-wrapped that keyslot only, and the end drops the old ones.
+Status twin_given_passphrases(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& passphrases) {
+  const Luks2Metadata& md = run.header.metadata;
+  const auto opens = [&](int digest, std::span<const uint8_t> passphrase) -> Result<std::vector<int>> {
+    std::vector<int> ids;
+    for (const int id : md.digests.at(digest).keyslots) {
+      auto key = open_luks2_keyslot(run.image, md, id, passphrase);
+      if (key) {
+        ids.push_back(id);
+      } else if (!key.error().is(Errc::bad_key)) {
+        return std::move(key).error();
+      }
+    }
+    return ids;
+  };
+  for (const auto& passphrase : passphrases) {
+    RL_ASSIGN(const std::vector<int> new_ones, opens(run.state.new_digest, passphrase));
+    if (!new_ones.empty()) continue;
+    RL_ASSIGN(const std::vector<int> old_ones, opens(run.state.old_digest, passphrase));
+    for (const int old_id : old_ones) RL_TRY(add_twin(run, old_id, passphrase));
+  }
+  return {};
 }
 
 // Starts a reencryption: the new key, its keyslots (one for each old one a passphrase opens, with
@@ -54,6 +78,14 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   const Luks2Segment old_segment = md.segments.at(0);
   const auto old_digest = luks2_segment_digest(md, 0);
   if (!old_digest) return Error(Errc::bad_header, run.image.name() + ": the data segment has no digest");
+
+  // A fence that a run cryptsetup finished left behind (reencrypt_run.h) holds no key: it goes.
+  for (const int id : std::vector<int>(md.digests.at(*old_digest).keyslots)) {
+    if (!is_librbd_fence(md, *old_digest, id)) continue;
+    md.keyslots.erase(id);
+    std::erase(md.digests.at(*old_digest).keyslots, id);
+    luks2_tokens_drop_keyslot(md, id);
+  }
 
   // Which keyslot each passphrase opens, and the old key.
   std::map<int, size_t> opened;  // keyslot -> passphrase
@@ -89,35 +121,21 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   const uint32_t new_key_bytes = run.options.key_bytes.value_or(static_cast<uint32_t>(run.keys.old_key.size()));
   run.keys.new_key = SecureBuffer(new_key_bytes);
   RL_TRY(fill_random(run.keys.new_key.span()));
-  RL_ASSIGN(run.keys.old_cipher, cipher_for(old_segment.encryption, run.keys.old_key.span()));
-  RL_ASSIGN(run.keys.new_cipher, cipher_for(new_segment.encryption, run.keys.new_key.span()));
+  RL_ASSIGN(run.keys.old_cipher, make_cipher(old_segment.encryption, run.keys.old_key.span()));
+  RL_ASSIGN(run.keys.new_cipher, make_cipher(new_segment.encryption, run.keys.new_key.span()));
 
   // The new keyslots, in free parts of the keyslots area, flushed before the header lists them.
   RL_ASSIGN(Luks2Digest new_digest, new_luks2_digest(run.keys.new_key.span(), run.options.minimal_digest_cost));
-  for (const auto& [old_id, passphrase] : opened) {
-    RL_ASSIGN(const int id, luks2_free_keyslot_id(md));
-    const Luks2Keyslot old_slot = md.keyslots.at(old_id);
-    RL_TRY(add_luks2_keyslot(run.header, run.image, id, run.keys.new_key.span(), passphrases[passphrase], old_slot.kdf,
-                             new_segment.encryption));
-    md.keyslots.at(id).priority = old_slot.priority;
-    for (auto& [token_id, token] : md.tokens.items()) {
-      if (!token.contains("keyslots") || !token["keyslots"].is_array()) continue;
-      auto& names = token["keyslots"];
-      if (std::find(names.begin(), names.end(), std::to_string(old_id)) != names.end()) {
-        names.push_back(std::to_string(id));
-      }
-    }
-    new_digest.keyslots.push_back(id);
-    run.report.new_keyslots.push_back(id);
-  }
   RL_ASSIGN(const int new_digest_id, luks2_free_digest_id(md));
   md.digests[new_digest_id] = std::move(new_digest);
   run.state.new_digest = new_digest_id;
+  run.state.next = new_segment;
+  for (const auto& [old_id, passphrase] : opened) RL_TRY(add_twin(run, old_id, passphrases[passphrase]));
   if (auto fenced = add_librbd_fence(run); !fenced && !fenced.error().is(Errc::no_space)) return fenced;
 
   // The checksum area: the largest part of the keyslots area left.
   RL_ASSIGN(const int reencrypt_id, luks2_free_keyslot_id(md));
-  const auto [area_offset, area_size] = largest_free_area(run.header);
+  const auto [area_offset, area_size] = luks2_largest_free_area(md, run.header.hdr_size);
   Luks2ReencryptKeyslot slot;
   slot.mode = "reencrypt";
   slot.direction = "forward";
@@ -174,12 +192,15 @@ Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::
     }
     RL_TRY(unlock_recorded_run(run, passphrases));
     run.report.resumed = true;
+    // New keyslots may take room from the resilience area, which holds no checksums once the
+    // interrupted step is done.
+    RL_TRY(finish_interrupted_step(run));
+    RL_TRY(twin_given_passphrases(run, passphrases));
     // A run cryptsetup began has no fence; one that fits goes in before any data moves.
-    if (auto fenced = add_librbd_fence(run); fenced) {
-      RL_TRY(write_run_header(run));
-    } else if (!fenced.error().is(Errc::no_space)) {
+    if (auto fenced = add_librbd_fence(run); !fenced && !fenced.error().is(Errc::no_space)) {
       return std::move(fenced).error();
     }
+    RL_TRY(write_run_header(run));
   } else {
     RL_TRY(begin(run, passphrases, raw_size));
   }
