@@ -58,6 +58,7 @@ step "running unit and cluster tests under ASan+UBSan"
 # a timed benchmark that would only take a minute more; and the OSD failure tests, which would start a
 # second cluster for about a minute of what the cluster does, while the error paths they reach in
 # rbd-luks are the ones the blocklist and stalled-pool tests drive here. The main run covers them all.
+# reencrypt_rbd runs here without its BlueStore part, for the same reason as thin_images.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j 2 -L 'unit|rbd' --timeout 900 \
   -E '^(rbd\.(fio_engine|nbdkit_plugin|preload_clients|installed_client|bench_io|thin_images)|ceph_bluestore\..*|UncachedFailureTest\..*|CacheModes/OsdRestartTest\..*)$'

@@ -130,6 +130,12 @@ void luks2_tokens_drop_keyslot(Luks2Metadata& metadata, int keyslot) {
   }
 }
 
+std::string keyslot_list(const std::vector<int>& ids) {
+  std::string out = ids.size() == 1 ? "keyslot " : "keyslots ";
+  for (size_t i = 0; i < ids.size(); ++i) out += (i == 0 ? "" : ", ") + std::to_string(ids[i]);
+  return out;
+}
+
 Result<int> luks2_free_keyslot_id(const Luks2Metadata& metadata) {
   for (int id = 0; id < kLuks2MaxKeyslots; ++id) {
     if (!metadata.keyslots.contains(id) && !metadata.reencrypt_keyslots.contains(id)) return id;

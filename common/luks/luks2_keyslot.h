@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "kdf.h"
 #include "luks2_header.h"
@@ -49,6 +50,9 @@ Result<int> luks2_free_digest_id(const Luks2Metadata& metadata);
 // names `existing`, and a removed keyslot leaves every token (a dangling name is invalid).
 void luks2_tokens_add_keyslot(Luks2Metadata& metadata, int existing, int added);
 void luks2_tokens_drop_keyslot(Luks2Metadata& metadata, int keyslot);
+
+// "keyslot 3" or "keyslots 1, 3", for messages.
+std::string keyslot_list(const std::vector<int>& ids);
 
 // The lowest keyslot id that neither kind of keyslot uses; Errc::no_space when all 32 are.
 Result<int> luks2_free_keyslot_id(const Luks2Metadata& metadata);

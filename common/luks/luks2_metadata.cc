@@ -770,11 +770,12 @@ Result<Luks2Metadata> parse_luks2_metadata(std::span<const uint8_t> json_area, u
   if (m.segments.size() > 1) {
     m.unsupported.push_back(std::to_string(m.segments.size()) + " data segments, only one is supported");
   }
-  // An unfinished reencryption explains all the rest (its segments, flags and IV offsets).
-  if (const auto it = std::find_if(m.unsupported.begin(), m.unsupported.end(),
-                                   [](const std::string& r) { return r.starts_with("a reencryption"); });
-      it != m.unsupported.end()) {
-    m.unsupported = {*it};
+  // An unfinished reencryption explains its segments, flags and IV offsets; other requirements stay.
+  if (std::any_of(m.unsupported.begin(), m.unsupported.end(),
+                  [](const std::string& r) { return r.starts_with("a reencryption"); })) {
+    std::erase_if(m.unsupported, [](const std::string& r) {
+      return !r.starts_with("a reencryption") && !r.starts_with("the header has mandatory requirements");
+    });
   }
   m.tokens = *tokens;
   RL_TRY(validate_luks2_metadata(m, hdr_size));

@@ -184,6 +184,9 @@ Result<Luks2ReencryptState> luks2_reencrypt_state(const Luks2Metadata& metadata,
       return unsupported("the header requires \"" + name.substr(0, 64) + "\"; only " + kRequirement +
                          " is resumed (finish it with the cryptsetup that began it)");
     }
+    if (!name.starts_with("online-reencrypt")) {
+      return unsupported("the header also requires \"" + name.substr(0, 64) + "\", which rbd-luks does not implement");
+    }
   }
   if (std::find(names.begin(), names.end(), kRequirement) == names.end()) {
     return bad(std::string("the requirement ") + kRequirement + " is missing");

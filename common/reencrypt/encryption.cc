@@ -7,6 +7,7 @@
 
 #include "chunked_io.h"
 #include "cipher_spec.h"
+#include "librbd_fence.h"
 #include "luks2_header.h"
 #include "luks2_keyslot.h"
 #include "luks2_reencrypt_digest.h"
@@ -156,6 +157,50 @@ Status check_plaintext_image(RawImage& image, const FormatOptions& format, uint6
   return {};
 }
 
+// Resumes the encryption the header records: its key, the interrupted step, the fence.
+Status resume(ReencryptRun& run, std::span<const uint8_t> passphrase, uint64_t raw_size) {
+  RL_ASSIGN(run.state, luks2_reencrypt_state(run.header.metadata, raw_size));
+  if (!run.state.encrypting()) {
+    return Error(Errc::usage,
+                 run.image.name() + ": a reencryption is under way; run `rbd-luks reencrypt` again to finish it");
+  }
+  RL_TRY(unlock_recorded_run(run, {passphrase}));
+  run.report.resumed = true;
+  RL_TRY(finish_interrupted_step(run));  // before the fence may take room from the area
+  if (auto fenced = add_librbd_fence(run); !fenced && !fenced.error().is(Errc::no_space)) return fenced;
+  return write_run_header(run);
+}
+
+// Starts (or starts again, after a crash before the header) from the marker: grows the image,
+// copies the first bytes away, writes the header of step 0. marker is set when it was absent.
+Status start(ReencryptRun& run, std::span<const uint8_t> passphrase, const FormatOptions& format,
+             std::optional<Marker>& marker, uint64_t raw_size) {
+  RawImage& image = run.image;
+  if (!marker) {
+    const uint64_t shift = format.data_offset.value_or(kDefaultShift);
+    RL_TRY(check_plaintext_image(image, format, raw_size, shift));
+    marker = Marker{raw_size, shift, false};
+    RL_TRY(write_marker(image, *marker));
+  } else {
+    run.report.resumed = true;
+  }
+  const uint64_t grown = marker->plaintext_size + 2 * marker->shift;
+  if (raw_size != grown) {
+    if (raw_size != marker->plaintext_size) {
+      return Error(Errc::failure, image.name() + ": " + std::to_string(raw_size) + " bytes, neither the " +
+                                      std::to_string(marker->plaintext_size) + " of the plaintext nor the " +
+                                      std::to_string(grown) + " of an encryption under way");
+    }
+    RL_TRY(image.resize(grown));
+  }
+  if (!marker->moved) {
+    RL_TRY(move_first_bytes(image, *marker, run.options));
+    marker->moved = true;
+    RL_TRY(write_marker(image, *marker));
+  }
+  return begin(run, passphrase, format, *marker);
+}
+
 }  // namespace
 
 Result<bool> encryption_started(RawImage& image) {
@@ -168,24 +213,12 @@ Result<bool> encryption_started(RawImage& image) {
 Result<ReencryptReport> encrypt_luks2(RawImage& image, std::span<const uint8_t> passphrase, const FormatOptions& format,
                                       const ReencryptOptions& options) {
   RL_ASSIGN(std::optional<Marker> marker, read_marker(image));
-  RL_ASSIGN(uint64_t raw_size, image.size());
+  RL_ASSIGN(const uint64_t raw_size, image.size());
   auto loaded = read_luks2_header(image);
   ReencryptRun run(image, options);
   if (loaded && luks2_reencrypt_in_progress(loaded->header.metadata)) {
     run.header = std::move(loaded->header);
-    RL_ASSIGN(run.state, luks2_reencrypt_state(run.header.metadata, raw_size));
-    if (!run.state.encrypting()) {
-      return Error(Errc::usage,
-                   image.name() + ": a reencryption is under way; run `rbd-luks reencrypt` again to finish it");
-    }
-    const std::vector<std::span<const uint8_t>> passphrases = {passphrase};
-    RL_TRY(unlock_recorded_run(run, passphrases));
-    run.report.resumed = true;
-    if (auto fenced = add_librbd_fence(run); fenced) {
-      RL_TRY(write_run_header(run));
-    } else if (!fenced.error().is(Errc::no_space)) {
-      return std::move(fenced).error();
-    }
+    RL_TRY(resume(run, passphrase, raw_size));
   } else if (loaded || holds_luks_magic(image)) {
     if (!marker || !marker->moved) {
       return Error(Errc::usage, image.name() + " holds a LUKS header already; nothing to encrypt");
@@ -195,34 +228,9 @@ Result<ReencryptReport> encrypt_luks2(RawImage& image, std::span<const uint8_t> 
       run.report.resumed = true;
       return std::move(run.report);
     }
-  }
-  if (!run.header.metadata.reencrypt_keyslots.empty()) {
-    // resuming the steps
+    RL_TRY(start(run, passphrase, format, marker, raw_size));  // the header never got written
   } else {
-    if (!marker) {
-      const uint64_t shift = format.data_offset.value_or(kDefaultShift);
-      RL_TRY(check_plaintext_image(image, format, raw_size, shift));
-      marker = Marker{raw_size, shift, false};
-      RL_TRY(write_marker(image, *marker));
-    } else {
-      run.report.resumed = true;
-    }
-    const uint64_t grown = marker->plaintext_size + 2 * marker->shift;
-    if (raw_size != grown) {
-      if (raw_size != marker->plaintext_size) {
-        return Error(Errc::failure, image.name() + ": " + std::to_string(raw_size) + " bytes, neither the " +
-                                        std::to_string(marker->plaintext_size) + " of the plaintext nor the " +
-                                        std::to_string(grown) + " of an encryption under way");
-      }
-      RL_TRY(image.resize(grown));
-      raw_size = grown;
-    }
-    if (!marker->moved) {
-      RL_TRY(move_first_bytes(image, *marker, options));
-      marker->moved = true;
-      RL_TRY(write_marker(image, *marker));
-    }
-    RL_TRY(begin(run, passphrase, format, *marker));
+    RL_TRY(start(run, passphrase, format, marker, raw_size));
   }
   RL_TRY(run_to_end(run));
   if (marker) RL_TRY(cut_back(image, *marker));

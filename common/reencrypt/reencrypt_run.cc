@@ -11,6 +11,7 @@
 #include "cipher_spec.h"
 #include "hotzone_checksums.h"
 #include "keyslot_material.h"
+#include "librbd_fence.h"
 #include "luks2_keyslot.h"
 #include "luks2_reencrypt_digest.h"
 #include "random.h"
@@ -206,6 +207,9 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> plan_zones(const ReencryptRun
   if (with_checksums(run)) {
     RL_ASSIGN(const uint64_t capacity, checksum_capacity(run.state.resilience));
     hotzone_max = std::min(hotzone_max, capacity / block * block);
+    if (hotzone_max == 0) {
+      return Error(Errc::bad_header, run.image.name() + ": the reencryption's checksum area holds no block's hash");
+    }
   }
   std::vector<std::pair<uint64_t, uint64_t>> zones;
   const auto add = [&](uint64_t at, uint64_t length) {
@@ -267,15 +271,6 @@ Status run_steps(ReencryptRun& run) {
   run.state.progress = run.state.data_size;
   return {};
 }
-
-// librbd 16's native encryption opens a volume in reencryption with the new key alone
-// (libcryptsetup's crypt_volume_key_get heeds no requirement) and would read the data not yet
-// rewritten as noise. It asks for the key into a 64-byte buffer, and libcryptsetup sizes the key by
-// the first keyslot of the new key's digest: a keyslot listed first there that holds a larger key
-// makes that call fail, so librbd refuses to open the image. cryptsetup's reencryption opens
-// keyslots one by one and never tries one of priority "ignore", so it resumes and finishes all the
-// same. The fence holds random bytes under a random passphrase; the end removes it.
-constexpr uint32_t kFenceKeyBytes = 65;  // the least over 64: its area is the smallest such (256 KiB)
 
 // The end: the header keeps only the new keyslots, digest and segment; then the old keyslots' key
 // material, the fence's and the resilience area are wiped. A crash between the two leaves a header
@@ -357,12 +352,6 @@ Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const 
   return {};
 }
 
-bool is_librbd_fence(const Luks2Metadata& md, int digest, int keyslot) {
-  const auto it = md.keyslots.find(keyslot);
-  return it != md.keyslots.end() && luks2_keyslot_digest(md, keyslot) == digest &&
-         it->second.priority == Luks2Priority::ignore && it->second.key_size == kFenceKeyBytes;
-}
-
 Status finish_interrupted_step(ReencryptRun& run) { return run.state.hotzone_length ? recover_hotzone(run) : Status{}; }
 
 Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes) {
@@ -384,28 +373,9 @@ Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes) {
                                        run.options.minimal_digest_cost);
 }
 
-Status add_librbd_fence(ReencryptRun& run) {
-  Luks2Metadata& md = run.header.metadata;
-  auto& slots = md.digests.at(run.state.new_digest).keyslots;
-  if (!slots.empty() && is_librbd_fence(md, run.state.new_digest, slots.front())) {
-    run.report.librbd_fenced = true;
-    return {};
-  }
-  RL_TRY(make_keyslot_room(run, kFenceKeyBytes));
-  RL_ASSIGN(const int id, luks2_free_keyslot_id(md));
-  SecureBuffer noise(kFenceKeyBytes + 32);
-  RL_TRY(fill_random(noise.span()));
-  const KdfParams kdf{KdfType::pbkdf2, "sha256", 1000, 0, 0};
-  RL_TRY(add_luks2_keyslot(run.header, run.image, id, noise.span().first(kFenceKeyBytes),
-                           noise.span().subspan(kFenceKeyBytes), kdf, "aes-xts-plain64", 64));
-  md.keyslots.at(id).priority = Luks2Priority::ignore;
-  slots.insert(slots.begin(), id);
-  run.report.librbd_fenced = true;
-  return {};
-}
-
 Status run_to_end(ReencryptRun& run) {
   run.report.data_bytes = run.state.data_size;
+  if (run.options.check_alone) RL_TRY(run.options.check_alone());
   if (run.image.peers_read_holes_as_zeros()) {
     RL_ASSIGN(const uint64_t raw_size, run.image.size());
     RL_ASSIGN(run.allocated, run.image.allocated_extents(0, raw_size));

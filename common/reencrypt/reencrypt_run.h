@@ -1,6 +1,6 @@
 // The part of a reencryption that every mode shares, once its header holds the state: the keys, the
 // steps (each moving one hotzone under the new key, crash-safe), the recovery of an interrupted
-// step, the fence that keeps librbd out, and the end. reencryption.cc starts a reencryption and
+// step, and the end (librbd_fence.h keeps librbd out meanwhile). reencryption.cc starts a reencryption and
 // encryption.cc an encryption; both then hand the run to run_to_end().
 //
 // A step, for a hotzone [at, at + length) of plaintext offsets:
@@ -62,13 +62,6 @@ Status finish_interrupted_step(ReencryptRun& run);
 // free, the resilience area gives up its end (cryptsetup gives it all the space left) and the
 // state's digest is made anew for it. Only between steps: the area holds no checksums then.
 Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes);
-
-// Lists, first in the new key's digest, a keyslot that makes librbd refuse the volume (the fence,
-// reencrypt_run.cc) unless it is there already. Errc::no_space when the keyslots area has no room.
-Status add_librbd_fence(ReencryptRun& run);
-
-// Whether keyslot is such a fence in digest's keyslots (one that a run cryptsetup finished leaves).
-bool is_librbd_fence(const Luks2Metadata& metadata, int digest, int keyslot);
 
 // Recovers an interrupted step, runs the remaining steps and ends the run: the header keeps the
 // new keyslots, digest and segment only, and what held old keys or checksums is wiped. With

@@ -7,6 +7,7 @@
 
 #include "cipher_spec.h"
 #include "hotzone_checksums.h"
+#include "librbd_fence.h"
 #include "luks2_header.h"
 #include "luks2_keyslot.h"
 #include "luks2_reencrypt_digest.h"
@@ -21,12 +22,6 @@ namespace {
 
 constexpr uint64_t kBlock = 4096;  // checksum block: a filesystem block, and within one RADOS write
 constexpr const char* kChecksumHash = "sha256";
-
-std::string list(const std::vector<int>& ids) {
-  std::string out;
-  for (const int id : ids) out += (out.empty() ? "" : ", ") + std::to_string(id);
-  return out;
-}
 
 // A keyslot for the new key that the passphrase of old keyslot old_id opens, with that keyslot's KDF
 // cost and priority, named by the tokens that name it.
@@ -109,8 +104,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
     if (!opened.contains(id)) unopened.push_back(id);
   }
   if (!unopened.empty() && !run.options.drop_unopened_keyslots) {
-    return Error(Errc::usage, run.image.name() + ": no passphrase given opens keyslot" +
-                                  (unopened.size() > 1 ? "s " : " ") + list(unopened) +
+    return Error(Errc::usage, run.image.name() + ": no passphrase given opens " + keyslot_list(unopened) +
                                   ", which would stop working; give its passphrase too, or drop it with --force");
   }
   run.report.dropped_keyslots = unopened;

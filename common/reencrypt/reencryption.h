@@ -38,6 +38,10 @@ struct ReencryptOptions {
   std::function<void(uint64_t done, uint64_t total)> progress;
   // Polled between steps; true stops the run there, resumable (SIGINT).
   std::function<bool()> stop_requested;
+  // Called once the header records the run (no client opens the volume after that) and before any
+  // data moves: an error stops the run there, resumable. The CLI fails it when another client has
+  // the image open, one that may have opened it just before the header changed.
+  std::function<Status()> check_alone;
 };
 
 struct ReencryptReport {

@@ -14,6 +14,7 @@
 #include "format_options.h"
 #include "key_source.h"
 #include "luks2_header.h"
+#include "luks2_keyslot.h"
 #include "luks2_reencrypt_state.h"
 #include "progress.h"
 #include "reencryption.h"
@@ -51,12 +52,6 @@ class StopOnSignal {
   struct sigaction old_int_ {
   }, old_term_{};
 };
-
-std::string list(const std::vector<int>& ids) {
-  std::string out;
-  for (const int id : ids) out += (out.empty() ? "" : ", ") + std::to_string(id);
-  return out;
-}
 
 // What both commands take: --hotzone-size, --threads, a progress bar, and Ctrl-C.
 Result<ReencryptOptions> run_options_from(const CommandLine& cl, const std::string& label) {
@@ -114,15 +109,24 @@ struct Rewrite {
   std::unique_ptr<HeaderLock> header_lock;
 };
 
+constexpr const char* kOtherClient = "it would go on reading and writing the data as it was; close it first";
+
 Result<Rewrite> open_for_rewrite(const CommandLine& cl, const std::string& spec, const std::string& command) {
   Rewrite out;
   RL_ASSIGN(out.target, parse_target(spec));
   if (out.target.snapshot) return Error(Errc::usage, spec + ": a snapshot cannot be rewritten");
   RL_ASSIGN(out.image, open_target(cl, out.target, OpenMode::read_write));
-  RL_TRY(refuse_other_clients(out.target, *out.image,
-                              "it would go on reading and writing the data as it was; close it first"));
+  RL_TRY(refuse_other_clients(out.target, *out.image, kOtherClient));
   RL_ASSIGN(out.header_lock, lock_header_for(*out.image, "rbd-luks " + command));
   return out;
+}
+
+// Asked again once the header records the run: a client may have opened the image in between.
+void check_alone_later(ReencryptOptions& options, const Rewrite& rewrite) {
+  options.check_alone = [&rewrite] {
+    return refuse_other_clients(rewrite.target, *rewrite.image,
+                                std::string(kOtherClient) + ", then run the same command again");
+  };
 }
 
 void warn_if_unfenced(const CommandLine& cl, const Rewrite& rewrite, const ReencryptReport& report) {
@@ -144,7 +148,8 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   if (cl.has("resume") && !resuming) {
     return Error(Errc::usage, args[0] + ": no reencryption to resume (the header records none)");
   }
-  RL_ASSIGN(const ReencryptOptions options, reencrypt_options_from(cl, resuming));
+  RL_ASSIGN(ReencryptOptions options, reencrypt_options_from(cl, resuming));
+  check_alone_later(options, rewrite);
 
   std::vector<SecureBuffer> secrets;
   RL_ASSIGN(secrets.emplace_back(), passphrase_for(cl, image));
@@ -164,8 +169,8 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   RL_TRY(rewrite.header_lock->release());
   std::string line = "reencrypted " + args[0] + ": " + std::to_string(report.bytes_written) + " of " +
                      std::to_string(report.data_bytes) + " data bytes rewritten under a new volume key";
-  if (!report.new_keyslots.empty()) line += "; keyslots " + list(report.new_keyslots) + " open it";
-  if (!report.dropped_keyslots.empty()) line += "; keyslots " + list(report.dropped_keyslots) + " were dropped";
+  if (!report.new_keyslots.empty()) line += "; the new key is in " + keyslot_list(report.new_keyslots);
+  if (!report.dropped_keyslots.empty()) line += "; " + keyslot_list(report.dropped_keyslots) + " dropped";
   inform(cl, line);
   return {};
 }
@@ -178,6 +183,7 @@ Status cmd_encrypt(const CommandLine& cl, const Args& args) {
   if (format.version != 2) return Error(Errc::usage, "encrypt makes LUKS2 volumes only (--type luks2)");
   RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "encrypt"));
   options.minimal_digest_cost = format.kdf.force_iterations.has_value();
+  check_alone_later(options, rewrite);
   RL_ASSIGN(const bool resuming, encryption_started(image));
 
   // A new key is recorded before the run begins: if it stops half way, finishing it needs the key.
