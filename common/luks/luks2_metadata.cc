@@ -471,6 +471,23 @@ Status validate_segments(const Luks2Metadata& m, uint64_t keyslots_end) {
   return {};
 }
 
+// A keyslot's area lies inside the keyslots area and overlaps no other luks2 keyslot's.
+Status check_area(const Luks2Metadata& m, int id, uint64_t offset, uint64_t size, uint64_t keyslots_begin,
+                  uint64_t keyslots_end) {
+  const std::string where = "keyslot " + std::to_string(id);
+  if (offset < keyslots_begin || offset > UINT64_MAX - size || offset + size > keyslots_end) {
+    return bad(where + ": area [" + std::to_string(offset) + ", +" + std::to_string(size) +
+               ") is outside the keyslots area [" + std::to_string(keyslots_begin) + ", " +
+               std::to_string(keyslots_end) + ")");
+  }
+  for (const auto& [other_id, other] : m.keyslots) {
+    if (other_id != id && overlap(offset, offset + size, other.area_offset, other.area_offset + other.area_size)) {
+      return bad(where + ": area overlaps the area of keyslot " + std::to_string(other_id));
+    }
+  }
+  return {};
+}
+
 Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64_t keyslots_end) {
   for (const auto& [id, k] : m.keyslots) {
     const std::string where = "keyslot " + std::to_string(id);
@@ -495,18 +512,7 @@ Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64
     RL_TRY(check_kdf_cost(k.kdf, where + " kdf"));
     if (k.area_encryption.empty()) return bad(where + ": area encryption is empty");
     if (k.area_size == 0) return bad(where + ": area size is 0");
-    if (k.area_offset < keyslots_begin || k.area_offset > UINT64_MAX - k.area_size ||
-        k.area_offset + k.area_size > keyslots_end) {
-      return bad(where + ": area [" + std::to_string(k.area_offset) + ", +" + std::to_string(k.area_size) +
-                 ") is outside the keyslots area [" + std::to_string(keyslots_begin) + ", " +
-                 std::to_string(keyslots_end) + ")");
-    }
-    for (const auto& [other_id, other] : m.keyslots) {
-      if (other_id != id &&
-          overlap(k.area_offset, k.area_offset + k.area_size, other.area_offset, other.area_offset + other.area_size)) {
-        return bad(where + ": area overlaps the area of keyslot " + std::to_string(other_id));
-      }
-    }
+    RL_TRY(check_area(m, id, k.area_offset, k.area_size, keyslots_begin, keyslots_end));
     const bool has_digest = std::any_of(m.digests.begin(), m.digests.end(),
                                         [id = id](const auto& d) { return contains(d.second.keyslots, id); });
     if (!has_digest) return bad(where + " is not assigned to any digest");
@@ -517,17 +523,7 @@ Status validate_keyslots(const Luks2Metadata& m, uint64_t keyslots_begin, uint64
     if (id < 0 || id >= kLuks2MaxKeyslots) return bad(where + " is out of the range 0 to 31");
     if (m.keyslots.contains(id)) return bad(where + " is both a luks2 and a reencrypt keyslot");
     // cryptsetup's "none" and datashift types may have an empty area; any area must fit.
-    if (k.area_offset < keyslots_begin || k.area_offset > UINT64_MAX - k.area_size ||
-        k.area_offset + k.area_size > keyslots_end) {
-      return bad(where + ": area [" + std::to_string(k.area_offset) + ", +" + std::to_string(k.area_size) +
-                 ") is outside the keyslots area [" + std::to_string(keyslots_begin) + ", " +
-                 std::to_string(keyslots_end) + ")");
-    }
-    for (const auto& [other_id, other] : m.keyslots) {
-      if (overlap(k.area_offset, k.area_offset + k.area_size, other.area_offset, other.area_offset + other.area_size)) {
-        return bad(where + ": area overlaps the area of keyslot " + std::to_string(other_id));
-      }
-    }
+    RL_TRY(check_area(m, id, k.area_offset, k.area_size, keyslots_begin, keyslots_end));
     const bool has_digest = std::any_of(m.digests.begin(), m.digests.end(),
                                         [id = id](const auto& d) { return contains(d.second.keyslots, id); });
     if (!has_digest) return bad(where + " is not assigned to any digest");

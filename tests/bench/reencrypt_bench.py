@@ -55,6 +55,18 @@ def random_file(path, size):
             f.write(os.urandom(1 << 20))
 
 
+def rounds(count, label, runs):
+    """Each round runs every entry of runs (name: a call returning (seconds, busy CPU seconds)), the
+    order reversed every other round."""
+    rows = []
+    for r in range(count):
+        names = list(runs) if r % 2 == 0 else list(reversed(runs))
+        row = {name: runs[name]() for name in names}
+        rows.append(row)
+        print(f"{label} round {r + 1}: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in row.items()), file=sys.stderr)
+    return rows
+
+
 def rbd_rounds(a, rbd_luks, work):
     image = f"{a.pool}/reencrypt-bench-{os.getpid()}"
     key = os.path.join(work, "pass")
@@ -63,22 +75,18 @@ def rbd_rounds(a, rbd_luks, work):
     run([rbd_luks, "create", f"rbd:{image}", "--size", str(a.size), "--passphrase-file", key, *FAST])
     run([rbd_luks, "import", data, f"rbd:{image}", "--passphrase-file", key, "-q"])
     os.unlink(data)
-    rows = []
+    def deep_cp():
+        result = timed(["rbd", "deep", "cp", image, image + "-copy", "--no-progress"])
+        run(["rbd", "rm", image + "-copy", "--no-progress"])
+        return result
+
     try:
-        for r in range(a.rounds):
-            order = ["deep-cp", "reencrypt"] if r % 2 == 0 else ["reencrypt", "deep-cp"]
-            row = {}
-            for what in order:
-                if what == "deep-cp":
-                    row[what] = timed(["rbd", "deep", "cp", image, image + "-copy", "--no-progress"])
-                    run(["rbd", "rm", image + "-copy", "--no-progress"])
-                else:
-                    row[what] = timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])
-            rows.append(row)
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in row.items()), file=sys.stderr)
+        return rounds(a.rounds, "rbd", {
+            "deep-cp": deep_cp,
+            "reencrypt": lambda: timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"]),
+        })
     finally:
         subprocess.run(["rbd", "rm", image, "--no-progress"], stderr=subprocess.DEVNULL)
-    return rows
 
 
 def file_rounds(a, rbd_luks, work):
@@ -93,19 +101,12 @@ def file_rounds(a, rbd_luks, work):
         found = subprocess.run(["losetup", "--find", "--show", image], capture_output=True, text=True)
         loop = found.stdout.strip() if found.returncode == 0 else None
     cs_target = loop or image
-    rows = []
     try:
-        for r in range(a.rounds):
-            order = ["cryptsetup", "rbd-luks"] if r % 2 == 0 else ["rbd-luks", "cryptsetup"]
-            row = {}
-            for what in order:
-                if what == "cryptsetup":
-                    row[what] = timed(["cryptsetup", "reencrypt", "-q", "--force-offline-reencrypt", "--key-file", key,
-                                       *FAST, cs_target])
-                else:
-                    row[what] = timed([rbd_luks, "reencrypt", f"file:{image}", "--passphrase-file", key, "-q"])
-            rows.append(row)
-            print(f"file round {r + 1}: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in row.items()), file=sys.stderr)
+        rows = rounds(a.rounds, "file", {
+            "cryptsetup": lambda: timed(["cryptsetup", "reencrypt", "-q", "--force-offline-reencrypt", "--key-file", key,
+                                         *FAST, cs_target]),
+            "rbd-luks": lambda: timed([rbd_luks, "reencrypt", f"file:{image}", "--passphrase-file", key, "-q"]),
+        })
     finally:
         if loop:
             subprocess.run(["losetup", "-d", loop])

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "crash_point_steps.h"
 #include "encrypted_image.h"
 #include "fault_injecting_image.h"
 #include "file_image.h"
@@ -38,14 +39,7 @@ class EncryptionTest : public ::testing::Test {
     return options;
   }
 
-  static ReencryptOptions small_steps() {
-    ReencryptOptions options;
-    options.hotzone_bytes = 512 << 10;
-    options.threads = 1;           // changes in a fixed order, for the crash points
-    options.io_bytes = 128 << 10;  // several writes per hotzone, which a crash may tear apart
-    options.minimal_digest_cost = true;
-    return options;
-  }
+  static ReencryptOptions small_steps() { return crash_point_steps(512 << 10); }
 
   Result<ReencryptReport> encrypt(RawImage& image) {
     return encrypt_luks2(image, bytes_of("passphrase"), format(), small_steps());

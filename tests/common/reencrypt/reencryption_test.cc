@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "crash_point_steps.h"
 #include "encrypted_image.h"
 #include "fault_injecting_image.h"
 #include "file_image.h"
@@ -70,14 +71,7 @@ class ReencryptionTest : public ::testing::Test {
                                             sector_size, std::nullopt);
   }
 
-  static ReencryptOptions small_steps() {
-    ReencryptOptions options;
-    options.hotzone_bytes = 64 << 10;
-    options.threads = 1;          // changes in a fixed order, for the crash points
-    options.io_bytes = 16 << 10;  // several writes per hotzone, which a crash may tear apart
-    options.minimal_digest_cost = true;
-    return options;
-  }
+  static ReencryptOptions small_steps() { return crash_point_steps(kHotzone); }
 
   Result<ReencryptReport> reencrypt(RawImage& image, const std::vector<std::string>& passphrases,
                                     const ReencryptOptions& options) {
