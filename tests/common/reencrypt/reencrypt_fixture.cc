@@ -1,0 +1,144 @@
+// The reencryption cases on any RawImage (reencrypt_fixture.h).
+#include "reencrypt_fixture.h"
+
+#include "crash_point_steps.h"
+#include "fault_injecting_image.h"
+#include "luks_volume.h"
+#include "test_support.h"
+#include "xts_cipher.h"
+
+namespace rbdluks {
+namespace {
+
+KdfRequest fast_kdf() {
+  KdfRequest kdf;
+  kdf.type = KdfType::pbkdf2;
+  kdf.force_iterations = 1000;
+  return kdf;
+}
+
+}  // namespace
+
+void ReencryptFixture::make_volume(uint32_t sector_size, bool holes) {
+  FormatOptions options;
+  options.key_bytes = 32;
+  options.sector_size = sector_size;
+  options.data_offset = kDataOffset;
+  options.kdf = fast_kdf();
+  old_key_ = random_bytes(32);
+  auto volume = format_luks(*image_, options, old_key_, bytes_of("first"));
+  ASSERT_TRUE(volume) << volume.error().message();
+  ASSERT_TRUE((*volume)->add_keyslot(old_key_, bytes_of("second"), fast_kdf()));
+  plaintext_ = random_bytes(kDataBytes);
+  auto data = data_path(old_key_, sector_size);
+  for (uint64_t s = 0; s < kDataBytes; s += sector_size) {
+    const auto sector = std::span(plaintext_).subspan(s, sector_size);
+    if (holes && s / sector_size % 7 == 3) {
+      std::fill(sector.begin(), sector.end(), uint8_t{0});
+    } else {
+      ASSERT_TRUE(data->write(s, sector));
+    }
+  }
+  ASSERT_TRUE(data->flush());
+}
+
+std::unique_ptr<EncryptedImage> ReencryptFixture::data_path(std::span<const uint8_t> key, uint32_t sector_size) {
+  auto cipher = make_xts_cipher(key);
+  EXPECT_TRUE(cipher);
+  return std::make_unique<EncryptedImage>(*image_, std::shared_ptr<const XtsCipher>(std::move(*cipher)), kDataOffset,
+                                          sector_size, std::nullopt);
+}
+
+ReencryptOptions ReencryptFixture::small_steps() { return crash_point_steps(kHotzone); }
+
+Result<ReencryptReport> ReencryptFixture::reencrypt(RawImage& image, const std::vector<std::string>& passphrases,
+                                                    const ReencryptOptions& options) {
+  std::vector<std::span<const uint8_t>> spans;
+  spans.reserve(passphrases.size());
+  for (const auto& p : passphrases) spans.push_back(bytes_of(p));
+  return reencrypt_luks2(image, spans, options);
+}
+
+void ReencryptFixture::expect_reencrypted(const std::vector<std::string>& opening, const std::string& context) {
+  auto volume = load_luks(*image_);
+  ASSERT_TRUE(volume) << context << ": " << volume.error().message();
+  ASSERT_TRUE((*volume)->supported()) << context << ": " << (*volume)->supported().error().message();
+  std::vector<uint8_t> new_key;
+  for (const auto& passphrase : opening) {
+    auto key = (*volume)->open(bytes_of(passphrase));
+    ASSERT_TRUE(key) << context << ": " << passphrase << ": " << key.error().message();
+    new_key.assign(key->volume_key.span().begin(), key->volume_key.span().end());
+  }
+  EXPECT_NE(new_key, old_key_) << context;
+  std::vector<uint8_t> back(kDataBytes);
+  ASSERT_TRUE(data_path(new_key, (*volume)->layout().sector_size)->read(0, back));
+  EXPECT_EQ(back, plaintext_) << context << ": the plaintext changed";
+  std::vector<uint8_t> under_old(kDataBytes);
+  ASSERT_TRUE(data_path(old_key_, (*volume)->layout().sector_size)->read(0, under_old));
+  for (uint64_t s = 0; s < kDataBytes; s += 4096) {
+    ASSERT_FALSE(std::equal(under_old.begin() + s, under_old.begin() + s + 4096, plaintext_.begin() + s))
+        << context << ": the old key still decrypts the sector at " << s;
+  }
+}
+
+std::vector<uint8_t> ReencryptFixture::contents() {
+  std::vector<uint8_t> bytes(kDataOffset + kDataBytes);
+  EXPECT_TRUE(image_->read(0, bytes));
+  return bytes;
+}
+
+void ReencryptFixture::put_back(const std::vector<uint8_t>& bytes) {
+  ASSERT_TRUE(image_->write(0, bytes));
+  ASSERT_TRUE(image_->flush());
+}
+
+void ReencryptFixture::check_every_crash_point(bool thorough) {
+  const auto start = contents();
+  uint64_t changes = 0;
+  {
+    FaultInjectingImage counting(*image_, 0, FaultInjectingImage::Mode::crash);
+    ASSERT_TRUE(reencrypt(counting, {"first", "second"}, small_steps()));
+    changes = counting.changes();
+  }
+  ASSERT_GT(changes, 40u);
+  for (uint64_t n = 1; n <= changes; ++n) {
+    for (const auto mode : {FaultInjectingImage::Mode::fail_once, FaultInjectingImage::Mode::crash}) {
+      if (!thorough && mode == FaultInjectingImage::Mode::fail_once) continue;
+      std::vector<std::vector<bool>> keeps = {{}};
+      if (mode == FaultInjectingImage::Mode::crash) {
+        put_back(start);
+        FaultInjectingImage probe(*image_, n, mode);
+        static_cast<void>(reencrypt(probe, {"first", "second"}, small_steps()));
+        const size_t k = probe.unflushed_writes();
+        keeps = {std::vector<bool>(k, false), std::vector<bool>(k, true)};
+        if (thorough && k > 1) {
+          std::vector<bool> first_only(k, false);
+          std::vector<bool> every_other(k, false);
+          first_only[0] = true;
+          for (size_t i = 0; i < k; i += 2) every_other[i] = true;
+          keeps.push_back(first_only);
+          keeps.push_back(every_other);
+        }
+      }
+      for (const auto& keep : keeps) {
+        put_back(start);
+        const std::string context = std::string(mode == FaultInjectingImage::Mode::crash ? "crash" : "error") +
+                                    " at change " + std::to_string(n) + " of " + std::to_string(changes) +
+                                    ", unflushed kept " + std::to_string(std::count(keep.begin(), keep.end(), true));
+        {
+          FaultInjectingImage faulty(*image_, n, mode);
+          EXPECT_FALSE(reencrypt(faulty, {"first", "second"}, small_steps())) << context;
+          if (mode == FaultInjectingImage::Mode::crash) {
+            ASSERT_TRUE(faulty.keep_unflushed(keep)) << context;
+          }
+        }
+        auto finished = reencrypt(*image_, {"first", "second"}, small_steps());
+        ASSERT_TRUE(finished) << context << ": " << finished.error().message();
+        expect_reencrypted({"first", "second"}, context);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+}  // namespace rbdluks
