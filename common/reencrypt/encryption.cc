@@ -166,7 +166,7 @@ Status resume(ReencryptRun& run, std::span<const uint8_t> passphrase, uint64_t r
   }
   RL_TRY(unlock_recorded_run(run, {passphrase}));
   run.report.resumed = true;
-  RL_TRY(finish_interrupted_step(run));  // before the fence may take room from the area
+  RL_TRY(prepare_data_moves(run));  // before the fence may take room from the area
   if (auto fenced = add_librbd_fence(run); !fenced && !fenced.error().is(Errc::no_space)) return fenced;
   return write_run_header(run);
 }

@@ -352,7 +352,17 @@ Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const 
   return {};
 }
 
-Status finish_interrupted_step(ReencryptRun& run) { return run.state.hotzone_length ? recover_hotzone(run) : Status{}; }
+Status prepare_data_moves(ReencryptRun& run) {
+  if (!run.prepared) {
+    if (run.options.check_alone) RL_TRY(run.options.check_alone());
+    if (run.image.peers_read_holes_as_zeros()) {
+      RL_ASSIGN(const uint64_t raw_size, run.image.size());
+      RL_ASSIGN(run.allocated, run.image.allocated_extents(0, raw_size));
+    }
+    run.prepared = true;
+  }
+  return run.state.hotzone_length ? recover_hotzone(run) : Status{};
+}
 
 Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes) {
   Luks2Metadata& md = run.header.metadata;
@@ -375,12 +385,7 @@ Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes) {
 
 Status run_to_end(ReencryptRun& run) {
   run.report.data_bytes = run.state.data_size;
-  if (run.options.check_alone) RL_TRY(run.options.check_alone());
-  if (run.image.peers_read_holes_as_zeros()) {
-    RL_ASSIGN(const uint64_t raw_size, run.image.size());
-    RL_ASSIGN(run.allocated, run.image.allocated_extents(0, raw_size));
-  }
-  RL_TRY(finish_interrupted_step(run));
+  RL_TRY(prepare_data_moves(run));
   RL_TRY(run_steps(run));
   return finish(run);
 }

@@ -45,6 +45,7 @@ struct ReencryptRun {
   ReencryptReport report;
   // RBD: the raw extents that held data when the run (this process's part of it) began.
   std::vector<Extent> allocated;
+  bool prepared = false;  // prepare_data_moves() has asked and read the above
 };
 
 // Writes run.header (crash-safely, both copies).
@@ -55,8 +56,10 @@ Status write_run_header(ReencryptRun& run);
 // key does not open, Errc::bad_header when the digest does not match.
 Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& passphrases);
 
-// Finishes the step a crash interrupted (the header names its hotzone), if any.
-Status finish_interrupted_step(ReencryptRun& run);
+// What comes before any data moves: once, asks options.check_alone and reads the allocation map
+// (which the recovery of an encryption's step needs too: its holes are made where data was); then
+// finishes the step a crash interrupted (the header names its hotzone), if any.
+Status prepare_data_moves(ReencryptRun& run);
 
 // Makes room in the keyslots area for a keyslot holding a key_bytes key: when no part of it is
 // free, the resilience area gives up its end (cryptsetup gives it all the space left) and the

@@ -188,7 +188,7 @@ Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::
     run.report.resumed = true;
     // New keyslots may take room from the resilience area, which holds no checksums once the
     // interrupted step is done.
-    RL_TRY(finish_interrupted_step(run));
+    RL_TRY(prepare_data_moves(run));
     RL_TRY(twin_given_passphrases(run, passphrases));
     // A run cryptsetup began has no fence; one that fits goes in before any data moves.
     if (auto fenced = add_librbd_fence(run); !fenced && !fenced.error().is(Errc::no_space)) {
