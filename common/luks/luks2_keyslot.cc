@@ -62,6 +62,14 @@ Result<SecureBuffer> open_luks2_keyslot(RawImage& image, const Luks2Metadata& me
   return candidate;
 }
 
+Result<std::optional<SecureBuffer>> try_open_luks2_keyslot(RawImage& image, const Luks2Metadata& metadata, int keyslot,
+                                                           std::span<const uint8_t> passphrase) {
+  auto key = open_luks2_keyslot(image, metadata, keyslot, passphrase);
+  if (key) return std::optional<SecureBuffer>(std::move(*key));
+  if (key.error().is(Errc::bad_key)) return std::optional<SecureBuffer>();
+  return std::move(key).error();
+}
+
 Status add_luks2_keyslot(Luks2Header& header, RawImage& image, int id, std::span<const uint8_t> key,
                          std::span<const uint8_t> passphrase, const KdfParams& kdf, const std::string& area_cipher,
                          std::optional<uint32_t> area_key_bytes) {

@@ -30,6 +30,11 @@ std::optional<int> luks2_segment_digest(const Luks2Metadata& metadata, int segme
 Result<SecureBuffer> open_luks2_keyslot(RawImage& image, const Luks2Metadata& metadata, int keyslot,
                                         std::span<const uint8_t> passphrase);
 
+// The same, with a passphrase that opens nothing as an empty result rather than an error: for callers
+// that try several passphrases on several keyslots.
+Result<std::optional<SecureBuffer>> try_open_luks2_keyslot(RawImage& image, const Luks2Metadata& metadata, int keyslot,
+                                                           std::span<const uint8_t> passphrase);
+
 // Writes the material of a new keyslot `id` holding key under passphrase, with exactly the KDF cost
 // kdf (random salt), in a free part of the keyslots area, flushes it, and adds the keyslot to
 // header.metadata, assigned to no digest yet. Nothing that a header lists is overwritten. The area's

@@ -1,4 +1,4 @@
-// The steps of a reencryption or an encryption, their recovery, the librbd fence, and the end.
+// The steps of a reencryption or an encryption, their recovery, and the end.
 #include "reencrypt_run.h"
 
 #include <algorithm>
@@ -143,6 +143,13 @@ Status rewrite_zone(ReencryptRun& run, std::span<uint8_t> zone, uint64_t at, con
   return run.image.flush();
 }
 
+// The header that ends a step: the hotzone [at, at + length) is under the new key.
+Status commit_progress_past(ReencryptRun& run, uint64_t at, uint64_t length) {
+  run.state.progress = progress_after(run, at, length);
+  set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
+  return write_run_header(run);
+}
+
 // One step: the zone's data moves to the new key. Its checksums go to the area only now: until the
 // previous step's last header is written, the area protects that step.
 Status step(ReencryptRun& run, ReadZone& zone) {
@@ -155,9 +162,7 @@ Status step(ReencryptRun& run, ReadZone& zone) {
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, zone.length);
   RL_TRY(write_run_header(run));
   RL_TRY(rewrite_zone(run, zone.data, zone.at, nullptr));
-  run.state.progress = progress_after(run, zone.at, zone.length);
-  set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
-  RL_TRY(write_run_header(run));
+  RL_TRY(commit_progress_past(run, zone.at, zone.length));
   ++run.report.steps;
   return {};
 }
@@ -182,10 +187,8 @@ Status recover_hotzone(ReencryptRun& run) {
     RL_ASSIGN(still_old, blocks_still_old(run.image, run.state.resilience, zone.hashes));
   }
   RL_TRY(rewrite_zone(run, zone.data, at, with_checksums(run) ? &still_old : nullptr));
-  run.state.progress = progress_after(run, at, length);
   run.state.hotzone_length.reset();
-  set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
-  RL_TRY(write_run_header(run));
+  RL_TRY(commit_progress_past(run, at, length));
   run.report.recovered_hotzone = true;
   return {};
 }
@@ -317,12 +320,11 @@ Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const 
     for (const auto& passphrase : passphrases) {
       for (const int id : md.digests.at(digest_id).keyslots) {
         if (is_librbd_fence(md, digest_id, id)) continue;
-        auto key = open_luks2_keyslot(run.image, md, id, passphrase);
+        RL_ASSIGN(auto key, try_open_luks2_keyslot(run.image, md, id, passphrase));
         if (key) {
           out = std::move(*key);
           return {};
         }
-        if (!key.error().is(Errc::bad_key)) return std::move(key).error();
       }
     }
     return Error(Errc::bad_key, run.image.name() + ": no passphrase given opens a keyslot of the " +

@@ -46,12 +46,8 @@ Status twin_given_passphrases(ReencryptRun& run, const std::vector<std::span<con
   const auto opens = [&](int digest, std::span<const uint8_t> passphrase) -> Result<std::vector<int>> {
     std::vector<int> ids;
     for (const int id : md.digests.at(digest).keyslots) {
-      auto key = open_luks2_keyslot(run.image, md, id, passphrase);
-      if (key) {
-        ids.push_back(id);
-      } else if (!key.error().is(Errc::bad_key)) {
-        return std::move(key).error();
-      }
+      RL_ASSIGN(const auto key, try_open_luks2_keyslot(run.image, md, id, passphrase));
+      if (key) ids.push_back(id);
     }
     return ids;
   };
@@ -74,7 +70,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   const auto old_digest = luks2_segment_digest(md, 0);
   if (!old_digest) return Error(Errc::bad_header, run.image.name() + ": the data segment has no digest");
 
-  // A fence that a run cryptsetup finished left behind (reencrypt_run.h) holds no key: it goes.
+  // A fence that a run cryptsetup finished left behind (librbd_fence.h) holds no key: it goes.
   for (const int id : std::vector<int>(md.digests.at(*old_digest).keyslots)) {
     if (!is_librbd_fence(md, *old_digest, id)) continue;
     md.keyslots.erase(id);
@@ -89,11 +85,8 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   for (size_t p = 0; p < passphrases.size(); ++p) {
     for (const int id : bound) {
       if (opened.contains(id)) continue;
-      auto key = open_luks2_keyslot(run.image, md, id, passphrases[p]);
-      if (!key) {
-        if (!key.error().is(Errc::bad_key)) return std::move(key).error();
-        continue;
-      }
+      RL_ASSIGN(auto key, try_open_luks2_keyslot(run.image, md, id, passphrases[p]));
+      if (!key) continue;
       opened[id] = p;
       if (run.keys.old_key.empty()) run.keys.old_key = std::move(*key);
     }
@@ -124,6 +117,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   md.digests[new_digest_id] = std::move(new_digest);
   run.state.new_digest = new_digest_id;
   run.state.next = new_segment;
+  run.state.next.flags = {"backup-final"};
   for (const auto& [old_id, passphrase] : opened) RL_TRY(add_twin(run, old_id, passphrases[passphrase]));
   if (auto fenced = add_librbd_fence(run); !fenced && !fenced.error().is(Errc::no_space)) return fenced;
 
@@ -151,10 +145,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   run.state.previous = old_segment;
   run.state.previous.json = nlohmann::ordered_json::object();
   run.state.previous.flags = {"backup-previous"};
-  run.state.next = new_segment;
-  run.state.next.flags = {"backup-final"};
   run.state.old_digest = *old_digest;
-  run.state.new_digest = new_digest_id;
   run.state.data_size = data_size;
   run.state.progress = 0;
   set_luks2_reencrypt_segments(md, run.state, 0, 0);
