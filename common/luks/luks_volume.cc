@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "luks1_volume.h"
 #include "luks2_volume.h"
@@ -20,7 +21,29 @@ std::string unsupported_line(const LuksVolume& volume) {
   return status ? std::string() : "Unsupported:   \t" + printable(status.error().message()) + " (shown, not opened)\n";
 }
 
+namespace {
+
+// Why an image without a header may still hold a volume: a decryption's marker, and its progress.
+std::optional<Error> decryption_under_way(RawImage& image) {
+  auto marker = image.get_metadata(kDecryptionMarkerKey);
+  if (!marker || !*marker) return std::nullopt;
+  const auto json = nlohmann::json::parse(**marker, nullptr, false);
+  std::string done;
+  if (json.is_object() && json.value("progress", nlohmann::json()).is_number_unsigned() &&
+      json.value("data_size", nlohmann::json()).is_number_unsigned()) {
+    done = " (" + std::to_string(json["progress"].get<uint64_t>()) + " of " +
+           std::to_string(json["data_size"].get<uint64_t>()) + " bytes decrypted)";
+  }
+  return Error(Errc::failure, image.name() + ": a decryption in place has not finished" + done +
+                                  ": the data is partly plain and partly encrypted; finish it by running the same "
+                                  "`rbd-luks decrypt` again");
+}
+
+}  // namespace
+
 Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image) {
+  // First: the plaintext that moved to the start may itself begin with a LUKS header.
+  if (auto decryption = decryption_under_way(image)) return std::move(*decryption);
   uint8_t start[8] = {};
   RL_ASSIGN(const uint64_t size, image.size());
   if (size >= sizeof start) RL_TRY(image.read(0, start));
@@ -48,6 +71,7 @@ bool holds_luks_magic(RawImage& image) {
 Result<std::unique_ptr<LuksVolume>> format_luks(RawImage& image, const FormatOptions& options,
                                                 std::span<const uint8_t> volume_key,
                                                 std::span<const uint8_t> passphrase) {
+  if (auto decryption = decryption_under_way(image)) return std::move(*decryption);
   if (options.version == 1) return format_luks1(image, options, volume_key, passphrase);
   if (options.version == 2) return format_luks2(image, options, volume_key, passphrase);
   return Error(Errc::usage, "LUKS version " + std::to_string(options.version) + " cannot be formatted");

@@ -89,8 +89,13 @@ struct FormatOptions {
   std::optional<std::string> uuid;  // random when unset
 };
 
+// The image metadata key of a decryption in place that has not finished (common/reencrypt/
+// decryption.h). While it is set, the volume's header is not at offset 0 any more.
+inline constexpr const char* kDecryptionMarkerKey = "rbd-luks.decrypt";
+
 // Reads the header at offset 0 of image and returns the matching implementation.
-// Errc::bad_header when there is no valid header, with the reason.
+// Errc::bad_header when there is no valid header, with the reason; Errc::failure, saying so, when
+// the image holds a decryption under way instead.
 Result<std::unique_ptr<LuksVolume>> load_luks(RawImage& image);
 
 // Whether the image starts with a LUKS magic (either header copy's, any version), valid or not: an

@@ -34,9 +34,10 @@ class Error {
   const std::string& message() const { return message_; }
   bool is(Errc e) const { return code_ == make_error_code(e); }
 
-  // Prefixes the message with context: "reading header of file:x: " + message.
+  // Prefixes the message with context: "reading header of file:x: " + message; not twice, when
+  // the message names that place already ("file:x: no LUKS header").
   Error& context(const std::string& where) {
-    message_ = where + ": " + message_;
+    if (!message_.starts_with(where + ": ")) message_ = where + ": " + message_;
     return *this;
   }
 

@@ -29,6 +29,7 @@ Status cmd_write(const CommandLine& cl, const Args& args);
 Status cmd_resize(const CommandLine& cl, const Args& args);
 Status cmd_reencrypt(const CommandLine& cl, const Args& args);
 Status cmd_encrypt(const CommandLine& cl, const Args& args);
+Status cmd_decrypt(const CommandLine& cl, const Args& args);
 Status cmd_bench(const CommandLine& cl, const Args& args);
 // `bench io`, in bench_io.cc; args[0] is "io".
 Status bench_io(const CommandLine& cl, const Args& args);

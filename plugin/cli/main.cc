@@ -48,6 +48,9 @@ Commands:
                                                 a plaintext image becomes a LUKS2 volume in place
                                                 (its data moves up by the data offset; an RBD
                                                 image grows by it); run again to finish
+  decrypt TARGET [key source]                   the reverse: the volume's plaintext moves down
+                                                over the header, the image ends as its plain data;
+                                                run again (or --resume) to finish
   keyslot list TARGET
   keyslot add TARGET --new-passphrase-file F [--key-slot N]
   keyslot remove TARGET SLOT
@@ -131,6 +134,7 @@ Status run(int argc, const char* const* argv) {
       {"nbd-server", cmd_nbd_server},
       {"reencrypt", cmd_reencrypt},
       {"encrypt", cmd_encrypt},
+      {"decrypt", cmd_decrypt},
   };
   auto it = commands.find(words[0]);
   if (it == commands.end()) return Error(Errc::usage, "unknown command '" + words[0] + "' (see rbd-luks --help)");

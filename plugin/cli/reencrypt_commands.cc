@@ -1,7 +1,7 @@
-// `reencrypt` (a new volume key for a LUKS2 volume, every sector rewritten in place) and `encrypt`
-// (a plaintext image made a LUKS2 volume in place); each also finishes an interrupted run, its own
-// or cryptsetup's. The work is common/reencrypt's; these are the commands: key sources, the header
-// lock, other clients, progress and Ctrl-C.
+// `reencrypt` (a new volume key for a LUKS2 volume, every sector rewritten in place), `encrypt`
+// (a plaintext image made a LUKS2 volume in place) and `decrypt` (the reverse); each also finishes
+// an interrupted run (reencrypt and encrypt: their own or cryptsetup's). The work is common/reencrypt's; these are the
+// commands: key sources, the header lock, other clients, progress and Ctrl-C.
 #include <unistd.h>
 
 #include <csignal>
@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "commands.h"
+#include "decryption.h"
 #include "encryption.h"
 #include "format_options.h"
 #include "key_source.h"
@@ -216,6 +217,35 @@ Status cmd_encrypt(const CommandLine& cl, const Args& args) {
   inform(cl, "encrypted " + args[0] + ": " + std::to_string(report->data_bytes) + " data bytes, " +
                  std::to_string(report->bytes_written) + " of them written, now LUKS2 with its data at offset " +
                  std::to_string(format.data_offset.value_or(16 << 20)) + "; keyslot 0 opens it");
+  return {};
+}
+
+Status cmd_decrypt(const CommandLine& cl, const Args& args) {
+  RL_TRY(expect_args(args, 1, 1, "decrypt TARGET [key source] [--resume] [--hotzone-size BYTES] [--threads N]"));
+  RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "decrypt"));
+  RawImage& image = *rewrite.image;
+  RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "decrypt"));
+  check_alone_later(options, rewrite);
+  RL_ASSIGN(const bool resuming, decryption_started(image));
+  if (cl.has("resume") && !resuming) {
+    return Error(Errc::usage, args[0] + ": no decryption to resume (the image metadata records none)");
+  }
+  if (resuming) inform(cl, "resuming the decryption recorded in " + args[0]);
+  RL_ASSIGN(const auto reference, image.get_metadata(kKeyRefMetadataKey));
+
+  const StopOnSignal signals;
+  const auto passphrase = [&cl, &image] { return passphrase_for(cl, image); };
+  RL_ASSIGN(const ReencryptReport report,
+            decrypt_volume(image, passphrase, options,
+                           {kKeyRefMetadataKey, kPassphraseEncodingMetadataKey, kPreloadMetadataKey}));
+  RL_TRY(rewrite.header_lock->release());
+  inform(cl, "decrypted " + args[0] + ": now a plain image of " + std::to_string(report.data_bytes) + " bytes, " +
+                 std::to_string(report.bytes_written) + " of them written");
+  if (reference) {
+    inform(cl, "the key reference " + *reference +
+                   " is no longer recorded in the image; snapshots taken before keep the old header and still "
+                   "open with it (--key-ref); the key itself stays in its keyring");
+  }
   return {};
 }
 

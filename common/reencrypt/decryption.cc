@@ -1,0 +1,259 @@
+// In-place decryption: the marker, the copy of the header past the end, the steps, and the end.
+#include "decryption.h"
+
+#include <algorithm>
+#include <atomic>
+#include <nlohmann/json.hpp>
+
+#include "alignment.h"
+#include "chunked_io.h"
+#include "cipher_spec.h"
+#include "encryption.h"
+#include "luks_volume.h"
+#include "sector_codec.h"
+#include "window_image.h"
+
+namespace rbdluks {
+namespace {
+
+struct Marker {
+  uint64_t original_size = 0;   // of the image before it grew
+  uint64_t data_offset = 0;     // D: where the ciphertext begins, and how far it moves down
+  uint64_t data_size = 0;       // P: the bytes of plaintext, and the image's size at the end
+  uint64_t header_copy_at = 0;  // where the copy of the first D bytes is
+  bool copied = false;          // the copy is complete and flushed
+  uint64_t progress = 0;        // [0, progress) holds plaintext
+};
+
+Result<std::optional<Marker>> read_marker(RawImage& image) {
+  RL_ASSIGN(const auto text, image.get_metadata(kDecryptionMarkerKey));
+  if (!text) return std::optional<Marker>();
+  const auto json = nlohmann::json::parse(*text, nullptr, false);
+  const auto number = [&](const char* name) { return json.contains(name) && json[name].is_number_unsigned(); };
+  if (!json.is_object() || !number("original_size") || !number("data_offset") || !number("data_size") ||
+      !number("header_copy_at") || !number("progress") || !json.contains("copied") || !json["copied"].is_boolean()) {
+    return Error(Errc::failure,
+                 image.name() + ": the image metadata " + kDecryptionMarkerKey + " is damaged: " + text->substr(0, 80));
+  }
+  Marker marker{json["original_size"].get<uint64_t>(), json["data_offset"].get<uint64_t>(),
+                json["data_size"].get<uint64_t>(),     json["header_copy_at"].get<uint64_t>(),
+                json["copied"].get<bool>(),            json["progress"].get<uint64_t>()};
+  if (marker.data_offset == 0 || marker.progress > marker.data_size ||
+      marker.header_copy_at < marker.data_offset + marker.data_size) {
+    return Error(Errc::failure, image.name() + ": the image metadata " + kDecryptionMarkerKey +
+                                    " does not describe a decryption: " + text->substr(0, 80));
+  }
+  return std::optional<Marker>(marker);
+}
+
+Status write_marker(RawImage& image, const Marker& marker) {
+  const nlohmann::json json = {{"original_size", marker.original_size}, {"data_offset", marker.data_offset},
+                               {"data_size", marker.data_size},         {"header_copy_at", marker.header_copy_at},
+                               {"copied", marker.copied},               {"progress", marker.progress}};
+  return image.set_metadata(kDecryptionMarkerKey, json.dump());
+}
+
+// The volume at the start of the image, checked before anything changes: one rbd-luks opens, not
+// in the middle of another run, and opened by the passphrase.
+Result<Marker> plan(RawImage& image, std::span<const uint8_t> passphrase) {
+  RL_ASSIGN(const bool encrypting, encryption_started(image));
+  if (encrypting) {
+    return Error(Errc::usage, image.name() + ": an encryption in place has not finished; finish it first (the same "
+                                             "`rbd-luks encrypt` again)");
+  }
+  RL_ASSIGN(const auto volume, load_luks(image));
+  RL_TRY(volume->supported());
+  if (auto key = volume->open(passphrase); !key) return std::move(key).error();
+  const VolumeLayout& layout = volume->layout();
+  RL_ASSIGN(const uint64_t size, image.size());
+  Marker marker;
+  marker.original_size = size;
+  marker.data_offset = layout.data_offset;
+  marker.data_size = data_segment_size(size, layout.data_offset, layout.sector_size, layout.data_size);
+  marker.header_copy_at = round_up(std::max(size, marker.data_offset + marker.data_size), 4096);
+  if (marker.data_offset == 0) return Error(Errc::unsupported, image.name() + ": the volume's data offset is 0");
+  return marker;
+}
+
+// Copies the first D bytes past the end of the image grown for them, flushed. Chunks of zeros stay
+// unwritten: the grown part reads as zeros, or holds what an earlier try copied of the same bytes.
+Status copy_header(RawImage& image, const Marker& marker, const ReencryptOptions& options) {
+  RL_ASSIGN(const uint64_t size, image.size());
+  const uint64_t grown = marker.header_copy_at + marker.data_offset;
+  if (size != grown) {
+    if (size != marker.original_size) {
+      return Error(Errc::failure, image.name() + ": " + std::to_string(size) + " bytes, neither the " +
+                                      std::to_string(marker.original_size) + " of the volume nor the " +
+                                      std::to_string(grown) + " of a decryption under way");
+    }
+    RL_TRY(image.resize(grown));
+  }
+  const auto copy = [&](uint64_t begin, uint64_t end) -> Status {
+    std::vector<uint8_t> chunk(end - begin);
+    RL_TRY(image.read(begin, chunk));
+    if (is_zero(chunk)) return Status{};
+    return image.write(marker.header_copy_at + begin, chunk);
+  };
+  RL_TRY(for_each_chunk(marker.data_offset, options.io_bytes, options.threads, copy));
+  return image.flush();
+}
+
+bool overlaps(const std::vector<Extent>& extents, uint64_t begin, uint64_t end) {
+  return std::any_of(extents.begin(), extents.end(),
+                     [&](const Extent& e) { return e.offset < end && begin < e.end(); });
+}
+
+// What the steps work with.
+struct Decryption {
+  Decryption(RawImage& run_image, const ReencryptOptions& run_options, const Marker& run_marker)
+      : image(run_image), options(run_options), marker(run_marker) {}
+
+  RawImage& image;
+  const ReencryptOptions& options;
+  Marker marker;
+  std::unique_ptr<XtsCipher> cipher;
+  uint32_t sector_size = 512;
+  std::vector<Extent> allocated;  // raw extents that may hold data, read before the first step
+  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
+};
+
+// Writes the plaintext at `at` (a plaintext offset, which is also where it goes): runs of 4 KiB
+// blocks with data are written, runs of zero blocks become holes where the image may hold
+// something. Smaller holes are not worth a call of their own (a file system's block is 4 KiB).
+Status write_plaintext(Decryption& run, std::span<const uint8_t> plain, uint64_t at) {
+  const uint64_t block = std::max<uint64_t>(run.sector_size, 4096);
+  const auto apply = [&](bool zero, uint64_t begin, uint64_t end) -> Status {
+    if (begin == end) return {};
+    if (zero) {
+      if (!overlaps(run.allocated, at + begin, at + end)) return {};
+      return run.image.write_zeroes(at + begin, end - begin);
+    }
+    run.bytes_written += end - begin;
+    return run.image.write(at + begin, plain.subspan(begin, end - begin));
+  };
+  uint64_t run_begin = 0;
+  bool current = is_zero(plain.subspan(0, std::min<uint64_t>(block, plain.size())));
+  for (uint64_t b = block; b < plain.size(); b += block) {
+    const bool zero = is_zero(plain.subspan(b, std::min<uint64_t>(block, plain.size() - b)));
+    if (zero == current) continue;
+    RL_TRY(apply(current, run_begin, b));
+    run_begin = b;
+    current = zero;
+  }
+  return apply(current, run_begin, plain.size());
+}
+
+// One step: [at, at + length) of plaintext from D + at to at, flushed, then the progress recorded.
+Status step(Decryption& run, uint64_t at, uint64_t length) {
+  const uint64_t shift = run.marker.data_offset;
+  const auto chunk = [&](uint64_t begin, uint64_t end) -> Status {
+    const uint64_t from = shift + at + begin;
+    if (!overlaps(run.allocated, from, from + (end - begin))) {  // a hole: plaintext zeros
+      if (!overlaps(run.allocated, at + begin, at + end)) return Status{};
+      return run.image.write_zeroes(at + begin, end - begin);
+    }
+    std::vector<uint8_t> data(end - begin);
+    RL_TRY(run.image.read(from, data));
+    run.bytes_read += data.size();
+    decrypt_sectors(*run.cipher, data, run.sector_size, at + begin);
+    return write_plaintext(run, data, at + begin);
+  };
+  RL_TRY(for_each_chunk(length, run.options.io_bytes, run.options.threads, chunk));
+  RL_TRY(run.image.flush());
+  run.marker.progress = at + length;
+  return write_marker(run.image, run.marker);
+}
+
+// The key from the copy of the header, and the layout it must agree with.
+Status unlock_copy(Decryption& run, std::span<const uint8_t> passphrase) {
+  WindowImage copy(run.image, run.marker.header_copy_at, run.marker.data_offset);
+  RL_ASSIGN(const auto volume, load_luks(copy));
+  const VolumeLayout& layout = volume->layout();
+  if (layout.data_offset != run.marker.data_offset) {
+    return Error(Errc::bad_header, run.image.name() + ": the header copy at " +
+                                       std::to_string(run.marker.header_copy_at) +
+                                       " does not match the decryption's marker; refusing to touch the data");
+  }
+  RL_ASSIGN(const UnlockedKey key, volume->open(passphrase));
+  RL_ASSIGN(run.cipher, make_cipher(layout.cipher, key.volume_key.span()));
+  run.sector_size = layout.sector_size;
+  return {};
+}
+
+// From the marker's progress to the end of the data; stop_requested is asked between steps.
+Status run_steps(Decryption& run) {
+  const Marker& marker = run.marker;
+  const uint64_t hotzone = std::max<uint64_t>(
+      run.sector_size, round_down(std::min(run.options.hotzone_bytes, marker.data_offset), run.sector_size));
+  for (uint64_t at = marker.progress; at < marker.data_size;) {
+    if (run.options.stop_requested && run.options.stop_requested()) {
+      return Error(Errc::failure, run.image.name() + ": decryption stopped with " + std::to_string(at) + " of " +
+                                      std::to_string(marker.data_size) +
+                                      " bytes done; run the same command again to finish it");
+    }
+    const uint64_t length = std::min(hotzone, marker.data_size - at);
+    RL_TRY(step(run, at, length));
+    at += length;
+    if (run.options.progress) run.options.progress(at, marker.data_size);
+  }
+  return {};
+}
+
+// After the last step: the ciphertext left past the data and the header copy go (zeroed first, so
+// that no key material stays in a file's blocks), then the volume's metadata, then the marker.
+Status cut_back(RawImage& image, const Marker& marker, const std::vector<std::string>& volume_keys) {
+  RL_ASSIGN(const uint64_t size, image.size());
+  if (size > marker.data_size) {
+    RL_TRY(image.write_zeroes(marker.data_size, size - marker.data_size));
+    RL_TRY(image.flush());
+    RL_TRY(image.resize(marker.data_size));
+  }
+  for (const std::string& key : volume_keys) RL_TRY(image.remove_metadata(key));
+  RL_TRY(image.remove_metadata(kDecryptionMarkerKey));
+  return {};
+}
+
+}  // namespace
+
+Result<bool> decryption_started(RawImage& image) {
+  RL_ASSIGN(const auto marker, read_marker(image));
+  return marker.has_value();
+}
+
+Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Result<SecureBuffer>()>& passphrase,
+                                       const ReencryptOptions& options, const std::vector<std::string>& volume_keys) {
+  ReencryptReport report;
+  RL_ASSIGN(std::optional<Marker> recorded, read_marker(image));
+  report.resumed = recorded.has_value();
+  if (!recorded) {
+    RL_ASSIGN(const SecureBuffer secret, passphrase());
+    RL_ASSIGN(recorded, plan(image, secret.span()));
+    RL_TRY(write_marker(image, *recorded));
+  }
+  Decryption run(image, options, *recorded);
+  report.data_bytes = run.marker.data_size;
+  if (run.marker.progress < run.marker.data_size) {
+    if (!run.marker.copied) {
+      RL_TRY(copy_header(image, run.marker, options));
+      run.marker.copied = true;
+      RL_TRY(write_marker(image, run.marker));
+    }
+    RL_ASSIGN(const SecureBuffer secret, passphrase());
+    RL_TRY(unlock_copy(run, secret.span()));
+    if (options.check_alone) RL_TRY(options.check_alone());
+    // The volume's header at the start goes before any data moves: from here on no reader finds a
+    // volume there (the data is half plain), while the copy holds the keys.
+    if (run.marker.progress == 0) {
+      RL_TRY(image.write_zeroes(0, run.marker.data_offset));
+      RL_TRY(image.flush());
+    }
+    RL_ASSIGN(run.allocated, image.allocated_extents(0, run.marker.header_copy_at));
+    RL_TRY(run_steps(run));
+  }
+  RL_TRY(cut_back(image, run.marker, volume_keys));
+  report.bytes_read = run.bytes_read;
+  report.bytes_written = run.bytes_written;
+  return report;
+}
+
+}  // namespace rbdluks
