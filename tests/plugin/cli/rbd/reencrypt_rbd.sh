@@ -5,7 +5,8 @@
 # the same passphrase, and no sector keeps its old ciphertext (`rbd export` of the raw bytes, compared
 # by Python). While a run is interrupted, librbd native and rbd-luks refuse to open the image; the
 # same command finishes it. An image another client has open is refused. A snapshot keeps the old
-# key and its data.
+# key and its data. Then `decrypt` turns two of the volumes back into plain images (thin, and
+# stopped by SIGINT half way).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../../../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../../../lib/rbd.bash"
@@ -157,6 +158,60 @@ expect_exit 0 "$RBD_LUKS" import "$WORK/plain.model" "rbd:rbd/$TAG-ref" "${K[@]}
   fail "encrypt uses $(used "rbd/$TAG-plain") bytes, create + import $(used "rbd/$TAG-ref")"
 pass "a thin plain image encrypted in place ($written bytes written): librbd native reads it; size and space as create + import"
 
+# decrypt: the thin volume (reencrypted above) becomes its plain data in place, reading and writing
+# only what its allocated objects hold; plain librbd (`rbd export`) reads the plaintext, and the
+# image takes no more space. The snapshot keeps its header and data.
+used_before=$(used "rbd/$TAG-thin")
+expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-thin" "${K[@]}"
+size=$(sed -n 's/.*now a plain image of \([0-9]*\) bytes, \([0-9]*\) of them written.*/\1/p' "$WORK/err")
+written=$(sed -n 's/.*now a plain image of \([0-9]*\) bytes, \([0-9]*\) of them written.*/\2/p' "$WORK/err")
+[ "$size" = $((512 * MiB - DATA)) ] || fail "decrypt reports $size bytes of plaintext, not 512 MiB - 16 MiB"
+[ "$written" = $((16 * MiB)) ] || fail "decrypt wrote $written bytes for 16 MiB of data"
+[ "$(rbdc info "rbd/$TAG-thin" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = "$size" ] ||
+  fail "the decrypted image is not as long as its plaintext"
+rbdc export "rbd/$TAG-thin" "$WORK/plain.thin" >/dev/null 2>&1
+cmp -s "$WORK/plain.thin" "$WORK/$TAG-thin.model" || fail "rbd export of the decrypted image differs from the plaintext"
+[ "$(used "rbd/$TAG-thin")" -le "$used_before" ] || fail "the image grew: $(used "rbd/$TAG-thin") > $used_before bytes"
+rbdc image-meta list "rbd/$TAG-thin" | grep -qE "rbd-luks\.(decrypt|key-ref|passphrase-encoding|preload)" && fail "rbd-luks metadata is left: $(rbdc image-meta list "rbd/$TAG-thin")"
+native_opens "$TAG-thin" && fail "librbd native still finds a volume"
+expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-thin@before" "$WORK/snap.out" "${K[@]}"
+cmp -s "$WORK/snap.out" "$WORK/snap.model" || fail "the snapshot no longer reads its data"
+pass "a 512 MiB thin volume with 16 MiB of data decrypted in place ($written bytes written): rbd export reads the plaintext, no growth; the snapshot keeps its key and data"
+
+# Interrupted by SIGINT half way: librbd native finds no volume, rbd-luks says a decryption is under
+# way, and the same command finishes it.
+stop_id=$(rbdc info "rbd/$TAG-stop" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+"$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}" --hotzone-size 1M --threads 1 2>"$WORK/err" &
+pid=$!
+# Watches the marker in the image's header object (no image open, so no watcher) and stops the run
+# once its first step is recorded.
+$PY - "$stop_id" "$pid" <<'PYEOF'
+import json, os, signal, sys, time, rados
+image_id, pid = sys.argv[1], int(sys.argv[2])
+with rados.Rados(conffile="") as cluster, cluster.open_ioctx("rbd") as io:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with rados.ReadOpCtx() as op:
+            values, _ = io.get_omap_vals_by_keys(op, ("metadata_rbd-luks.decrypt",))
+            io.operate_read_op(op, "rbd_header." + image_id)
+            marker = dict(values).get("metadata_rbd-luks.decrypt")
+        if marker and json.loads(marker)["progress"] > 0:
+            os.kill(pid, signal.SIGINT)
+            sys.exit(0)
+        time.sleep(0.005)
+sys.exit("the decryption recorded no step in 60 s")
+PYEOF
+wait "$pid" && fail "the interrupted decrypt exited 0"
+err_has "run the same command again to finish it"
+native_opens "$TAG-stop" && fail "librbd native opened a half-decrypted image"
+expect_exit 1 "$RBD_LUKS" read "rbd:rbd/$TAG-stop" --offset 0 --length 4096 "${K[@]}"
+err_has "a decryption in place has not finished"
+expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}"
+err_has "resuming the decryption"
+rbdc export "rbd/$TAG-stop" "$WORK/plain.stop" >/dev/null 2>&1
+cmp -s "$WORK/plain.stop" "$WORK/$TAG-stop.model" || fail "rbd export of the resumed decryption differs from the plaintext"
+pass "decrypt stopped by SIGINT: librbd native and rbd-luks refuse the image; the same command finishes it"
+
 # On BlueStore, librbd native reads the never-written parts of a written object as zeros (its sparse
 # reads report holes); a reencryption must leave those holes unwritten, or they would read as noise.
 # (The sanitizer run of deploy/run-tests.sh starts no BlueStore cluster: there this part is left out.)
@@ -169,6 +224,10 @@ if [ -n "${BLUESTORE_CEPH_CONF:-}" ] && [ -f "$BLUESTORE_CEPH_CONF" ]; then
   expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-holes" "${K[@]}"
   native_reads "$CEPH_CONF" "$TAG-holes" "$WORK/$TAG-holes.model" "$WORK/pass"
   pass "BlueStore: the holes inside partly written objects stay holes; librbd native reads zeros there after"
+  expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-holes" "${K[@]}"
+  rbdc export "rbd/$TAG-holes" "$WORK/plain.holes" >/dev/null 2>&1
+  cmp -s "$WORK/plain.holes" "$WORK/$TAG-holes.model" || fail "rbd export of the decrypted image differs from the plaintext"
+  pass "BlueStore: that volume decrypted in place reads back as its plaintext, zeros where nothing was written"
 
   rbdc create --size 40M "rbd/$TAG-plain-holes"
   $PY - "$WORK" "$TAG-plain-holes" <<'PYEOF'
