@@ -18,6 +18,7 @@
 #include "luks2_keyslot.h"
 #include "luks2_reencrypt_state.h"
 #include "progress.h"
+#include "rbd_image.h"
 #include "reencryption.h"
 #include "secret_file.h"
 #include "target.h"
@@ -103,7 +104,8 @@ Result<ReencryptOptions> reencrypt_options_from(const CommandLine& cl, bool resu
 }
 
 // The image of a rewrite, open read-write with its header lock held, and no other client on it:
-// one that had it open would go on using the old key (or none).
+// one that had it open would go on using the old key (or none). An RBD image's exclusive lock is
+// held too, so that a client that opens it meanwhile cannot write (rbd_image.h).
 struct Rewrite {
   Target target;
   std::unique_ptr<RawImage> image;
@@ -118,6 +120,13 @@ Result<Rewrite> open_for_rewrite(const CommandLine& cl, const std::string& spec,
   if (out.target.snapshot) return Error(Errc::usage, spec + ": a snapshot cannot be rewritten");
   RL_ASSIGN(out.image, open_target(cl, out.target, OpenMode::read_write));
   RL_TRY(refuse_other_clients(out.target, *out.image, kOtherClient));
+  if (auto* rbd = dynamic_cast<RbdImage*>(out.image.get())) {
+    if (auto held = rbd->hold_exclusive_lock(); !held) {
+      if (!held.error().is(Errc::unsupported)) return std::move(held).error();
+      inform(cl, "warning: " + held.error().message() +
+                     ": nothing but the check for other clients keeps them from writing during the run");
+    }
+  }
   RL_ASSIGN(out.header_lock, lock_header_for(*out.image, "rbd-luks " + command));
   return out;
 }

@@ -344,6 +344,19 @@ Status RbdImage::check_range(const char* op, uint64_t offset, uint64_t length) {
   return {};
 }
 
+Status RbdImage::hold_exclusive_lock() {
+  RL_TRY(check_writable());
+  uint64_t features = 0;
+  if (const int r = image_->features(&features); r < 0) return ceph_error(r, "features of " + name_);
+  if ((features & RBD_FEATURE_EXCLUSIVE_LOCK) == 0) {
+    return Error(Errc::unsupported, name_ + " has no exclusive-lock feature");
+  }
+  if (const int r = image_->lock_acquire(RBD_LOCK_MODE_EXCLUSIVE); r < 0) {
+    return ceph_error(r, "taking librbd's exclusive lock of " + name_);
+  }
+  return {};
+}
+
 Status RbdImage::check_writable() const {
   if (!read_only_) return {};
   return Error(Errc::failure, name_ + " is open read-only");

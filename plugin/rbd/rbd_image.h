@@ -80,6 +80,11 @@ class RbdImage final : public RawImage {
 
   // The RADOS object that holds the image's header, "rbd_header.ID", in ioctx().
   Result<std::string> header_object() const;
+  // Takes librbd's exclusive lock and keeps it until the image closes, refusing to hand it over:
+  // meanwhile every other client's writes fail at once (EROFS), whatever client it is (QEMU, rbd-luks,
+  // librbd native), instead of landing on data that is being rewritten. Errc::unsupported when the
+  // image lacks the exclusive-lock feature.
+  Status hold_exclusive_lock();
   // The clients that have the image open, this one included.
   Result<std::vector<RbdWatcher>> watchers() const;
   // This client's id (the N of client.N), as watchers() reports it.

@@ -178,16 +178,17 @@ expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-thin@before" "$WORK/snap.out" "${
 cmp -s "$WORK/snap.out" "$WORK/snap.model" || fail "the snapshot no longer reads its data"
 pass "a 512 MiB thin volume with 16 MiB of data decrypted in place ($written bytes written): rbd export reads the plaintext, no growth; the snapshot keeps its key and data"
 
-# Interrupted by SIGINT half way: librbd native finds no volume, rbd-luks says a decryption is under
-# way, and the same command finishes it.
+# Interrupted by SIGINT half way: meanwhile no client writes (librbd's exclusive lock), librbd native
+# finds no volume, rbd-luks says a decryption is under way, and the same command finishes it.
 stop_id=$(rbdc info "rbd/$TAG-stop" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}" --hotzone-size 1M --threads 1 2>"$WORK/err" &
 pid=$!
-# Watches the marker in the image's header object (no image open, so no watcher) and stops the run
-# once its first step is recorded.
-$PY - "$stop_id" "$pid" <<'PYEOF'
-import json, os, signal, sys, time, rados
-image_id, pid = sys.argv[1], int(sys.argv[2])
+# Watches the marker in the image's header object (no image open, so no watcher) and, once the
+# first step is recorded, tries a write through plain librbd, which the exclusive lock the run holds
+# must refuse; then stops the run.
+$PY - "$stop_id" "$pid" "$TAG-stop" <<'PYEOF'
+import json, os, signal, sys, time, rados, rbd
+image_id, pid, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with rados.Rados(conffile="") as cluster, cluster.open_ioctx("rbd") as io:
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -196,8 +197,14 @@ with rados.Rados(conffile="") as cluster, cluster.open_ioctx("rbd") as io:
             io.operate_read_op(op, "rbd_header." + image_id)
             marker = dict(values).get("metadata_rbd-luks.decrypt")
         if marker and json.loads(marker)["progress"] > 0:
+            with rbd.Image(io, name) as img:
+                try:
+                    img.write(b"x" * 4096, 40 << 20)
+                    refused = False
+                except rbd.ReadOnlyImage:
+                    refused = True
             os.kill(pid, signal.SIGINT)
-            sys.exit(0)
+            sys.exit(0 if refused else "a plain librbd client wrote during the decryption")
         time.sleep(0.005)
 sys.exit("the decryption recorded no step in 60 s")
 PYEOF
@@ -210,7 +217,7 @@ expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}"
 err_has "resuming the decryption"
 rbdc export "rbd/$TAG-stop" "$WORK/plain.stop" >/dev/null 2>&1
 cmp -s "$WORK/plain.stop" "$WORK/$TAG-stop.model" || fail "rbd export of the resumed decryption differs from the plaintext"
-pass "decrypt stopped by SIGINT: librbd native and rbd-luks refuse the image; the same command finishes it"
+pass "decrypt holds librbd's exclusive lock (a plain librbd write fails); stopped by SIGINT, librbd native and rbd-luks refuse the image; the same command finishes it"
 
 # On BlueStore, librbd native reads the never-written parts of a written object as zeros (its sparse
 # reads report holes); a reencryption must leave those holes unwritten, or they would read as noise.
