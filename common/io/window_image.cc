@@ -11,8 +11,8 @@ WindowImage::WindowImage(RawImage& base, uint64_t offset, uint64_t length)
 
 Status WindowImage::read(uint64_t offset, std::span<uint8_t> out) {
   if (offset > length_ || out.size() > length_ - offset) {
-    return Error(Errc::failure, name_ + ": read of " + std::to_string(out.size()) + " bytes at " + std::to_string(offset) +
-                               " passes its end");
+    return Error(Errc::failure, name_ + ": read of " + std::to_string(out.size()) + " bytes at " +
+                                    std::to_string(offset) + " passes its end");
   }
   return base_.read(offset_ + offset, out);
 }

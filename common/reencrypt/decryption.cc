@@ -35,9 +35,9 @@ Result<std::optional<Marker>> read_marker(RawImage& image) {
     return Error(Errc::failure,
                  image.name() + ": the image metadata " + kDecryptionMarkerKey + " is damaged: " + text->substr(0, 80));
   }
-  Marker marker{json["original_size"].get<uint64_t>(), json["data_offset"].get<uint64_t>(),
-                json["data_size"].get<uint64_t>(),     json["header_copy_at"].get<uint64_t>(),
-                json["copied"].get<bool>(),            json["progress"].get<uint64_t>()};
+  Marker marker{
+      json["original_size"].get<uint64_t>(),  json["data_offset"].get<uint64_t>(), json["data_size"].get<uint64_t>(),
+      json["header_copy_at"].get<uint64_t>(), json["copied"].get<bool>(),          json["progress"].get<uint64_t>()};
   if (marker.data_offset == 0 || marker.progress > marker.data_size ||
       marker.header_copy_at < marker.data_offset + marker.data_size) {
     return Error(Errc::failure, image.name() + ": the image metadata " + kDecryptionMarkerKey +
@@ -47,9 +47,9 @@ Result<std::optional<Marker>> read_marker(RawImage& image) {
 }
 
 Status write_marker(RawImage& image, const Marker& marker) {
-  const nlohmann::json json = {{"original_size", marker.original_size}, {"data_offset", marker.data_offset},
-                               {"data_size", marker.data_size},         {"header_copy_at", marker.header_copy_at},
-                               {"copied", marker.copied},               {"progress", marker.progress}};
+  const nlohmann::json json = {
+      {"original_size", marker.original_size},   {"data_offset", marker.data_offset}, {"data_size", marker.data_size},
+      {"header_copy_at", marker.header_copy_at}, {"copied", marker.copied},           {"progress", marker.progress}};
   return image.set_metadata(kDecryptionMarkerKey, json.dump());
 }
 
@@ -58,8 +58,9 @@ Status write_marker(RawImage& image, const Marker& marker) {
 Result<Marker> plan(RawImage& image, std::span<const uint8_t> passphrase) {
   RL_ASSIGN(const bool encrypting, encryption_started(image));
   if (encrypting) {
-    return Error(Errc::usage, image.name() + ": an encryption in place has not finished; finish it first (the same "
-                                             "`rbd-luks encrypt` again)");
+    return Error(Errc::usage, image.name() +
+                                  ": an encryption in place has not finished; finish it first (the same "
+                                  "`rbd-luks encrypt` again)");
   }
   RL_ASSIGN(const auto volume, load_luks(image));
   RL_TRY(volume->supported());

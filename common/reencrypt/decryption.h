@@ -28,13 +28,12 @@ namespace rbdluks {
 
 // Decrypts the volume on image in place, or finishes the decryption its metadata records;
 // passphrase gives what opens a keyslot, asked for only when the run needs the key (not when only
-// the end of a run is left, whose key reference may be gone already). The image metadata keys in volume_keys (a key reference, ...) go
-// at the end with the marker: they describe a volume the image no longer holds. The caller holds
-// the image's header lock. options: hotzone_bytes (no more than D is used), threads, io_bytes,
-// progress, stop_requested, check_alone. Errors: Errc::bad_key when the passphrase opens no
-// keyslot; Errc::bad_header when the image holds no volume and records no decryption;
-// Errc::usage for a volume in the middle of a reencryption or an encryption; Errc::unsupported
-// for a volume rbd-luks cannot open; Errc::failure "stopped" when stop_requested ended it early.
+// the end of a run is left, whose key reference may be gone already). The image metadata keys in volume_keys (a key
+// reference, ...) go at the end with the marker: they describe a volume the image no longer holds. The caller holds the
+// image's header lock. options: hotzone_bytes (no more than D is used), threads, io_bytes, progress, stop_requested,
+// check_alone. Errors: Errc::bad_key when the passphrase opens no keyslot; Errc::bad_header when the image holds no
+// volume and records no decryption; Errc::usage for a volume in the middle of a reencryption or an encryption;
+// Errc::unsupported for a volume rbd-luks cannot open; Errc::failure "stopped" when stop_requested ended it early.
 Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Result<SecureBuffer>()>& passphrase,
                                        const ReencryptOptions& options, const std::vector<std::string>& volume_keys);
 

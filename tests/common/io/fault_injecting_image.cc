@@ -25,6 +25,16 @@ Status FaultInjectingImage::read(uint64_t offset, std::span<uint8_t> out) {
   return inner_.read(offset, out);
 }
 
+Result<std::vector<Extent>> FaultInjectingImage::allocated_extents(uint64_t offset, uint64_t length) {
+  if (crashed_) return Error(Errc::failure, "allocation map of " + name() + ": the process has crashed");
+  return inner_.allocated_extents(offset, length);
+}
+
+Result<std::vector<Extent>> FaultInjectingImage::stored_extents(uint64_t offset, uint64_t length) {
+  if (crashed_) return Error(Errc::failure, "allocation map of " + name() + ": the process has crashed");
+  return inner_.stored_extents(offset, length);
+}
+
 Status FaultInjectingImage::record_and_write(uint64_t offset, std::span<const uint8_t> data) {
   UnflushedWrite write{offset, std::vector<uint8_t>(data.size()), {data.begin(), data.end()}};
   RL_TRY(inner_.read(offset, write.before));

@@ -38,6 +38,12 @@ class FaultInjectingImage final : public RawImage {
   Status flush() override;
   Status write_zeroes(uint64_t offset, uint64_t length) override;
   Status resize(uint64_t new_size) override;
+  // The allocation map and the traits are the inner image's: what the code under test decides from
+  // them (which extents to touch, where to make holes) is part of what the crash points test.
+  Result<std::vector<Extent>> allocated_extents(uint64_t offset, uint64_t length) override;
+  Result<std::vector<Extent>> stored_extents(uint64_t offset, uint64_t length) override;
+  uint64_t discard_unit() const override { return inner_.discard_unit(); }
+  bool peers_read_holes_as_zeros() const override { return inner_.peers_read_holes_as_zeros(); }
   bool read_only() const override { return inner_.read_only(); }
   Result<std::optional<std::string>> get_metadata(const std::string& key) override;
   Status set_metadata(const std::string& key, const std::string& value) override;

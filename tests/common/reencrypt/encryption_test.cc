@@ -6,9 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "crash_point_steps.h"
+#include "crash_points.h"
 #include "encrypted_image.h"
-#include "fault_injecting_image.h"
 #include "file_image.h"
 #include "luks_volume.h"
 #include "test_support.h"
@@ -18,7 +17,7 @@ namespace rbdluks {
 namespace {
 
 constexpr uint64_t kShift = 1 << 20;
-constexpr uint64_t kPlainBytes = 3 << 20;
+constexpr uint64_t kPlainBytes = 2 << 20;
 
 class EncryptionTest : public ::testing::Test {
  protected:
@@ -111,52 +110,16 @@ TEST_F(EncryptionTest, RefusalsLeaveTheImageAsItWas) {
 
 TEST_F(EncryptionTest, EveryCrashPointResumesToTheSamePlaintext) {
   const auto start = read_file(dir_.file("image"));
-  uint64_t changes = 0;
-  {
-    FaultInjectingImage counting(*image_, 0, FaultInjectingImage::Mode::crash);
-    ASSERT_TRUE(encrypt(counting));
-    changes = counting.changes();
-  }
-  ASSERT_GT(changes, 30u);
-  const auto put_back = [&] {
+  CrashPoints points;
+  points.run = [this](RawImage& image) { return encrypt(image); };
+  points.put_back = [&] {
     ASSERT_TRUE(image_->remove_metadata("rbd-luks.encrypt"));
     ASSERT_TRUE(image_->resize(kPlainBytes));
     write_file(dir_.file("image"), start);
   };
-  for (uint64_t n = 1; n <= changes; ++n) {
-    for (const auto mode : {FaultInjectingImage::Mode::fail_once, FaultInjectingImage::Mode::crash}) {
-      std::vector<std::vector<bool>> keeps = {{}};
-      if (mode == FaultInjectingImage::Mode::crash) {
-        put_back();
-        FaultInjectingImage probe(*image_, n, mode);
-        static_cast<void>(encrypt(probe));
-        const size_t k = probe.unflushed_writes();
-        keeps = {std::vector<bool>(k, false), std::vector<bool>(k, true)};
-        if (k > 1) {
-          std::vector<bool> every_other(k, false);
-          for (size_t i = 0; i < k; i += 2) every_other[i] = true;
-          keeps.push_back(every_other);
-        }
-      }
-      for (const auto& keep : keeps) {
-        put_back();
-        const std::string context = std::string(mode == FaultInjectingImage::Mode::crash ? "crash" : "error") +
-                                    " at change " + std::to_string(n) + " of " + std::to_string(changes) +
-                                    ", unflushed kept " + std::to_string(std::count(keep.begin(), keep.end(), true));
-        {
-          FaultInjectingImage faulty(*image_, n, mode);
-          EXPECT_FALSE(encrypt(faulty)) << context;
-          if (mode == FaultInjectingImage::Mode::crash) {
-            ASSERT_TRUE(faulty.keep_unflushed(keep)) << context;
-          }
-        }
-        auto finished = encrypt(*image_);
-        ASSERT_TRUE(finished) << context << ": " << finished.error().message();
-        expect_encrypted(context);
-        if (HasFatalFailure()) return;
-      }
-    }
-  }
+  points.expect_finished = [this](const std::string& context) { expect_encrypted(context); };
+  points.min_changes = 30;
+  check_crash_points(*image_, points);
 }
 
 }  // namespace

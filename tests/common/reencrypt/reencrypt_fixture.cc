@@ -1,8 +1,7 @@
 // The reencryption cases on any RawImage (reencrypt_fixture.h).
 #include "reencrypt_fixture.h"
 
-#include "crash_point_steps.h"
-#include "fault_injecting_image.h"
+#include "crash_points.h"
 #include "luks_volume.h"
 #include "test_support.h"
 #include "xts_cipher.h"
@@ -94,51 +93,13 @@ void ReencryptFixture::put_back(const std::vector<uint8_t>& bytes) {
 
 void ReencryptFixture::check_every_crash_point(bool thorough) {
   const auto start = contents();
-  uint64_t changes = 0;
-  {
-    FaultInjectingImage counting(*image_, 0, FaultInjectingImage::Mode::crash);
-    ASSERT_TRUE(reencrypt(counting, {"first", "second"}, small_steps()));
-    changes = counting.changes();
-  }
-  ASSERT_GT(changes, 40u);
-  for (uint64_t n = 1; n <= changes; ++n) {
-    for (const auto mode : {FaultInjectingImage::Mode::fail_once, FaultInjectingImage::Mode::crash}) {
-      if (!thorough && mode == FaultInjectingImage::Mode::fail_once) continue;
-      std::vector<std::vector<bool>> keeps = {{}};
-      if (mode == FaultInjectingImage::Mode::crash) {
-        put_back(start);
-        FaultInjectingImage probe(*image_, n, mode);
-        static_cast<void>(reencrypt(probe, {"first", "second"}, small_steps()));
-        const size_t k = probe.unflushed_writes();
-        keeps = {std::vector<bool>(k, false), std::vector<bool>(k, true)};
-        if (thorough && k > 1) {
-          std::vector<bool> first_only(k, false);
-          std::vector<bool> every_other(k, false);
-          first_only[0] = true;
-          for (size_t i = 0; i < k; i += 2) every_other[i] = true;
-          keeps.push_back(first_only);
-          keeps.push_back(every_other);
-        }
-      }
-      for (const auto& keep : keeps) {
-        put_back(start);
-        const std::string context = std::string(mode == FaultInjectingImage::Mode::crash ? "crash" : "error") +
-                                    " at change " + std::to_string(n) + " of " + std::to_string(changes) +
-                                    ", unflushed kept " + std::to_string(std::count(keep.begin(), keep.end(), true));
-        {
-          FaultInjectingImage faulty(*image_, n, mode);
-          EXPECT_FALSE(reencrypt(faulty, {"first", "second"}, small_steps())) << context;
-          if (mode == FaultInjectingImage::Mode::crash) {
-            ASSERT_TRUE(faulty.keep_unflushed(keep)) << context;
-          }
-        }
-        auto finished = reencrypt(*image_, {"first", "second"}, small_steps());
-        ASSERT_TRUE(finished) << context << ": " << finished.error().message();
-        expect_reencrypted({"first", "second"}, context);
-        if (HasFatalFailure()) return;
-      }
-    }
-  }
+  CrashPoints points;
+  points.run = [this](RawImage& image) { return reencrypt(image, {"first", "second"}, small_steps()); };
+  points.put_back = [this, &start] { put_back(start); };
+  points.expect_finished = [this](const std::string& context) { expect_reencrypted({"first", "second"}, context); };
+  points.min_changes = 40;
+  points.thorough = thorough;
+  check_crash_points(*image_, points);
 }
 
 }  // namespace rbdluks

@@ -54,6 +54,8 @@ with rados.Rados(conffile="") as cluster, cluster.open_ioctx("rbd") as io, rbd.I
             model.write(data)
 PYEOF
 }
+# two_numbers REGEX: the numbers that the two \([0-9]*\) groups of REGEX match in the last stderr.
+two_numbers() { sed -n "s/.*$1.*/\1 \2/p" "$WORK/err"; }
 native_opens() {
   $PY - "$1" <<PYEOF
 import sys, rados, rbd
@@ -77,8 +79,7 @@ rbdc export "rbd/$TAG-thin" "$WORK/raw.before" >/dev/null 2>&1
 used_before=$(used "rbd/$TAG-thin")
 
 expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-thin" "${K[@]}"
-written=$(sed -n 's/.*: \([0-9]*\) of \([0-9]*\) data bytes rewritten.*/\1/p' "$WORK/err")
-total=$(sed -n 's/.*: \([0-9]*\) of \([0-9]*\) data bytes rewritten.*/\2/p' "$WORK/err")
+read -r written total < <(two_numbers ': \([0-9]*\) of \([0-9]*\) data bytes rewritten')
 [ "$total" = $((512 * MiB - DATA)) ] || fail "the command counts $total data bytes, not 512 MiB - 16 MiB"
 [ "$written" = $((16 * MiB)) ] || fail "$written bytes rewritten for 16 MiB of data in four objects"
 [ "$(used "rbd/$TAG-thin")" -le "$used_before" ] || fail "the image grew: $(used "rbd/$TAG-thin") > $used_before bytes"
@@ -163,8 +164,7 @@ pass "a thin plain image encrypted in place ($written bytes written): librbd nat
 # image takes no more space. The snapshot keeps its header and data.
 used_before=$(used "rbd/$TAG-thin")
 expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-thin" "${K[@]}"
-size=$(sed -n 's/.*now a plain image of \([0-9]*\) bytes, \([0-9]*\) of them written.*/\1/p' "$WORK/err")
-written=$(sed -n 's/.*now a plain image of \([0-9]*\) bytes, \([0-9]*\) of them written.*/\2/p' "$WORK/err")
+read -r size written < <(two_numbers 'now a plain image of \([0-9]*\) bytes, \([0-9]*\) of them written')
 [ "$size" = $((512 * MiB - DATA)) ] || fail "decrypt reports $size bytes of plaintext, not 512 MiB - 16 MiB"
 [ "$written" = $((16 * MiB)) ] || fail "decrypt wrote $written bytes for 16 MiB of data"
 [ "$(rbdc info "rbd/$TAG-thin" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = "$size" ] ||

@@ -1,0 +1,70 @@
+// The crash-point loop (crash_points.h).
+#include "crash_points.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "fault_injecting_image.h"
+
+namespace rbdluks {
+namespace {
+
+// Which unflushed writes a crash keeps: none and all; thorough: also the first and every other.
+std::vector<std::vector<bool>> kept_writes(size_t k, bool thorough) {
+  std::vector<std::vector<bool>> keeps = {std::vector<bool>(k, false), std::vector<bool>(k, true)};
+  if (thorough && k > 1) {
+    std::vector<bool> first_only(k, false);
+    std::vector<bool> every_other(k, false);
+    first_only[0] = true;
+    for (size_t i = 0; i < k; i += 2) every_other[i] = true;
+    keeps.push_back(first_only);
+    keeps.push_back(every_other);
+  }
+  return keeps;
+}
+
+}  // namespace
+
+void check_crash_points(RawImage& image, const CrashPoints& points) {
+  uint64_t changes = 0;
+  {
+    FaultInjectingImage counting(image, 0, FaultInjectingImage::Mode::crash);
+    auto first = points.run(counting);
+    ASSERT_TRUE(first) << first.error().message();
+    changes = counting.changes();
+  }
+  ASSERT_GE(changes, points.min_changes);
+  for (uint64_t n = 1; n <= changes; ++n) {
+    for (const auto mode : {FaultInjectingImage::Mode::fail_once, FaultInjectingImage::Mode::crash}) {
+      if (!points.thorough && mode == FaultInjectingImage::Mode::fail_once) continue;
+      std::vector<std::vector<bool>> keeps = {{}};
+      if (mode == FaultInjectingImage::Mode::crash) {
+        points.put_back();
+        FaultInjectingImage probe(image, n, mode);
+        static_cast<void>(points.run(probe));
+        keeps = kept_writes(probe.unflushed_writes(), points.thorough);
+      }
+      for (const auto& keep : keeps) {
+        points.put_back();
+        const std::string context = std::string(mode == FaultInjectingImage::Mode::crash ? "crash" : "error") +
+                                    " at change " + std::to_string(n) + " of " + std::to_string(changes) +
+                                    ", unflushed kept " + std::to_string(std::count(keep.begin(), keep.end(), true));
+        {
+          FaultInjectingImage faulty(image, n, mode);
+          EXPECT_FALSE(points.run(faulty)) << context;
+          if (mode == FaultInjectingImage::Mode::crash) {
+            ASSERT_TRUE(faulty.keep_unflushed(keep)) << context;
+          }
+        }
+        auto finished = points.run(image);
+        ASSERT_TRUE(finished) << context << ": " << finished.error().message();
+        points.expect_finished(context);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+}  // namespace rbdluks

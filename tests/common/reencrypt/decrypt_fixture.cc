@@ -1,0 +1,90 @@
+// The decryption cases on any RawImage (decrypt_fixture.h).
+#include "decrypt_fixture.h"
+
+#include "crash_points.h"
+#include "decryption.h"
+#include "encrypted_image.h"
+#include "luks_volume.h"
+#include "test_support.h"
+#include "xts_cipher.h"
+
+namespace rbdluks {
+
+void DecryptFixture::make_volume(const DecryptCase& volume) {
+  image_ = make_image(volume.data_offset + volume.data_bytes);
+  ASSERT_TRUE(image_);
+  FormatOptions options;
+  options.version = volume.version;
+  options.key_bytes = 32;
+  options.sector_size = volume.sector_size;
+  options.data_offset = volume.data_offset;
+  options.kdf.type = KdfType::pbkdf2;
+  options.kdf.force_iterations = 1000;
+  const auto key = random_bytes(32);
+  auto formatted = format_luks(*image_, options, key, bytes_of("passphrase"));
+  ASSERT_TRUE(formatted) << formatted.error().message();
+  auto cipher = make_xts_cipher(key);
+  ASSERT_TRUE(cipher);
+  EncryptedImage data(*image_, std::shared_ptr<const XtsCipher>(std::move(*cipher)), volume.data_offset,
+                      volume.sector_size, std::nullopt);
+  plaintext_ = random_bytes(volume.data_bytes);
+  for (uint64_t s = 0; s < volume.data_bytes; s += volume.sector_size) {
+    const auto sector = std::span(plaintext_).subspan(s, volume.sector_size);
+    if (volume.holes && s / volume.sector_size % 7 == 3) {
+      std::fill(sector.begin(), sector.end(), uint8_t{0});
+    } else {
+      ASSERT_TRUE(data.write(s, sector));
+    }
+  }
+  ASSERT_TRUE(data.flush());
+  ASSERT_TRUE(image_->set_metadata(kVolumeKey, "file:/nowhere"));
+  start_ = contents();
+}
+
+ReencryptOptions DecryptFixture::small_steps() { return crash_point_steps(512 << 10); }
+
+Result<ReencryptReport> DecryptFixture::decrypt(RawImage& image, const std::string& passphrase,
+                                                const ReencryptOptions& options) {
+  const auto secret = [&passphrase]() -> Result<SecureBuffer> {
+    SecureBuffer buffer(passphrase.size());
+    std::copy(passphrase.begin(), passphrase.end(), buffer.span().begin());
+    return buffer;
+  };
+  return decrypt_volume(image, secret, options, {kVolumeKey});
+}
+
+std::vector<uint8_t> DecryptFixture::contents() {
+  auto size = image_->size();
+  EXPECT_TRUE(size);
+  std::vector<uint8_t> bytes(size ? *size : 0);
+  EXPECT_TRUE(image_->read(0, bytes));
+  return bytes;
+}
+
+void DecryptFixture::expect_decrypted(const std::string& context) {
+  EXPECT_EQ(contents(), plaintext_) << context << ": not the plaintext";
+  for (const char* key : {kDecryptionMarkerKey, kVolumeKey}) {
+    auto value = image_->get_metadata(key);
+    ASSERT_TRUE(value);
+    EXPECT_FALSE(value->has_value()) << context << ": " << key << " is left";
+  }
+}
+
+void DecryptFixture::put_back() {
+  ASSERT_TRUE(image_->remove_metadata(kDecryptionMarkerKey));
+  ASSERT_TRUE(image_->set_metadata(kVolumeKey, "file:/nowhere"));
+  ASSERT_TRUE(image_->resize(start_.size()));
+  ASSERT_TRUE(image_->write(0, start_));
+  ASSERT_TRUE(image_->flush());
+}
+
+void DecryptFixture::check_every_crash_point(bool thorough) {
+  CrashPoints points;
+  points.run = [](RawImage& image) { return decrypt(image); };
+  points.put_back = [this] { put_back(); };
+  points.expect_finished = [this](const std::string& context) { expect_decrypted(context); };
+  points.thorough = thorough;
+  check_crash_points(*image_, points);
+}
+
+}  // namespace rbdluks
