@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""reencrypt_bench.py: `rbd-luks reencrypt` next to the copies of the same bytes its peers make, in
-one run on one machine.
+"""reencrypt_bench.py: `rbd-luks reencrypt`, `decrypt` and `encrypt` next to the copies of the same
+bytes their peers make, in one run on one machine.
 
 On RBD: an image of --size with --data of random plaintext written at its start (the rest never
 written). Each round times, in an order that alternates round by round:
@@ -8,6 +8,10 @@ written). Each round times, in an order that alternates round by round:
              which is then removed
   reencrypt  `rbd-luks reencrypt` of the image (a new volume key, every allocated byte read,
              checksummed, decrypted, encrypted and written back, with two header commits per step)
+  decrypt, then encrypt
+             `rbd-luks decrypt` of the image (every allocated byte read, decrypted and written the
+             data offset lower), then `rbd-luks encrypt` of the plain image it left (the reverse),
+             which makes it a volume again for the next round
 On a file (with --files): a LUKS2 file of --data, reencrypted by `cryptsetup reencrypt` (on a loop
 device when losetup works, else the file) and by `rbd-luks reencrypt`, alternately.
 Throughput is allocated data bytes per second of wall time; ratios are taken within a round, then
@@ -56,12 +60,13 @@ def random_file(path, size):
 
 
 def rounds(count, label, runs):
-    """Each round runs every entry of runs (name: a call returning (seconds, busy CPU seconds)), the
-    order reversed every other round."""
+    """Each round runs every entry of runs (a call returning {name: (seconds, busy CPU seconds)} for
+    what it timed), the order reversed every other round."""
     rows = []
     for r in range(count):
-        names = list(runs) if r % 2 == 0 else list(reversed(runs))
-        row = {name: runs[name]() for name in names}
+        row = {}
+        for entry in (runs if r % 2 == 0 else list(reversed(runs))):
+            row.update(entry())
         rows.append(row)
         print(f"{label} round {r + 1}: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in row.items()), file=sys.stderr)
     return rows
@@ -78,13 +83,19 @@ def rbd_rounds(a, rbd_luks, work):
     def deep_cp():
         result = timed(["rbd", "deep", "cp", image, image + "-copy", "--no-progress"])
         run(["rbd", "rm", image + "-copy", "--no-progress"])
-        return result
+        return {"deep-cp": result}
+
+    def round_trip():
+        decrypted = timed([rbd_luks, "decrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])
+        return {"decrypt": decrypted,
+                "encrypt": timed([rbd_luks, "encrypt", f"rbd:{image}", "--passphrase-file", key, "-q", *FAST])}
 
     try:
-        return rounds(a.rounds, "rbd", {
-            "deep-cp": deep_cp,
-            "reencrypt": lambda: timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"]),
-        })
+        return rounds(a.rounds, "rbd", [
+            deep_cp,
+            lambda: {"reencrypt": timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])},
+            round_trip,
+        ])
     finally:
         subprocess.run(["rbd", "rm", image, "--no-progress"], stderr=subprocess.DEVNULL)
 
@@ -102,11 +113,11 @@ def file_rounds(a, rbd_luks, work):
         loop = found.stdout.strip() if found.returncode == 0 else None
     cs_target = loop or image
     try:
-        rows = rounds(a.rounds, "file", {
-            "cryptsetup": lambda: timed(["cryptsetup", "reencrypt", "-q", "--force-offline-reencrypt", "--key-file", key,
-                                         *FAST, cs_target]),
-            "rbd-luks": lambda: timed([rbd_luks, "reencrypt", f"file:{image}", "--passphrase-file", key, "-q"]),
-        })
+        rows = rounds(a.rounds, "file", [
+            lambda: {"cryptsetup": timed(["cryptsetup", "reencrypt", "-q", "--force-offline-reencrypt", "--key-file",
+                                          key, *FAST, cs_target])},
+            lambda: {"rbd-luks": timed([rbd_luks, "reencrypt", f"file:{image}", "--passphrase-file", key, "-q"])},
+        ])
     finally:
         if loop:
             subprocess.run(["losetup", "-d", loop])
@@ -134,7 +145,9 @@ def plot(report, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    groups = [("rbd", "deep-cp", "reencrypt", "RBD: rbd deep cp vs rbd-luks reencrypt")]
+    groups = [(key, "deep-cp", command, f"RBD: rbd deep cp vs rbd-luks {command}")
+              for key, command in (("rbd", "reencrypt"), ("rbd_decrypt", "decrypt"), ("rbd_encrypt", "encrypt"))
+              if key in report]
     if "files" in report:
         groups.append(("files", "cryptsetup", "rbd-luks", f"file: cryptsetup reencrypt ({report['files']['target']}) "
                        "vs rbd-luks reencrypt"))
@@ -148,7 +161,7 @@ def plot(report, path):
         ax.bar(names, medians, yerr=errors, capsize=4, color=["#888888", "#3070b0"])
         ax.set_ylabel("MB/s of allocated data")
         ax.set_title(f"{title}\nratio {statistics.median(s['ratio']):.2f}", fontsize=8)
-    fig.suptitle(f"Reencryption, {report['data_bytes'] >> 20} MiB of data, {report['cpu']}", fontsize=8)
+    fig.suptitle(f"In-place rewrites, {report['data_bytes'] >> 20} MiB of data, {report['cpu']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -169,9 +182,14 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         with open(os.path.join(work, "pass"), "wb") as f:
             f.write(PASSPHRASE)
+        rows = rbd_rounds(a, rbd_luks, work)
         report = {"cpu": cpu_model(), "data_bytes": a.data, "image_bytes": a.size,
-                  "rbd": summary(rbd_rounds(a, rbd_luks, work), a.data, "deep-cp", "reencrypt")}
-        print(table("RBD", report["rbd"], "deep-cp", "reencrypt"))
+                  "rbd": summary(rows, a.data, "deep-cp", "reencrypt")}
+        for command in ("decrypt", "encrypt"):
+            report["rbd_" + command] = summary(rows, a.data, "deep-cp", command)
+        for key, command in (("rbd", "reencrypt"), ("rbd_decrypt", "decrypt"), ("rbd_encrypt", "encrypt")):
+            print(table("RBD", report[key], "deep-cp", command))
+            print()
         if a.files:
             rows, target = file_rounds(a, rbd_luks, work)
             report["files"] = summary(rows, a.data, "cryptsetup", "rbd-luks")
