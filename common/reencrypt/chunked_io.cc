@@ -1,8 +1,9 @@
-// for_each_chunk: a shared counter of chunks, and the first error.
+// for_each_chunk: a shared counter of chunks, and the first error. pipeline_steps: one read ahead.
 #include "chunked_io.h"
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <system_error>
@@ -36,6 +37,29 @@ Status for_each_chunk(uint64_t length, uint64_t chunk, unsigned threads,
   work();
   for (auto& helper : helpers) helper.join();
   if (first_error) return *first_error;
+  return {};
+}
+
+Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read, const std::function<Status(size_t)>& step) {
+  const auto start_read = [&](size_t i) {
+    const auto read_i = [&read, i] { return read(i); };
+    try {
+      return std::async(std::launch::async, read_i);
+    } catch (const std::system_error&) {
+      return std::async(std::launch::deferred, read_i);  // out of threads: read when the step needs it
+    }
+  };
+  std::future<Status> next;
+  if (count > 0) next = start_read(0);
+  for (size_t i = 0; i < count; ++i) {
+    Status done = next.get();
+    if (done && i + 1 < count) next = start_read(i + 1);
+    if (done) done = step(i);
+    if (!done) {
+      if (next.valid()) next.wait();  // a read ahead still running must end before its buffer goes
+      return done;
+    }
+  }
   return {};
 }
 

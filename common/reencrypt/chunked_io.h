@@ -1,5 +1,5 @@
-// The unit of a reencryption's parallelism: a range cut into chunks (an RBD object each, by
-// default) that several threads take in turn.
+// The units of a reencryption's parallelism: a range cut into chunks (an RBD object each, by
+// default) that several threads take in turn, and steps whose reads run one step ahead.
 #pragma once
 
 #include <cstdint>
@@ -14,5 +14,10 @@ namespace rbdluks {
 // next chunk and is returned. With fewer threads than asked (none left to start), fewer do it all.
 Status for_each_chunk(uint64_t length, uint64_t chunk, unsigned threads,
                       const std::function<Status(uint64_t begin, uint64_t end)>& fn);
+
+// Runs step(i) for i in [0, count) in order, while read(i + 1) runs beside it on another thread
+// (read(0) first, alone). read(i) and step(i) share what the caller keeps for i % 2; so read(i + 1)
+// must not touch what step(i) changes. The first error stops it, once a read ahead has ended.
+Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read, const std::function<Status(size_t)>& step);
 
 }  // namespace rbdluks

@@ -2,6 +2,7 @@
 #include "decryption.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <nlohmann/json.hpp>
 
@@ -144,25 +145,56 @@ Status write_plaintext(Decryption& run, std::span<const uint8_t> plain, uint64_t
   return apply(current, run_begin, plain.size());
 }
 
-// One step: [at, at + length) of plaintext from D + at to at, flushed, then the progress recorded.
-Status step(Decryption& run, uint64_t at, uint64_t length) {
-  const uint64_t shift = run.marker.data_offset;
-  const auto chunk = [&](uint64_t begin, uint64_t end) -> Status {
-    const uint64_t from = shift + at + begin;
-    if (!overlaps(run.allocated, from, from + (end - begin))) {  // a hole: plaintext zeros
-      if (!overlaps(run.allocated, at + begin, at + end)) return Status{};
-      return run.image.write_zeroes(at + begin, end - begin);
-    }
-    std::vector<uint8_t> data(end - begin);
-    RL_TRY(run.image.read(from, data));
-    run.bytes_read += data.size();
-    decrypt_sectors(*run.cipher, data, run.sector_size, at + begin);
-    return write_plaintext(run, data, at + begin);
-  };
-  RL_TRY(for_each_chunk(length, run.options.io_bytes, run.options.threads, chunk));
-  RL_TRY(run.image.flush());
-  run.marker.progress = at + length;
+// Moves the recorded progress to `at`: every step before it is done.
+Status record_progress(Decryption& run, uint64_t at) {
+  run.marker.progress = at;
   return write_marker(run.image, run.marker);
+}
+
+// Whether [at, at + length) has anything to move: data to read, or data at the destination that
+// must become zeros.
+bool has_work(const Decryption& run, uint64_t at, uint64_t length) {
+  const uint64_t from = run.marker.data_offset + at;
+  return overlaps(run.allocated, from, from + length) || overlaps(run.allocated, at, at + length);
+}
+
+// A hotzone's plaintext, read ahead: zeros where its source holds nothing.
+struct PlainZone {
+  uint64_t at = 0;
+  uint64_t length = 0;
+  std::vector<uint8_t> plain;
+};
+
+// Reads and decrypts the hotzone's ciphertext, from D + at. Touches nothing of the image but that,
+// so it may run beside the step before, which writes below D + at.
+Status read_zone(Decryption& run, PlainZone& zone) {
+  zone.plain.resize(zone.length);
+  const uint64_t from = run.marker.data_offset + zone.at;
+  const auto chunk = [&](uint64_t begin, uint64_t end) -> Status {
+    const auto part = std::span(zone.plain).subspan(begin, end - begin);
+    if (!overlaps(run.allocated, from + begin, from + end)) {
+      std::fill(part.begin(), part.end(), uint8_t{0});
+      return Status{};
+    }
+    RL_TRY(run.image.read(from + begin, part));
+    run.bytes_read += part.size();
+    decrypt_sectors(*run.cipher, part, run.sector_size, zone.at + begin);
+    return Status{};
+  };
+  return for_each_chunk(zone.length, run.options.io_bytes, run.options.threads, chunk);
+}
+
+// One step: the hotzone's plaintext written at `at`, flushed, then the progress recorded past it.
+// When steps with nothing to move were passed over, the progress is recorded past them first: a
+// rerun must not do them again once this step has written over their source.
+Status step(Decryption& run, PlainZone& zone) {
+  if (run.marker.progress < zone.at) RL_TRY(record_progress(run, zone.at));
+  const auto chunk = [&](uint64_t begin, uint64_t end) {
+    return write_plaintext(run, std::span(zone.plain).subspan(begin, end - begin), zone.at + begin);
+  };
+  RL_TRY(for_each_chunk(zone.length, run.options.io_bytes, run.options.threads, chunk));
+  RL_TRY(run.image.flush());
+  return record_progress(run, zone.at + zone.length);
 }
 
 // The key from the copy of the header, and the layout it must agree with.
@@ -181,23 +213,36 @@ Status unlock_copy(Decryption& run, std::span<const uint8_t> passphrase) {
   return {};
 }
 
-// From the marker's progress to the end of the data; stop_requested is asked between steps.
+// From the marker's progress to the end of the data, passing over hotzones with nothing to move;
+// stop_requested is asked between steps. The next hotzone is read while a step writes its own.
 Status run_steps(Decryption& run) {
   const Marker& marker = run.marker;
   const uint64_t hotzone = std::max<uint64_t>(
       run.sector_size, round_down(std::min(run.options.hotzone_bytes, marker.data_offset), run.sector_size));
-  for (uint64_t at = marker.progress; at < marker.data_size;) {
+  std::vector<std::pair<uint64_t, uint64_t>> zones;
+  for (uint64_t at = marker.progress; at < marker.data_size; at += hotzone) {
+    const uint64_t length = std::min(hotzone, marker.data_size - at);
+    if (has_work(run, at, length)) zones.emplace_back(at, length);
+  }
+  std::array<PlainZone, 2> buffers;
+  const auto read = [&](size_t i) {
+    PlainZone& zone = buffers[i % 2];
+    zone.at = zones[i].first;
+    zone.length = zones[i].second;
+    return read_zone(run, zone);
+  };
+  const auto write = [&](size_t i) -> Status {
     if (run.options.stop_requested && run.options.stop_requested()) {
-      return Error(Errc::failure, run.image.name() + ": decryption stopped with " + std::to_string(at) + " of " +
-                                      std::to_string(marker.data_size) +
+      return Error(Errc::failure, run.image.name() + ": decryption stopped with " + std::to_string(marker.progress) +
+                                      " of " + std::to_string(marker.data_size) +
                                       " bytes done; run the same command again to finish it");
     }
-    const uint64_t length = std::min(hotzone, marker.data_size - at);
-    RL_TRY(step(run, at, length));
-    at += length;
-    if (run.options.progress) run.options.progress(at, marker.data_size);
-  }
-  return {};
+    RL_TRY(step(run, buffers[i % 2]));
+    if (run.options.progress) run.options.progress(marker.progress, marker.data_size);
+    return {};
+  };
+  RL_TRY(pipeline_steps(zones.size(), read, write));
+  return marker.progress < marker.data_size ? record_progress(run, marker.data_size) : Status{};
 }
 
 // After the last step: the ciphertext left past the data and the header copy go (zeroed first, so

@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <future>
-#include <system_error>
 
 #include "chunked_io.h"
 #include "cipher_spec.h"
@@ -237,40 +235,19 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> plan_zones(const ReencryptRun
 Status run_steps(ReencryptRun& run) {
   RL_ASSIGN(const auto zones, plan_zones(run));
   std::array<ReadZone, 2> buffers;
-  const auto start_read = [&](size_t i) {
+  const auto read = [&](size_t i) {
     ReadZone& zone = buffers[i % 2];
     zone.at = zones[i].first;
     zone.length = zones[i].second;
-    const auto read = [&run, &zone] { return read_zone(run, zone); };
-    try {
-      return std::async(std::launch::async, read);
-    } catch (const std::system_error&) {
-      return std::async(std::launch::deferred, read);  // out of threads: read when the step needs it
-    }
+    return read_zone(run, zone);
   };
-  std::future<Status> next;
-  if (!zones.empty()) next = start_read(0);
-  for (size_t i = 0; i < zones.size(); ++i) {
-    Status read = next.get();
-    if (i + 1 < zones.size()) next = start_read(i + 1);
-    // A read ahead still running must end before its buffer goes, whatever happens here.
-    const auto wait_ahead = [&] {
-      if (next.valid()) next.wait();
-    };
-    if (!read) {
-      wait_ahead();
-      return read;
-    }
-    if (run.options.stop_requested && run.options.stop_requested()) {
-      wait_ahead();
-      return stopped(run);
-    }
-    if (Status done = step(run, buffers[i % 2]); !done) {
-      wait_ahead();
-      return done;
-    }
+  const auto rewrite = [&](size_t i) -> Status {
+    if (run.options.stop_requested && run.options.stop_requested()) return stopped(run);
+    RL_TRY(step(run, buffers[i % 2]));
     if (run.options.progress) run.options.progress(run.state.progress, run.state.data_size);
-  }
+    return {};
+  };
+  RL_TRY(pipeline_steps(zones.size(), read, rewrite));
   run.state.progress = run.state.data_size;
   return {};
 }
