@@ -40,7 +40,8 @@ Status for_each_chunk(uint64_t length, uint64_t chunk, unsigned threads,
   return {};
 }
 
-Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read, const std::function<Status(size_t)>& step) {
+Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read,
+                      const std::function<Status(size_t)>& step) {
   const auto start_read = [&](size_t i) {
     const auto read_i = [&read, i] { return read(i); };
     try {

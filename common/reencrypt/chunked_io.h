@@ -18,6 +18,7 @@ Status for_each_chunk(uint64_t length, uint64_t chunk, unsigned threads,
 // Runs step(i) for i in [0, count) in order, while read(i + 1) runs beside it on another thread
 // (read(0) first, alone). read(i) and step(i) share what the caller keeps for i % 2; so read(i + 1)
 // must not touch what step(i) changes. The first error stops it, once a read ahead has ended.
-Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read, const std::function<Status(size_t)>& step);
+Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read,
+                      const std::function<Status(size_t)>& step);
 
 }  // namespace rbdluks

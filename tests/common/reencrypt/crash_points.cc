@@ -29,6 +29,7 @@ std::vector<std::vector<bool>> kept_writes(size_t k, bool thorough) {
 
 void check_crash_points(RawImage& image, const CrashPoints& points) {
   uint64_t changes = 0;
+  points.put_back();  // every run starts from the same image, holes included
   {
     FaultInjectingImage counting(image, 0, FaultInjectingImage::Mode::crash);
     auto first = points.run(counting);

@@ -22,6 +22,9 @@ struct DecryptCase {
   uint64_t data_offset = 256 << 10;  // below the hotzone of small_steps(), which a step must not pass
   uint64_t data_bytes = 768 << 10;
   bool holes = false;  // every seventh sector never written (all-zero ciphertext, plaintext zeros)
+  // The middle three fifths never written either: with hotzones of a fifth, a step with nothing to
+  // move lies between steps that do.
+  bool gap = false;
 };
 
 class DecryptFixture : public ::testing::Test {
@@ -39,8 +42,8 @@ class DecryptFixture : public ::testing::Test {
   static Result<ReencryptReport> decrypt(RawImage& image, const std::string& passphrase = "passphrase",
                                          const ReencryptOptions& options = small_steps());
   void expect_decrypted(const std::string& context);
-  // The image as make_volume left it: its size, its bytes, its metadata.
   std::vector<uint8_t> contents();
+  // The image as make_volume left it: its size, its bytes and holes, its metadata.
   void put_back();
   // Every change of the run failed (FaultInjectingImage; crash_points.h), then a second run finishes.
   void check_every_crash_point(bool thorough);

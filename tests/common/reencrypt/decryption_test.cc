@@ -96,13 +96,13 @@ TEST_P(DecryptionTest, StopsBetweenStepsAndResumes) {
 TEST_P(DecryptionTest, EveryCrashPointResumesToTheSamePlaintext) { check_every_crash_point(true); }
 
 INSTANTIATE_TEST_SUITE_P(Volumes, DecryptionTest,
-                         ::testing::Values(DecryptCase{2, 4096, 256 << 10, 768 << 10, false},
-                                           DecryptCase{2, 4096, 256 << 10, 768 << 10, true},
-                                           DecryptCase{1, 512, 2 << 20, (700 << 10) + 512, true}),
+                         ::testing::Values(DecryptCase{2, 4096, 256 << 10, 768 << 10, false, false},
+                                           DecryptCase{2, 4096, 256 << 10, 1280 << 10, true, true},
+                                           DecryptCase{1, 512, 2 << 20, (700 << 10) + 512, true, false}),
                          [](const ::testing::TestParamInfo<DecryptCase>& param_info) {
                            return "Luks" + std::to_string(param_info.param.version) + "Sector" +
                                   std::to_string(param_info.param.sector_size) +
-                                  (param_info.param.holes ? "WithHoles" : "");
+                                  (param_info.param.holes ? "WithHoles" : "") + (param_info.param.gap ? "AndAGap" : "");
                          });
 
 }  // namespace
