@@ -97,7 +97,8 @@ Status read_zone(const ReencryptRun& run, ReadZone& zone) {
 // as cryptsetup does.
 Status rewrite_zone(ReencryptRun& run, std::span<uint8_t> zone, uint64_t at, const std::vector<bool>* still_old) {
   enum class Action { write, make_hole, leave };
-  const uint32_t sector = run.state.next.sector_size;
+  const uint32_t old_sector = run.state.previous.sector_size;
+  const uint32_t new_sector = run.state.next.sector_size;
   const uint64_t block = block_size(run);
   const bool encrypting = run.state.encrypting();
   const bool thin = run.image.peers_read_holes_as_zeros();
@@ -117,8 +118,8 @@ Status rewrite_zone(ReencryptRun& run, std::span<uint8_t> zone, uint64_t at, con
       return run.image.write_zeroes(dest + begin, end - begin);
     }
     const auto part = zone.subspan(begin, end - begin);
-    if (!encrypting) decrypt_sectors(*run.keys.old_cipher, part, sector, at + begin);
-    encrypt_sectors(*run.keys.new_cipher, part, sector, at + begin);
+    if (!encrypting) decrypt_sectors(*run.keys.old_cipher, part, old_sector, at + begin);
+    encrypt_sectors(*run.keys.new_cipher, part, new_sector, at + begin);
     written += part.size();
     return run.image.write(dest + begin, part);
   };
@@ -316,11 +317,6 @@ Status unlock_recorded_run(ReencryptRun& run, const std::vector<std::span<const 
                                        "metadata); refusing to touch the data");
   }
   if (!run.keys.old_key.empty()) {
-    if (run.state.next.sector_size != run.state.previous.sector_size) {
-      return Error(Errc::unsupported, run.image.name() +
-                                          ": the reencryption changes the sector size, which rbd-luks does not "
-                                          "resume; finish it with cryptsetup");
-    }
     RL_ASSIGN(run.keys.old_cipher, make_cipher(run.state.previous.encryption, run.keys.old_key.span()));
   }
   RL_ASSIGN(run.keys.new_cipher, make_cipher(run.state.next.encryption, run.keys.new_key.span()));

@@ -60,6 +60,20 @@ Status twin_given_passphrases(ReencryptRun& run, const std::vector<std::span<con
   return {};
 }
 
+// A new sector size must divide the data's offset and size: the segment is made of whole sectors.
+Status check_sector_size(RawImage& image, const Luks2Segment& segment, uint64_t data_size) {
+  const uint32_t sector = segment.sector_size;
+  if (sector < 512 || sector > 4096 || (sector & (sector - 1)) != 0) {
+    return Error(Errc::usage, "--sector-size must be 512, 1024, 2048 or 4096");
+  }
+  if (segment.offset % sector != 0 || data_size % sector != 0) {
+    return Error(Errc::usage, image.name() + ": the data (" + std::to_string(data_size) + " bytes at offset " +
+                                  std::to_string(segment.offset) + ") is not a whole number of " +
+                                  std::to_string(sector) + "-byte sectors");
+  }
+  return {};
+}
+
 // Starts a reencryption: the new key, its keyslots (one for each old one a passphrase opens, with
 // the same KDF cost and priority), and the state of step 0, written in one header.
 Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& passphrases, uint64_t raw_size) {
@@ -105,6 +119,9 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   Luks2Segment new_segment = old_segment;
   new_segment.json = nlohmann::ordered_json::object();
   new_segment.encryption = run.options.cipher.value_or(old_segment.encryption);
+  new_segment.sector_size = run.options.sector_size.value_or(old_segment.sector_size);
+  const uint64_t data_size = data_segment_size(raw_size, old_segment.offset, old_segment.sector_size, old_segment.size);
+  RL_TRY(check_sector_size(run.image, new_segment, data_size));
   const uint32_t new_key_bytes = run.options.key_bytes.value_or(static_cast<uint32_t>(run.keys.old_key.size()));
   run.keys.new_key = SecureBuffer(new_key_bytes);
   RL_TRY(fill_random(run.keys.new_key.span()));
@@ -131,8 +148,9 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   slot.area_offset = area_offset;
   slot.area_size = area_size;
   slot.hash = kChecksumHash;
-  const uint64_t data_size = data_segment_size(raw_size, old_segment.offset, old_segment.sector_size, old_segment.size);
-  slot.sector_size = data_size % kBlock == 0 ? static_cast<uint32_t>(kBlock) : old_segment.sector_size;
+  // Checksum blocks hold whole sectors of both sizes, as cryptsetup's do.
+  slot.sector_size = data_size % kBlock == 0 ? static_cast<uint32_t>(kBlock)
+                                             : std::max(old_segment.sector_size, new_segment.sector_size);
   RL_ASSIGN(const uint64_t capacity, checksum_capacity(slot));
   if (capacity < slot.sector_size) {
     return Error(Errc::no_space,

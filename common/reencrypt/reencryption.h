@@ -29,6 +29,7 @@ namespace rbdluks {
 struct ReencryptOptions {
   std::optional<std::string> cipher;    // default: the volume's
   std::optional<uint32_t> key_bytes;    // default: the volume's
+  std::optional<uint32_t> sector_size;  // default: the volume's
   uint64_t hotzone_bytes = 64 << 20;    // the most rewritten per step (less where the area is small)
   unsigned threads = 8;                 // reads and writes in flight, and cipher threads
   uint64_t io_bytes = 4 << 20;          // the unit of those reads and writes: an RBD object
@@ -62,8 +63,8 @@ struct ReencryptReport {
 // runs it to the end. passphrases are tried against every keyslot. The caller holds the image's
 // header lock. Errors: Errc::bad_key when no passphrase opens the volume (or, on a resume, either
 // key); Errc::usage when keyslots would be lost (their passphrases are not given) without
-// drop_unopened_keyslots; Errc::unsupported for LUKS1, another cipher, a sector size change or a
-// state this code does not resume; Errc::failure "stopped" when stop_requested ended it early.
+// drop_unopened_keyslots, or for a sector size the data's size or offset is not a multiple of;
+// Errc::unsupported for LUKS1, another cipher or a state this code does not resume; Errc::failure "stopped" when stop_requested ended it early.
 Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::span<const uint8_t>>& passphrases,
                                         const ReencryptOptions& options);
 

@@ -89,10 +89,12 @@ Result<ReencryptOptions> reencrypt_options_from(const CommandLine& cl, bool resu
                  "a reencryption is already under way: resuming it takes no --cipher, --key-size or "
                  "--sector-size (it keeps those it began with)");
   }
-  if (cl.has("sector-size")) {
-    return Error(Errc::unsupported, "reencrypt keeps the sector size; --sector-size is not supported");
-  }
   RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "reencrypt"));
+  RL_ASSIGN(const auto sector_size, cl.get_uint("sector-size"));
+  if (sector_size) {
+    if (*sector_size > 4096) return Error(Errc::usage, "--sector-size must be 512, 1024, 2048 or 4096");
+    options.sector_size = static_cast<uint32_t>(*sector_size);
+  }
   options.cipher = cl.get("cipher");
   RL_ASSIGN(const auto key_bits, cl.get_uint("key-size"));
   if (key_bits) {
@@ -149,8 +151,8 @@ void warn_if_unfenced(const CommandLine& cl, const Rewrite& rewrite, const Reenc
 
 Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1,
-                     "reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--resume] "
-                     "[--force]"));
+                     "reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] "
+                     "[--sector-size BYTES] [--resume] [--force]"));
   RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "reencrypt"));
   RawImage& image = *rewrite.image;
   RL_ASSIGN(const auto header, read_luks2_header(image));

@@ -23,16 +23,18 @@ cryptsetup luksAddKey -q "${CS_FAST[@]}" --key-file "$P1" "$ORIG" "$P2"
 OLD_VK=$(vk_cryptsetup "$ORIG" "$P1")
 $XTS plaintext "$ORIG" "$OLD_VK" "$DATA" 4096 "$WORK/plain"
 
-# same_plaintext IMAGE WHAT: cryptsetup opens IMAGE with P1 and P2 to a new volume key, under which
-# the data is the original plaintext, with no sector's ciphertext left as it was.
+# same_plaintext IMAGE WHAT [SECTOR]: cryptsetup opens IMAGE with P1 and P2 to a new volume key,
+# under which the data (in sectors of SECTOR bytes, 4096 by default) is the original plaintext, with
+# no sector's ciphertext left as it was.
 same_plaintext() {
-  local vk
+  local vk sector=${3:-4096}
   cryptsetup open --test-passphrase --key-file "$P1" "$1" || fail "$2: cryptsetup does not open with P1"
   cryptsetup open --test-passphrase --key-file "$P2" "$1" || fail "$2: cryptsetup does not open with P2"
   cryptsetup luksDump "$1" | grep -q "online-reencrypt" && fail "$2: the reencryption requirement is still there"
   vk=$(vk_cryptsetup "$1" "$P1")
   [ "$vk" != "$OLD_VK" ] || fail "$2: the volume key did not change"
-  $XTS plaintext "$1" "$vk" "$DATA" 4096 "$WORK/back"
+  cryptsetup luksDump "$1" | grep -q "sector: $sector \[bytes\]" || fail "$2: the sectors are not of $sector bytes"
+  $XTS plaintext "$1" "$vk" "$DATA" "$sector" "$WORK/back"
   cmp -s "$WORK/plain" "$WORK/back" || fail "$2: the plaintext changed"
   [ "$($XTS unchanged "$ORIG" "$1" "$DATA" 4096)" = 0 ] || fail "$2: sectors kept their old ciphertext"
 }
@@ -50,12 +52,35 @@ err_has "no passphrase given opens keyslot 1"
 expect_exit 3 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P3"
 expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --resume
 err_has "no reencryption to resume"
-expect_exit 1 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --sector-size 512
+expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --sector-size 1000
 cmp -s "$ORIG" "$IMG" || fail "a refused reencrypt changed the image"
 expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P2" --force
 cryptsetup open --test-passphrase --key-file "$P1" "$IMG" 2>/dev/null && fail "--force kept the keyslot of P1"
 cryptsetup open --test-passphrase --key-file "$P2" "$IMG" || fail "--force lost the keyslot of P2"
-pass "refusals (a keyslot without passphrase, a wrong key, nothing to resume, a sector size change) leave the image as it was; --force drops"
+pass "refusals (a keyslot without passphrase, a wrong key, nothing to resume, a sector size of 1000) leave the image as it was; --force drops"
+
+# Another sector size: rbd-luks from 4096 to 512 bytes; cryptsetup begins one and rbd-luks
+# finishes it; rbd-luks, killed inside a step, is finished by cryptsetup.
+cp "$ORIG" "$IMG"
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --sector-size 512
+same_plaintext "$IMG" "reencrypt --sector-size 512" 512
+cp "$ORIG" "$IMG"
+cryptsetup reencrypt -q --force-offline-reencrypt --init-only "${CS_FAST[@]}" --key-file "$P1" --key-slot 0 --sector-size 512 "$IMG"
+expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2"
+err_has "resuming the reencryption"
+same_plaintext "$IMG" "cryptsetup --init-only --sector-size 512, rbd-luks finished" 512
+cp "$ORIG" "$IMG"
+rc=0
+strace -f -o /dev/null -e inject=fdatasync:signal=SIGKILL:when=7 \
+  "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --hotzone-size 4M \
+  --threads 1 --pbkdf-force-iterations 1000 --sector-size 512 || rc=$?
+[ "$rc" = 137 ] || fail "rbd-luks was not killed at flush 7 (exit $rc)"
+"$RBD_LUKS" dump "file:$IMG" | grep -q "^Reencryption: " || fail "the killed run left no reencryption"
+cryptsetup repair -q --key-file "$P1" "$IMG" || fail "cryptsetup repair failed"
+cryptsetup reencrypt -q --force-offline-reencrypt --resume-only --key-file "$P1" "$IMG" ||
+  fail "cryptsetup cannot resume rbd-luks's sector size change"
+same_plaintext "$IMG" "rbd-luks --sector-size 512 killed, cryptsetup finished" 512
+pass "sector size 4096 to 512: by rbd-luks, begun by cryptsetup and finished by rbd-luks, begun by rbd-luks and finished by cryptsetup"
 
 # Another cipher key size, 512-byte sectors, rbd-luks's own argon2id volume.
 OWN=$WORK/own.img
