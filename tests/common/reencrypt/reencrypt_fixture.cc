@@ -3,6 +3,7 @@
 
 #include "crash_points.h"
 #include "luks_volume.h"
+#include "sector_codec.h"
 #include "test_support.h"
 #include "xts_cipher.h"
 
@@ -24,6 +25,7 @@ void ReencryptFixture::make_volume(uint32_t sector_size, bool holes) {
   options.sector_size = sector_size;
   options.data_offset = kDataOffset;
   options.kdf = fast_kdf();
+  old_sector_size_ = sector_size;
   old_key_ = random_bytes(32);
   auto volume = format_luks(*image_, options, old_key_, bytes_of("first"));
   ASSERT_TRUE(volume) << volume.error().message();
@@ -71,10 +73,11 @@ void ReencryptFixture::expect_reencrypted(const std::vector<std::string>& openin
   EXPECT_NE(new_key, old_key_) << context;
   std::vector<uint8_t> back(kDataBytes);
   ASSERT_TRUE(data_path(new_key, (*volume)->layout().sector_size)->read(0, back));
-  EXPECT_EQ(back, plaintext_) << context << ": the plaintext changed";
+  EXPECT_TRUE(back == plaintext_) << context << ": the plaintext changed";
   std::vector<uint8_t> under_old(kDataBytes);
-  ASSERT_TRUE(data_path(old_key_, (*volume)->layout().sector_size)->read(0, under_old));
+  ASSERT_TRUE(data_path(old_key_, old_sector_size_)->read(0, under_old));
   for (uint64_t s = 0; s < kDataBytes; s += 4096) {
+    if (is_zero(std::span(plaintext_).subspan(s, 4096))) continue;  // a hole, which stays one
     ASSERT_FALSE(std::equal(under_old.begin() + s, under_old.begin() + s + 4096, plaintext_.begin() + s))
         << context << ": the old key still decrypts the sector at " << s;
   }
@@ -91,10 +94,12 @@ void ReencryptFixture::put_back(const std::vector<uint8_t>& bytes) {
   ASSERT_TRUE(image_->flush());
 }
 
-void ReencryptFixture::check_every_crash_point(bool thorough) {
+void ReencryptFixture::check_every_crash_point(bool thorough, std::optional<uint32_t> new_sector_size) {
   const auto start = contents();
+  ReencryptOptions options = small_steps();
+  options.sector_size = new_sector_size;
   CrashPoints points;
-  points.run = [this](RawImage& image) { return reencrypt(image, {"first", "second"}, small_steps()); };
+  points.run = [this, &options](RawImage& image) { return reencrypt(image, {"first", "second"}, options); };
   points.put_back = [this, &start] { put_back(start); };
   points.expect_finished = [this](const std::string& context) { expect_reencrypted({"first", "second"}, context); };
   points.min_changes = 40;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,13 +45,15 @@ class ReencryptFixture : public ::testing::Test {
   // Every change of the run failed: once as an I/O error the run reports (thorough only) and as a
   // crash that keeps some of the unflushed writes (none and all; thorough: also the first, and every
   // other); then a second run on the real image finishes the job.
-  void check_every_crash_point(bool thorough);
+  // With new_sector_size, the run changes the sector size too.
+  void check_every_crash_point(bool thorough, std::optional<uint32_t> new_sector_size = std::nullopt);
 
   std::vector<uint8_t> contents();
   void put_back(const std::vector<uint8_t>& bytes);
 
   std::unique_ptr<RawImage> image_;
   std::vector<uint8_t> old_key_, plaintext_;
+  uint32_t old_sector_size_ = 4096;
 };
 
 }  // namespace rbdluks

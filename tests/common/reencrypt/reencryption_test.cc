@@ -120,5 +120,12 @@ TEST_F(ReencryptionTest, EveryCrashPointResumesWith512ByteSectorsAndHoles) {
   check_every_crash_point(true);
 }
 
+// A new sector size: 4096-byte sectors (with holes) become 512-byte ones, decrypted in the old
+// size and encrypted in the new, block by block.
+TEST_F(ReencryptionTest, EveryCrashPointResumesChangingTheSectorSize) {
+  make_volume(4096, true);
+  check_every_crash_point(false, 512);
+}
+
 }  // namespace
 }  // namespace rbdluks
