@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -152,6 +153,13 @@ class FileImage final : public RawImage {
       unlink(tmp.c_str());
       return errno_error("write " + sidecar());
     }
+    // The rename is durable once the directory is: runs that record their progress here rely on it.
+    const std::string dir = std::filesystem::path(sidecar()).parent_path().string();
+    const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return errno_error("open the directory of " + sidecar());
+    const bool synced = fsync(dir_fd) == 0;
+    close(dir_fd);
+    if (!synced) return errno_error("sync the directory of " + sidecar());
     return {};
   }
 

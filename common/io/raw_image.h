@@ -47,6 +47,9 @@ class RawImage {
   virtual bool peers_read_holes_as_zeros() const { return false; }
   virtual Status resize(uint64_t new_size) = 0;
   virtual bool read_only() const = 0;
+  // A snapshot: the image as it was once. Its metadata is the image's own, as it is now (RBD keeps
+  // no metadata per snapshot), so it may describe a later state than the snapshot's data.
+  virtual bool snapshot() const { return false; }
 
   // Small key/value metadata kept beside the image (RBD image metadata; a sidecar for files).
   // get_metadata returns std::nullopt when the key is absent. remove_metadata says whether the key

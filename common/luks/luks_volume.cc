@@ -23,10 +23,13 @@ std::string unsupported_line(const LuksVolume& volume) {
 
 namespace {
 
-// Why an image without a header may still hold a volume: a decryption's marker, and its progress.
+// Why the image's header is not to be read: a decryption's marker (with its progress), or no way
+// to know whether there is one. A snapshot keeps the header it had, whatever the marker says.
 std::optional<Error> decryption_under_way(RawImage& image) {
+  if (image.snapshot()) return std::nullopt;
   auto marker = image.get_metadata(kDecryptionMarkerKey);
-  if (!marker || !*marker) return std::nullopt;
+  if (!marker) return std::move(marker).error();
+  if (!*marker) return std::nullopt;
   const auto json = nlohmann::json::parse(**marker, nullptr, false);
   std::string done;
   if (json.is_object() && json.value("progress", nlohmann::json()).is_number_unsigned() &&

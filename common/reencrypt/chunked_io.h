@@ -2,8 +2,11 @@
 // default) that several threads take in turn, and steps whose reads run one step ahead.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <utility>
+#include <vector>
 
 #include "result.h"
 
@@ -20,5 +23,20 @@ Status for_each_chunk(uint64_t length, uint64_t chunk, unsigned threads,
 // must not touch what step(i) changes. The first error stops it, once a read ahead has ended.
 Status pipeline_steps(size_t count, const std::function<Status(size_t)>& read,
                       const std::function<Status(size_t)>& step);
+
+// The same over hotzones [at, at + length): read(zone) fills a Zone (a struct with `at` and
+// `length`, set before) one hotzone ahead, and step(zone) writes it.
+template <typename Zone>
+Status pipeline_zones(const std::vector<std::pair<uint64_t, uint64_t>>& zones, const std::function<Status(Zone&)>& read,
+                      const std::function<Status(Zone&)>& step) {
+  std::array<Zone, 2> buffers;
+  const auto read_at = [&](size_t i) {
+    Zone& zone = buffers[i % 2];
+    zone.at = zones[i].first;
+    zone.length = zones[i].second;
+    return read(zone);
+  };
+  return pipeline_steps(zones.size(), read_at, [&](size_t i) { return step(buffers[i % 2]); });
+}
 
 }  // namespace rbdluks

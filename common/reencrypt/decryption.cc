@@ -57,14 +57,14 @@ Status write_marker(RawImage& image, const Marker& marker) {
 // The volume at the start of the image, checked before anything changes: one rbd-luks opens, not
 // in the middle of another run, and opened by the passphrase.
 Result<Marker> plan(RawImage& image, std::span<const uint8_t> passphrase) {
+  RL_ASSIGN(const auto volume, load_luks(image));
+  RL_TRY(volume->supported());  // says so when a reencryption or an encryption holds the header
   RL_ASSIGN(const bool encrypting, encryption_started(image));
   if (encrypting) {
     return Error(Errc::usage, image.name() +
                                   ": an encryption in place has not finished; finish it first (the same "
                                   "`rbd-luks encrypt` again)");
   }
-  RL_ASSIGN(const auto volume, load_luks(image));
-  RL_TRY(volume->supported());
   if (auto key = volume->open(passphrase); !key) return std::move(key).error();
   const VolumeLayout& layout = volume->layout();
   RL_ASSIGN(const uint64_t size, image.size());
@@ -78,11 +78,12 @@ Result<Marker> plan(RawImage& image, std::span<const uint8_t> passphrase) {
 }
 
 // Copies the first D bytes past the end of the image grown for them, flushed. Chunks of zeros stay
-// unwritten: the grown part reads as zeros, or holds what an earlier try copied of the same bytes.
+// unwritten where the grown part is new; a copy made again goes over the last one whole.
 Status copy_header(RawImage& image, const Marker& marker, const ReencryptOptions& options) {
   RL_ASSIGN(const uint64_t size, image.size());
   const uint64_t grown = marker.header_copy_at + marker.data_offset;
-  if (size != grown) {
+  const bool fresh = size != grown;
+  if (fresh) {
     if (size != marker.original_size) {
       return Error(Errc::failure, image.name() + ": " + std::to_string(size) + " bytes, neither the " +
                                       std::to_string(marker.original_size) + " of the volume nor the " +
@@ -93,8 +94,8 @@ Status copy_header(RawImage& image, const Marker& marker, const ReencryptOptions
   const auto copy = [&](uint64_t begin, uint64_t end) -> Status {
     std::vector<uint8_t> chunk(end - begin);
     RL_TRY(image.read(begin, chunk));
-    if (is_zero(chunk)) return Status{};
-    return image.write(marker.header_copy_at + begin, chunk);
+    if (!is_zero(chunk)) return image.write(marker.header_copy_at + begin, chunk);
+    return fresh ? Status{} : image.write_zeroes(marker.header_copy_at + begin, chunk.size());
   };
   RL_TRY(for_each_chunk(marker.data_offset, options.io_bytes, options.threads, copy));
   return image.flush();
@@ -224,34 +225,54 @@ Status run_steps(Decryption& run) {
     const uint64_t length = std::min(hotzone, marker.data_size - at);
     if (has_work(run, at, length)) zones.emplace_back(at, length);
   }
-  std::array<PlainZone, 2> buffers;
-  const auto read = [&](size_t i) {
-    PlainZone& zone = buffers[i % 2];
-    zone.at = zones[i].first;
-    zone.length = zones[i].second;
-    return read_zone(run, zone);
-  };
-  const auto write = [&](size_t i) -> Status {
+  const auto write = [&](PlainZone& zone) -> Status {
     if (run.options.stop_requested && run.options.stop_requested()) {
       return Error(Errc::failure, run.image.name() + ": decryption stopped with " + std::to_string(marker.progress) +
                                       " of " + std::to_string(marker.data_size) +
                                       " bytes done; run the same command again to finish it");
     }
-    RL_TRY(step(run, buffers[i % 2]));
+    RL_TRY(step(run, zone));
     if (run.options.progress) run.options.progress(marker.progress, marker.data_size);
     return {};
   };
-  RL_TRY(pipeline_steps(zones.size(), read, write));
+  RL_TRY(pipeline_zones<PlainZone>(
+      zones, [&](PlainZone& zone) { return read_zone(run, zone); }, write));
   return marker.progress < marker.data_size ? record_progress(run, marker.data_size) : Status{};
 }
 
-// After the last step: the ciphertext left past the data and the header copy go (zeroed first, so
-// that no key material stays in a file's blocks), then the volume's metadata, then the marker.
-Status cut_back(RawImage& image, const Marker& marker, const std::vector<std::string>& volume_keys) {
+// Overwrites whatever [offset, offset + length) holds with zeros, flushed, then makes it a hole: a
+// hole alone frees the blocks below without overwriting them, and these held key material.
+Status erase(RawImage& image, uint64_t offset, uint64_t length, const ReencryptOptions& options) {
+  RL_ASSIGN(const auto extents, image.allocated_extents(offset, length));
+  const std::vector<uint8_t> zeros(std::min<uint64_t>(options.io_bytes, length));
+  for (const Extent& extent : extents) {
+    const uint64_t end = std::min(extent.end(), offset + length);
+    for (uint64_t at = std::max(extent.offset, offset); at < end;) {
+      const uint64_t n = std::min<uint64_t>(zeros.size(), end - at);
+      RL_TRY(image.write(at, std::span(zeros).first(n)));
+      at += n;
+    }
+  }
+  RL_TRY(image.flush());
+  RL_TRY(image.write_zeroes(offset, length));
+  return image.flush();
+}
+
+// The volume's header at the start, once its copy is safe: its magic first, so that a header that
+// still has its magic is still whole (a rerun then copies it again).
+Status erase_header(RawImage& image, const Marker& marker, const ReencryptOptions& options) {
+  const uint64_t first = std::min<uint64_t>(4096, marker.data_offset);
+  RL_TRY(erase(image, 0, first, options));
+  return erase(image, first, marker.data_offset - first, options);
+}
+
+// After the last step: the ciphertext left past the data and the header copy are erased and cut
+// off, then the volume's metadata goes, then the marker.
+Status cut_back(RawImage& image, const Marker& marker, const std::vector<std::string>& volume_keys,
+                const ReencryptOptions& options) {
   RL_ASSIGN(const uint64_t size, image.size());
   if (size > marker.data_size) {
-    RL_TRY(image.write_zeroes(marker.data_size, size - marker.data_size));
-    RL_TRY(image.flush());
+    RL_TRY(erase(image, marker.data_size, size - marker.data_size, options));
     RL_TRY(image.resize(marker.data_size));
   }
   for (const std::string& key : volume_keys) RL_TRY(image.remove_metadata(key));
@@ -266,37 +287,48 @@ Result<bool> decryption_started(RawImage& image) {
   return marker.has_value();
 }
 
+Status refuse_recorded_decryption(RawImage& image) {
+  RL_ASSIGN(const bool decrypting, decryption_started(image));
+  if (!decrypting) return {};
+  return Error(Errc::usage, image.name() +
+                                ": a decryption in place has not finished; finish it first (the same "
+                                "`rbd-luks decrypt` again)");
+}
+
 Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Result<SecureBuffer>()>& passphrase,
                                        const ReencryptOptions& options, const std::vector<std::string>& volume_keys) {
   ReencryptReport report;
   RL_ASSIGN(std::optional<Marker> recorded, read_marker(image));
   report.resumed = recorded.has_value();
+  // Asked for once (it may come from standard input), and only when the run needs a key.
+  std::optional<SecureBuffer> secret;
+  if (!recorded || recorded->progress < recorded->data_size) {
+    RL_ASSIGN(secret, passphrase());
+    if (options.check_alone) RL_TRY(options.check_alone());
+  }
   if (!recorded) {
-    RL_ASSIGN(const SecureBuffer secret, passphrase());
-    RL_ASSIGN(recorded, plan(image, secret.span()));
+    RL_ASSIGN(recorded, plan(image, secret->span()));
     RL_TRY(write_marker(image, *recorded));
   }
   Decryption run(image, options, *recorded);
   report.data_bytes = run.marker.data_size;
   if (run.marker.progress < run.marker.data_size) {
+    // A header at the start that still has its magic is whole (erase_header), and may have changed
+    // since it was copied (cryptsetup can still open it): it is copied again.
+    if (run.marker.progress == 0 && holds_luks_magic(image)) run.marker.copied = false;
     if (!run.marker.copied) {
       RL_TRY(copy_header(image, run.marker, options));
       run.marker.copied = true;
       RL_TRY(write_marker(image, run.marker));
     }
-    RL_ASSIGN(const SecureBuffer secret, passphrase());
-    RL_TRY(unlock_copy(run, secret.span()));
-    if (options.check_alone) RL_TRY(options.check_alone());
-    // The volume's header at the start goes before any data moves: from here on no reader finds a
-    // volume there (the data is half plain), while the copy holds the keys.
-    if (run.marker.progress == 0) {
-      RL_TRY(image.write_zeroes(0, run.marker.data_offset));
-      RL_TRY(image.flush());
-    }
+    RL_TRY(unlock_copy(run, secret->span()));
+    // No reader finds a volume at the start from here on (the data becomes half plain), while the
+    // copy holds the keys.
+    if (run.marker.progress == 0) RL_TRY(erase_header(image, run.marker, options));
     RL_ASSIGN(run.allocated, image.allocated_extents(0, run.marker.header_copy_at));
     RL_TRY(run_steps(run));
   }
-  RL_TRY(cut_back(image, run.marker, volume_keys));
+  RL_TRY(cut_back(image, run.marker, volume_keys, options));
   report.bytes_read = run.bytes_read;
   report.bytes_written = run.bytes_written;
   return report;

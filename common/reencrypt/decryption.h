@@ -40,4 +40,9 @@ Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Resu
 // Whether the image records a decryption that has not finished.
 Result<bool> decryption_started(RawImage& image);
 
+// Errc::usage, saying to finish it, when the image records a decryption that has not finished: for
+// the commands that rewrite an image, which must not touch it then (its header may still be at the
+// start, but its copy past the end is the one the decryption goes on with).
+Status refuse_recorded_decryption(RawImage& image);
+
 }  // namespace rbdluks

@@ -213,12 +213,7 @@ Result<bool> encryption_started(RawImage& image) {
 
 Result<ReencryptReport> encrypt_luks2(RawImage& image, std::span<const uint8_t> passphrase, const FormatOptions& format,
                                       const ReencryptOptions& options) {
-  RL_ASSIGN(const bool decrypting, decryption_started(image));
-  if (decrypting) {
-    return Error(Errc::usage, image.name() +
-                                  ": a decryption in place has not finished; finish it first (the same "
-                                  "`rbd-luks decrypt` again)");
-  }
+  RL_TRY(refuse_recorded_decryption(image));
   RL_ASSIGN(std::optional<Marker> marker, read_marker(image));
   RL_ASSIGN(const uint64_t raw_size, image.size());
   auto loaded = read_luks2_header(image);

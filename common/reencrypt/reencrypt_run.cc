@@ -235,20 +235,14 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> plan_zones(const ReencryptRun
 
 Status run_steps(ReencryptRun& run) {
   RL_ASSIGN(const auto zones, plan_zones(run));
-  std::array<ReadZone, 2> buffers;
-  const auto read = [&](size_t i) {
-    ReadZone& zone = buffers[i % 2];
-    zone.at = zones[i].first;
-    zone.length = zones[i].second;
-    return read_zone(run, zone);
-  };
-  const auto rewrite = [&](size_t i) -> Status {
+  const auto rewrite = [&](ReadZone& zone) -> Status {
     if (run.options.stop_requested && run.options.stop_requested()) return stopped(run);
-    RL_TRY(step(run, buffers[i % 2]));
+    RL_TRY(step(run, zone));
     if (run.options.progress) run.options.progress(run.state.progress, run.state.data_size);
     return {};
   };
-  RL_TRY(pipeline_steps(zones.size(), read, rewrite));
+  RL_TRY(pipeline_zones<ReadZone>(
+      zones, [&](ReadZone& zone) { return read_zone(run, zone); }, rewrite));
   run.state.progress = run.state.data_size;
   return {};
 }

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "cipher_spec.h"
+#include "decryption.h"
 #include "hotzone_checksums.h"
 #include "librbd_fence.h"
 #include "luks2_header.h"
@@ -177,6 +178,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
 
 Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::span<const uint8_t>>& passphrases,
                                         const ReencryptOptions& options) {
+  RL_TRY(refuse_recorded_decryption(image));
   auto loaded = read_luks2_header(image);
   if (!loaded) {
     if (auto volume = load_luks(image); volume && (*volume)->layout().version == 1) {

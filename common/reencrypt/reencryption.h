@@ -64,7 +64,8 @@ struct ReencryptReport {
 // header lock. Errors: Errc::bad_key when no passphrase opens the volume (or, on a resume, either
 // key); Errc::usage when keyslots would be lost (their passphrases are not given) without
 // drop_unopened_keyslots, or for a sector size the data's size or offset is not a multiple of;
-// Errc::unsupported for LUKS1, another cipher or a state this code does not resume; Errc::failure "stopped" when stop_requested ended it early.
+// Errc::unsupported for LUKS1, another cipher or a state this code does not resume; Errc::failure "stopped" when
+// stop_requested ended it early.
 Result<ReencryptReport> reencrypt_luks2(RawImage& image, const std::vector<std::span<const uint8_t>>& passphrases,
                                         const ReencryptOptions& options);
 

@@ -17,6 +17,7 @@
 #include "luks2_header.h"
 #include "luks2_keyslot.h"
 #include "luks2_reencrypt_state.h"
+#include "luks_volume.h"
 #include "progress.h"
 #include "rbd_image.h"
 #include "reencryption.h"
@@ -155,6 +156,7 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
                      "[--sector-size BYTES] [--resume] [--force]"));
   RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "reencrypt"));
   RawImage& image = *rewrite.image;
+  RL_TRY(refuse_recorded_decryption(image));
   RL_ASSIGN(const auto header, read_luks2_header(image));
   const bool resuming = luks2_reencrypt_in_progress(header.header.metadata);
   if (cl.has("resume") && !resuming) {
@@ -196,7 +198,12 @@ Status cmd_encrypt(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "encrypt"));
   options.minimal_digest_cost = format.kdf.force_iterations.has_value();
   check_alone_later(options, rewrite);
+  // Refusals that come before a new key is recorded, which would replace the volume's reference.
+  RL_TRY(refuse_recorded_decryption(image));
   RL_ASSIGN(const bool resuming, encryption_started(image));
+  if (!resuming && holds_luks_magic(image)) {
+    return Error(Errc::usage, args[0] + " holds a LUKS header already; nothing to encrypt");
+  }
 
   // A new key is recorded before the run begins: if it stops half way, finishing it needs the key.
   std::optional<NewVolumeKey> new_key;

@@ -70,12 +70,13 @@ std::string RbdImageSpec::name() const {
 }
 
 RbdImage::RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::unique_ptr<librbd::Image> image,
-                   std::string name, bool read_only)
+                   std::string name, bool read_only, bool snapshot)
     : connection_(std::move(connection)),
       ioctx_(std::move(ioctx)),
       image_(std::move(image)),
       name_(std::move(name)),
-      read_only_(read_only) {}
+      read_only_(read_only),
+      snapshot_(snapshot) {}
 
 RbdImage::~RbdImage() {
   unwatch_updates();
@@ -381,7 +382,8 @@ Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> 
     return Error(Errc::not_found, "image " + head + " does not exist");
   }
   if (r < 0) return ceph_error(r, "open " + name);
-  return std::make_unique<RbdImage>(std::move(connection), std::move(ioctx), std::move(opened), name, read_only);
+  return std::make_unique<RbdImage>(std::move(connection), std::move(ioctx), std::move(opened), name, read_only,
+                                    snapshot.has_value());
 }
 
 Result<std::unique_ptr<RbdImage>> open_rbd_image(std::shared_ptr<RbdConnection> connection, const RbdImageSpec& spec,

@@ -48,7 +48,7 @@ class RbdImage final : public RawImage {
   // Takes ownership of `image`, opened on `ioctx` of `connection` (which may be null when the
   // caller keeps the cluster connected for the image's lifetime).
   RbdImage(std::shared_ptr<RbdConnection> connection, IoCtxHandle ioctx, std::unique_ptr<librbd::Image> image,
-           std::string name, bool read_only);
+           std::string name, bool read_only, bool snapshot = false);
   // Closes the image if close() has not, without a way to report a failure.
   ~RbdImage() override;
   RbdImage(const RbdImage&) = delete;
@@ -71,6 +71,7 @@ class RbdImage final : public RawImage {
   bool peers_read_holes_as_zeros() const override { return true; }
   Status resize(uint64_t new_size) override;
   bool read_only() const override { return read_only_; }
+  bool snapshot() const override { return snapshot_; }
   Result<std::optional<std::string>> get_metadata(const std::string& key) override;
   Status set_metadata(const std::string& key, const std::string& value) override;
   Result<bool> remove_metadata(const std::string& key) override;
@@ -148,6 +149,7 @@ class RbdImage final : public RawImage {
   std::unique_ptr<librbd::Image> image_;
   std::string name_;
   bool read_only_;
+  bool snapshot_;
   class UpdateWatcher;
   std::unique_ptr<UpdateWatcher> update_watcher_;
 };

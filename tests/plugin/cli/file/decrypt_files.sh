@@ -11,6 +11,7 @@ source "$TEST_LIB"
 XTS="$PY $HERE/../../../lib/xts_image.py"
 P1=$(passfile p1 "decrypt passphrase")
 P2=$(passfile p2 "wrong passphrase")
+chmod 600 "$P1"  # it serves as a key file too
 MiB=$((1 << 20))
 {
   head -c $((24 * MiB)) /dev/urandom
@@ -47,13 +48,13 @@ expect_exit 3 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file "$P2"
 expect_exit 2 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file "$P1" --resume
 err_has "no decryption to resume"
 cmp -s "$IMG" "$WORK/before" || fail "a refused decrypt changed the file"
-expect_exit 0 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file "$P1"
+expect_exit 0 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file - <"$P1"
 is_plaintext "rbd-luks decrypt of cryptsetup's LUKS2"
 [ $(($(stat -c %b "$IMG") * 512)) -le $((53 * MiB)) ] || fail "the zeros of the plaintext take space: $(du -h "$IMG")"
 expect_exit 4 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file "$P1"
 err_has "no LUKS header"
 cmp -s "$IMG" "$WORK/expected" || fail "a refused decrypt changed the plain file"
-pass "cryptsetup's LUKS2 volume (argon2id) decrypted in place to its plaintext, sparse; cryptsetup 2.6 wants --header for that; refusals change nothing"
+pass "cryptsetup's LUKS2 volume (argon2id) decrypted in place to its plaintext (passphrase on standard input), sparse; cryptsetup 2.6 wants --header for that; refusals change nothing"
 
 truncate -s $((42 * MiB)) "$WORK/luks1"
 IMG=$WORK/luks1
@@ -66,25 +67,33 @@ expect_exit 0 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file "$P1"
 is_plaintext "rbd-luks decrypt of cryptsetup's LUKS1"
 pass "cryptsetup's LUKS1 volume (512-byte sectors) decrypted in place to its plaintext"
 
-# Killed at its n-th flush (the copy of the header, the wipe of the first, the steps, the marker).
+# Killed at its n-th flush (the marker, the copy of the header, the erasure of the first, the steps,
+# the end), with the key from the key reference in the image metadata.
 IMG=$WORK/img
 seen_refusal=0
-for n in 2 3 4 6 9; do
+for n in 2 3 4 6 9 12 16; do
   luks2_volume
+  expect_exit 0 "$RBD_LUKS" key-ref set "file:$IMG" "file:$P1"
   rc=0
   strace -f -o /dev/null -e inject=fdatasync,fsync:signal=SIGKILL:when=$n "$RBD_LUKS" decrypt "file:$IMG" \
-    --passphrase-file "$P1" --hotzone-size 4M >/dev/null 2>&1 || rc=$?
+    --hotzone-size 4M >/dev/null 2>&1 || rc=$?
   [ "$rc" = 137 ] || fail "rbd-luks decrypt was not killed at flush $n (exit $rc)"
   if ! cryptsetup isLuks "$IMG"; then
     seen_refusal=1
-    expect_exit 1 "$RBD_LUKS" export "file:$IMG" "$WORK/out.img" --passphrase-file "$P1"
+    expect_exit 1 "$RBD_LUKS" export "file:$IMG" "$WORK/out.img"
     err_has "a decryption in place has not finished"
     expect_exit 1 "$RBD_LUKS" dump "file:$IMG"
     err_has "bytes decrypted"
   fi
-  expect_exit 0 "$RBD_LUKS" decrypt "file:$IMG" --passphrase-file "$P1"
+  # Other rewrites are refused, and keep the key reference.
+  expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG"
+  err_has "a decryption in place has not finished"
+  expect_exit 2 "$RBD_LUKS" encrypt "file:$IMG" --passphrase-file "$P1"
+  grep -q "rbd-luks.key-ref" "$IMG.rbd-luks-meta" || fail "a refused encrypt dropped the key reference"
+  expect_exit 0 "$RBD_LUKS" decrypt "file:$IMG"
   err_has "resuming the decryption"
   is_plaintext "killed at flush $n, then finished"
+  grep -q "rbd-luks.key-ref" "$IMG.rbd-luks-meta" && fail "the key reference is left on the plain image"
 done
-[ "$seen_refusal" = 1 ] || fail "no kill came after the header was wiped"
-pass "a decrypt killed at flushes 2, 3, 4, 6 and 9: cryptsetup and rbd-luks refuse the file meanwhile, a rerun finishes it"
+[ "$seen_refusal" = 1 ] || fail "no kill came after the header was erased"
+pass "a decrypt killed at 7 flushes: cryptsetup and rbd-luks refuse the file meanwhile, reencrypt and encrypt too (the key reference stays), a rerun finishes it"

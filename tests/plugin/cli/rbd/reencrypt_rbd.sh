@@ -181,6 +181,7 @@ pass "a 512 MiB thin volume with 16 MiB of data decrypted in place ($written byt
 # Interrupted by SIGINT half way: meanwhile no client writes (librbd's exclusive lock), librbd native
 # finds no volume, rbd-luks says a decryption is under way, and the same command finishes it.
 stop_id=$(rbdc info "rbd/$TAG-stop" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rbdc snap create "rbd/$TAG-stop@pre" >/dev/null 2>&1
 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}" --hotzone-size 1M --threads 1 2>"$WORK/err" &
 pid=$!
 # Watches the marker in the image's header object (no image open, so no watcher) and, once the
@@ -213,11 +214,13 @@ err_has "run the same command again to finish it"
 native_opens "$TAG-stop" && fail "librbd native opened a half-decrypted image"
 expect_exit 1 "$RBD_LUKS" read "rbd:rbd/$TAG-stop" --offset 0 --length 4096 "${K[@]}"
 err_has "a decryption in place has not finished"
+expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-stop@pre" "$WORK/pre.out" "${K[@]}"
+cmp -s "$WORK/pre.out" "$WORK/$TAG-stop.model" || fail "the snapshot taken before the decryption reads other data"
 expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}"
 err_has "resuming the decryption"
 rbdc export "rbd/$TAG-stop" "$WORK/plain.stop" >/dev/null 2>&1
 cmp -s "$WORK/plain.stop" "$WORK/$TAG-stop.model" || fail "rbd export of the resumed decryption differs from the plaintext"
-pass "decrypt holds librbd's exclusive lock (a plain librbd write fails); stopped by SIGINT, librbd native and rbd-luks refuse the image; the same command finishes it"
+pass "decrypt holds librbd's exclusive lock (a plain librbd write fails); stopped by SIGINT, librbd native and rbd-luks refuse the image but not its snapshot; the same command finishes it"
 
 # On BlueStore, librbd native reads the never-written parts of a written object as zeros (its sparse
 # reads report holes); a reencryption must leave those holes unwritten, or they would read as noise.
