@@ -39,7 +39,7 @@ Commands:
   read TARGET --offset N --length L             plaintext bytes to stdout
   write TARGET --offset N [--length L]          plaintext bytes from stdin
   resize TARGET --size BYTES                    set the plaintext size
-  reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--force]
+  reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--sector-size B] [--force]
                                                 a new volume key, every sector rewritten in place;
                                                 keyslots of the passphrases given keep working
                                                 (--force drops the others); run again (or --resume)
