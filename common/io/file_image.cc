@@ -130,8 +130,15 @@ class FileImage final : public RawImage {
   std::string sidecar() const { return path_ + ".rbd-luks-meta"; }
 
   Result<nlohmann::json> load_metadata() const {
+    // Only a sidecar that is not there is empty metadata: one that cannot be read is an error, or a
+    // change would write a new sidecar without what the old one held.
+    struct stat st {};
+    if (::stat(sidecar().c_str(), &st) != 0) {
+      if (errno == ENOENT) return nlohmann::json::object();
+      return errno_error("stat " + sidecar());
+    }
     std::ifstream in(sidecar());
-    if (!in) return nlohmann::json::object();
+    if (!in) return Error(Errc::failure, "cannot read " + sidecar());
     auto meta = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     if (!meta.is_object()) return Error(Errc::failure, "metadata file " + sidecar() + " is not a JSON object");
     for (const auto& [k, v] : meta.items()) {

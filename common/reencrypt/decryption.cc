@@ -22,8 +22,10 @@ struct Marker {
   uint64_t data_offset = 0;     // D: where the ciphertext begins, and how far it moves down
   uint64_t data_size = 0;       // P: the bytes of plaintext, and the image's size at the end
   uint64_t header_copy_at = 0;  // where the copy of the first D bytes is
-  bool copied = false;          // the copy is complete and flushed
-  uint64_t progress = 0;        // [0, progress) holds plaintext
+  // The copy is complete and the header, from here on, the copy's: the one at the start may be
+  // erased in part. Until then it is whole, and a rerun copies it again.
+  bool moved = false;
+  uint64_t progress = 0;  // [0, progress) holds plaintext
 };
 
 Result<std::optional<Marker>> read_marker(RawImage& image) {
@@ -32,13 +34,13 @@ Result<std::optional<Marker>> read_marker(RawImage& image) {
   const auto json = nlohmann::json::parse(*text, nullptr, false);
   const auto number = [&](const char* name) { return json.contains(name) && json[name].is_number_unsigned(); };
   if (!json.is_object() || !number("original_size") || !number("data_offset") || !number("data_size") ||
-      !number("header_copy_at") || !number("progress") || !json.contains("copied") || !json["copied"].is_boolean()) {
+      !number("header_copy_at") || !number("progress") || !json.contains("moved") || !json["moved"].is_boolean()) {
     return Error(Errc::failure,
                  image.name() + ": the image metadata " + kDecryptionMarkerKey + " is damaged: " + text->substr(0, 80));
   }
   Marker marker{
       json["original_size"].get<uint64_t>(),  json["data_offset"].get<uint64_t>(), json["data_size"].get<uint64_t>(),
-      json["header_copy_at"].get<uint64_t>(), json["copied"].get<bool>(),          json["progress"].get<uint64_t>()};
+      json["header_copy_at"].get<uint64_t>(), json["moved"].get<bool>(),           json["progress"].get<uint64_t>()};
   if (marker.data_offset == 0 || marker.progress > marker.data_size ||
       marker.header_copy_at < marker.data_offset + marker.data_size) {
     return Error(Errc::failure, image.name() + ": the image metadata " + kDecryptionMarkerKey +
@@ -48,10 +50,51 @@ Result<std::optional<Marker>> read_marker(RawImage& image) {
 }
 
 Status write_marker(RawImage& image, const Marker& marker) {
-  const nlohmann::json json = {
-      {"original_size", marker.original_size},   {"data_offset", marker.data_offset}, {"data_size", marker.data_size},
-      {"header_copy_at", marker.header_copy_at}, {"copied", marker.copied},           {"progress", marker.progress}};
+  const nlohmann::json json = {{"original_size", marker.original_size},
+                               {"data_offset", marker.data_offset},
+                               {"data_size", marker.data_size},
+                               {"header_copy_at", marker.header_copy_at},
+                               {"moved", marker.moved},
+                               {"progress", marker.progress}};
   return image.set_metadata(kDecryptionMarkerKey, json.dump());
+}
+
+// The progress as the image's own data records it, in a block past the copy of the header, written
+// before the marker: a snapshot rollback takes it back together with the data it describes, which
+// the marker cannot (RBD keeps image metadata per image, not per snapshot).
+constexpr uint64_t kStampSize = 4096;
+
+uint64_t stamp_offset(const Marker& marker) { return marker.header_copy_at + marker.data_offset; }
+uint64_t grown_size(const Marker& marker) { return stamp_offset(marker) + kStampSize; }
+
+Status write_stamp(RawImage& image, const Marker& marker, uint64_t progress) {
+  const std::string text = nlohmann::json{
+      {"decryption", "rbd-luks"},
+      {"header_copy_at", marker.header_copy_at},
+      {"progress", progress}}.dump();
+  std::vector<uint8_t> block(kStampSize, 0);
+  std::copy(text.begin(), text.end(), block.begin());
+  RL_TRY(image.write(stamp_offset(marker), block));
+  return image.flush();
+}
+
+// The stamp's progress; nullopt when the image holds none of this run (never written, erased at the
+// end, or another state of the image).
+Result<std::optional<uint64_t>> read_stamp(RawImage& image, const Marker& marker) {
+  RL_ASSIGN(const uint64_t size, image.size());
+  if (size < grown_size(marker)) return std::optional<uint64_t>();
+  std::vector<uint8_t> block(kStampSize);
+  RL_TRY(image.read(stamp_offset(marker), block));
+  const auto end = std::find(block.begin(), block.end(), uint8_t{0});
+  const auto json = nlohmann::json::parse(block.begin(), end, nullptr, false);
+  if (!json.is_object() || json.value("decryption", "") != "rbd-luks" ||
+      !json.value("header_copy_at", nlohmann::json()).is_number_unsigned() ||
+      json["header_copy_at"].get<uint64_t>() != marker.header_copy_at ||
+      !json.value("progress", nlohmann::json()).is_number_unsigned() ||
+      json["progress"].get<uint64_t>() > marker.data_size) {
+    return std::optional<uint64_t>();
+  }
+  return std::optional<uint64_t>(json["progress"].get<uint64_t>());
 }
 
 // The volume at the start of the image, checked before anything changes: one rbd-luks opens, not
@@ -81,7 +124,7 @@ Result<Marker> plan(RawImage& image, std::span<const uint8_t> passphrase) {
 // unwritten where the grown part is new; a copy made again goes over the last one whole.
 Status copy_header(RawImage& image, const Marker& marker, const ReencryptOptions& options) {
   RL_ASSIGN(const uint64_t size, image.size());
-  const uint64_t grown = marker.header_copy_at + marker.data_offset;
+  const uint64_t grown = grown_size(marker);
   const bool fresh = size != grown;
   if (fresh) {
     if (size != marker.original_size) {
@@ -148,6 +191,7 @@ Status write_plaintext(Decryption& run, std::span<const uint8_t> plain, uint64_t
 
 // Moves the recorded progress to `at`: every step before it is done.
 Status record_progress(Decryption& run, uint64_t at) {
+  RL_TRY(write_stamp(run.image, run.marker, at));
   run.marker.progress = at;
   return write_marker(run.image, run.marker);
 }
@@ -258,8 +302,8 @@ Status erase(RawImage& image, uint64_t offset, uint64_t length, const ReencryptO
   return image.flush();
 }
 
-// The volume's header at the start, once its copy is safe: its magic first, so that a header that
-// still has its magic is still whole (a rerun then copies it again).
+// The volume's header at the start, once its copy is safe and recorded as the header: its magic
+// first, so that no reader takes what is left for a volume.
 Status erase_header(RawImage& image, const Marker& marker, const ReencryptOptions& options) {
   const uint64_t first = std::min<uint64_t>(4096, marker.data_offset);
   RL_TRY(erase(image, 0, first, options));
@@ -300,6 +344,19 @@ Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Resu
   ReencryptReport report;
   RL_ASSIGN(std::optional<Marker> recorded, read_marker(image));
   report.resumed = recorded.has_value();
+  if (recorded && recorded->moved) {
+    // The data's own record of the progress is the truth; the marker's may be ahead of it after a
+    // rollback, or behind it after a crash between the two.
+    RL_ASSIGN(const auto stamped, read_stamp(image, *recorded));
+    if (stamped) {
+      recorded->progress = *stamped;
+    } else if (recorded->progress != recorded->data_size) {
+      return Error(Errc::failure, image.name() +
+                                      ": the image's data holds no record of the decryption's progress (rolled "
+                                      "back to a snapshot taken before or during it?); the image metadata " +
+                                      kDecryptionMarkerKey + " describes a state the data is not in");
+    }
+  }
   // Asked for once (it may come from standard input), and only when the run needs a key.
   std::optional<SecureBuffer> secret;
   if (!recorded || recorded->progress < recorded->data_size) {
@@ -313,17 +370,18 @@ Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Resu
   Decryption run(image, options, *recorded);
   report.data_bytes = run.marker.data_size;
   if (run.marker.progress < run.marker.data_size) {
-    // A header at the start that still has its magic is whole (erase_header), and may have changed
-    // since it was copied (cryptsetup can still open it): it is copied again.
-    if (run.marker.progress == 0 && holds_luks_magic(image)) run.marker.copied = false;
-    if (!run.marker.copied) {
-      RL_TRY(copy_header(image, run.marker, options));
-      run.marker.copied = true;
+    // The header at the start is whole until `moved`, and may have changed since an earlier try
+    // copied it (cryptsetup can open it): it is copied (again), and the copy must open.
+    if (!run.marker.moved) RL_TRY(copy_header(image, run.marker, options));
+    RL_TRY(unlock_copy(run, secret->span()));
+    if (!run.marker.moved) {
+      RL_TRY(write_stamp(image, run.marker, 0));
+      run.marker.moved = true;
       RL_TRY(write_marker(image, run.marker));
     }
-    RL_TRY(unlock_copy(run, secret->span()));
     // No reader finds a volume at the start from here on (the data becomes half plain), while the
-    // copy holds the keys.
+    // copy holds the keys. Erased again after a crash before the first step was recorded, which the
+    // rerun then does again.
     if (run.marker.progress == 0) RL_TRY(erase_header(image, run.marker, options));
     RL_ASSIGN(run.allocated, image.allocated_extents(0, run.marker.header_copy_at));
     RL_TRY(run_steps(run));
