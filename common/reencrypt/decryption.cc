@@ -352,9 +352,11 @@ Result<ReencryptReport> decrypt_volume(RawImage& image, const std::function<Resu
       recorded->progress = *stamped;
     } else if (recorded->progress != recorded->data_size) {
       return Error(Errc::failure, image.name() +
-                                      ": the image's data holds no record of the decryption's progress (rolled "
-                                      "back to a snapshot taken before or during it?); the image metadata " +
-                                      kDecryptionMarkerKey + " describes a state the data is not in");
+                                      ": the image's data holds no record of the decryption's progress, which "
+                                      "the image metadata " +
+                                      kDecryptionMarkerKey +
+                                      " says it moved; if the image was rolled back to a snapshot taken before the "
+                                      "decryption, remove that key (rbd image-meta remove) and run decrypt again");
     }
   }
   // Asked for once (it may come from standard input), and only when the run needs a key.

@@ -175,10 +175,11 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   std::vector<std::span<const uint8_t>> passphrases;
   passphrases.reserve(secrets.size());
   for (const auto& secret : secrets) passphrases.push_back(secret.span());
-  if (resuming) inform(cl, "resuming the reencryption recorded in " + args[0]);
 
   const StopOnSignal signals;
   RL_ASSIGN(const ReencryptReport report, reencrypt_luks2(image, passphrases, options));
+  // Said once the run is done: a failure prints one line, its error.
+  if (resuming) inform(cl, "resumed the reencryption recorded in " + args[0]);
   warn_if_unfenced(cl, rewrite, report);
   RL_TRY(rewrite.header_lock->release());
   std::string line = "reencrypted " + args[0] + ": " + std::to_string(report.bytes_written) + " of " +
@@ -211,7 +212,6 @@ Status cmd_encrypt(const CommandLine& cl, const Args& args) {
   if (resuming) {
     if (cl.has("new-key")) return Error(Errc::usage, args[0] + ": an encryption is under way; finish it with its key");
     RL_ASSIGN(passphrase, passphrase_for(cl, image));
-    inform(cl, "resuming the encryption recorded in " + args[0]);
   } else {
     RL_ASSIGN(new_key, key_for_new_volume(cl, rewrite.target.spec));
     RL_TRY(record_key_reference(image, *new_key));
@@ -230,6 +230,7 @@ Status cmd_encrypt(const CommandLine& cl, const Args& args) {
   }
   warn_if_unfenced(cl, rewrite, *report);
   RL_TRY(rewrite.header_lock->release());
+  if (resuming) inform(cl, "resumed the encryption recorded in " + args[0]);
   if (new_key && new_key->reference)
     inform(cl, "key: " + new_key->reference->str() + " (recorded in the image metadata)");
   inform(cl, "encrypted " + args[0] + ": " + std::to_string(report->data_bytes) + " data bytes, " +
@@ -248,7 +249,6 @@ Status cmd_decrypt(const CommandLine& cl, const Args& args) {
   if (cl.has("resume") && !resuming) {
     return Error(Errc::usage, args[0] + ": no decryption to resume (the image metadata records none)");
   }
-  if (resuming) inform(cl, "resuming the decryption recorded in " + args[0]);
   RL_ASSIGN(const auto reference, image.get_metadata(kKeyRefMetadataKey));
 
   const StopOnSignal signals;
@@ -257,6 +257,7 @@ Status cmd_decrypt(const CommandLine& cl, const Args& args) {
             decrypt_volume(image, passphrase, options,
                            {kKeyRefMetadataKey, kPassphraseEncodingMetadataKey, kPreloadMetadataKey}));
   RL_TRY(rewrite.header_lock->release());
+  if (resuming) inform(cl, "resumed the decryption recorded in " + args[0]);
   inform(cl, "decrypted " + args[0] + ": now a plain image of " + std::to_string(report.data_bytes) + " bytes, " +
                  std::to_string(report.bytes_written) + " of them written");
   if (reference) {

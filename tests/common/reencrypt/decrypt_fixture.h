@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,12 @@ struct DecryptCase {
   // move lies between steps that do.
   bool gap = false;
 };
+
+// How gtest names a case in its output.
+inline void PrintTo(const DecryptCase& c, std::ostream* os) {
+  *os << "LUKS" << c.version << ", " << c.sector_size << "-byte sectors, data offset " << c.data_offset << ", "
+      << c.data_bytes << " bytes of data" << (c.holes ? ", holes" : "") << (c.gap ? ", a gap" : "");
+}
 
 class DecryptFixture : public ::testing::Test {
  protected:

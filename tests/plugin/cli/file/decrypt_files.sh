@@ -91,7 +91,7 @@ for n in 2 3 4 6 9 12 16; do
   expect_exit 2 "$RBD_LUKS" encrypt "file:$IMG" --passphrase-file "$P1"
   grep -q "rbd-luks.key-ref" "$IMG.rbd-luks-meta" || fail "a refused encrypt dropped the key reference"
   expect_exit 0 "$RBD_LUKS" decrypt "file:$IMG"
-  err_has "resuming the decryption"
+  err_has "resumed the decryption"
   is_plaintext "killed at flush $n, then finished"
   grep -q "rbd-luks.key-ref" "$IMG.rbd-luks-meta" && fail "the key reference is left on the plain image"
 done

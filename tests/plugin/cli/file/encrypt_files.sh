@@ -54,7 +54,7 @@ for n in 10 12 14 16; do
   cryptsetup isLuks "$IMG" || continue  # killed before its header: the test case is the next one
   seen_header=1
   expect_exit 0 "$RBD_LUKS" encrypt "file:$IMG" --passphrase-file "$P1"
-  err_has "resuming the encryption"
+  err_has "resumed the encryption"
   plaintext_is "$IMG" $((40 * MiB)) "cryptsetup killed at flush $n, rbd-luks finished"
 done
 [ "$seen_header" = 1 ] || fail "cryptsetup never died after writing its header"

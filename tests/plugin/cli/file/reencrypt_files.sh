@@ -67,7 +67,7 @@ same_plaintext "$IMG" "reencrypt --sector-size 512" 512
 cp "$ORIG" "$IMG"
 cryptsetup reencrypt -q --force-offline-reencrypt --init-only "${CS_FAST[@]}" --key-file "$P1" --key-slot 0 --sector-size 512 "$IMG"
 expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2"
-err_has "resuming the reencryption"
+err_has "resumed the reencryption"
 same_plaintext "$IMG" "cryptsetup --init-only --sector-size 512, rbd-luks finished" 512
 cp "$ORIG" "$IMG"
 rc=0
@@ -101,7 +101,7 @@ cp "$ORIG" "$IMG"
 cryptsetup reencrypt -q --force-offline-reencrypt --init-only "${CS_FAST[@]}" --key-file "$P1" --key-slot 0 "$IMG"
 # cryptsetup re-wrapped slot 0 only; P2, given to the resume, gets its keyslot there.
 expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2"
-err_has "resuming the reencryption"
+err_has "resumed the reencryption"
 same_plaintext "$IMG" "cryptsetup --init-only, rbd-luks finished"
 seen_hot=0
 for n in 6 7 9 12 15; do

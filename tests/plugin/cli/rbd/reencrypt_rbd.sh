@@ -125,7 +125,7 @@ native_opens "$TAG-stop" && fail "librbd native opened a half-reencrypted image"
 expect_exit 1 "$RBD_LUKS" read "rbd:rbd/$TAG-stop" --offset 0 --length 4096 "${K[@]}"
 err_has "a reencryption of this volume has not finished"
 expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-stop" "${K[@]}"
-err_has "resuming the reencryption"
+err_has "resumed the reencryption"
 native_reads "$CEPH_CONF" "$TAG-stop" "$WORK/$TAG-stop.model" "$WORK/pass"
 pass "SIGINT leaves an image neither librbd native nor rbd-luks opens; the same command finishes it"
 
@@ -179,7 +179,8 @@ cmp -s "$WORK/snap.out" "$WORK/snap.model" || fail "the snapshot no longer reads
 pass "a 512 MiB thin volume with 16 MiB of data decrypted in place ($written bytes written): rbd export reads the plaintext, no growth; the snapshot keeps its key and data"
 
 # Interrupted by SIGINT half way: meanwhile no client writes (librbd's exclusive lock), librbd native
-# finds no volume, rbd-luks says a decryption is under way, and the same command finishes it.
+# finds no volume, rbd-luks says a decryption is under way (its snapshot still reads). Then a
+# rollback to that snapshot (RbdDecryptionTest resumes interrupted runs on RBD).
 stop_id=$(rbdc info "rbd/$TAG-stop" --format json | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 rbdc snap create "rbd/$TAG-stop@pre" >/dev/null 2>&1
 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}" --hotzone-size 1M --threads 1 2>"$WORK/err" &
@@ -216,11 +217,16 @@ expect_exit 1 "$RBD_LUKS" read "rbd:rbd/$TAG-stop" --offset 0 --length 4096 "${K
 err_has "a decryption in place has not finished"
 expect_exit 0 "$RBD_LUKS" export "rbd:rbd/$TAG-stop@pre" "$WORK/pre.out" "${K[@]}"
 cmp -s "$WORK/pre.out" "$WORK/$TAG-stop.model" || fail "the snapshot taken before the decryption reads other data"
+# Rolled back to the snapshot taken before the run: the data holds no record of the progress the
+# marker claims, so the rerun refuses; without the marker it starts afresh and finishes.
+rbdc snap rollback "rbd/$TAG-stop@pre" >/dev/null 2>&1
+expect_exit 1 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}"
+err_has "holds no record of the decryption's progress"
+rbdc image-meta remove "rbd/$TAG-stop" rbd-luks.decrypt
 expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-stop" "${K[@]}"
-err_has "resuming the decryption"
 rbdc export "rbd/$TAG-stop" "$WORK/plain.stop" >/dev/null 2>&1
-cmp -s "$WORK/plain.stop" "$WORK/$TAG-stop.model" || fail "rbd export of the resumed decryption differs from the plaintext"
-pass "decrypt holds librbd's exclusive lock (a plain librbd write fails); stopped by SIGINT, librbd native and rbd-luks refuse the image but not its snapshot; the same command finishes it"
+cmp -s "$WORK/plain.stop" "$WORK/$TAG-stop.model" || fail "rbd export of the decryption after the rollback differs from the plaintext"
+pass "decrypt holds librbd's exclusive lock (a plain librbd write fails); stopped by SIGINT, librbd native and rbd-luks refuse the image but not its snapshot; after a rollback to that snapshot the rerun refuses, and without the marker decrypt starts afresh"
 
 # On BlueStore, librbd native reads the never-written parts of a written object as zeros (its sparse
 # reads report holes); a reencryption must leave those holes unwritten, or they would read as noise.
