@@ -1,4 +1,5 @@
-// Raw extents to plaintext extents: shifted by the data offset, widened to sectors, clipped, merged.
+// Raw extents to plaintext extents (shifted by the data offset, widened to sectors, clipped, merged), and
+// the small sums and tests on extent lists.
 #include "extent.h"
 
 #include <algorithm>
@@ -33,6 +34,11 @@ uint64_t total_length(const std::vector<Extent>& extents) {
   uint64_t sum = 0;
   for (const Extent& e : extents) sum += e.length;
   return sum;
+}
+
+bool overlaps(const std::vector<Extent>& extents, uint64_t begin, uint64_t end) {
+  return std::any_of(extents.begin(), extents.end(),
+                     [&](const Extent& e) { return e.offset < end && begin < e.end(); });
 }
 
 }  // namespace rbdluks

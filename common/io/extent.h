@@ -30,4 +30,7 @@ void append_extent(std::vector<Extent>& extents, uint64_t begin, uint64_t end);
 // The bytes the extents cover.
 uint64_t total_length(const std::vector<Extent>& extents);
 
+// Whether any of the extents shares a byte with [begin, end).
+bool overlaps(const std::vector<Extent>& extents, uint64_t begin, uint64_t end);
+
 }  // namespace rbdluks

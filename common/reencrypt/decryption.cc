@@ -144,11 +144,6 @@ Status copy_header(RawImage& image, const Marker& marker, const ReencryptOptions
   return image.flush();
 }
 
-bool overlaps(const std::vector<Extent>& extents, uint64_t begin, uint64_t end) {
-  return std::any_of(extents.begin(), extents.end(),
-                     [&](const Extent& e) { return e.offset < end && begin < e.end(); });
-}
-
 // What the steps work with.
 struct Decryption {
   Decryption(RawImage& run_image, const ReencryptOptions& run_options, const Marker& run_marker)

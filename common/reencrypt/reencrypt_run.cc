@@ -44,11 +44,6 @@ uint64_t progress_after(const ReencryptRun& run, uint64_t at, uint64_t length) {
   return run.state.encrypting() ? run.state.data_size - at : at + length;
 }
 
-bool overlaps(const std::vector<Extent>& extents, uint64_t begin, uint64_t end) {
-  return std::any_of(extents.begin(), extents.end(),
-                     [&](const Extent& e) { return e.offset < end && begin < e.end(); });
-}
-
 Error stopped(const ReencryptRun& run) {
   return Error(Errc::failure, run.image.name() + ": " + run.state.resilience.mode + " stopped with " +
                                   std::to_string(run.state.progress) + " of " + std::to_string(run.state.data_size) +
