@@ -47,11 +47,11 @@ constexpr HashAlgorithm kAlgorithms[] = {
 }  // namespace
 
 Result<const HashAlgorithm*> find_hash_algorithm(std::string_view name) {
-  std::string known;
   for (const HashAlgorithm& algorithm : kAlgorithms) {
     if (algorithm.name == name) return &algorithm;
-    known += (known.empty() ? "" : ", ") + std::string(algorithm.name);
   }
+  std::string known;
+  for (const HashAlgorithm& algorithm : kAlgorithms) known += (known.empty() ? "" : ", ") + std::string(algorithm.name);
   return Error(Errc::unsupported, "hash " + std::string(name) + " is not supported (" + known + ")");
 }
 

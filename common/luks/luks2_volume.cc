@@ -143,6 +143,8 @@ class Luks2Volume final : public LuksVolume {
     return {{"mode", state->resilience.mode},
             {"direction", state->resilience.direction},
             {"resilience", state->resilience.area_type},
+            {"resilience_hash", state->resilience.area_type == "checksum" ? nlohmann::json(state->resilience.hash)
+                                                                          : nlohmann::json(nullptr)},
             {"progress", state->progress},
             {"data_size", state->data_size},
             {"hotzone", hotzone},
@@ -345,8 +347,9 @@ std::string Luks2Volume::describe_text() const {
       out << printable(r["error"].get<std::string>()) << "\n";
     } else {
       out << r["mode"].get<std::string>() << ", " << r["direction"].get<std::string>() << ", resilience "
-          << r["resilience"].get<std::string>() << ": " << r["progress"].get<uint64_t>() << " of "
-          << r["data_size"].get<uint64_t>() << " bytes done";
+          << r["resilience"].get<std::string>();
+      if (!r["resilience_hash"].is_null()) out << " (" << printable(r["resilience_hash"].get<std::string>()) << ")";
+      out << ": " << r["progress"].get<uint64_t>() << " of " << r["data_size"].get<uint64_t>() << " bytes done";
       if (!r["hotzone"].is_null()) {
         out << "; interrupted while rewriting [" << r["hotzone"]["offset"].get<uint64_t>() << ", +"
             << r["hotzone"]["length"].get<uint64_t>() << ")";

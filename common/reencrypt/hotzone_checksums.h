@@ -6,10 +6,17 @@
 //
 // Layout as cryptsetup 2.6 (reencrypt_hotzone_protect_final): the hash of the hotzone's block i at
 // area offset + i * hash size; blocks of the area's sector_size bytes; the area's "hash" algorithm.
+//
+// The "hash" is cryptsetup's (sha256 by default, of the whole block), or kHeadChecksumHash: sha256
+// of the block's first 64 bytes. A block's old and new ciphertext differ in every AES block (the
+// key changed), so the head tells them apart as well as the whole block does, at 1/64 of the
+// hashing, which is most of a run's CPU otherwise. cryptsetup does not know the name and refuses to
+// resume or open such a run; files keep sha256 so that it can (docs/design.md, "Reencryption").
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "luks2_metadata.h"
@@ -17,6 +24,11 @@
 #include "result.h"
 
 namespace rbdluks {
+
+inline constexpr const char* kHeadChecksumHash = "rbd-luks-sha256-head64";
+
+// Whether name is a checksum hash this build can compute; Errc::unsupported names the known ones.
+Status check_checksum_hash(const std::string& name);
 
 // How many bytes of hotzone the area can protect.
 Result<uint64_t> checksum_capacity(const Luks2ReencryptKeyslot& area);

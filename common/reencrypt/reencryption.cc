@@ -22,7 +22,6 @@ namespace rbdluks {
 namespace {
 
 constexpr uint64_t kBlock = 4096;  // checksum block: a filesystem block, and within one RADOS write
-constexpr const char* kChecksumHash = "sha256";
 
 // A keyslot for the new key that the passphrase of old keyslot old_id opens, with that keyslot's KDF
 // cost and priority, named by the tokens that name it.
@@ -123,6 +122,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   new_segment.sector_size = run.options.sector_size.value_or(old_segment.sector_size);
   const uint64_t data_size = data_segment_size(raw_size, old_segment.offset, old_segment.sector_size, old_segment.size);
   RL_TRY(check_sector_size(run.image, new_segment, data_size));
+  RL_TRY(check_checksum_hash(run.options.checksum_hash));
   const uint32_t new_key_bytes = run.options.key_bytes.value_or(static_cast<uint32_t>(run.keys.old_key.size()));
   run.keys.new_key = SecureBuffer(new_key_bytes);
   RL_TRY(fill_random(run.keys.new_key.span()));
@@ -148,7 +148,7 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   slot.area_type = "checksum";
   slot.area_offset = area_offset;
   slot.area_size = area_size;
-  slot.hash = kChecksumHash;
+  slot.hash = run.options.checksum_hash;
   // Checksum blocks hold whole sectors of both sizes, as cryptsetup's do.
   slot.sector_size = data_size % kBlock == 0 ? static_cast<uint32_t>(kBlock)
                                              : std::max(old_segment.sector_size, new_segment.sector_size);

@@ -52,6 +52,7 @@ constexpr std::array kOptions = {
     OptionSpec{"force", 0, false},
     OptionSpec{"resume", 0, false},
     OptionSpec{"hotzone-size", 0, true},
+    OptionSpec{"resilience-hash", 0, true},
     OptionSpec{"threads", 0, true},
     // data commands
     OptionSpec{"size", 's', true},

@@ -5,9 +5,11 @@ bytes their peers make, in one run on one machine.
 On RBD: an image of --size with --data of random plaintext written at its start (the rest never
 written). Each round times, in an order that alternates round by round:
   deep-cp    `rbd deep cp` of the image to a new one (the cluster copying every allocated byte),
-             which is then removed
+             which is then removed; and of an image of the same size with no data
   reencrypt  `rbd-luks reencrypt` of the image (a new volume key, every allocated byte read,
-             checksummed, decrypted, encrypted and written back, with two header commits per step)
+             checksummed, decrypted, encrypted and written back, with two header commits per step);
+             and of the image with no data, whose time (the cost that does not depend on the data)
+             both are also reported without
   decrypt, then encrypt
              `rbd-luks decrypt` of the image (every allocated byte read, decrypted and written the
              data offset lower), then `rbd-luks encrypt` of the plain image it left (the reverse),
@@ -80,10 +82,22 @@ def rbd_rounds(a, rbd_luks, work):
     run([rbd_luks, "create", f"rbd:{image}", "--size", str(a.size), "--passphrase-file", key, *FAST])
     run([rbd_luks, "import", data, f"rbd:{image}", "--passphrase-file", key, "-q"])
     os.unlink(data)
+    # The same size with no data: what a command costs whatever the data (opening, and for
+    # reencrypt cryptsetup's 125 ms PBKDF2 digests of the keys and of the state).
+    empty = image + "-empty"
+    run([rbd_luks, "create", f"rbd:{empty}", "--size", str(a.size), "--passphrase-file", key, *FAST])
+
+    def copy(source):
+        result = timed(["rbd", "deep", "cp", source, source + "-copy", "--no-progress"])
+        run(["rbd", "rm", source + "-copy", "--no-progress"])
+        return result
+
     def deep_cp():
-        result = timed(["rbd", "deep", "cp", image, image + "-copy", "--no-progress"])
-        run(["rbd", "rm", image + "-copy", "--no-progress"])
-        return {"deep-cp": result}
+        return {"deep-cp": copy(image), "deep-cp-empty": copy(empty)}
+
+    def reencrypt():
+        return {"reencrypt": timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"]),
+                "reencrypt-empty": timed([rbd_luks, "reencrypt", f"rbd:{empty}", "--passphrase-file", key, "-q"])}
 
     def round_trip():
         decrypted = timed([rbd_luks, "decrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])
@@ -93,11 +107,12 @@ def rbd_rounds(a, rbd_luks, work):
     try:
         return rounds(a.rounds, "rbd", [
             deep_cp,
-            lambda: {"reencrypt": timed([rbd_luks, "reencrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])},
+            reencrypt,
             round_trip,
         ])
     finally:
-        subprocess.run(["rbd", "rm", image, "--no-progress"], stderr=subprocess.DEVNULL)
+        for name in (image, empty):
+            subprocess.run(["rbd", "rm", name, "--no-progress"], stderr=subprocess.DEVNULL)
 
 
 def file_rounds(a, rbd_luks, work):
@@ -129,6 +144,12 @@ def summary(rows, data, base, other):
     cpu = {k: statistics.median(row[k][1] / (data / 1e9) for row in rows) for k in (base, other)}
     ratios = [row[base][0] / row[other][0] for row in rows]
     return {"mb_per_s": mbps, "busy_cpu_s_per_gb": cpu, "ratio": ratios}
+
+
+def marginal(rows, names):
+    """Rows with each command's time less its time on the empty image of the same round: the cost of
+    the data alone."""
+    return [{n: (row[n][0] - row[n + "-empty"][0], row[n][1] - row[n + "-empty"][1]) for n in names} for row in rows]
 
 
 def table(title, s, base, other):
@@ -187,9 +208,15 @@ def main():
                   "rbd": summary(rows, a.data, "deep-cp", "reencrypt")}
         for command in ("decrypt", "encrypt"):
             report["rbd_" + command] = summary(rows, a.data, "deep-cp", command)
+        report["rbd_data_only"] = summary(marginal(rows, ("deep-cp", "reencrypt")), a.data, "deep-cp", "reencrypt")
+        report["empty_image_s"] = {n: statistics.median(row[n + "-empty"][0] for row in rows)
+                                   for n in ("deep-cp", "reencrypt")}
         for key, command in (("rbd", "reencrypt"), ("rbd_decrypt", "decrypt"), ("rbd_encrypt", "encrypt")):
             print(table("RBD", report[key], "deep-cp", command))
             print()
+        print(table("RBD, less the empty image's time", report["rbd_data_only"], "deep-cp", "reencrypt"))
+        print("\nempty image, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in report["empty_image_s"].items()))
+        print()
         if a.files:
             rows, target = file_rounds(a, rbd_luks, work)
             report["files"] = summary(rows, a.data, "cryptsetup", "rbd-luks")

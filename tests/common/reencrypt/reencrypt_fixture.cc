@@ -94,10 +94,8 @@ void ReencryptFixture::put_back(const std::vector<uint8_t>& bytes) {
   ASSERT_TRUE(image_->flush());
 }
 
-void ReencryptFixture::check_every_crash_point(bool thorough, std::optional<uint32_t> new_sector_size) {
+void ReencryptFixture::check_every_crash_point(bool thorough, const ReencryptOptions& options) {
   const auto start = contents();
-  ReencryptOptions options = small_steps();
-  options.sector_size = new_sector_size;
   CrashPoints points;
   points.run = [this, &options](RawImage& image) { return reencrypt(image, {"first", "second"}, options); };
   points.put_back = [this, &start] { put_back(start); };

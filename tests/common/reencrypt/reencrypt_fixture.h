@@ -45,8 +45,8 @@ class ReencryptFixture : public ::testing::Test {
   // Every change of the run failed: once as an I/O error the run reports (thorough only) and as a
   // crash that keeps some of the unflushed writes (none and all; thorough: also the first, and every
   // other); then a second run on the real image finishes the job.
-  // With new_sector_size, the run changes the sector size too.
-  void check_every_crash_point(bool thorough, std::optional<uint32_t> new_sector_size = std::nullopt);
+  // options are small_steps() and what a case changes (a sector size, the checksum hash).
+  void check_every_crash_point(bool thorough, const ReencryptOptions& options = small_steps());
 
   std::vector<uint8_t> contents();
   void put_back(const std::vector<uint8_t>& bytes);

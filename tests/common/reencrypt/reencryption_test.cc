@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "file_image.h"
+#include "hotzone_checksums.h"
 #include "luks2_header.h"
 #include "luks2_reencrypt_state.h"
 #include "luks_volume.h"
@@ -124,7 +125,32 @@ TEST_F(ReencryptionTest, EveryCrashPointResumesWith512ByteSectorsAndHoles) {
 // size and encrypted in the new, block by block.
 TEST_F(ReencryptionTest, EveryCrashPointResumesChangingTheSectorSize) {
   make_volume(4096, true);
-  check_every_crash_point(false, 512);
+  ReencryptOptions options = small_steps();
+  options.sector_size = 512;
+  check_every_crash_point(false, options);
+}
+
+// The head checksum (what the command line picks on RBD) sorts old blocks from new after a crash as
+// the whole-block hash does, holes included.
+TEST_F(ReencryptionTest, EveryCrashPointResumesWithHeadChecksums) {
+  make_volume(4096, true);
+  ReencryptOptions options = small_steps();
+  options.checksum_hash = kHeadChecksumHash;
+  check_every_crash_point(false, options);
+  auto loaded = read_luks2_header(*image_);
+  ASSERT_TRUE(loaded);
+  EXPECT_TRUE(loaded->header.metadata.reencrypt_keyslots.empty());
+}
+
+TEST_F(ReencryptionTest, RefusesAnUnknownChecksumHash) {
+  make_volume();
+  const auto before = contents();
+  ReencryptOptions options = small_steps();
+  options.checksum_hash = "crc32";
+  auto refused = reencrypt(*image_, {"first", "second"}, options);
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(refused.error().is(Errc::usage)) << refused.error().message();
+  EXPECT_EQ(contents(), before);
 }
 
 }  // namespace

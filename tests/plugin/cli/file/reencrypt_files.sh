@@ -145,6 +145,33 @@ cryptsetup luksDump "$IMG" | grep -q "Key:        520 bits" && fail "the fence i
 cryptsetup luksAddKey -q "${CS_FAST[@]}" --key-file "$P1" "$IMG" "$P3" || fail "cryptsetup cannot add a keyslot"
 pass "rbd-luks's interrupted runs (killed at 6 flushes, in and between steps) finished by cryptsetup and by rbd-luks; the fence cryptsetup leaves goes with the next reencrypt"
 
+# The head checksum (RBD's default, chosen here on a file): cryptsetup does not know the hash, so it
+# refuses to resume or repair such a run, inside a step and between steps, and changes nothing past
+# the headers (its resume writes a new reencrypt digest first, for the same state); rbd-luks
+# finishes it.
+for n in 5 7; do
+  cp "$ORIG" "$IMG"
+  rc=0
+  strace -f -o /dev/null -e inject=fdatasync:signal=SIGKILL:when=$n \
+    "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --hotzone-size 4M \
+    --threads 1 --pbkdf-force-iterations 1000 --resilience-hash rbd-luks-sha256-head64 || rc=$?
+  [ "$rc" = 137 ] || fail "rbd-luks was not killed at flush $n (exit $rc)"
+  cryptsetup luksDump "$IMG" | grep -q "Hash:       rbd-luks-sha256-head64" || fail "no head checksum in the header"
+  cp "$IMG" "$WORK/twin"
+  cryptsetup repair -q --key-file "$P1" "$IMG" 2>"$WORK/cs.err" || true
+  cryptsetup reencrypt -q --force-offline-reencrypt --resume-only --key-file "$P1" "$IMG" 2>>"$WORK/cs.err" &&
+    fail "cryptsetup resumed a run with the head checksum (flush $n)"
+  cmp -s -i 32768 "$IMG" "$WORK/twin" || fail "cryptsetup changed a run with the head checksum (flush $n)"
+  expect_exit 0 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P2"
+  same_plaintext "$IMG" "head checksum, killed at flush $n, rbd-luks finished"
+done
+grep -q "rbd-luks-sha256-head64 is not available" "$WORK/cs.err" || fail "cryptsetup's refusal does not name the hash"
+cp "$ORIG" "$IMG"
+expect_exit 2 "$RBD_LUKS" reencrypt "file:$IMG" --passphrase-file "$P1" --keyslot-passphrase-file "$P2" --resilience-hash crc32
+err_has "checksum hash crc32 is not supported"
+cmp -s "$ORIG" "$IMG" || fail "a refused --resilience-hash changed the image"
+pass "the head checksum: cryptsetup refuses to resume it (killed in and between steps; repair too, inside a step) and changes no data; rbd-luks finishes; an unknown hash is a usage error"
+
 # Interrupted by a signal: the volume refuses to open, dump says where it stands, the same
 # command finishes it.
 cp "$ORIG" "$IMG"

@@ -124,10 +124,15 @@ err_has "run the same command again to finish it"
 native_opens "$TAG-stop" && fail "librbd native opened a half-reencrypted image"
 expect_exit 1 "$RBD_LUKS" read "rbd:rbd/$TAG-stop" --offset 0 --length 4096 "${K[@]}"
 err_has "a reencryption of this volume has not finished"
+# RBD's checksums hash the head of each block (cryptsetup reaches the image only through a mapping).
+"$RBD_LUKS" dump "rbd:rbd/$TAG-stop" | grep -q "resilience checksum (rbd-luks-sha256-head64)" ||
+  fail "dump does not show the head checksum"
+expect_exit 2 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-stop" "${K[@]}" --resilience-hash sha256
+err_has "resuming it takes no"
 expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-stop" "${K[@]}"
 err_has "resumed the reencryption"
 native_reads "$CEPH_CONF" "$TAG-stop" "$WORK/$TAG-stop.model" "$WORK/pass"
-pass "SIGINT leaves an image neither librbd native nor rbd-luks opens; the same command finishes it"
+pass "SIGINT leaves an image neither librbd native nor rbd-luks opens, with head checksums; the same command finishes it"
 
 # encrypt: a thin plain image, written without encryption (whole objects, for this store), becomes
 # a volume in place; librbd native reads the plaintext, and it takes the space and size that
