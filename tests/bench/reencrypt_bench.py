@@ -9,11 +9,11 @@ written). Each round times, in an order that alternates round by round:
   reencrypt  `rbd-luks reencrypt` of the image (a new volume key, every allocated byte read,
              checksummed, decrypted, encrypted and written back, with two header commits per step);
              and of the image with no data, whose time (the cost that does not depend on the data)
-             both are also reported without
+             every ratio is also reported without
   decrypt, then encrypt
              `rbd-luks decrypt` of the image (every allocated byte read, decrypted and written the
              data offset lower), then `rbd-luks encrypt` of the plain image it left (the reverse),
-             which makes it a volume again for the next round
+             which makes it a volume again for the next round; and both of the image with no data
 On a file (with --files): a LUKS2 file of --data, reencrypted by `cryptsetup reencrypt` (on a loop
 device when losetup works, else the file) and by `rbd-luks reencrypt`, alternately.
 Throughput is allocated data bytes per second of wall time; ratios are taken within a round, then
@@ -100,9 +100,12 @@ def rbd_rounds(a, rbd_luks, work):
                 "reencrypt-empty": timed([rbd_luks, "reencrypt", f"rbd:{empty}", "--passphrase-file", key, "-q"])}
 
     def round_trip():
-        decrypted = timed([rbd_luks, "decrypt", f"rbd:{image}", "--passphrase-file", key, "-q"])
-        return {"decrypt": decrypted,
-                "encrypt": timed([rbd_luks, "encrypt", f"rbd:{image}", "--passphrase-file", key, "-q", *FAST])}
+        times = {}
+        for name, suffix in ((image, ""), (empty, "-empty")):
+            times["decrypt" + suffix] = timed([rbd_luks, "decrypt", f"rbd:{name}", "--passphrase-file", key, "-q"])
+            times["encrypt" + suffix] = timed(
+                [rbd_luks, "encrypt", f"rbd:{name}", "--passphrase-file", key, "-q", *FAST])
+        return times
 
     try:
         return rounds(a.rounds, "rbd", [
@@ -181,7 +184,10 @@ def plot(report, path):
                   [max(s["mb_per_s"][n]) - m for m, n in zip(medians, names)]]
         ax.bar(names, medians, yerr=errors, capsize=4, color=["#888888", "#3070b0"])
         ax.set_ylabel("MB/s of allocated data")
-        ax.set_title(f"{title}\nratio {statistics.median(s['ratio']):.2f}", fontsize=8)
+        ratio = f"ratio {statistics.median(s['ratio']):.2f}"
+        if f"rbd_{other}_data_only" in report:
+            ratio += f", less the empty image's time {statistics.median(report[f'rbd_{other}_data_only']['ratio']):.2f}"
+        ax.set_title(f"{title}\n{ratio}", fontsize=8)
     fig.suptitle(f"In-place rewrites, {report['data_bytes'] >> 20} MiB of data, {report['cpu']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -208,14 +214,19 @@ def main():
                   "rbd": summary(rows, a.data, "deep-cp", "reencrypt")}
         for command in ("decrypt", "encrypt"):
             report["rbd_" + command] = summary(rows, a.data, "deep-cp", command)
-        report["rbd_data_only"] = summary(marginal(rows, ("deep-cp", "reencrypt")), a.data, "deep-cp", "reencrypt")
+        commands = ("reencrypt", "decrypt", "encrypt")
+        data_only = marginal(rows, ("deep-cp", *commands))
+        for command in commands:
+            report[f"rbd_{command}_data_only"] = summary(data_only, a.data, "deep-cp", command)
         report["empty_image_s"] = {n: statistics.median(row[n + "-empty"][0] for row in rows)
-                                   for n in ("deep-cp", "reencrypt")}
+                                   for n in ("deep-cp", *commands)}
         for key, command in (("rbd", "reencrypt"), ("rbd_decrypt", "decrypt"), ("rbd_encrypt", "encrypt")):
             print(table("RBD", report[key], "deep-cp", command))
             print()
-        print(table("RBD, less the empty image's time", report["rbd_data_only"], "deep-cp", "reencrypt"))
-        print("\nempty image, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in report["empty_image_s"].items()))
+        for command in commands:
+            print(table("RBD, less the empty image's time", report[f"rbd_{command}_data_only"], "deep-cp", command))
+            print()
+        print("empty image, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in report["empty_image_s"].items()))
         print()
         if a.files:
             rows, target = file_rounds(a, rbd_luks, work)
