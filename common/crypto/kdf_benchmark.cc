@@ -85,6 +85,7 @@ uint32_t clamp_u32(double value) {
 struct Pbkdf2Rate {
   std::string hash;
   size_t key_size = 0;
+  double sample_ms = 0;  // how long the measurement ran: a longer target asks for a longer one
   double iterations_per_ms = 0;
   double measured_at_ms = 0;
 };
@@ -107,12 +108,12 @@ Result<KdfParams> benchmark_pbkdf2(const KdfRequest& request, size_t key_size) {
   static std::optional<Pbkdf2Rate> last;
   const double target = request.iter_time_ms;
   const double enough = std::min(kPbkdf2SampleMs, target);
-  const std::lock_guard lock(mutex);  // one measurement at a time, or each would slow the other
+  const std::lock_guard lock(mutex);
   const double now = clock_ms(CLOCK_MONOTONIC);
-  if (!last || last->hash != request.hash || last->key_size != key_size ||
+  if (!last || last->hash != request.hash || last->key_size != key_size || last->sample_ms < enough ||
       now - last->measured_at_ms > kPbkdf2RateLifetimeMs) {
     RL_ASSIGN(const double rate, measure_pbkdf2_rate(request.hash, key_size, enough));
-    last = Pbkdf2Rate{request.hash, key_size, rate, now};
+    last = Pbkdf2Rate{request.hash, key_size, enough, rate, now};
   }
   return KdfParams{.type = KdfType::pbkdf2,
                    .hash = request.hash,

@@ -11,7 +11,7 @@ namespace {
 
 constexpr size_t kHeadBytes = 64;
 
-// The hash cryptsetup's name stands for, which the head hash computes too.
+// The hash function the area's "hash" names: the head hash is sha256 over fewer bytes.
 std::string_view underlying_hash(const std::string& name) {
   if (name == kHeadChecksumHash) return "sha256";
   return name;
@@ -23,8 +23,7 @@ Result<size_t> checksum_digest_size(const Luks2ReencryptKeyslot& area) { return 
 
 Status check_checksum_hash(const std::string& name) {
   if (auto size = hash_size(underlying_hash(name)); !size) {
-    return Error(Errc::usage, "checksum hash " + name + " is not supported (sha1, sha256, sha512, ... or " +
-                                  kHeadChecksumHash + ")");
+    return Error(Errc::usage, "checksum " + size.error().message() + "; or " + kHeadChecksumHash);
   }
   return {};
 }
@@ -46,8 +45,8 @@ Result<size_t> checksums_size(const Luks2ReencryptKeyslot& area, uint64_t hotzon
 Status hash_blocks(const Luks2ReencryptKeyslot& area, std::span<const uint8_t> part, std::span<uint8_t> out) {
   RL_ASSIGN(const size_t digest_size, checksum_digest_size(area));
   const std::string_view hash = underlying_hash(area.hash);
-  const size_t hashed =
-      area.hash == kHeadChecksumHash ? std::min<size_t>(kHeadBytes, area.sector_size) : area.sector_size;
+  // Blocks are whole sectors, at least 512 bytes: the head lies within the first one.
+  const size_t hashed = area.hash == kHeadChecksumHash ? kHeadBytes : area.sector_size;
   for (size_t i = 0; i < part.size() / area.sector_size; ++i) {
     const std::span<const uint8_t> block = part.subspan(i * area.sector_size, hashed);
     RL_TRY(hash_parts(hash, std::span(&block, 1), out.subspan(i * digest_size, digest_size)));

@@ -8,10 +8,12 @@
 // area offset + i * hash size; blocks of the area's sector_size bytes; the area's "hash" algorithm.
 //
 // The "hash" is cryptsetup's (sha256 by default, of the whole block), or kHeadChecksumHash: sha256
-// of the block's first 64 bytes. A block's old and new ciphertext differ in every AES block (the
-// key changed), so the head tells them apart as well as the whole block does, at 1/64 of the
-// hashing, which is most of a run's CPU otherwise. cryptsetup does not know the name and refuses to
-// resume or open such a run; files keep sha256 so that it can (docs/design.md, "Reencryption").
+// of the block's first 64 bytes. That rests on the new volume key: reencrypt_luks2 always draws a
+// fresh random one, so a block's old and new ciphertext differ in every 16-byte AES block, the head
+// included (under the same key, a sector size change would keep the first sector's ciphertext).
+// It hashes 2 sha256 blocks instead of 65, where whole-block hashing was the largest CPU cost of a
+// run. cryptsetup does not know the name and refuses to resume or repair such a run; files keep
+// sha256 so that it can (docs/design.md, "The checksum hash").
 #pragma once
 
 #include <cstdint>
@@ -27,7 +29,7 @@ namespace rbdluks {
 
 inline constexpr const char* kHeadChecksumHash = "rbd-luks-sha256-head64";
 
-// Whether name is a checksum hash this build can compute; Errc::unsupported names the known ones.
+// Whether name is a checksum hash this build can compute; Errc::usage names the known ones.
 Status check_checksum_hash(const std::string& name);
 
 // How many bytes of hotzone the area can protect.

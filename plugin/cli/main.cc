@@ -43,7 +43,9 @@ Commands:
                                                 a new volume key, every sector rewritten in place;
                                                 keyslots of the passphrases given keep working
                                                 (--force drops the others); run again (or --resume)
-                                                to finish an interrupted run
+                                                to finish an interrupted run; --resilience-hash H
+                                                (default: sha256 on files, rbd-luks-sha256-head64
+                                                on RBD)
   encrypt TARGET [format options] [key source | --new-key ...]
                                                 a plaintext image becomes a LUKS2 volume in place
                                                 (its data moves up by the data offset; an RBD

@@ -106,9 +106,11 @@ Result<ReencryptOptions> reencrypt_options_from(const CommandLine& cl, const Tar
   options.drop_unopened_keyslots = cl.has("force");
   // On a file, cryptsetup can finish an interrupted run, which takes one of its hashes. An RBD image
   // it reaches only through a mapped device; there the head hash saves most of the run's CPU.
-  options.checksum_hash =
-      cl.get("resilience-hash").value_or(target.kind == Target::Kind::rbd ? kHeadChecksumHash : "sha256");
-  RL_TRY(check_checksum_hash(options.checksum_hash));
+  if (auto hash = cl.get("resilience-hash")) {
+    options.checksum_hash = *hash;
+  } else if (target.kind == Target::Kind::rbd) {
+    options.checksum_hash = kHeadChecksumHash;
+  }
   return options;
 }
 
@@ -160,6 +162,8 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1,
                      "reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] "
                      "[--sector-size BYTES] [--resilience-hash HASH] [--resume] [--force]"));
+  // A usage error before the image is opened (reencrypt_luks2 checks it again before any change).
+  if (auto hash = cl.get("resilience-hash")) RL_TRY(check_checksum_hash(*hash));
   RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "reencrypt"));
   RawImage& image = *rewrite.image;
   RL_TRY(refuse_recorded_decryption(image));

@@ -152,7 +152,8 @@ def summary(rows, data, base, other):
 def marginal(rows, names):
     """Rows with each command's time less its time on the empty image of the same round: the cost of
     the data alone."""
-    return [{n: (row[n][0] - row[n + "-empty"][0], row[n][1] - row[n + "-empty"][1]) for n in names} for row in rows]
+    return [{n: (max(row[n][0] - row[n + "-empty"][0], 1e-3), max(row[n][1] - row[n + "-empty"][1], 0.0))
+             for n in names} for row in rows]
 
 
 def table(title, s, base, other):

@@ -62,12 +62,17 @@ class OnRbd : public Fixture {
 using RbdReencryptionTest = OnRbd<ReencryptFixture>;
 using RbdDecryptionTest = OnRbd<DecryptFixture>;
 
-// With the head checksum, which the command line picks on RBD.
+// With the head checksum, which the command line picks on RBD, and cryptsetup's sha256.
 TEST_F(RbdReencryptionTest, EveryCrashPointResumesToTheSamePlaintext) {
   make_volume(512, true);
   ReencryptOptions options = small_steps();
   options.checksum_hash = kHeadChecksumHash;
   check_every_crash_point(false, options);
+}
+
+TEST_F(RbdReencryptionTest, EveryCrashPointResumesWithWholeBlockChecksums) {
+  make_volume(4096, true);
+  check_every_crash_point(false);
 }
 
 TEST_F(RbdDecryptionTest, EveryCrashPointResumesToTheSamePlaintext) {

@@ -6,7 +6,7 @@
 # by Python). While a run is interrupted, librbd native and rbd-luks refuse to open the image; the
 # same command finishes it. An image another client has open is refused. A snapshot keeps the old
 # key and its data. Then `decrypt` turns two of the volumes back into plain images (thin, and
-# stopped by SIGINT half way).
+# stopped by SIGINT half way). A clone is reencrypted and decrypted while its parent keeps its key.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../../../lib/rbd.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../../../lib/rbd.bash"
@@ -18,7 +18,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbd-luks-reencrypt.XXXXXX")
 SERVER=
 cleanup() {
   [ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true
-  remove_images "rbd/$TAG-thin" "rbd/$TAG-stop" "rbd/$TAG-plain" "rbd/$TAG-ref"
+  remove_images "rbd/$TAG-thin" "rbd/$TAG-stop" "rbd/$TAG-plain" "rbd/$TAG-ref" "rbd/$TAG-clone"
+  rbdc snap unprotect "rbd/$TAG-parent@base" 2>/dev/null || true
+  rbdc snap purge "rbd/$TAG-parent" >/dev/null 2>&1 || true
+  remove_images "rbd/$TAG-parent"
   [ ! -f "${BLUESTORE_CEPH_CONF:-/nonexistent}" ] || CEPH_CONF=$BLUESTORE_CEPH_CONF remove_images "rbd/$TAG-holes" "rbd/$TAG-plain-holes"
   rm -rf "$WORK"
 }
@@ -268,3 +271,26 @@ PYEOF
   native_reads "$CEPH_CONF" "$TAG-plain-holes" "$WORK/plain-holes.model" "$WORK/pass"
   pass "BlueStore: a plain image with partly written objects encrypted; librbd native reads zeros where nothing was"
 fi
+
+# A clone: the parent's data counts as the clone's (diff iteration includes the parent), so it is
+# read through the clone and written into it under the clone's new key; the parent keeps its own.
+rbdc create --size 64M "rbd/$TAG-parent"
+rbdc encryption format "rbd/$TAG-parent" luks2 "$WORK/pass" >/dev/null
+native_write "$TAG-parent" 0:$((8 * MiB)) $((40 * MiB)):$((4 * MiB))
+rbdc snap create "rbd/$TAG-parent@base" >/dev/null 2>&1
+rbdc snap protect "rbd/$TAG-parent@base"
+rbdc clone "rbd/$TAG-parent@base" "rbd/$TAG-clone"
+cp "$WORK/$TAG-parent.model" "$WORK/$TAG-clone.model"
+native_write "$TAG-clone" $((4 * MiB)):$((2 * MiB))
+old_vk=$(vk "rbd/$TAG-clone")
+# 4 MiB steps: a step over the parent's data alone would be passed over if the parent did not count.
+expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-clone" "${K[@]}" --hotzone-size 4M
+[ "$(vk "rbd/$TAG-clone")" != "$old_vk" ] || fail "the clone's volume key did not change"
+[ "$(vk "rbd/$TAG-parent")" = "$old_vk" ] || fail "the parent's volume key changed"
+native_reads "$CEPH_CONF" "$TAG-clone" "$WORK/$TAG-clone.model" "$WORK/pass"
+native_reads "$CEPH_CONF" "$TAG-parent" "$WORK/$TAG-parent.model" "$WORK/pass"
+expect_exit 0 "$RBD_LUKS" decrypt "rbd:rbd/$TAG-clone" "${K[@]}" --hotzone-size 4M
+rbdc export "rbd/$TAG-clone" "$WORK/plain.clone" >/dev/null 2>&1
+cmp -s "$WORK/plain.clone" "$WORK/$TAG-clone.model" || fail "rbd export of the decrypted clone differs from its plaintext"
+native_reads "$CEPH_CONF" "$TAG-parent" "$WORK/$TAG-parent.model" "$WORK/pass"
+pass "a clone reencrypted (librbd native reads its data and its parent's under the new key) and decrypted; the parent keeps its key and data"
