@@ -6,73 +6,22 @@
 
 #include <gtest/gtest.h>
 
-#include "crash_points.h"
-#include "encrypted_image.h"
+#include "encrypt_fixture.h"
 #include "file_image.h"
-#include "luks_volume.h"
 #include "test_support.h"
-#include "xts_cipher.h"
 
 namespace rbdluks {
 namespace {
 
-constexpr uint64_t kShift = 1 << 20;
-constexpr uint64_t kPlainBytes = 2 << 20;
-
-class EncryptionTest : public ::testing::Test {
+class EncryptionTest : public EncryptFixture {
  protected:
-  void SetUp() override {
-    plaintext_ = random_bytes(kPlainBytes);
-    write_file(dir_.file("image"), plaintext_);
-    auto image = open_file_image(dir_.file("image"), OpenMode::read_write);
-    ASSERT_TRUE(image) << image.error().message();
-    image_ = std::move(*image);
-  }
-
-  static FormatOptions format() {
-    FormatOptions options;
-    options.key_bytes = 32;
-    options.data_offset = kShift;
-    options.kdf.type = KdfType::pbkdf2;
-    options.kdf.force_iterations = 1000;
-    return options;
-  }
-
-  static ReencryptOptions small_steps() { return crash_point_steps(512 << 10); }
-
-  Result<ReencryptReport> encrypt(RawImage& image) {
-    return encrypt_luks2(image, bytes_of("passphrase"), format(), small_steps());
-  }
-
-  // The image is plaintext + header long, opens with the passphrase, reads back the plaintext, and
-  // keeps no state of the run.
-  void expect_encrypted(const std::string& context) {
-    auto size = image_->size();
-    ASSERT_TRUE(size);
-    EXPECT_EQ(*size, kPlainBytes + kShift) << context;
-    auto volume = load_luks(*image_);
-    ASSERT_TRUE(volume) << context << ": " << volume.error().message();
-    ASSERT_TRUE((*volume)->supported()) << context << ": " << (*volume)->supported().error().message();
-    EXPECT_EQ((*volume)->layout().data_offset, kShift) << context;
-    auto key = (*volume)->open(bytes_of("passphrase"));
-    ASSERT_TRUE(key) << context << ": " << key.error().message();
-    auto cipher = make_xts_cipher(key->volume_key.span());
-    ASSERT_TRUE(cipher);
-    EncryptedImage data(*image_, std::shared_ptr<const XtsCipher>(std::move(*cipher)), kShift, 4096, std::nullopt);
-    auto plain_size = data.size();
-    ASSERT_TRUE(plain_size);
-    EXPECT_EQ(*plain_size, kPlainBytes) << context;
-    std::vector<uint8_t> back(kPlainBytes);
-    ASSERT_TRUE(data.read(0, back));
-    EXPECT_EQ(back, plaintext_) << context << ": the plaintext changed";
-    auto marker = image_->get_metadata("rbd-luks.encrypt");
-    ASSERT_TRUE(marker);
-    EXPECT_FALSE(marker->has_value()) << context << ": the run's marker is left";
+  std::unique_ptr<RawImage> make_image(uint64_t size) override {
+    auto image = create_file_image(dir_.file("image"), size);
+    EXPECT_TRUE(image) << image.error().message();
+    return image ? std::move(*image) : nullptr;
   }
 
   TempDir dir_;
-  std::unique_ptr<RawImage> image_;
-  std::vector<uint8_t> plaintext_;
 };
 
 TEST_F(EncryptionTest, MakesTheImageAVolumeWithTheSamePlaintext) {
@@ -88,7 +37,7 @@ TEST_F(EncryptionTest, MakesTheImageAVolumeWithTheSamePlaintext) {
 }
 
 TEST_F(EncryptionTest, RefusalsLeaveTheImageAsItWas) {
-  const auto before = read_file(dir_.file("image"));
+  const auto before = contents();
   FormatOptions too_large = format();
   too_large.data_offset = 4 << 20;
   auto small = encrypt_luks2(*image_, bytes_of("passphrase"), too_large, small_steps());
@@ -102,25 +51,13 @@ TEST_F(EncryptionTest, RefusalsLeaveTheImageAsItWas) {
   ASSERT_FALSE(odd);
   EXPECT_TRUE(odd.error().is(Errc::usage)) << odd.error().message();
   ASSERT_TRUE(image_->resize(kPlainBytes));
-  EXPECT_EQ(read_file(dir_.file("image")), before);
+  EXPECT_EQ(contents(), before);
   auto marker = image_->get_metadata("rbd-luks.encrypt");
   ASSERT_TRUE(marker);
   EXPECT_FALSE(marker->has_value());
 }
 
-TEST_F(EncryptionTest, EveryCrashPointResumesToTheSamePlaintext) {
-  const auto start = read_file(dir_.file("image"));
-  CrashPoints points;
-  points.run = [this](RawImage& image) { return encrypt(image); };
-  points.put_back = [&] {
-    ASSERT_TRUE(image_->remove_metadata("rbd-luks.encrypt"));
-    ASSERT_TRUE(image_->resize(kPlainBytes));
-    write_file(dir_.file("image"), start);
-  };
-  points.expect_finished = [this](const std::string& context) { expect_encrypted(context); };
-  points.min_changes = 30;
-  check_crash_points(*image_, points);
-}
+TEST_F(EncryptionTest, EveryCrashPointResumesToTheSamePlaintext) { check_every_crash_point(true); }
 
 }  // namespace
 }  // namespace rbdluks
