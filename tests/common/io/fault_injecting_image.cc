@@ -62,7 +62,16 @@ Status FaultInjectingImage::flush() {
 
 Status FaultInjectingImage::resize(uint64_t new_size) {
   RL_TRY(change("resize"));
-  return inner_.resize(new_size);
+  RL_TRY(inner_.resize(new_size));
+  // What a shrink cut off is gone whether the writes there were durable or not; an RBD image would
+  // refuse to have them put back past its end.
+  std::erase_if(unflushed_, [&](const UnflushedWrite& w) { return w.offset >= new_size; });
+  for (UnflushedWrite& w : unflushed_) {
+    if (w.offset + w.after.size() <= new_size) continue;
+    w.before.resize(new_size - w.offset);
+    w.after.resize(new_size - w.offset);
+  }
+  return {};
 }
 
 Result<std::optional<std::string>> FaultInjectingImage::get_metadata(const std::string& key) {

@@ -1,6 +1,6 @@
 // The in-place encryption cases on any RawImage, shared by the tests on image files
 // (encryption_test.cc) and on RBD images (tests/plugin/rbd/reencrypt_crash_points_rbd_test.cc): a
-// plain image of random 4 KiB blocks with every fifth never written (a hole, which on RBD becomes a
+// plain image of random bytes with every fifth 64 KiB never written (a hole, which on RBD becomes a
 // hole of the volume too), the run, and what must hold after it: the image is the plaintext behind
 // a LUKS2 header, cut back to plaintext + header, with no state of the run left.
 #pragma once
