@@ -48,8 +48,9 @@ for n in 10 12 14 16; do
   cp "$WORK/plain" "$IMG"
   truncate -s $((72 * MiB)) "$IMG"
   rc=0
-  strace -f -o /dev/null -e inject=fdatasync,fsync:signal=SIGKILL:when=$n cryptsetup reencrypt -q --encrypt \
-    --type luks2 --reduce-device-size 32M "${CS_FAST[@]}" --key-file "$P1" --sector-size 4096 "$IMG" || rc=$?
+  # In WORK: killed, cryptsetup leaves its temporary header (LUKS2-temp-*.new) in the working directory.
+  (cd "$WORK" && strace -f -o /dev/null -e inject=fdatasync,fsync:signal=SIGKILL:when=$n cryptsetup reencrypt -q \
+    --encrypt --type luks2 --reduce-device-size 32M "${CS_FAST[@]}" --key-file "$P1" --sector-size 4096 "$IMG") || rc=$?
   [ "$rc" = 137 ] || fail "cryptsetup was not killed at flush $n (exit $rc)"
   cryptsetup isLuks "$IMG" || continue  # killed before its header: the test case is the next one
   seen_header=1
