@@ -111,8 +111,9 @@ SERVER=
 pass "refused while an NBD server has the image open"
 
 # Interrupted by SIGINT: neither librbd native nor rbd-luks opens the image until the same command
-# finishes.
-rbdc create --size 80M "rbd/$TAG-stop"
+# finishes. 82 MiB: the last object is half of one (RBD objects are 4 MiB), also for the decryption
+# of this image below.
+rbdc create --size 82M "rbd/$TAG-stop"
 rbdc encryption format "rbd/$TAG-stop" luks2 "$WORK/pass" >/dev/null
 native_write "$TAG-stop" 0:$((64 * MiB - 4096))
 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-stop" "${K[@]}" --hotzone-size 4M --threads 1 2>"$WORK/err" &
@@ -135,7 +136,7 @@ err_has "resuming it takes no"
 expect_exit 0 "$RBD_LUKS" reencrypt "rbd:rbd/$TAG-stop" "${K[@]}"
 err_has "resumed the reencryption"
 native_reads "$CEPH_CONF" "$TAG-stop" "$WORK/$TAG-stop.model" "$WORK/pass"
-pass "SIGINT leaves an image neither librbd native nor rbd-luks opens, with head checksums; the same command finishes it"
+pass "SIGINT leaves an image (82 MiB: a half object at the end) neither librbd native nor rbd-luks opens, with head checksums; the same command finishes it"
 
 # encrypt: a thin plain image, written without encryption (whole objects, for this store), becomes
 # a volume in place; librbd native reads the plaintext, and it takes the space and size that
