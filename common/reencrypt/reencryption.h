@@ -34,7 +34,7 @@ struct ReencryptOptions {
   unsigned threads = 8;                 // reads and writes in flight, and cipher threads
   uint64_t io_bytes = 4 << 20;          // the unit of those reads and writes: an RBD object
   // The checksum resilience's hash (hotzone_checksums.h): cryptsetup's sha256, which cryptsetup can
-  // resume, or kHeadChecksumHash, which hashes 1/64 of the bytes. Only a new run takes it.
+  // resume, or kHeadChecksumHash, which hashes each block's first 64 bytes. Only a new run takes it.
   std::string checksum_hash = "sha256";
   bool drop_unopened_keyslots = false;  // --force: keyslots no passphrase opens are removed at the end
   bool minimal_digest_cost = false;     // new digests with 1000 PBKDF2 iterations (tests)

@@ -27,6 +27,14 @@ std::vector<std::vector<bool>> kept_writes(size_t k, bool thorough) {
 
 }  // namespace
 
+std::vector<uint8_t> whole_image(RawImage& image) {
+  auto size = image.size();
+  EXPECT_TRUE(size);
+  std::vector<uint8_t> bytes(size ? *size : 0);
+  EXPECT_TRUE(image.read(0, bytes));
+  return bytes;
+}
+
 void check_crash_points(RawImage& image, const CrashPoints& points) {
   uint64_t changes = 0;
   points.put_back();  // every run starts from the same image, holes included

@@ -1,11 +1,13 @@
 // The crash points of a reencryption, an encryption or a decryption: run options that make a run's
 // changes many and ordered, and the loop that fails the run at each of them (FaultInjectingImage)
-// and checks that a second run on the real image finishes the job.
+// and checks that a second run on the real image finishes the job; and the whole image's bytes,
+// which the cases compare.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "raw_image.h"
 #include "reencryption.h"
@@ -22,6 +24,9 @@ inline ReencryptOptions crash_point_steps(uint64_t hotzone_bytes) {
   options.minimal_digest_cost = true;
   return options;
 }
+
+// Every byte of the image, for comparisons (with gtest assertions).
+std::vector<uint8_t> whole_image(RawImage& image);
 
 struct CrashPoints {
   // One run on the image given (the real one, or the faulty one over it).

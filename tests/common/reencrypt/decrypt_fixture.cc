@@ -59,13 +59,7 @@ Result<ReencryptReport> DecryptFixture::decrypt(RawImage& image, const std::stri
   return decrypt_volume(image, secret, options, {kVolumeKey});
 }
 
-std::vector<uint8_t> DecryptFixture::contents() {
-  auto size = image_->size();
-  EXPECT_TRUE(size);
-  std::vector<uint8_t> bytes(size ? *size : 0);
-  EXPECT_TRUE(image_->read(0, bytes));
-  return bytes;
-}
+std::vector<uint8_t> DecryptFixture::contents() { return whole_image(*image_); }
 
 void DecryptFixture::expect_decrypted(const std::string& context) {
   EXPECT_TRUE(contents() == plaintext_) << context << ": not the plaintext";

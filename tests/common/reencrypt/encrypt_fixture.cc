@@ -59,13 +59,7 @@ Result<ReencryptReport> EncryptFixture::encrypt(RawImage& image) {
   return encrypt_luks2(image, bytes_of("passphrase"), format(), small_steps());
 }
 
-std::vector<uint8_t> EncryptFixture::contents() {
-  auto size = image_->size();
-  EXPECT_TRUE(size);
-  std::vector<uint8_t> bytes(size ? *size : 0);
-  EXPECT_TRUE(image_->read(0, bytes));
-  return bytes;
-}
+std::vector<uint8_t> EncryptFixture::contents() { return whole_image(*image_); }
 
 void EncryptFixture::expect_encrypted(const std::string& context) {
   auto size = image_->size();

@@ -83,11 +83,7 @@ void ReencryptFixture::expect_reencrypted(const std::vector<std::string>& openin
   }
 }
 
-std::vector<uint8_t> ReencryptFixture::contents() {
-  std::vector<uint8_t> bytes(kDataOffset + kDataBytes);
-  EXPECT_TRUE(image_->read(0, bytes));
-  return bytes;
-}
+std::vector<uint8_t> ReencryptFixture::contents() { return whole_image(*image_); }
 
 void ReencryptFixture::put_back(const std::vector<uint8_t>& bytes) {
   ASSERT_TRUE(image_->write(0, bytes));
