@@ -8,7 +8,7 @@
 #   ceph-cluster.sh start  [--dir DIR] [--port PORT] [--osds N] [--objectstore memstore|bluestore] [--healthy]
 #   ceph-cluster.sh status [--dir DIR]
 #   ceph-cluster.sh env    [--dir DIR]
-#   ceph-cluster.sh stop   [--dir DIR]
+#   ceph-cluster.sh stop   [--dir DIR] [--check]
 #   ceph-cluster.sh kill-osd  N [--dir DIR]
 #   ceph-cluster.sh start-osd N [--dir DIR]
 #
@@ -34,6 +34,7 @@ PORT_GIVEN=${RBD_LUKS_CEPH_PORT:+yes}
 OSDS=1
 OBJECTSTORE=memstore
 HEALTHY=
+CHECK=
 
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -43,6 +44,7 @@ parse_args() {
       --osds) [ $# -ge 2 ] || usage; OSDS=$2; shift 2 ;;
       --objectstore) [ $# -ge 2 ] || usage; OBJECTSTORE=$2; shift 2 ;;
       --healthy) HEALTHY=--healthy; shift ;;
+      --check) CHECK=yes; shift ;;
       -h|--help) usage ;;
       *) die "unknown argument '$1'" ;;
     esac
@@ -327,6 +329,27 @@ cmd_env() {
   echo "export RBD_LUKS_CEPH_DIR=$DIR"
 }
 
+# stop --check, the test fixtures' cleanup: when a daemon died or the cluster stopped answering
+# during the run, prints the cluster's status and the end of every log, and fails. stop deletes the
+# directory, so a test run whose cluster broke half way would otherwise leave no trace of why.
+cmd_checked_stop() {
+  local broken=0 dead status names
+  if [ -n "$CHECK" ] && is_ours; then
+    dead=$(dead_services)
+    status=$(admin status 2>&1) || broken=1
+    [ -z "$dead" ] || broken=1
+    if [ "$broken" = 1 ]; then
+      log "the cluster in $DIR broke while in use${dead:+; daemons gone: ${dead//$'\n'/ }}; its status:"
+      echo "$status" >&2
+      names=$(find "$DIR/log" -maxdepth 1 -name '*.log' -printf '%f\n' | sed 's/\.log$//' | sort)
+      # shellcheck disable=SC2086
+      print_log_tails $names
+    fi
+  fi
+  cmd_stop
+  return "$broken"
+}
+
 # kill-osd and start-osd take the OSD's number before the options; the rest go to service_main.
 case "${1:-}" in
   kill-osd|start-osd)
@@ -335,6 +358,11 @@ case "${1:-}" in
     shift 2
     parse_args "$@"
     "cmd_${command//-/_}" "$osd_id"
+    ;;
+  stop)
+    shift
+    parse_args "$@"
+    cmd_checked_stop
     ;;
   *) service_main "$@" ;;
 esac

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Self-test of deploy/ceph-cluster.sh: two clusters side by side (A on bluestore, B on memstore),
 # RBD I/O through the rbd CLI and the Python bindings, isolation between them, idempotent start, an
-# OSD of A killed and restarted with its data, fast failure of clients of a dead cluster, and a stop
-# that leaves no directory and no process behind. Exit status 0 = all passed. Takes about half a
-# minute, most of it the client timeout against a dead cluster.
+# OSD of A killed and restarted with its data, fast failure of clients of a dead cluster, stop --check
+# failing on a broken cluster, and a stop that leaves no directory and no process behind. Exit
+# status 0 = all passed. Takes about 40 s, most of it the client timeouts against a dead cluster.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -160,6 +160,11 @@ check "stop after a failed start removes the dir" \
   bash -c "'$CLUSTER' stop --dir '$DIR_C' && [ ! -e '$DIR_C' ]"
 
 # --- stop --------------------------------------------------------------------------------------
+check "stop --check of B, whose daemons were killed, exits 1" \
+  bash -c "! '$CLUSTER' stop --check --dir '$DIR_B' 2>'$WORK/stop-b.err'"
+check "... naming the daemons gone" grep -q 'daemons gone: mgr.x mon.a osd.0 osd.1' "$WORK/stop-b.err"
+check "... showing the end of the OSDs' logs" grep -q "last lines of $DIR_B/log/osd.1.log" "$WORK/stop-b.err"
+check "stop --check of A, healthy again, exits 0" "$CLUSTER" stop --check --dir "$DIR_A"
 for x in A B; do
   dir_var=DIR_$x; dir=${!dir_var}
   check "stop $x exits 0" "$CLUSTER" stop --dir "$dir"

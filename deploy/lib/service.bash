@@ -85,20 +85,28 @@ kill_services() {
   poll 100 no_service_pids || die "could not stop processes $(service_pids | tr '\n' ' ')of $DIR"
 }
 
-# Ends a failed start: one line saying why, the tails of the logs that explain it (those of
-# services that died, else the ones named), and no processes left behind. Logs stay in DIR.
-fail_start() {
-  local reason=$1
-  shift
-  local dead n f
-  dead=$(dead_services)
-  for n in ${dead:-$*}; do
+# The last lines of the logs of the services named (DIR/log/NAME.stderr and DIR/log/NAME.log), on
+# stderr.
+print_log_tails() {
+  local n f
+  for n in "$@"; do
     for f in "$DIR/log/$n.stderr" "$DIR/log/$n.log"; do
       [ -s "$f" ] || continue
       echo "---- last lines of $f" >&2
       tail -n 20 "$f" >&2
     done
   done
+}
+
+# Ends a failed start: one line saying why, the tails of the logs that explain it (those of
+# services that died, else the ones named), and no processes left behind. Logs stay in DIR.
+fail_start() {
+  local reason=$1
+  shift
+  local dead
+  dead=$(dead_services)
+  # shellcheck disable=SC2086
+  print_log_tails ${dead:-$*}
   kill_services
   echo "$PROG: start failed: $reason; logs in $DIR/log" >&2
   exit 1
