@@ -20,6 +20,9 @@ namespace {
 
 bool with_checksums(const ReencryptRun& run) { return run.state.resilience.area_type == "checksum"; }
 
+// Whether the data path of this process serves the volume meanwhile (ReencryptOptions::online).
+bool online(const ReencryptRun& run) { return static_cast<bool>(run.options.online.hold); }
+
 // The unit a step decides on and writes whole: the checksum block (a write that tore one would
 // leave it neither old nor new to its checksum), else the sector.
 uint64_t block_size(const ReencryptRun& run) {
@@ -50,17 +53,21 @@ Error stopped(const ReencryptRun& run) {
                                   " bytes done; run the same command again to finish it");
 }
 
-// A hotzone read ahead: its old data and, for checksum resilience, its blocks' hashes.
+// A hotzone read ahead: its old data and, for checksum resilience, its blocks' hashes. Online, the
+// hold keeps the data path off it from before the read until the header says it is done, so no
+// write slips in between the read and the rewrite, and no request sees it change key half way.
 struct ReadZone {
   uint64_t at = 0;
   uint64_t length = 0;
   std::vector<uint8_t> data;
   std::vector<uint8_t> hashes;
+  std::shared_ptr<void> hold;
 };
 
 // Reads zone.length bytes at zone.at, and hashes each chunk's blocks on the thread that read it.
 // Touches nothing of run but the image, so it may run beside a step.
 Status read_zone(const ReencryptRun& run, ReadZone& zone) {
+  if (online(run)) zone.hold = run.options.online.hold(zone.at, zone.length);
   zone.data.resize(zone.length);
   const bool checksums = with_checksums(run);
   if (checksums) {
@@ -137,11 +144,15 @@ Status rewrite_zone(ReencryptRun& run, std::span<uint8_t> zone, uint64_t at, con
   return run.image.flush();
 }
 
-// The header that ends a step: the hotzone [at, at + length) is under the new key.
-Status commit_progress_past(ReencryptRun& run, uint64_t at, uint64_t length) {
-  run.state.progress = progress_after(run, at, length);
+// The header that ends a step: the hotzone [at, at + length) is under the new key. Online, the
+// data path learns it then, and may have the hotzone back.
+Status commit_progress_past(ReencryptRun& run, ReadZone& zone) {
+  run.state.progress = progress_after(run, zone.at, zone.length);
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, 0);
-  return write_run_header(run);
+  RL_TRY(write_run_header(run));
+  if (online(run)) run.options.online.advance(run.state.progress);
+  zone.hold.reset();
+  return {};
 }
 
 // One step: the zone's data moves to the new key. Its checksums go to the area only now: until the
@@ -156,7 +167,7 @@ Status step(ReencryptRun& run, ReadZone& zone) {
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, zone.length);
   RL_TRY(write_run_header(run));
   RL_TRY(rewrite_zone(run, zone.data, zone.at, nullptr));
-  RL_TRY(commit_progress_past(run, zone.at, zone.length));
+  RL_TRY(commit_progress_past(run, zone));
   ++run.report.steps;
   return {};
 }
@@ -173,7 +184,7 @@ Status recover_hotzone(ReencryptRun& run) {
                                         resilience + "\"), so [" + std::to_string(at) + ", " +
                                         std::to_string(at + length) + ") of the data cannot be recovered");
   }
-  ReadZone zone{at, length, {}, {}};
+  ReadZone zone{at, length, {}, {}, {}};
   RL_TRY(read_zone(run, zone));
   run.report.bytes_read += length;
   std::vector<bool> still_old;
@@ -182,15 +193,17 @@ Status recover_hotzone(ReencryptRun& run) {
   }
   RL_TRY(rewrite_zone(run, zone.data, at, with_checksums(run) ? &still_old : nullptr));
   run.state.hotzone_length.reset();
-  RL_TRY(commit_progress_past(run, at, length));
+  RL_TRY(commit_progress_past(run, zone));
   run.report.recovered_hotzone = true;
   return {};
 }
 
 // Whether the hotzone [at, at + length) has anything to move: on RBD, not when neither its data
-// nor its destination held anything, which then read as zeros under either key.
+// nor its destination held anything, which then read as zeros under either key. Online, the data
+// path may write anywhere after the allocation map was read, so every hotzone is read (its holes
+// still stay holes).
 bool has_work(const ReencryptRun& run, uint64_t at, uint64_t length) {
-  if (!run.image.peers_read_holes_as_zeros()) return true;
+  if (!run.image.peers_read_holes_as_zeros() || online(run)) return true;
   return overlaps(run.allocated, source_offset(run, at), source_offset(run, at) + length) ||
          (run.state.encrypting() && overlaps(run.allocated, dest_offset(run, at), dest_offset(run, at) + length));
 }
@@ -349,6 +362,7 @@ Status make_keyslot_room(ReencryptRun& run, uint32_t key_bytes) {
 
 Status run_to_end(ReencryptRun& run) {
   run.report.data_bytes = run.state.data_size;
+  if (online(run)) RL_TRY(run.options.online.begin(run.keys.new_cipher, run.keys.new_key.span(), run.state.progress));
   RL_TRY(prepare_data_moves(run));
   RL_TRY(run_steps(run));
   return finish(run);

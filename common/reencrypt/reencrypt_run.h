@@ -30,7 +30,7 @@ namespace rbdluks {
 
 struct ReencryptKeys {
   SecureBuffer old_key, new_key;  // old_key empty: the old data is plaintext
-  std::unique_ptr<XtsCipher> old_cipher, new_cipher;
+  std::shared_ptr<const XtsCipher> old_cipher, new_cipher;
 };
 
 // What the steps work with: the image, the header and the state it records, the keys.

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -23,6 +24,7 @@
 
 #include "raw_image.h"
 #include "result.h"
+#include "xts_cipher.h"
 
 namespace rbdluks {
 
@@ -46,6 +48,20 @@ struct ReencryptOptions {
   // data moves: an error stops the run there, resumable. The CLI fails it when another client has
   // the image open, one that may have opened it just before the header changed.
   std::function<Status()> check_alone;
+  // An online run (EncryptedRbdImage::reencrypt): the data path of this process serves the volume
+  // while the run moves it, and these keep the two apart. Empty for an offline run.
+  struct Online {
+    // Once both keys are unlocked and before any data moves: the new key and its cipher, and the
+    // progress (the plaintext bytes [0, progress) already under it).
+    std::function<Status(std::shared_ptr<const XtsCipher> new_cipher, std::span<const uint8_t> new_key,
+                         uint64_t progress)>
+        begin;
+    // Keeps every request of the data path off the plaintext range [at, at + length) until the
+    // result is destroyed; blocks until the requests on it now have ended.
+    std::function<std::shared_ptr<void>(uint64_t at, uint64_t length)> hold;
+    // The header now says [0, progress) is under the new key.
+    std::function<void(uint64_t progress)> advance;
+  } online;
 };
 
 struct ReencryptReport {

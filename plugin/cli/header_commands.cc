@@ -74,7 +74,7 @@ Status cmd_format(const CommandLine& cl, const Args& args) {
     return Error(Errc::failure, target.spec + " already holds a LUKS header; use --force to overwrite it");
   }
   RL_TRY(refuse_non_empty_image(cl, target, *image));
-  RL_TRY(refuse_image_in_use(cl, target, *image, "format it"));
+  RL_TRY(refuse_image_in_use(cl, *image, "format it"));
   RL_ASSIGN(auto key, key_for_new_volume(cl, target.spec));
   RL_TRY(format_image(cl, *image, options, key));
   return header_lock->release();

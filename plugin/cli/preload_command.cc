@@ -49,7 +49,7 @@ Status preload_disable(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(auto image, open_target(cl, target, OpenMode::read_write));
   // A client with the image open decrypts it; one that opens it afterwards would see ciphertext
   // and, in a guest, write plaintext over the LUKS header.
-  RL_TRY(refuse_image_in_use(cl, target, *image, "turn its preload off"));
+  RL_TRY(refuse_image_in_use(cl, *image, "turn its preload off"));
   RL_ASSIGN(auto header_lock, lock_header_for(*image, "preload disable"));
   RL_TRY(image->remove_metadata(kPreloadMetadataKey));
   RL_TRY(header_lock->release());

@@ -130,7 +130,7 @@ Result<Rewrite> open_for_rewrite(const CommandLine& cl, const std::string& spec,
   RL_ASSIGN(out.target, parse_target(spec));
   if (out.target.snapshot) return Error(Errc::usage, spec + ": a snapshot cannot be rewritten");
   RL_ASSIGN(out.image, open_target(cl, out.target, OpenMode::read_write));
-  RL_TRY(refuse_other_clients(out.target, *out.image, kOtherClient));
+  RL_TRY(refuse_other_clients(*out.image, kOtherClient));
   if (auto* rbd = dynamic_cast<RbdImage*>(out.image.get())) {
     if (auto held = rbd->hold_exclusive_lock(); !held) {
       if (!held.error().is(Errc::unsupported)) return std::move(held).error();
@@ -145,8 +145,7 @@ Result<Rewrite> open_for_rewrite(const CommandLine& cl, const std::string& spec,
 // Asked again once the header records the run: a client may have opened the image in between.
 void check_alone_later(ReencryptOptions& options, const Rewrite& rewrite) {
   options.check_alone = [&rewrite] {
-    return refuse_other_clients(rewrite.target, *rewrite.image,
-                                std::string(kOtherClient) + ", then run the same command again");
+    return refuse_other_clients(*rewrite.image, std::string(kOtherClient) + ", then run the same command again");
   };
 }
 

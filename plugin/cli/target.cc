@@ -111,21 +111,15 @@ Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawIm
   return {};
 }
 
-Status refuse_other_clients(const Target& target, RawImage& image, const std::string& why) {
+Status refuse_other_clients(RawImage& image, const std::string& why) {
   auto* rbd = dynamic_cast<RbdImage*>(&image);
   if (rbd == nullptr) return {};
-  RL_ASSIGN(const auto watchers, rbd->watchers());
-  for (const RbdWatcher& watcher : watchers) {
-    if (watcher.client_id == rbd->client_id()) continue;
-    return Error(Errc::failure, target.spec + " is open by another client (client." +
-                                    std::to_string(watcher.client_id) + " at " + watcher.address + "); " + why);
-  }
-  return {};
+  return rbd->refuse_other_clients(why);
 }
 
-Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action) {
+Status refuse_image_in_use(const CommandLine& cl, RawImage& image, const std::string& action) {
   if (cl.has("force")) return {};
-  return refuse_other_clients(target, image, "use --force to " + action + " anyway");
+  return refuse_other_clients(image, "use --force to " + action + " anyway");
 }
 
 }  // namespace rbdluks::cli

@@ -49,9 +49,9 @@ Status refuse_non_empty_image(const CommandLine& cl, const Target& target, RawIm
 // Refuses (unless --force) an RBD image that another client has open, for changes that client
 // would not see: `format` (its writes would be encrypted with a key that no longer exists) and
 // `preload disable`. `action` ends the message: "use --force to <action> anyway".
-Status refuse_image_in_use(const CommandLine& cl, const Target& target, RawImage& image, const std::string& action);
+Status refuse_image_in_use(const CommandLine& cl, RawImage& image, const std::string& action);
 
 // Refuses an RBD image that another client has open, with no way around it; `why` ends the message.
-Status refuse_other_clients(const Target& target, RawImage& image, const std::string& why);
+Status refuse_other_clients(RawImage& image, const std::string& why);
 
 }  // namespace rbdluks::cli

@@ -12,8 +12,10 @@
 #include "encrypted_rbd_image.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "alignment.h"
@@ -120,6 +122,7 @@ struct EncryptedRbdImage::Request {
   std::vector<iovec> buffers;  // the caller's, for reads and writes
   Callback done;
   RangeLock::Guard guard;
+  bool unlocked_read = false;  // counted in unlocked_reads_
   std::atomic<size_t> pieces_left{0};
   std::atomic<int> error{0};                   // the first failure, a negative errno
   std::vector<std::unique_ptr<Piece>> pieces;  // the first piece_count are this request's
@@ -130,14 +133,16 @@ EncryptedRbdImage::EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer
                                      std::shared_ptr<const XtsCipher> cipher, VolumeLayout layout, PieceGrid grid,
                                      bool compare_partial_units, const DispatchOptions& options)
     : raw_(std::move(raw)),
-      volume_key_(std::move(volume_key)),
-      cipher_(std::move(cipher)),
+      cipher_(std::make_shared<KeyBoundaryCipher>(std::move(cipher))),
       layout_(std::move(layout)),
       sector_size_(layout_.sector_size),
       grid_(grid),
       inline_crypto_bytes_(options.inline_crypto_bytes),
       encrypt_on_submitting_thread_(options.encrypt_on_submitting_thread),
       compare_partial_units_(compare_partial_units),
+      volume_key_(std::move(volume_key)),
+      key_cipher_(layout_.cipher),
+      key_bytes_(layout_.key_bytes),
       workers_(options.worker_threads != 0 ? options.worker_threads : WorkerPool::default_threads()) {}
 
 EncryptedRbdImage::~EncryptedRbdImage() {
@@ -234,6 +239,14 @@ Status EncryptedRbdImage::resize(uint64_t size) {
     return Error(Errc::usage, name() + ": resize to " + std::to_string(size) +
                                   " bytes: the size must be a multiple of the sector size (" +
                                   std::to_string(sector_size_) + ")");
+  }
+  {
+    const std::lock_guard lock(header_mutex_);
+    if (header_ours_) {
+      return Error(Errc::failure, name() +
+                                      ": a reencryption of it is running or stopped half way; resize it "
+                                      "once `rbd-luks reencrypt` has finished it");
+    }
   }
   // A header change like the CLI's (header_lock.h), so that it never interleaves with another's.
   RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks resize"));
@@ -345,7 +358,7 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
 
   begin_in_flight();
   const bool torn_reads_possible = !grid_.sectors_in_one_object;
-  if (request->error != 0 || op == Op::flush || length == 0 || (op == Op::read && !torn_reads_possible)) {
+  if (request->error != 0 || op == Op::flush || length == 0 || (op == Op::read && !read_takes_lock(request))) {
     start(request);
     return;
   }
@@ -675,9 +688,30 @@ void EncryptedRbdImage::finish(Request* request) {
   Callback done = std::move(request->done);
   // Requests that waited for this range may start here; they only queue work, so this is quick.
   request->guard.release();
+  if (request->unlocked_read) unlocked_reads_.fetch_sub(1, std::memory_order_seq_cst);
   recycle(request);
   done(result);
   end_in_flight();
+}
+
+bool EncryptedRbdImage::read_takes_lock(Request* request) {
+  if (!grid_.sectors_in_one_object) return true;
+  // Counted before the flag is read, and lock_every_read() sets the flag before it reads the count
+  // (both sequentially consistent): either this read sees the flag, or the count holds it.
+  unlocked_reads_.fetch_add(1, std::memory_order_seq_cst);
+  if (every_read_locked_.load(std::memory_order_seq_cst)) {
+    unlocked_reads_.fetch_sub(1, std::memory_order_seq_cst);
+    return true;
+  }
+  request->unlocked_read = true;
+  return false;
+}
+
+void EncryptedRbdImage::lock_every_read() {
+  every_read_locked_.store(true, std::memory_order_seq_cst);
+  // Once per reencryption, for reads that take milliseconds.
+  while (unlocked_reads_.load(std::memory_order_seq_cst) != 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 // ---- Header changes by other clients ----
@@ -685,6 +719,7 @@ void EncryptedRbdImage::finish(Request* request) {
 void EncryptedRbdImage::header_may_have_changed() {
   {
     const std::lock_guard lock(header_mutex_);
+    if (header_ours_) return;
     if (header_check_running_) {
       header_check_again_ = true;
       return;
@@ -716,9 +751,10 @@ std::optional<std::string> EncryptedRbdImage::header_replaced() {
     return "its LUKS header is gone (" + volume.error().message() + ")";
   }
   const VolumeLayout& now = (*volume)->layout();
-  if (now.uuid != layout_.uuid || now.version != layout_.version || now.cipher != layout_.cipher ||
-      now.key_bytes != layout_.key_bytes || now.sector_size != layout_.sector_size ||
-      now.data_offset != layout_.data_offset || now.data_size != layout_.data_size) {
+  const std::lock_guard lock(key_mutex_);
+  if (now.uuid != layout_.uuid || now.version != layout_.version || now.cipher != key_cipher_ ||
+      now.key_bytes != key_bytes_ || now.sector_size != layout_.sector_size || now.data_offset != layout_.data_offset ||
+      now.data_size != layout_.data_size) {
     return "another client wrote a new LUKS header (uuid " + now.uuid + ", was " + layout_.uuid + ")";
   }
   if (!(*volume)->verify_volume_key(volume_key_.span())) {
@@ -754,6 +790,7 @@ void EncryptedRbdImage::recycle(Request* request) {
   owned->buffers.clear();
   owned->piece_count = 0;
   owned->error = 0;
+  owned->unlocked_read = false;
   const std::lock_guard lock(requests_mutex_);
   if (free_requests_.size() < kMaxFreeRequests) free_requests_.push_back(std::move(owned));
 }
@@ -811,6 +848,76 @@ ssize_t EncryptedRbdImage::discard(uint64_t offset, uint64_t length) {
 
 ssize_t EncryptedRbdImage::flush() {
   return wait_for([&](Callback done) { aio_flush(std::move(done)); });
+}
+
+// ---- Online reencryption ----
+
+Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span<const uint8_t>>& passphrases,
+                                                     ReencryptOptions options) {
+  if (read_only()) return Error(Errc::usage, name() + " is open read-only; a reencryption rewrites it");
+  if (options.sector_size && *options.sector_size != sector_size_) {
+    return Error(Errc::usage, name() + ": an online reencryption keeps the sector size (" +
+                                  std::to_string(sector_size_) +
+                                  "); change it with `rbd-luks reencrypt` "
+                                  "while no client has the image open");
+  }
+  const std::unique_lock one_run(reencrypt_mutex_, std::try_to_lock);
+  if (!one_run.owns_lock()) return Error(Errc::failure, name() + ": a reencryption of it is running already");
+  if (cipher_->begun()) {
+    return Error(Errc::usage, name() + " was reencrypted once since it was opened; close and reopen it first");
+  }
+  RL_TRY(header_status());
+  const std::string why = "it would go on reading and writing the data under the old key; close it first";
+  RL_TRY(raw_->refuse_other_clients(why));
+  // So that a client that opens the image meanwhile cannot write to it. librbd gives a lock taken
+  // this way back only when the image closes.
+  if (auto held = raw_->hold_exclusive_lock(); !held && !held.error().is(Errc::unsupported)) {
+    return std::move(held).error();
+  }
+  RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks reencrypt"));
+  ReencryptReport report;
+  RL_TRY(run_reencryption(passphrases, options, report));
+  RL_TRY(header_lock->release());
+  return report;
+}
+
+Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases,
+                                           ReencryptOptions& options, ReencryptReport& report) {
+  {
+    const std::lock_guard lock(header_mutex_);
+    header_ours_ = true;
+  }
+  const auto others_out = [this] { return raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`"); };
+  options.check_alone = others_out;
+  SecureBuffer new_key;  // the begin hook's copy
+  options.online.begin = [&](std::shared_ptr<const XtsCipher> new_cipher, std::span<const uint8_t> key,
+                             uint64_t progress) -> Status {
+    new_key = SecureBuffer::copy_of(key);
+    lock_every_read();
+    cipher_->begin(std::move(new_cipher), progress);
+    return {};
+  };
+  options.online.hold = [this](uint64_t at, uint64_t length) -> std::shared_ptr<void> {
+    return std::make_shared<RangeLock::Guard>(sectors_locked_.lock(at, at + length, RangeLock::Mode::exclusive));
+  };
+  options.online.advance = [this](uint64_t progress) { cipher_->advance(progress); };
+  auto ran = reencrypt_luks2(*raw_, passphrases, options);
+  // The header opens normally when the run finished, or when it failed before the header recorded
+  // it; then header checks resume, against the key it holds.
+  auto volume = load_luks(*raw_);
+  if (volume && !new_key.empty() && ran) {
+    const std::lock_guard lock(key_mutex_);
+    volume_key_ = std::move(new_key);
+    key_cipher_ = (*volume)->layout().cipher;
+    key_bytes_ = (*volume)->layout().key_bytes;
+  }
+  if (volume) {
+    const std::lock_guard lock(header_mutex_);
+    header_ours_ = false;
+  }
+  if (!ran) return std::move(ran).error();
+  report = std::move(*ran);
+  return {};
 }
 
 }  // namespace rbdluks

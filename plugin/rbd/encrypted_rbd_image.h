@@ -42,6 +42,11 @@
 //   volume key, and I/O goes on. Once the header is gone, or no longer holds the volume key the
 //   image was opened with (another client formatted it), every request fails with -ESTALE, so
 //   nothing more is written with a key that no longer exists; header_status() says why.
+// - Online reencryption (reencrypt()): the cipher is a KeyBoundaryCipher, new key before the
+//   boundary and old key past it. The run holds each hotzone in the range lock, exclusive, from
+//   before it reads it until the header says it is done and the boundary has moved past it; so
+//   while a run goes on, reads take the range lock too (shared), and every request sees one key per
+//   sector from start to end.
 #pragma once
 
 #include <rados/librados.h>
@@ -61,9 +66,11 @@
 #include <string>
 #include <vector>
 
+#include "key_boundary_cipher.h"
 #include "luks_volume.h"
 #include "range_lock.h"
 #include "rbd_image.h"
+#include "reencryption.h"
 #include "result.h"
 #include "sector_codec.h"
 #include "secure_buffer.h"
@@ -108,6 +115,7 @@ class EncryptedRbdImage {
   EncryptedRbdImage(const EncryptedRbdImage&) = delete;
   EncryptedRbdImage& operator=(const EncryptedRbdImage&) = delete;
 
+  // The layout the image was opened with; after reencrypt(), its cipher and key size are the old ones.
   const VolumeLayout& layout() const { return layout_; }
   // Fine while the image's LUKS header is the one it was opened with (see the top of this file);
   // afterwards the reason why requests fail with -ESTALE.
@@ -154,6 +162,17 @@ class EncryptedRbdImage {
   // image's exclusive lock, and a writer holds it.
   Status snap_rollback(const std::string& snapshot) { return raw_->snap_rollback(snapshot); }
 
+  // Online reencryption: a new random volume key (options.cipher and options.key_bytes may change
+  // it; the sector size stays), every sector moved to it, and every keyslot whose passphrase is
+  // given re-wrapped, as `rbd-luks reencrypt` does offline (reencryption.h), while this image goes
+  // on serving requests from other threads. A request on the hotzone being moved waits for it
+  // (options.hotzone_bytes of plaintext). The header lock is held meanwhile, and librbd's exclusive
+  // lock from then until the image closes (other clients' writes fail with EROFS); the run refuses
+  // to start while another client has the image open. Once per open image. If the run fails or stops after the header
+  // recorded it, this image goes on serving with both keys, but no client can open the volume until `rbd-luks
+  // reencrypt` finishes the run.
+  Result<ReencryptReport> reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions options);
+
  private:
   enum class Op { read, write, zero, flush };
   struct Request;
@@ -170,6 +189,15 @@ class EncryptedRbdImage {
 
   EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key, std::shared_ptr<const XtsCipher> cipher,
                     VolumeLayout layout, PieceGrid grid, bool compare_partial_units, const DispatchOptions& options);
+
+  // Whether a read submitted now must take the range lock: when sectors can tear, or once a
+  // reencryption has begun. A read that does not is counted until it finishes (lock_every_read()
+  // waits for those).
+  bool read_takes_lock(Request* request);
+  // From now on every read takes the range lock; returns once the reads that did not have ended.
+  void lock_every_read();
+  Status run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions& options,
+                          ReencryptReport& report);
 
   // librbd heard of a header change: the header is read again on a worker, once more if another
   // change comes while that runs.
@@ -223,8 +251,7 @@ class EncryptedRbdImage {
   ssize_t wait_for(Submit submit);
 
   std::unique_ptr<RbdImage> raw_;
-  const SecureBuffer volume_key_;  // to tell whether a changed header still holds it
-  const std::shared_ptr<const XtsCipher> cipher_;
+  const std::shared_ptr<KeyBoundaryCipher> cipher_;
   const VolumeLayout layout_;
   const uint32_t sector_size_;
   const PieceGrid grid_;
@@ -251,6 +278,20 @@ class EncryptedRbdImage {
   std::string stale_reason_;
   bool header_check_running_ = false;
   bool header_check_again_ = false;
+  // Set by reencrypt() while this process writes the header, and kept when its run stops half way:
+  // header checks are off then, as the changes are this image's own.
+  bool header_ours_ = false;
+
+  // What a changed header must still hold for I/O to go on: the volume key and cipher the image was
+  // opened with, or those of its reencryption.
+  std::mutex key_mutex_;
+  SecureBuffer volume_key_;
+  std::string key_cipher_;
+  uint32_t key_bytes_;
+
+  std::mutex reencrypt_mutex_;  // one reencrypt() at a time
+  std::atomic<bool> every_read_locked_{false};
+  std::atomic<uint64_t> unlocked_reads_{0};
 
   // Last member: destroyed (joined) first, while everything its tasks touch still exists.
   WorkerPool workers_;

@@ -334,6 +334,16 @@ Result<std::vector<RbdWatcher>> RbdImage::watchers() const {
   return watchers;
 }
 
+Status RbdImage::refuse_other_clients(const std::string& why) const {
+  RL_ASSIGN(const auto all, watchers());
+  for (const RbdWatcher& watcher : all) {
+    if (watcher.client_id == client_id()) continue;
+    return Error(Errc::failure, name_ + " is open by another client (client." + std::to_string(watcher.client_id) +
+                                    " at " + watcher.address + "); " + why);
+  }
+  return {};
+}
+
 uint64_t RbdImage::client_id() const { return rados_get_instance_id(rados_ioctx_get_cluster(ioctx_.get())); }
 
 Status RbdImage::check_range(const char* op, uint64_t offset, uint64_t length) {
