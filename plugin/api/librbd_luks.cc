@@ -194,6 +194,28 @@ int rbd_luks_allocated_extents(rbd_luks_image_t image, uint64_t ofs, uint64_t le
   });
 }
 
+int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases, const size_t* passphrase_lens,
+                       size_t count, uint64_t hotzone_bytes, int flags) {
+  if (image == nullptr || (count > 0 && (passphrases == nullptr || passphrase_lens == nullptr))) {
+    return fail(-EINVAL, "rbd_luks_reencrypt: missing argument");
+  }
+  if ((flags & ~RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS) != 0)
+    return fail(-EINVAL, "rbd_luks_reencrypt: unknown flags");
+  return guarded([&] {
+    std::vector<std::span<const uint8_t>> spans;
+    for (size_t i = 0; i < count; ++i) {
+      if (passphrases[i] == nullptr)
+        return fail(-EINVAL, "rbd_luks_reencrypt: passphrase " + std::to_string(i) + " is NULL");
+      spans.emplace_back(reinterpret_cast<const uint8_t*>(passphrases[i]), passphrase_lens[i]);
+    }
+    rbdluks::ReencryptOptions options;
+    if (hotzone_bytes != 0) options.hotzone_bytes = hotzone_bytes;
+    options.drop_unopened_keyslots = (flags & RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS) != 0;
+    auto report = image_of(image)->reencrypt(spans, options);
+    return report ? 0 : fail(report.error());
+  });
+}
+
 int rbd_luks_resize(rbd_luks_image_t image, uint64_t size) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_resize: no image");
   if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");

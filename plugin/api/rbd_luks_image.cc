@@ -101,6 +101,18 @@ Result<uint64_t> Image::size() {
   return guarded(name(), "size of", [&] { return impl_->size(); });
 }
 
+Status Image::reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, const ReencryptOptions& options) {
+  return guarded(name(), "reencrypt", [&]() -> Status {
+    rbdluks::ReencryptOptions run;
+    if (options.hotzone_bytes != 0) run.hotzone_bytes = options.hotzone_bytes;
+    run.drop_unopened_keyslots = options.drop_unopened_keyslots;
+    run.progress = options.progress;
+    run.stop_requested = options.stop_requested;
+    RL_TRY(impl_->reencrypt(passphrases, run));
+    return {};
+  });
+}
+
 Status Image::resize(uint64_t size) {
   return guarded(name(), "resize", [&] { return impl_->resize(size); });
 }

@@ -74,6 +74,7 @@ constexpr std::array kOptions = {
     OptionSpec{"address", 0, true},
     OptionSpec{"read-only", 0, false},
     OptionSpec{"pidfile", 0, true},
+    OptionSpec{"reencrypt", 0, false},
 };
 
 const OptionSpec* find_long(const std::string& name) {

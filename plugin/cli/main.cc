@@ -65,7 +65,9 @@ Commands:
                                                 key opens a keyslot
   preload disable TARGET [--force] | preload status TARGET [--json]
   nbd-server TARGET (--socket PATH | --port PORT [--address HOST]) [--read-only] [--pidfile F]
-                                                serve the plaintext over NBD until SIGINT/SIGTERM
+           [--reencrypt [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--force]]
+                                                serve the plaintext over NBD until SIGINT/SIGTERM;
+                                                --reencrypt: a new volume key meanwhile
   bench crypto                                  cipher backend and GB/s per sector size
   bench io [POOL] [--size S] [--block-sizes 4K,..] [--queue-depths 1,..] [--rw write,read]
            [--paths plain,rbd-luks,native] [--misalign B] [--seconds S] [--rounds N] [--json]

@@ -1,27 +1,35 @@
 // `rbd-luks nbd-server TARGET (--socket PATH | --port PORT [--address HOST]) [--read-only]
-// [--pidfile FILE] [key source]`: serves the plaintext of an encrypted RBD image to NBD clients
-// (nbd-client, qemu-nbd -c, qemu-img, nbdcopy, fio's nbd engine) until SIGINT or SIGTERM; then it
-// answers the requests in flight, flushes and closes the image, and exits 0 unless that failed.
-// The key is checked before anything listens, so a wrong key never yields a socket that serves
-// garbage.
+// [--pidfile FILE] [--reencrypt [reencrypt options]] [key source]`: serves the plaintext of an
+// encrypted RBD image to NBD clients (nbd-client, qemu-nbd -c, qemu-img, nbdcopy, fio's nbd
+// engine) until SIGINT or SIGTERM; then it answers the requests in flight, flushes and closes the
+// image, and exits 0 unless that failed. The key is checked before anything listens, so a wrong key
+// never yields a socket that serves garbage. With --reencrypt, the volume key is replaced while the
+// clients go on (EncryptedRbdImage::reencrypt); a stop or failure of that run ends in a nonzero exit.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <optional>
+#include <thread>
 
 #include "commands.h"
 #include "encrypted_rbd_image.h"
 #include "key_source.h"
 #include "nbd_server.h"
+#include "reencrypt_options.h"
 #include "target.h"
 
 namespace rbdluks::cli {
 namespace {
 
 constexpr const char* kSynopsis =
-    "nbd-server TARGET (--socket PATH | --port PORT [--address HOST]) [--read-only] [--pidfile FILE]";
+    "nbd-server TARGET (--socket PATH | --port PORT [--address HOST]) [--read-only] [--pidfile FILE] "
+    "[--reencrypt [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] [--hotzone-size S] [--force]]";
+
+void log_line(const std::string& line) { std::fprintf(stderr, "rbd-luks: nbd-server: %s\n", line.c_str()); }
 
 int stop_pipe_write_end = -1;
 
@@ -72,17 +80,97 @@ Result<nbd::ListenAddress> listen_address(const CommandLine& cl) {
   return address;
 }
 
+// The online reencryption of --reencrypt, on its own thread while the server serves. passphrases[0]
+// is the one the image was opened with.
+class ServedReencryption {
+ public:
+  ServedReencryption(const CommandLine& cl, const Target& target) : cl_(cl), spec_(target.spec) {}
+
+  // Before the image opens: a usage error comes before anything listens.
+  Status prepare(const Target& target) {
+    if (cl_.has("read-only"))
+      return Error(Errc::usage, "--reencrypt rewrites the image; it cannot go with --read-only");
+    if (cl_.has("sector-size")) {
+      return Error(Errc::usage, "--reencrypt keeps the sector size; change it with `rbd-luks reencrypt` instead");
+    }
+    RL_ASSIGN(options_, reencrypt_options_from(cl_, target, false));
+    RL_ASSIGN(passphrases_, keyslot_passphrase_files(cl_));
+    options_.stop_requested = [this] { return stopping_.load(); };
+    // No bar: a server's stderr is a log. A line per tenth instead.
+    options_.progress = [this](uint64_t done, uint64_t total) {
+      done_ = done;
+      total_ = total;
+      const uint64_t tenth = total == 0 ? 10 : done * 10 / total;
+      if (tenth <= logged_tenth_ || tenth >= 10) return;
+      logged_tenth_ = tenth;
+      log_line("reencrypted " + std::to_string(tenth * 10) + "% (" + std::to_string(done) + " of " +
+               std::to_string(total) + " bytes)");
+    };
+    return {};
+  }
+
+  void start(EncryptedRbdImage& image, SecureBuffer passphrase) {
+    passphrases_.insert(passphrases_.begin(), std::move(passphrase));
+    thread_ = std::thread([this, &image] { result_ = run(image); });
+  }
+
+  // Stops the run after its step at hand (resumable), and returns how it ended.
+  Status stop() {
+    stopping_ = true;
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  Status run(EncryptedRbdImage& image) {
+    std::vector<std::span<const uint8_t>> spans;
+    for (const auto& secret : passphrases_) spans.push_back(secret.span());
+    log_line("reencrypting " + spec_ + " under a new volume key while serving it");
+    auto report = image.reencrypt(spans, options_);
+    if (!report) {
+      const Error& error = report.error();
+      const std::string finish =
+          "`rbd-luks reencrypt " + spec_ + "` finishes it, and no client opens the image until then";
+      if (stopping_ && error.is(Errc::failure)) {
+        return Error(Errc::failure, "the server stopped before the reencryption of " + spec_ + " finished (" +
+                                        std::to_string(done_) + " of " + std::to_string(total_) + " bytes done); " +
+                                        finish);
+      }
+      log_line("the reencryption failed: " + error.message());
+      return Error(error.code(), "the reencryption while serving failed: " + error.message() +
+                                     ". Every request was served with the right key. If `rbd-luks dump " + spec_ +
+                                     "` shows a reencryption in progress, " + finish);
+    }
+    log_line("reencrypted " + spec_ + " while serving it: " + std::to_string(report->bytes_written) + " of " +
+             std::to_string(report->data_bytes) + " data bytes rewritten under a new volume key");
+    return {};
+  }
+
+  const CommandLine& cl_;
+  const std::string spec_;
+  ReencryptOptions options_;
+  std::vector<SecureBuffer> passphrases_;
+  std::atomic<bool> stopping_{false};
+  uint64_t logged_tenth_ = 0;
+  uint64_t done_ = 0;  // as the progress last said
+  uint64_t total_ = 0;
+  std::thread thread_;
+  Status result_;
+};
+
 }  // namespace
 
 Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1, kSynopsis));
   RL_ASSIGN(const nbd::ListenAddress address, listen_address(cl));
   RL_ASSIGN(const Target target, parse_target(args[0]));
+  std::optional<ServedReencryption> reencryption;
+  if (cl.has("reencrypt")) RL_TRY(reencryption.emplace(cl, target).prepare(target));
   const OpenMode mode = cl.has("read-only") ? OpenMode::read_only : OpenMode::read_write;
   RL_ASSIGN(auto raw, open_rbd_target(cl, target, mode, "nbd-server"));
   std::unique_ptr<EncryptedRbdImage> image;
+  RL_ASSIGN(SecureBuffer passphrase, passphrase_for(cl, *raw));
   {
-    RL_ASSIGN(const SecureBuffer passphrase, passphrase_for(cl, *raw));
     // The reading thread reads the next requests while workers encrypt a large write.
     DispatchOptions options;
     options.encrypt_on_submitting_thread = false;
@@ -92,9 +180,7 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   const nbd::Export served{image.get(), size, image->read_only()};
 
   RL_ASSIGN(const int stop_fd, stop_on_signals());
-  RL_ASSIGN(auto server, nbd::Server::listen(address, served, [](const std::string& line) {
-              std::fprintf(stderr, "rbd-luks: nbd-server: %s\n", line.c_str());
-            }));
+  RL_ASSIGN(auto server, nbd::Server::listen(address, served, log_line));
   const auto pidfile = cl.get("pidfile");
   if (pidfile) RL_TRY(write_pid_file(*pidfile));
   if (!address.port.empty()) {
@@ -105,7 +191,13 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   }
   inform(cl, "serving " + args[0] + " (" + std::to_string(size) + " bytes" + (served.read_only ? ", read-only" : "") +
                  ") on " + address.describe());
+  if (reencryption) {
+    reencryption->start(*image, std::move(passphrase));
+  } else {
+    passphrase = SecureBuffer{};  // not needed any more
+  }
   const Status served_until_stop = server->run(stop_fd);
+  const Status reencrypted = reencryption ? reencryption->stop() : Status{};
   server.reset();
   const Status closed = image->close();
   if (pidfile) unlink(pidfile->c_str());
@@ -115,6 +207,7 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   }
   RL_TRY(served_until_stop);
   RL_TRY(closed);
+  RL_TRY(reencrypted);
   inform(cl, "stopped; every request was answered and " + args[0] + " is flushed and closed");
   return {};
 }

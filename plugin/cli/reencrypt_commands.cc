@@ -21,6 +21,7 @@
 #include "luks_volume.h"
 #include "progress.h"
 #include "rbd_image.h"
+#include "reencrypt_options.h"
 #include "reencryption.h"
 #include "secret_file.h"
 #include "target.h"
@@ -85,35 +86,6 @@ Result<ReencryptOptions> run_options_from(const CommandLine& cl, const std::stri
   return options;
 }
 
-Result<ReencryptOptions> reencrypt_options_from(const CommandLine& cl, const Target& target, bool resuming) {
-  if (resuming && (cl.has("cipher") || cl.has("key-size") || cl.has("sector-size") || cl.has("resilience-hash"))) {
-    return Error(Errc::usage,
-                 "a reencryption is already under way: resuming it takes no --cipher, --key-size, "
-                 "--sector-size or --resilience-hash (it keeps those it began with)");
-  }
-  RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "reencrypt"));
-  RL_ASSIGN(const auto sector_size, cl.get_uint("sector-size"));
-  if (sector_size) {
-    if (*sector_size > 4096) return Error(Errc::usage, "--sector-size must be 512, 1024, 2048 or 4096");
-    options.sector_size = static_cast<uint32_t>(*sector_size);
-  }
-  options.cipher = cl.get("cipher");
-  RL_ASSIGN(const auto key_bits, cl.get_uint("key-size"));
-  if (key_bits) {
-    if (*key_bits != 256 && *key_bits != 512) return Error(Errc::usage, "--key-size must be 256 or 512");
-    options.key_bytes = static_cast<uint32_t>(*key_bits / 8);
-  }
-  options.drop_unopened_keyslots = cl.has("force");
-  // On a file, cryptsetup can finish an interrupted run, which takes one of its hashes. An RBD image
-  // it reaches only through a mapped device; there the head hash saves most of the run's CPU.
-  if (auto hash = cl.get("resilience-hash")) {
-    options.checksum_hash = *hash;
-  } else if (target.kind == Target::Kind::rbd) {
-    options.checksum_hash = kHeadChecksumHash;
-  }
-  return options;
-}
-
 // The image of a rewrite, open read-write with its header lock held, and no other client on it:
 // one that had it open would go on using the old key (or none). An RBD image's exclusive lock is
 // held too, so that a client that opens it meanwhile cannot write (rbd_image.h).
@@ -157,6 +129,45 @@ void warn_if_unfenced(const CommandLine& cl, const Rewrite& rewrite, const Reenc
 
 }  // namespace
 
+Result<ReencryptOptions> reencrypt_options_from(const CommandLine& cl, const Target& target, bool resuming) {
+  if (resuming && (cl.has("cipher") || cl.has("key-size") || cl.has("sector-size") || cl.has("resilience-hash"))) {
+    return Error(Errc::usage,
+                 "a reencryption is already under way: resuming it takes no --cipher, --key-size, "
+                 "--sector-size or --resilience-hash (it keeps those it began with)");
+  }
+  RL_ASSIGN(ReencryptOptions options, run_options_from(cl, "reencrypt"));
+  RL_ASSIGN(const auto sector_size, cl.get_uint("sector-size"));
+  if (sector_size) {
+    if (*sector_size > 4096) return Error(Errc::usage, "--sector-size must be 512, 1024, 2048 or 4096");
+    options.sector_size = static_cast<uint32_t>(*sector_size);
+  }
+  options.cipher = cl.get("cipher");
+  RL_ASSIGN(const auto key_bits, cl.get_uint("key-size"));
+  if (key_bits) {
+    if (*key_bits != 256 && *key_bits != 512) return Error(Errc::usage, "--key-size must be 256 or 512");
+    options.key_bytes = static_cast<uint32_t>(*key_bits / 8);
+  }
+  options.drop_unopened_keyslots = cl.has("force");
+  // On a file, cryptsetup can finish an interrupted run, which takes one of its hashes. An RBD image
+  // it reaches only through a mapped device; there the head hash saves most of the run's CPU.
+  if (auto hash = cl.get("resilience-hash")) {
+    options.checksum_hash = *hash;
+  } else if (target.kind == Target::Kind::rbd) {
+    options.checksum_hash = kHeadChecksumHash;
+  }
+  return options;
+}
+
+Result<std::vector<SecureBuffer>> keyslot_passphrase_files(const CommandLine& cl) {
+  std::vector<SecureBuffer> secrets;
+  for (const std::string& path : cl.get_all("keyslot-passphrase-file")) {
+    auto secret = read_secret_file(path);
+    if (!secret) return Error(Errc::key_unavailable, "--keyslot-passphrase-file: " + secret.error().message());
+    secrets.push_back(std::move(*secret));
+  }
+  return secrets;
+}
+
 Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1,
                      "reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] "
@@ -176,11 +187,8 @@ Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
 
   std::vector<SecureBuffer> secrets;
   RL_ASSIGN(secrets.emplace_back(), passphrase_for(cl, image));
-  for (const std::string& path : cl.get_all("keyslot-passphrase-file")) {
-    auto secret = read_secret_file(path);
-    if (!secret) return Error(Errc::key_unavailable, "--keyslot-passphrase-file: " + secret.error().message());
-    secrets.push_back(std::move(*secret));
-  }
+  RL_ASSIGN(auto others, keyslot_passphrase_files(cl));
+  for (auto& secret : others) secrets.push_back(std::move(secret));
   std::vector<std::span<const uint8_t>> passphrases;
   passphrases.reserve(secrets.size());
   for (const auto& secret : secrets) passphrases.push_back(secret.span());

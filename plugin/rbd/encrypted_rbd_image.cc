@@ -868,7 +868,10 @@ Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span
   }
   RL_TRY(header_status());
   const std::string why = "it would go on reading and writing the data under the old key; close it first";
-  RL_TRY(raw_->refuse_other_clients(why));
+  if (auto alone = raw_->refuse_other_clients(why); !alone) {
+    if (!alone.error().is(Errc::failure)) return std::move(alone).error();
+    return Error(std::make_error_code(std::errc::device_or_resource_busy), alone.error().message());
+  }
   // So that a client that opens the image meanwhile cannot write to it. librbd gives a lock taken
   // this way back only when the image closes.
   if (auto held = raw_->hold_exclusive_lock(); !held && !held.error().is(Errc::unsupported)) {

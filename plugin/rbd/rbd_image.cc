@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <list>
+#include <utility>
 
 #include "rbd_header_lock.h"
 
@@ -336,8 +337,11 @@ Result<std::vector<RbdWatcher>> RbdImage::watchers() const {
 
 Status RbdImage::refuse_other_clients(const std::string& why) const {
   RL_ASSIGN(const auto all, watchers());
+  // Every open image watches its header once; this client's other open images on the same cluster
+  // handle show as more watches of this client.
+  bool seen_self = false;
   for (const RbdWatcher& watcher : all) {
-    if (watcher.client_id == client_id()) continue;
+    if (watcher.client_id == client_id() && !std::exchange(seen_self, true)) continue;
     return Error(Errc::failure, name_ + " is open by another client (client." + std::to_string(watcher.client_id) +
                                     " at " + watcher.address + "); " + why);
   }

@@ -88,7 +88,8 @@ class RbdImage final : public RawImage {
   Status hold_exclusive_lock();
   // The clients that have the image open, this one included.
   Result<std::vector<RbdWatcher>> watchers() const;
-  // Errc::failure naming another client that has the image open, if one does, with `why` after it.
+  // Errc::failure naming another client that has the image open, if one does (another open image of
+  // this process counts), with `why` after it.
   Status refuse_other_clients(const std::string& why) const;
   // This client's id (the N of client.N), as watchers() reports it.
   uint64_t client_id() const;

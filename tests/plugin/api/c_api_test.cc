@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -235,6 +236,66 @@ TEST_F(CApiTest, KdfMemoryLimitSetsAndReadsBack) {
   rbd_luks_set_kdf_memory_limit(initial);
 }
 
+// rbd_luks_reencrypt while this thread writes and reads: every write lands, every read sees the
+// last write, and the volume opens afterwards with the same passphrase. Then what it refuses.
+TEST_F(CApiTest, ReencryptsOnlineWhileRequestsGoOn) {
+  constexpr uint64_t kSize = 16 * kMiB;
+  const std::string name = create_luks_image(kSize);
+  rbd_luks_image_t image = open(name);
+  ASSERT_NE(image, nullptr);
+  std::vector<uint8_t> model = random_bytes(kSize, 5);
+  ASSERT_EQ(rbd_luks_write(image, 0, kSize, reinterpret_cast<const char*>(model.data()), 0),
+            static_cast<ssize_t>(kSize));
+
+  const char* passphrases[] = {kPassphrase.data()};
+  const size_t lengths[] = {kPassphrase.size()};
+  std::atomic<int> reencrypted{1};
+  std::thread run([&] { reencrypted = rbd_luks_reencrypt(image, passphrases, lengths, 1, kMiB, 0); });
+  std::mt19937_64 rng(6);
+  uint64_t requests = 0;
+  while (reencrypted == 1 || requests < 100) {
+    const uint64_t at = rng() % (kSize - 10000);
+    const uint64_t length = 1 + rng() % 10000;
+    if (rng() % 2 == 0) {
+      const auto data = random_bytes(length, rng());
+      ASSERT_EQ(rbd_luks_write(image, at, length, reinterpret_cast<const char*>(data.data()), 0),
+                static_cast<ssize_t>(length));
+      std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(at));
+    } else {
+      std::vector<uint8_t> got(length);
+      ASSERT_EQ(rbd_luks_read(image, at, length, reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(length));
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), model.begin() + static_cast<std::ptrdiff_t>(at)))
+          << "read at " << at << " during the run";
+    }
+    ++requests;
+  }
+  run.join();
+  ASSERT_EQ(reencrypted, 0) << rbd_luks_last_error();
+  EXPECT_EQ(rbd_luks_reencrypt(image, passphrases, lengths, 1, 0, 0), -EINVAL) << "a second run on one open image";
+  EXPECT_EQ(rbd_luks_reencrypt(image, nullptr, nullptr, 1, 0, 0), -EINVAL);
+  EXPECT_EQ(rbd_luks_reencrypt(image, passphrases, lengths, 1, 0, 8), -EINVAL);
+  ASSERT_EQ(rbd_luks_close(image), 0);
+
+  image = open(name);
+  ASSERT_NE(image, nullptr);
+  std::vector<uint8_t> got(kSize);
+  ASSERT_EQ(rbd_luks_read(image, 0, kSize, reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(kSize));
+  EXPECT_TRUE(got == model) << "the data after a reopen";
+  // Another client has the image open: refused, and nothing changes.
+  rbd_luks_image_t other = open(name);
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(rbd_luks_reencrypt(image, passphrases, lengths, 1, 0, 0), -EBUSY);
+  EXPECT_NE(std::string(rbd_luks_last_error()).find("is open by another client"), std::string::npos)
+      << rbd_luks_last_error();
+  ASSERT_EQ(rbd_luks_close(other), 0) << rbd_luks_last_error();
+  const char* wrong[] = {"wrong"};
+  const size_t wrong_length[] = {5};
+  EXPECT_EQ(rbd_luks_reencrypt(image, wrong, wrong_length, 1, 0, 0), -EACCES);
+  ASSERT_EQ(rbd_luks_read(image, 0, kSize, reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(kSize));
+  EXPECT_TRUE(got == model) << "the data after the refusals";
+  ASSERT_EQ(rbd_luks_close(image), 0);
+}
+
 TEST_F(CApiTest, OpenErrorCodes) {
   const std::string name = create_luks_image(4 * kMiB);
   rbd_luks_image_t image = nullptr;
@@ -361,6 +422,34 @@ TEST_F(ImageApiTest, OpenReadWriteAsyncAndErrors) {
   EXPECT_EQ(*img.size(), 4 * kMiB);
   const Status closed = img.close();
   EXPECT_TRUE(closed) << closed.error().message();
+}
+
+// Image::reencrypt reports its progress and can be stopped; a stopped run keeps this image serving
+// the data under both keys, while a new open is refused until the run is finished.
+TEST_F(ImageApiTest, ReencryptReportsProgressAndStops) {
+  const std::string name = create_luks_image(8 * kMiB);
+  auto image = Image::open(io(), name, bytes_of(kPassphrase));
+  ASSERT_TRUE(image) << image.error().message();
+  const auto data = random_bytes(8 * kMiB, 9);
+  ASSERT_TRUE((*image)->write(0, data));
+  Image::ReencryptOptions options;
+  options.hotzone_bytes = kMiB;
+  std::vector<uint64_t> progress;
+  options.progress = [&](uint64_t done, uint64_t total) {
+    EXPECT_EQ(total, 8 * kMiB);
+    progress.push_back(done);
+  };
+  options.stop_requested = [&] { return progress.size() == 3; };
+  const Status stopped = (*image)->reencrypt({bytes_of(kPassphrase)}, options);
+  ASSERT_FALSE(stopped);
+  EXPECT_TRUE(stopped.error().is(Errc::failure)) << stopped.error().message();
+  EXPECT_EQ(progress, (std::vector<uint64_t>{kMiB, 2 * kMiB, 3 * kMiB}));
+  std::vector<uint8_t> got(data.size());
+  ASSERT_TRUE((*image)->read(0, got));
+  EXPECT_TRUE(got == data) << "the data across the boundary of a stopped run";
+  auto another = Image::open(io(), name, bytes_of(kPassphrase));
+  ASSERT_FALSE(another);
+  EXPECT_TRUE((*image)->close());
 }
 
 }  // namespace

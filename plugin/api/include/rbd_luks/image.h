@@ -127,6 +127,23 @@ class RBD_LUKS_CXX_API Image {
   Status metadata_set(const std::string& key, const std::string& value);
   Status metadata_remove(const std::string& key);
 
+  struct ReencryptOptions {
+    uint64_t hotzone_bytes = 0;           // the range moved (and held from requests) per step; 0: 64 MiB
+    bool drop_unopened_keyslots = false;  // keyslots no passphrase opens are removed, instead of an error
+    std::function<void(uint64_t done, uint64_t total)> progress;  // after each step, plaintext bytes
+    std::function<bool()> stop_requested;                         // polled between steps
+  };
+  // Online reencryption: a new random volume key (same cipher and key size), every sector rewritten
+  // under it hotzone by hotzone while this image goes on serving requests from other threads (a
+  // request on the hotzone being moved waits for it), and every keyslot whose passphrase is given
+  // re-wrapped. Blocks until done. Refused (Errc::failure) while another client has the image open;
+  // librbd's exclusive lock then stays with this image until it closes. Once per open image
+  // (Errc::usage after that). Errc::bad_key when no passphrase opens the volume; Errc::usage when a
+  // keyslot would be lost without drop_unopened_keyslots. A run that fails or stops half way leaves
+  // this image serving with both keys, and no client opens the volume until `rbd-luks reencrypt`
+  // finishes the run.
+  Status reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, const ReencryptOptions& options);
+
  private:
   explicit Image(std::unique_ptr<EncryptedRbdImage> impl);
   Status status_of(ssize_t r, const char* what, uint64_t offset, uint64_t length) const;

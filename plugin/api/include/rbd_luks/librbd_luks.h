@@ -127,6 +127,19 @@ RBD_LUKS_API int rbd_luks_metadata_get(rbd_luks_image_t image, const char* key, 
 RBD_LUKS_API int rbd_luks_metadata_set(rbd_luks_image_t image, const char* key, const char* value);
 RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key);
 
+/* Online reencryption: a new random volume key (same cipher and key size), every sector rewritten
+ * under it while the image goes on serving I/O from other threads (a request on the hotzone being
+ * moved, hotzone_bytes of plaintext or 64 MiB when 0, waits for it), and every keyslot that one of
+ * the `count` passphrases opens re-wrapped (passphrases[i] is passphrase_lens[i] bytes). Blocks
+ * until done; 0 on success. A keyslot that no passphrase opens makes it fail with -EINVAL before
+ * anything changes, unless flags has RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS. Fails while another
+ * client has the image open; librbd's exclusive lock then stays with this image until it closes.
+ * Once per open image (-EINVAL after that). A run that fails half way leaves the image serving with
+ * both keys, and no client opens the volume until `rbd-luks reencrypt` finishes the run. */
+#define RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS 1
+RBD_LUKS_API int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases,
+                                    const size_t* passphrase_lens, size_t count, uint64_t hotzone_bytes, int flags);
+
 /* A one-line description of the last failure of a call made in this thread ("" if none); valid until
  * the next call in this thread. Never contains a passphrase or key. */
 RBD_LUKS_API const char* rbd_luks_last_error(void);
