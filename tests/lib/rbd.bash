@@ -56,3 +56,17 @@ data[4 << 20:12 << 20] = bytes(8 << 20)
 open(sys.argv[1], "wb").write(data)
 PYEOF
 }
+
+# launch_nbd_server TARGET [options]: runs `rbd-luks nbd-server` in the background (SERVER_PID, its
+# stderr in $WORK/server.err) and waits until it listens: its pid file, $WORK/pid, is written then.
+launch_nbd_server() {
+  rm -f "$WORK/pid"
+  "$RBD_LUKS" nbd-server "$1" --pidfile "$WORK/pid" "${@:2}" 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    [ ! -s "$WORK/pid" ] || return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "nbd-server exited before it listened: $(cat "$WORK/server.err")"
+    sleep 0.1
+  done
+  fail "nbd-server did not listen within 30 s"
+}

@@ -36,19 +36,7 @@ SOCK="$WORK/nbd.sock"
 URI="nbd+unix:///?socket=$SOCK"
 
 # start TARGET [options]: runs the server on $SOCK and waits until it listens (its pid file).
-start() { launch "$1" --socket "$SOCK" "${@:2}"; }
-# launch TARGET [options]: the same, listening where the options say.
-launch() {
-  rm -f "$WORK/pid"
-  "$RBD_LUKS" nbd-server "$1" --pidfile "$WORK/pid" "${@:2}" 2>"$WORK/server.err" &
-  SERVER_PID=$!
-  for _ in $(seq 300); do
-    [ ! -s "$WORK/pid" ] || return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "nbd-server exited before it listened: $(cat "$WORK/server.err")"
-    sleep 0.1
-  done
-  fail "nbd-server did not listen within 30 s"
-}
+start() { launch_nbd_server "$1" --socket "$SOCK" "${@:2}"; }
 # stop [no-signal]: SIGTERM (unless something else sent it); the server must exit 0 within 20 s
 # and leave neither socket nor pid file behind.
 stop() {
@@ -158,7 +146,7 @@ pass "read-only exports (--read-only, @snapshot) refuse changes with EPERM and r
 
 # TCP on the loopback address.
 PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-launch "rbd:rbd/$TAG" --port "$PORT" "${K[@]}"
+launch_nbd_server "rbd:rbd/$TAG" --port "$PORT" "${K[@]}"
 grep -q "warning: NBD over TCP has neither access control nor encryption" "$WORK/server.err" ||
   fail "no warning about TCP: $(cat "$WORK/server.err")"
 [ "$(nbdinfo --size "nbd://127.0.0.1:$PORT")" -eq $((64 * MiB)) ] || fail "TCP export size"

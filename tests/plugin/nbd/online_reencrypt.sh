@@ -34,21 +34,11 @@ URI="nbd+unix:///?socket=$SOCK"
 TARGET="rbd:rbd/$TAG"
 # The data that is there before the run: 192 MiB; fio writes the last 64 MiB of the image.
 DATA_BYTES=$((192 * MiB))
-FIO=(fio --name=online --ioengine=nbd --uri="$URI" --rw=randwrite --bs=6k --iodepth=8 --offset=$DATA_BYTES
-  --size=$((64 * MiB)) --verify=crc32c --verify_fatal=1 --verify_state_save=0)
+FIO=(fio --name=online --ioengine=nbd --uri="$URI" --rw=randwrite --bs=6k --iodepth=8 --offset="$DATA_BYTES"
+  --size="$((64 * MiB))" --verify=crc32c --verify_fatal=1 --verify_state_save=0)
 
 # start [options]: runs the server on $SOCK and waits until it listens (its pid file).
-start() {
-  rm -f "$WORK/pid"
-  "$RBD_LUKS" nbd-server "$TARGET" --socket "$SOCK" --pidfile "$WORK/pid" "${K[@]}" "$@" 2>"$WORK/server.err" &
-  SERVER_PID=$!
-  for _ in $(seq 300); do
-    [ ! -s "$WORK/pid" ] || return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "nbd-server exited before it listened: $(cat "$WORK/server.err")"
-    sleep 0.1
-  done
-  fail "nbd-server did not listen within 30 s"
-}
+start() { launch_nbd_server "$TARGET" --socket "$SOCK" "${K[@]}" "$@"; }
 # stop: SIGTERM; sets STOP_RC to the server's exit status.
 stop() {
   kill -TERM "$SERVER_PID"
@@ -115,8 +105,10 @@ start --reencrypt --hotzone-size 1M --threads 1 --keyslot-passphrase-file "$WORK
 wait_log "reencrypted 10% "
 stop
 [ "$STOP_RC" = 1 ] || fail "nbd-server exited $STOP_RC after a SIGTERM half way: $(cat "$WORK/server.err")"
-grep -qF "the server stopped before the reencryption of $TARGET finished (" "$WORK/server.err" &&
-  grep -qF "\`rbd-luks reencrypt $TARGET\` finishes it" "$WORK/server.err" || fail "no way to finish it said: $(cat "$WORK/server.err")"
+if ! grep -qF "the server stopped before the reencryption of $TARGET finished (" "$WORK/server.err" ||
+  ! grep -qF "\`rbd-luks reencrypt $TARGET\` finishes it" "$WORK/server.err"; then
+  fail "no way to finish it said: $(cat "$WORK/server.err")"
+fi
 "$RBD_LUKS" dump "$TARGET" >"$WORK/dump" 2>&1 || fail "dump: $(cat "$WORK/dump")"
 grep -qi "reencrypt" "$WORK/dump" || fail "dump shows no reencryption in progress: $(cat "$WORK/dump")"
 expect_exit 1 "$RBD_LUKS" read "$TARGET" --offset 0 --length 4096 "${K[@]}"
