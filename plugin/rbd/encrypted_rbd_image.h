@@ -274,13 +274,13 @@ class EncryptedRbdImage {
   size_t in_flight_ = 0;  // requests, and a header check
 
   std::atomic<bool> stale_{false};
-  mutable std::mutex header_mutex_;
-  std::string stale_reason_;
-  bool header_check_running_ = false;
+  bool header_check_running_ = false;  // under header_mutex_, like the next two
   bool header_check_again_ = false;
   // Set by reencrypt() while this process writes the header, and kept when its run stops half way:
   // header checks are off then, as the changes are this image's own.
   bool header_ours_ = false;
+  mutable std::mutex header_mutex_;
+  std::string stale_reason_;
 
   // What a changed header must still hold for I/O to go on: the volume key and cipher the image was
   // opened with, or those of its reencryption.
@@ -289,9 +289,9 @@ class EncryptedRbdImage {
   std::string key_cipher_;
   uint32_t key_bytes_;
 
-  std::mutex reencrypt_mutex_;  // one reencrypt() at a time
   std::atomic<bool> every_read_locked_{false};
   std::atomic<uint64_t> unlocked_reads_{0};
+  std::mutex reencrypt_mutex_;  // one reencrypt() at a time
 
   // Last member: destroyed (joined) first, while everything its tasks touch still exists.
   WorkerPool workers_;
