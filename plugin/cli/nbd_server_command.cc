@@ -94,6 +94,7 @@ class ServedReencryption {
       return Error(Errc::usage, "--reencrypt keeps the sector size; change it with `rbd-luks reencrypt` instead");
     }
     RL_ASSIGN(options_, reencrypt_options_from(cl_, target, false));
+    if (!cl_.has("hotzone-size")) options_.hotzone_bytes = EncryptedRbdImage::kOnlineHotzoneBytes;
     RL_ASSIGN(passphrases_, keyslot_passphrase_files(cl_));
     options_.stop_requested = [this] { return stopping_.load(); };
     // No bar: a server's stderr is a log. A line per tenth instead.

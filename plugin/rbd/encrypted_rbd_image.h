@@ -172,6 +172,10 @@ class EncryptedRbdImage {
   // recorded it, this image goes on serving with both keys, but no client can open the volume until `rbd-luks
   // reencrypt` finishes the run.
   Result<ReencryptReport> reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions options);
+  // The hotzone the online callers use unless told otherwise: one RBD object, so that a request
+  // waits for a step of 4 MiB at most, where the offline default, 64 MiB, would hold it 16 times as
+  // long (and keep two such hotzones in memory).
+  static constexpr uint64_t kOnlineHotzoneBytes = uint64_t{4} << 20;
 
  private:
   enum class Op { read, write, zero, flush };

@@ -128,7 +128,7 @@ class RBD_LUKS_CXX_API Image {
   Status metadata_remove(const std::string& key);
 
   struct ReencryptOptions {
-    uint64_t hotzone_bytes = 0;           // the range moved (and held from requests) per step; 0: 64 MiB
+    uint64_t hotzone_bytes = 0;           // the range moved (and held from requests) per step; 0: 4 MiB
     bool drop_unopened_keyslots = false;  // keyslots no passphrase opens are removed, instead of an error
     std::function<void(uint64_t done, uint64_t total)> progress;  // after each step, plaintext bytes
     std::function<bool()> stop_requested;                         // polled between steps

@@ -129,7 +129,7 @@ RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* ke
 
 /* Online reencryption: a new random volume key (same cipher and key size), every sector rewritten
  * under it while the image goes on serving I/O from other threads (a request on the hotzone being
- * moved, hotzone_bytes of plaintext or 64 MiB when 0, waits for it), and every keyslot that one of
+ * moved, hotzone_bytes of plaintext or 4 MiB when 0, waits for it), and every keyslot that one of
  * the `count` passphrases opens re-wrapped (passphrases[i] is passphrase_lens[i] bytes). Blocks
  * until done; 0 on success. A keyslot that no passphrase opens makes it fail with -EINVAL before
  * anything changes, unless flags has RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS. Fails while another
