@@ -18,6 +18,11 @@ void KeyBoundaryCipher::advance(uint64_t boundary) {
   boundary_iv_.store(boundary / 512, std::memory_order_release);
 }
 
+void KeyBoundaryCipher::finish() {
+  assert(begun());
+  boundary_iv_.store(kEverywhere, std::memory_order_release);
+}
+
 size_t KeyBoundaryCipher::sectors_before(size_t sectors, size_t sector_size, uint64_t first_iv) const {
   const uint64_t boundary = boundary_iv_.load(std::memory_order_acquire);
   if (boundary == kNotBegun || boundary <= first_iv) return 0;

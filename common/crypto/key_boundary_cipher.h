@@ -29,6 +29,8 @@ class KeyBoundaryCipher final : public XtsCipher {
   bool begin(std::shared_ptr<const XtsCipher> new_key, uint64_t boundary);
   // Moves the boundary forward to `boundary` (a multiple of 512) after begin().
   void advance(uint64_t boundary);
+  // The new key everywhere, also past the end the run knew (an image grown afterwards).
+  void finish();
   bool begun() const { return boundary_iv_.load(std::memory_order_acquire) != kNotBegun; }
 
   void encrypt(std::span<const uint8_t> in, std::span<uint8_t> out, size_t sector_size,
@@ -39,6 +41,7 @@ class KeyBoundaryCipher final : public XtsCipher {
 
  private:
   static constexpr uint64_t kNotBegun = UINT64_MAX;
+  static constexpr uint64_t kEverywhere = UINT64_MAX - 1;
   // Sectors [0, n) of a run starting at first_iv lie before the boundary, the rest after.
   size_t sectors_before(size_t sectors, size_t sector_size, uint64_t first_iv) const;
   template <typename Apply>

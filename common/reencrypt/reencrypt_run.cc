@@ -165,6 +165,7 @@ Status step(ReencryptRun& run, ReadZone& zone) {
   }
   run.state.progress = progress_before(run, zone.at, zone.length);
   set_luks2_reencrypt_segments(run.header.metadata, run.state, run.state.progress, zone.length);
+  if (online(run)) run.options.online.rewriting(zone.at, zone.length);
   RL_TRY(write_run_header(run));
   RL_TRY(rewrite_zone(run, zone.data, zone.at, nullptr));
   RL_TRY(commit_progress_past(run, zone));
@@ -186,6 +187,7 @@ Status recover_hotzone(ReencryptRun& run) {
   }
   ReadZone zone{at, length, {}, {}, {}};
   RL_TRY(read_zone(run, zone));
+  if (online(run)) run.options.online.rewriting(at, length);
   run.report.bytes_read += length;
   std::vector<bool> still_old;
   if (with_checksums(run)) {

@@ -171,6 +171,11 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   set_luks2_reencrypt_requirement(md, true);
   RL_TRY(assign_luks2_reencrypt_digest(md, run.keys.old_key.span(), run.keys.new_key.span(),
                                        run.options.minimal_digest_cost));
+  // A stop asked for while the keyslots were made (their KDFs take seconds) ends the run before the
+  // header records it, so nothing changed.
+  if (run.options.stop_requested && run.options.stop_requested()) {
+    return Error(Errc::failure, run.image.name() + ": stopped before the reencryption began; nothing changed");
+  }
   return write_run_header(run);
 }
 

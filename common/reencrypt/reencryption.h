@@ -59,6 +59,11 @@ struct ReencryptOptions {
     // Keeps every request of the data path off the plaintext range [at, at + length) until the
     // result is destroyed; blocks until the requests on it now have ended.
     std::function<std::shared_ptr<void>(uint64_t at, uint64_t length)> hold;
+    // A step is about to record the hotzone [at, at + length) in the header and rewrite it: until
+    // advance(), the header's checksums alone tell its old blocks from its new ones, and a write
+    // there would mislead them. A hold that ends before that advance (the step failed) leaves the
+    // data path nothing safe to do with that range.
+    std::function<void(uint64_t at, uint64_t length)> rewriting;
     // The header now says [0, progress) is under the new key.
     std::function<void(uint64_t progress)> advance;
   } online;

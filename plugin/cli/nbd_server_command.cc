@@ -132,15 +132,19 @@ class ServedReencryption {
       const Error& error = report.error();
       const std::string finish =
           "`rbd-luks reencrypt " + spec_ + "` finishes it, and no client opens the image until then";
-      if (stopping_ && error.is(Errc::failure)) {
-        return Error(Errc::failure, "the server stopped before the reencryption of " + spec_ + " finished (" +
-                                        std::to_string(done_) + " of " + std::to_string(total_) + " bytes done); " +
-                                        finish);
+      const std::string done = std::to_string(done_) + " of " + std::to_string(total_) + " bytes done";
+      if (!image.reencryption_unfinished()) {
+        log_line("the reencryption failed, and the header records no unfinished run: " + error.message());
+        return Error(error.code(), "the reencryption while serving failed, and the header records no unfinished run: " +
+                                       error.message());
       }
-      log_line("the reencryption failed: " + error.message());
-      return Error(error.code(), "the reencryption while serving failed: " + error.message() +
-                                     ". Every request was served with the right key. If `rbd-luks dump " + spec_ +
-                                     "` shows a reencryption in progress, " + finish);
+      if (stopping_ && error.is(Errc::failure)) {
+        return Error(Errc::failure,
+                     "the server stopped before the reencryption of " + spec_ + " finished (" + done + "); " + finish);
+      }
+      log_line("the reencryption failed (" + done + "): " + error.message());
+      return Error(error.code(),
+                   "the reencryption while serving failed (" + done + "): " + error.message() + "; " + finish);
     }
     log_line("reencrypted " + spec_ + " while serving it: " + std::to_string(report->bytes_written) + " of " +
              std::to_string(report->data_bytes) + " data bytes rewritten under a new volume key");

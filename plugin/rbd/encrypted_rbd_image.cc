@@ -21,6 +21,8 @@
 #include "alignment.h"
 #include "cipher_spec.h"
 #include "heap_trim.h"
+#include "luks2_header.h"
+#include "luks2_reencrypt_state.h"
 #include "rmw_plan.h"
 #include "scattered_sectors.h"
 
@@ -231,6 +233,32 @@ Status EncryptedRbdImage::header_status() const {
                                   "longer holds: close and reopen the image");
 }
 
+Result<bool> EncryptedRbdImage::reencryption_recorded() {
+  auto header = read_luks2_header(*raw_);
+  if (!header) {
+    if (layout_.version == 1) return false;  // LUKS1 has no reencryption state
+    return std::move(header).error();
+  }
+  return luks2_reencrypt_in_progress(header->header.metadata);
+}
+
+bool EncryptedRbdImage::reencryption_unfinished() const {
+  const std::lock_guard lock(header_mutex_);
+  return header_ours_;
+}
+
+Status EncryptedRbdImage::snap_rollback(const std::string& snapshot) {
+  {
+    const std::lock_guard lock(header_mutex_);
+    if (header_ours_) {
+      return Error(Errc::failure, name() +
+                                      ": a reencryption of it is running or stopped half way; roll it back "
+                                      "once `rbd-luks reencrypt` has finished it");
+    }
+  }
+  return raw_->snap_rollback(snapshot);
+}
+
 Status EncryptedRbdImage::resize(uint64_t size) {
   if (layout_.data_size) {
     return Error(Errc::unsupported, name() + ": the LUKS2 data segment has a fixed size, so it cannot be resized");
@@ -370,6 +398,8 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
   try {
     sectors_locked_.lock_async(span.begin, span.end, mode, [this, request](RangeLock::Guard guard) {
       request->guard = std::move(guard);
+      // I/O may have stopped while it waited (a reencryption step that failed half way).
+      if (stale_.load(std::memory_order_acquire)) request->error = -ESTALE;
       start(request);
     });
   } catch (...) {  // nothing was queued
@@ -694,6 +724,11 @@ void EncryptedRbdImage::finish(Request* request) {
   end_in_flight();
 }
 
+bool EncryptedRbdImage::rewriting_overlaps(uint64_t at, uint64_t length) {
+  const std::lock_guard lock(header_mutex_);
+  return rewriting_ && rewriting_->first < at + length && at < rewriting_->second;
+}
+
 bool EncryptedRbdImage::read_takes_lock(Request* request) {
   if (!grid_.sectors_in_one_object) return true;
   // Counted before the flag is read, and lock_every_read() sets the flag before it reads the count
@@ -733,7 +768,8 @@ void EncryptedRbdImage::header_may_have_changed() {
 
 void EncryptedRbdImage::check_header() {
   for (;;) {
-    if (const auto replaced = header_replaced()) stop_io(*replaced);
+    // A check that began before reencrypt() took the header may read the header that the run wrote.
+    if (const auto replaced = header_replaced()) stop_io(*replaced, true);
     const std::lock_guard lock(header_mutex_);
     if (!std::exchange(header_check_again_, false)) {
       header_check_running_ = false;
@@ -763,9 +799,9 @@ std::optional<std::string> EncryptedRbdImage::header_replaced() {
   return std::nullopt;
 }
 
-void EncryptedRbdImage::stop_io(const std::string& reason) {
+void EncryptedRbdImage::stop_io(const std::string& reason, bool unless_ours) {
   const std::lock_guard lock(header_mutex_);
-  if (stale_.load(std::memory_order_relaxed)) return;
+  if (stale_.load(std::memory_order_relaxed) || (unless_ours && header_ours_)) return;
   stale_reason_ = reason;
   stale_.store(true, std::memory_order_release);
 }
@@ -867,6 +903,12 @@ Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span
     return Error(Errc::usage, name() + " was reencrypted once since it was opened; close and reopen it first");
   }
   RL_TRY(header_status());
+  RL_ASSIGN(const bool recorded, reencryption_recorded());
+  if (recorded) {
+    return Error(Errc::usage, name() +
+                                  ": its header records a reencryption already; `rbd-luks reencrypt` finishes it "
+                                  "with the image closed");
+  }
   const std::string why = "it would go on reading and writing the data under the old key; close it first";
   if (auto alone = raw_->refuse_other_clients(why); !alone) {
     if (!alone.error().is(Errc::failure)) return std::move(alone).error();
@@ -901,20 +943,49 @@ Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uin
     return {};
   };
   options.online.hold = [this](uint64_t at, uint64_t length) -> std::shared_ptr<void> {
-    return std::make_shared<RangeLock::Guard>(sectors_locked_.lock(at, at + length, RangeLock::Mode::exclusive));
+    auto* held = new RangeLock::Guard(sectors_locked_.lock(at, at + length, RangeLock::Mode::exclusive));
+    // Released when the step is done, or when the run failed: then, if the step had begun to
+    // rewrite the hotzone, I/O stops before anything else can reach those sectors.
+    return {held, [this, at, length](void* guard) {
+              const std::unique_ptr<RangeLock::Guard> owned(static_cast<RangeLock::Guard*>(guard));
+              if (rewriting_overlaps(at, length)) {
+                stop_io("the online reencryption failed in its step over plaintext bytes [" + std::to_string(at) +
+                        ", " + std::to_string(at + length) + "), which only the header's checksums sort into " +
+                        "old and new now; `rbd-luks reencrypt` finishes the run once the image is closed");
+              }
+            }};
   };
-  options.online.advance = [this](uint64_t progress) { cipher_->advance(progress); };
+  options.online.rewriting = [this](uint64_t at, uint64_t length) {
+    const std::lock_guard lock(header_mutex_);
+    rewriting_.emplace(at, at + length);
+  };
+  options.online.advance = [this](uint64_t progress) {
+    cipher_->advance(progress);
+    const std::lock_guard lock(header_mutex_);
+    rewriting_.reset();
+  };
   auto ran = reencrypt_luks2(*raw_, passphrases, options);
-  // The header opens normally when the run finished, or when it failed before the header recorded
-  // it; then header checks resume, against the key it holds.
-  auto volume = load_luks(*raw_);
-  if (volume && !new_key.empty() && ran) {
+  // Unless the header still records the run (stopped, or failed half way, or unreadable now), header
+  // checks resume: against the new key once the run wrote its last header (even if a wipe after it
+  // failed), else against the old one, which a run that failed before its first header left.
+  const auto recorded = reencryption_recorded();
+  if (!recorded || *recorded) {
+    if (!ran) return std::move(ran).error();
+    if (!recorded) return recorded.error();
+    return Error(Errc::failure, name() + ": the run ended, but the header still records it");
+  }
+  if (cipher_->begun()) {
+    RL_ASSIGN(auto volume, load_luks(*raw_));
+    if (!volume->verify_volume_key(new_key.span())) {
+      return Error(Errc::failure, name() + ": the header holds neither the run nor its new key");
+    }
+    cipher_->finish();
     const std::lock_guard lock(key_mutex_);
     volume_key_ = std::move(new_key);
-    key_cipher_ = (*volume)->layout().cipher;
-    key_bytes_ = (*volume)->layout().key_bytes;
+    key_cipher_ = volume->layout().cipher;
+    key_bytes_ = volume->layout().key_bytes;
   }
-  if (volume) {
+  {
     const std::lock_guard lock(header_mutex_);
     header_ours_ = false;
   }

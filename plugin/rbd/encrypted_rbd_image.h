@@ -64,6 +64,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "key_boundary_cipher.h"
@@ -160,7 +161,10 @@ class EncryptedRbdImage {
   Status invalidate_cache() { return raw_->invalidate_cache(); }
   // Through this image's own librbd handle: librbd rolls back only on the handle that holds the
   // image's exclusive lock, and a writer holds it.
-  Status snap_rollback(const std::string& snapshot) { return raw_->snap_rollback(snapshot); }
+  // Refused while a reencryption this image ran is recorded in the header (running or stopped).
+  Status snap_rollback(const std::string& snapshot);
+  // Whether the header records a reencryption that reencrypt() began and did not finish.
+  bool reencryption_unfinished() const;
 
   // Online reencryption: a new random volume key (options.cipher and options.key_bytes may change
   // it; the sector size stays), every sector moved to it, and every keyslot whose passphrase is
@@ -168,9 +172,10 @@ class EncryptedRbdImage {
   // on serving requests from other threads. A request on the hotzone being moved waits for it
   // (options.hotzone_bytes of plaintext). The header lock is held meanwhile, and librbd's exclusive
   // lock from then until the image closes (other clients' writes fail with EROFS); the run refuses
-  // to start while another client has the image open. Once per open image. If the run fails or stops after the header
-  // recorded it, this image goes on serving with both keys, but no client can open the volume until `rbd-luks
-  // reencrypt` finishes the run.
+  // to start while another client has the image open (EBUSY). Once per open image. If the run stops
+  // between steps after the header recorded it, this image goes on serving with both keys; if it
+  // fails inside a step, this image's I/O stops (-ESTALE). Either way no client can open the volume
+  // until `rbd-luks reencrypt` finishes the run.
   Result<ReencryptReport> reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions options);
   // The hotzone the online callers use unless told otherwise: one RBD object, so that a request
   // waits for a step of 4 MiB at most, where the offline default, 64 MiB, would hold it 16 times as
@@ -200,6 +205,10 @@ class EncryptedRbdImage {
   bool read_takes_lock(Request* request);
   // From now on every read takes the range lock; returns once the reads that did not have ended.
   void lock_every_read();
+  // Whether the image's header records a reencryption (never for LUKS1).
+  Result<bool> reencryption_recorded();
+  // Whether a reencryption step is rewriting a hotzone that overlaps [at, at + length).
+  bool rewriting_overlaps(uint64_t at, uint64_t length);
   Status run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions& options,
                           ReencryptReport& report);
 
@@ -210,7 +219,8 @@ class EncryptedRbdImage {
   // Why the image's header is no longer the one it was opened with, or nullopt while it is (or
   // cannot be read: a passing read error proves nothing).
   std::optional<std::string> header_replaced();
-  void stop_io(const std::string& reason);
+  // unless_ours: not while reencrypt() owns the header (the change was its own).
+  void stop_io(const std::string& reason, bool unless_ours = false);
 
   void submit(Op op, uint64_t offset, uint64_t length, std::span<const iovec> buffers, Callback done, int op_flags);
   ssize_t check_request(Op op, uint64_t offset, uint64_t& length);
@@ -284,6 +294,9 @@ class EncryptedRbdImage {
   // header checks are off then, as the changes are this image's own.
   bool header_ours_ = false;
   mutable std::mutex header_mutex_;
+  // The hotzone of a reencryption step, from the rewriting hook (before the header records it) to
+  // the advance past it.
+  std::optional<std::pair<uint64_t, uint64_t>> rewriting_;
   std::string stale_reason_;
 
   // What a changed header must still hold for I/O to go on: the volume key and cipher the image was

@@ -253,33 +253,46 @@ TEST_F(CApiTest, ReencryptsOnlineWhileRequestsGoOn) {
   std::thread run([&] { reencrypted = rbd_luks_reencrypt(image, passphrases, lengths, 1, kMiB, 0); });
   std::mt19937_64 rng(6);
   uint64_t requests = 0;
+  std::string failure;  // the first; the loop goes on until the run ends, so that it can be joined
   while (reencrypted == 1 || requests < 100) {
     const uint64_t at = rng() % (kSize - 10000);
     const uint64_t length = 1 + rng() % 10000;
     if (rng() % 2 == 0) {
       const auto data = random_bytes(length, rng());
-      ASSERT_EQ(rbd_luks_write(image, at, length, reinterpret_cast<const char*>(data.data()), 0),
-                static_cast<ssize_t>(length));
+      if (rbd_luks_write(image, at, length, reinterpret_cast<const char*>(data.data()), 0) !=
+          static_cast<ssize_t>(length)) {
+        failure = failure.empty() ? "write at " + std::to_string(at) + " failed" : failure;
+      }
       std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(at));
     } else {
       std::vector<uint8_t> got(length);
-      ASSERT_EQ(rbd_luks_read(image, at, length, reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(length));
-      ASSERT_TRUE(std::equal(got.begin(), got.end(), model.begin() + static_cast<std::ptrdiff_t>(at)))
-          << "read at " << at << " during the run";
+      if (rbd_luks_read(image, at, length, reinterpret_cast<char*>(got.data()), 0) != static_cast<ssize_t>(length) ||
+          !std::equal(got.begin(), got.end(), model.begin() + static_cast<std::ptrdiff_t>(at))) {
+        failure = failure.empty() ? "read at " + std::to_string(at) + " during the run" : failure;
+      }
     }
     ++requests;
   }
   run.join();
+  EXPECT_EQ(failure, "");
   ASSERT_EQ(reencrypted, 0) << rbd_luks_last_error();
   EXPECT_EQ(rbd_luks_reencrypt(image, passphrases, lengths, 1, 0, 0), -EINVAL) << "a second run on one open image";
+  // Grown after the run, by the image that ran it: what it writes past the old end is under the new
+  // key too, so it reads back after a reopen.
+  ASSERT_EQ(rbd_luks_resize(image, kSize + kMiB), 0) << rbd_luks_last_error();
+  const auto tail = random_bytes(kMiB, 7);
+  ASSERT_EQ(rbd_luks_write(image, kSize, kMiB, reinterpret_cast<const char*>(tail.data()), 0),
+            static_cast<ssize_t>(kMiB));
+  model.insert(model.end(), tail.begin(), tail.end());
   EXPECT_EQ(rbd_luks_reencrypt(image, nullptr, nullptr, 1, 0, 0), -EINVAL);
   EXPECT_EQ(rbd_luks_reencrypt(image, passphrases, lengths, 1, 0, 8), -EINVAL);
   ASSERT_EQ(rbd_luks_close(image), 0);
 
   image = open(name);
   ASSERT_NE(image, nullptr);
-  std::vector<uint8_t> got(kSize);
-  ASSERT_EQ(rbd_luks_read(image, 0, kSize, reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(kSize));
+  std::vector<uint8_t> got(model.size());
+  ASSERT_EQ(rbd_luks_read(image, 0, got.size(), reinterpret_cast<char*>(got.data()), 0),
+            static_cast<ssize_t>(got.size()));
   EXPECT_TRUE(got == model) << "the data after a reopen";
   // Another client has the image open: refused, and nothing changes.
   rbd_luks_image_t other = open(name);
@@ -291,7 +304,8 @@ TEST_F(CApiTest, ReencryptsOnlineWhileRequestsGoOn) {
   const char* wrong[] = {"wrong"};
   const size_t wrong_length[] = {5};
   EXPECT_EQ(rbd_luks_reencrypt(image, wrong, wrong_length, 1, 0, 0), -EACCES);
-  ASSERT_EQ(rbd_luks_read(image, 0, kSize, reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(kSize));
+  ASSERT_EQ(rbd_luks_read(image, 0, got.size(), reinterpret_cast<char*>(got.data()), 0),
+            static_cast<ssize_t>(got.size()));
   EXPECT_TRUE(got == model) << "the data after the refusals";
   ASSERT_EQ(rbd_luks_close(image), 0);
 }
@@ -445,10 +459,16 @@ TEST_F(ImageApiTest, ReencryptReportsProgressAndStops) {
   EXPECT_TRUE(stopped.error().is(Errc::failure)) << stopped.error().message();
   EXPECT_EQ(progress, (std::vector<uint64_t>{kMiB, 2 * kMiB, 3 * kMiB}));
   std::vector<uint8_t> got(data.size());
-  ASSERT_TRUE((*image)->read(0, got));
+  const Status read = (*image)->read(0, got);
+  ASSERT_TRUE(read) << read.error().message();
   EXPECT_TRUE(got == data) << "the data across the boundary of a stopped run";
   auto another = Image::open(io(), name, bytes_of(kPassphrase));
   ASSERT_FALSE(another);
+  const Status rolled_back = (*image)->snap_rollback("any");
+  ASSERT_FALSE(rolled_back);
+  EXPECT_NE(rolled_back.error().message().find("a reencryption of it is running or stopped half way"),
+            std::string::npos)
+      << rolled_back.error().message();
   EXPECT_TRUE((*image)->close());
 }
 

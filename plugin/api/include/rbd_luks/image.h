@@ -136,12 +136,12 @@ class RBD_LUKS_CXX_API Image {
   // Online reencryption: a new random volume key (same cipher and key size), every sector rewritten
   // under it hotzone by hotzone while this image goes on serving requests from other threads (a
   // request on the hotzone being moved waits for it), and every keyslot whose passphrase is given
-  // re-wrapped. Blocks until done. Refused (Errc::failure) while another client has the image open;
-  // librbd's exclusive lock then stays with this image until it closes. Once per open image
-  // (Errc::usage after that). Errc::bad_key when no passphrase opens the volume; Errc::usage when a
-  // keyslot would be lost without drop_unopened_keyslots. A run that fails or stops half way leaves
-  // this image serving with both keys, and no client opens the volume until `rbd-luks reencrypt`
-  // finishes the run.
+  // re-wrapped. Blocks until done. Refused (EBUSY, std::generic_category()) while another client has
+  // the image open; librbd's exclusive lock then stays with this image until it closes. Once per open
+  // image (Errc::usage after that). Errc::bad_key when no passphrase opens the volume; Errc::usage
+  // when a keyslot would be lost without drop_unopened_keyslots. A run that stops between steps
+  // leaves this image serving with both keys; one that fails inside a step stops its I/O (ESTALE).
+  // Either way no client opens the volume until `rbd-luks reencrypt` finishes the run.
   Status reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, const ReencryptOptions& options);
 
  private:

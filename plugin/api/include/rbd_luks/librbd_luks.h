@@ -134,8 +134,10 @@ RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* ke
  * until done; 0 on success. A keyslot that no passphrase opens makes it fail with -EINVAL before
  * anything changes, unless flags has RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS. Fails while another
  * client has the image open; librbd's exclusive lock then stays with this image until it closes.
- * Once per open image (-EINVAL after that). A run that fails half way leaves the image serving with
- * both keys, and no client opens the volume until `rbd-luks reencrypt` finishes the run. */
+ * Once per open image (-EINVAL after that). A run that stops between steps leaves the image
+ * serving with both keys; one that fails inside a step stops its I/O (-ESTALE). Either way no
+ * client opens the volume until `rbd-luks reencrypt` finishes the run. -EBUSY when another client
+ * has the image open, -EACCES when no passphrase opens it. */
 #define RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS 1
 RBD_LUKS_API int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases,
                                     const size_t* passphrase_lens, size_t count, uint64_t hotzone_bytes, int flags);
