@@ -932,8 +932,7 @@ Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uin
     const std::lock_guard lock(header_mutex_);
     header_ours_ = true;
   }
-  const auto others_out = [this] { return raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`"); };
-  options.check_alone = others_out;
+  options.check_alone = [this] { return raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`"); };
   SecureBuffer new_key;  // the begin hook's copy
   options.online.begin = [&](std::shared_ptr<const XtsCipher> new_cipher, std::span<const uint8_t> key,
                              uint64_t progress) -> Status {
@@ -944,8 +943,8 @@ Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uin
   };
   options.online.hold = [this](uint64_t at, uint64_t length) -> std::shared_ptr<void> {
     auto* held = new RangeLock::Guard(sectors_locked_.lock(at, at + length, RangeLock::Mode::exclusive));
-    // Released when the step is done, or when the run failed: then, if the step had begun to
-    // rewrite the hotzone, I/O stops before anything else can reach those sectors.
+    // Released when the step is done, or when the run failed: then, if the step had recorded the
+    // hotzone in the header (the rewriting hook), I/O stops before anything else reaches it.
     return {held, [this, at, length](void* guard) {
               const std::unique_ptr<RangeLock::Guard> owned(static_cast<RangeLock::Guard*>(guard));
               if (rewriting_overlaps(at, length)) {
