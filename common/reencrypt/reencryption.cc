@@ -172,7 +172,8 @@ Status begin(ReencryptRun& run, const std::vector<std::span<const uint8_t>>& pas
   RL_TRY(assign_luks2_reencrypt_digest(md, run.keys.old_key.span(), run.keys.new_key.span(),
                                        run.options.minimal_digest_cost));
   // A stop asked for while the keyslots were made (their KDFs take seconds) ends the run before the
-  // header records it, so nothing changed.
+  // header records it: the volume is as it was (the new keyslots' material sits in areas no header
+  // refers to).
   if (run.options.stop_requested && run.options.stop_requested()) {
     return Error(Errc::failure, run.image.name() + ": stopped before the reencryption began; nothing changed");
   }

@@ -85,11 +85,37 @@ TEST_F(ReencryptionTest, ForceDropsTheKeyslotsOfPassphrasesNotGiven) {
   EXPECT_FALSE((*volume)->open(bytes_of("first")));
 }
 
+// A stop asked for before the header records the run (during the keyslots' KDFs) leaves the
+// volume as it was: the same header, the same data. (The new keyslots' material went to keyslot
+// areas no header refers to.)
+TEST_F(ReencryptionTest, StopBeforeTheRunIsRecordedLeavesTheVolume) {
+  make_volume();
+  const auto before = contents();
+  ReencryptOptions options = small_steps();
+  options.stop_requested = [] { return true; };
+  auto stopped = reencrypt(*image_, {"first", "second"}, options);
+  ASSERT_FALSE(stopped);
+  EXPECT_NE(stopped.error().message().find("nothing changed"), std::string::npos) << stopped.error().message();
+  const auto after = contents();
+  ASSERT_EQ(after.size(), before.size());
+  const auto same = [&](uint64_t from, uint64_t to) {
+    return std::equal(before.begin() + static_cast<std::ptrdiff_t>(from),
+                      before.begin() + static_cast<std::ptrdiff_t>(to),
+                      after.begin() + static_cast<std::ptrdiff_t>(from));
+  };
+  EXPECT_TRUE(same(0, 4096)) << "the header changed";
+  EXPECT_TRUE(same(kDataOffset, before.size())) << "the data changed";
+  auto volume = load_luks(*image_);
+  ASSERT_TRUE(volume);
+  EXPECT_TRUE((*volume)->supported());
+}
+
 TEST_F(ReencryptionTest, StopsBetweenStepsAndResumes) {
   make_volume();
   ReencryptOptions options = small_steps();
-  int steps = 0;
-  options.stop_requested = [&] { return ++steps > 2; };
+  int polls = 0;
+  // The first poll comes before the header records the run, the next ones before each step.
+  options.stop_requested = [&] { return ++polls > 3; };
   auto stopped = reencrypt(*image_, {"first", "second"}, options);
   ASSERT_FALSE(stopped);
   EXPECT_NE(stopped.error().message().find("run the same command again"), std::string::npos);
@@ -139,7 +165,7 @@ TEST_F(ReencryptionTest, EveryCrashPointResumesWithHeadChecksums) {
   options.checksum_hash = kHeadChecksumHash;
   check_every_crash_point(false, options);
   ReencryptOptions stopping = options;
-  stopping.stop_requested = [] { return true; };
+  stopping.stop_requested = [polls = 0]() mutable { return ++polls > 1; };  // before the first step
   ASSERT_FALSE(reencrypt(*image_, {"first", "second"}, stopping));
   auto loaded = read_luks2_header(*image_);
   ASSERT_TRUE(loaded);
