@@ -84,16 +84,16 @@ Result<nbd::ListenAddress> listen_address(const CommandLine& cl) {
 // is the one the image was opened with.
 class ServedReencryption {
  public:
-  ServedReencryption(const CommandLine& cl, const Target& target) : cl_(cl), spec_(target.spec) {}
+  ServedReencryption(const CommandLine& cl, const Target& target) : cl_(cl), target_(target) {}
 
   // Before the image opens: a usage error comes before anything listens.
-  Status prepare(const Target& target) {
+  Status prepare() {
     if (cl_.has("read-only"))
       return Error(Errc::usage, "--reencrypt rewrites the image; it cannot go with --read-only");
     if (cl_.has("sector-size")) {
       return Error(Errc::usage, "--reencrypt keeps the sector size; change it with `rbd-luks reencrypt` instead");
     }
-    RL_ASSIGN(options_, reencrypt_options_from(cl_, target, false));
+    RL_ASSIGN(options_, reencrypt_options_from(cl_, target_, false));
     if (!cl_.has("hotzone-size")) options_.hotzone_bytes = EncryptedRbdImage::kOnlineHotzoneBytes;
     RL_ASSIGN(passphrases_, keyslot_passphrase_files(cl_));
     options_.stop_requested = [this] { return stopping_.load(); };
@@ -152,7 +152,8 @@ class ServedReencryption {
   }
 
   const CommandLine& cl_;
-  const std::string spec_;
+  const Target& target_;
+  const std::string& spec_ = target_.spec;
   ReencryptOptions options_;
   std::vector<SecureBuffer> passphrases_;
   std::atomic<bool> stopping_{false};
@@ -170,7 +171,7 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   RL_ASSIGN(const nbd::ListenAddress address, listen_address(cl));
   RL_ASSIGN(const Target target, parse_target(args[0]));
   std::optional<ServedReencryption> reencryption;
-  if (cl.has("reencrypt")) RL_TRY(reencryption.emplace(cl, target).prepare(target));
+  if (cl.has("reencrypt")) RL_TRY(reencryption.emplace(cl, target).prepare());
   const OpenMode mode = cl.has("read-only") ? OpenMode::read_only : OpenMode::read_write;
   RL_ASSIGN(auto raw, open_rbd_target(cl, target, mode, "nbd-server"));
   std::unique_ptr<EncryptedRbdImage> image;

@@ -12,10 +12,8 @@
 #include "encrypted_rbd_image.h"
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <system_error>
-#include <thread>
 #include <utility>
 
 #include "alignment.h"
@@ -124,7 +122,7 @@ struct EncryptedRbdImage::Request {
   std::vector<iovec> buffers;  // the caller's, for reads and writes
   Callback done;
   RangeLock::Guard guard;
-  bool unlocked_read = false;  // counted in unlocked_reads_
+  bool unlocked_read = false;  // set by begin_in_flight()
   std::atomic<size_t> pieces_left{0};
   std::atomic<int> error{0};                   // the first failure, a negative errno
   std::vector<std::unique_ptr<Piece>> pieces;  // the first piece_count are this request's
@@ -384,9 +382,9 @@ void EncryptedRbdImage::submit(Op op, uint64_t offset, uint64_t length, std::spa
   }
   request->pieces_left = request->piece_count;
 
-  begin_in_flight();
   const bool torn_reads_possible = !grid_.sectors_in_one_object;
-  if (request->error != 0 || op == Op::flush || length == 0 || (op == Op::read && !read_takes_lock(request))) {
+  request->unlocked_read = begin_in_flight(op == Op::read && request->error == 0 && length > 0 && !torn_reads_possible);
+  if (request->error != 0 || op == Op::flush || length == 0 || request->unlocked_read) {
     start(request);
     return;
   }
@@ -718,10 +716,10 @@ void EncryptedRbdImage::finish(Request* request) {
   Callback done = std::move(request->done);
   // Requests that waited for this range may start here; they only queue work, so this is quick.
   request->guard.release();
-  if (request->unlocked_read) unlocked_reads_.fetch_sub(1, std::memory_order_seq_cst);
+  const bool unlocked_read = request->unlocked_read;
   recycle(request);
   done(result);
-  end_in_flight();
+  end_in_flight(unlocked_read);
 }
 
 bool EncryptedRbdImage::rewriting_overlaps(uint64_t at, uint64_t length) {
@@ -729,24 +727,10 @@ bool EncryptedRbdImage::rewriting_overlaps(uint64_t at, uint64_t length) {
   return rewriting_ && rewriting_->first < at + length && at < rewriting_->second;
 }
 
-bool EncryptedRbdImage::read_takes_lock(Request* request) {
-  if (!grid_.sectors_in_one_object) return true;
-  // Counted before the flag is read, and lock_every_read() sets the flag before it reads the count
-  // (both sequentially consistent): either this read sees the flag, or the count holds it.
-  unlocked_reads_.fetch_add(1, std::memory_order_seq_cst);
-  if (every_read_locked_.load(std::memory_order_seq_cst)) {
-    unlocked_reads_.fetch_sub(1, std::memory_order_seq_cst);
-    return true;
-  }
-  request->unlocked_read = true;
-  return false;
-}
-
 void EncryptedRbdImage::lock_every_read() {
-  every_read_locked_.store(true, std::memory_order_seq_cst);
-  // Once per reencryption, for reads that take milliseconds.
-  while (unlocked_reads_.load(std::memory_order_seq_cst) != 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::unique_lock lock(in_flight_mutex_);
+  every_read_locked_ = true;
+  idle_.wait(lock, [&] { return unlocked_reads_ == 0; });
 }
 
 // ---- Header changes by other clients ----
@@ -826,20 +810,23 @@ void EncryptedRbdImage::recycle(Request* request) {
   owned->buffers.clear();
   owned->piece_count = 0;
   owned->error = 0;
-  owned->unlocked_read = false;
   const std::lock_guard lock(requests_mutex_);
   if (free_requests_.size() < kMaxFreeRequests) free_requests_.push_back(std::move(owned));
 }
 
-void EncryptedRbdImage::begin_in_flight() {
+bool EncryptedRbdImage::begin_in_flight(bool read_without_lock) {
   const std::lock_guard lock(in_flight_mutex_);
   ++in_flight_;
+  if (!read_without_lock || every_read_locked_) return false;
+  ++unlocked_reads_;
+  return true;
 }
 
-void EncryptedRbdImage::end_in_flight() {
+void EncryptedRbdImage::end_in_flight(bool unlocked_read) {
   // Notified under the lock: the destructor may free idle_ the moment it sees zero.
   const std::lock_guard lock(in_flight_mutex_);
-  if (--in_flight_ == 0) idle_.notify_all();
+  const bool last_unlocked_read = unlocked_read && --unlocked_reads_ == 0;
+  if (--in_flight_ == 0 || last_unlocked_read) idle_.notify_all();
 }
 
 void EncryptedRbdImage::wait_until_idle() {

@@ -199,10 +199,6 @@ class EncryptedRbdImage {
   EncryptedRbdImage(std::unique_ptr<RbdImage> raw, SecureBuffer volume_key, std::shared_ptr<const XtsCipher> cipher,
                     VolumeLayout layout, PieceGrid grid, bool compare_partial_units, const DispatchOptions& options);
 
-  // Whether a read submitted now must take the range lock: when sectors can tear, or once a
-  // reencryption has begun. A read that does not is counted until it finishes (lock_every_read()
-  // waits for those).
-  bool read_takes_lock(Request* request);
   // From now on every read takes the range lock; returns once the reads that did not have ended.
   void lock_every_read();
   // Whether the image's header records a reencryption (never for LUKS1).
@@ -257,8 +253,11 @@ class EncryptedRbdImage {
 
   Request* take_request();
   void recycle(Request* request);
-  void begin_in_flight();
-  void end_in_flight();
+  // Counts a request in flight. read_without_lock: a read whose sectors never tear, which takes no
+  // range lock unless a reencryption has begun; true when it may go without, and is then counted
+  // among the unlocked reads until end_in_flight(true).
+  bool begin_in_flight(bool read_without_lock = false);
+  void end_in_flight(bool unlocked_read = false);
   void wait_until_idle();
 
   template <typename Submit>
@@ -285,7 +284,9 @@ class EncryptedRbdImage {
 
   std::mutex in_flight_mutex_;
   std::condition_variable idle_;
-  size_t in_flight_ = 0;  // requests, and a header check
+  size_t in_flight_ = 0;            // requests, and a header check
+  size_t unlocked_reads_ = 0;       // reads in flight without the range lock, under in_flight_mutex_
+  bool every_read_locked_ = false;  // under in_flight_mutex_: set once a reencryption begins
 
   std::atomic<bool> stale_{false};
   bool header_check_running_ = false;  // under header_mutex_, like the next two
@@ -306,8 +307,6 @@ class EncryptedRbdImage {
   std::string key_cipher_;
   uint32_t key_bytes_;
 
-  std::atomic<bool> every_read_locked_{false};
-  std::atomic<uint64_t> unlocked_reads_{0};
   std::mutex reencrypt_mutex_;  // one reencrypt() at a time
 
   // Last member: destroyed (joined) first, while everything its tasks touch still exists.
