@@ -9,6 +9,7 @@
 
 #include "encrypted_rbd_image.h"
 #include "keyring_registry.h"
+#include "reencrypt_request_follower.h"
 #include "secret_file.h"
 #include "stored_key.h"
 
@@ -29,13 +30,25 @@ auto guarded(const std::string& name, const char* what, F f) -> decltype(f()) {
   }
 }
 
+// The passphrase the image's key reference leads to, as far as policy accepts the reference.
+std::function<Result<SecureBuffer>(rados_ioctx_t)> stored_key(const std::string& name,
+                                                              const KeyReferencePolicy& policy) {
+  return [name, policy](rados_ioctx_t io) { return stored_key_passphrase(io, name, policy); };
+}
+
 }  // namespace
+
+// Fetches the passphrase that opens the image, through an I/O context of its pool.
+struct Image::KeySource {
+  std::function<Result<SecureBuffer>(rados_ioctx_t io)> fetch;
+};
 
 Image::Image(std::unique_ptr<EncryptedRbdImage> impl) : impl_(std::move(impl)) {}
 
 Image::~Image() = default;
 
 Status Image::close() {
+  follower_.reset();                                                    // a run stops between steps first
   const std::unique_ptr<EncryptedRbdImage> closing = std::move(impl_);  // released whatever close says
   return guarded(closing->name(), "close", [&] { return closing->close(); });
 }
@@ -56,31 +69,32 @@ Result<std::unique_ptr<Image>> Image::open(rados_ioctx_t io, const std::string& 
   return open(io, name, passphrase, OpenOptions{});
 }
 
+Result<std::unique_ptr<Image>> Image::open_with_source(rados_ioctx_t io, const std::string& name,
+                                                       const OpenOptions& options, std::unique_ptr<KeySource> source) {
+  RL_ASSIGN(auto passphrase, source->fetch(io));
+  RL_ASSIGN(auto image, open(io, name, passphrase.span(), options));
+  image->key_source_ = std::move(source);
+  return image;
+}
+
 Result<std::unique_ptr<Image>> Image::open_with_passphrase_file(rados_ioctx_t io, const std::string& name,
                                                                 const std::string& passphrase_file,
                                                                 const OpenOptions& options) {
-  return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
+  const auto from_file = [passphrase_file](rados_ioctx_t) -> Result<SecureBuffer> {
     auto passphrase = read_secret_file(passphrase_file);
     if (!passphrase) return Error(Errc::key_unavailable, passphrase.error().message());
-    return open(io, name, passphrase->span(), options);
+    return std::move(*passphrase);
+  };
+  return guarded(name, "open", [&] {
+    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{from_file}));
   });
 }
 
-namespace {
-
-// The public overload takes the policy as text, so that KeyReferencePolicy stays out of the
-// installed headers.
-Result<std::unique_ptr<Image>> open_with_policy(rados_ioctx_t io, const std::string& name,
-                                                const Image::OpenOptions& options, const KeyReferencePolicy& policy) {
-  RL_ASSIGN(auto passphrase, stored_key_passphrase(io, name, policy));
-  return Image::open(io, name, passphrase.span(), options);
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, const std::string& name,
                                                            const OpenOptions& options) {
-  return guarded(name, "open", [&] { return open_with_policy(io, name, options, {}); });
+  return guarded(name, "open", [&] {
+    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{stored_key(name, {})}));
+  });
 }
 
 Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, const std::string& name,
@@ -88,7 +102,7 @@ Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, con
                                                            const std::string& accepted_key_refs) {
   return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
     RL_ASSIGN(const auto policy, parse_key_reference_policy(accepted_key_refs));
-    return open_with_policy(io, name, options, policy);
+    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{stored_key(name, policy)}));
   });
 }
 
@@ -109,6 +123,21 @@ Status Image::reencrypt(const std::vector<std::span<const uint8_t>>& passphrases
     run.progress = options.progress;
     run.stop_requested = options.stop_requested;
     RL_TRY(impl_->reencrypt(passphrases, run));
+    return {};
+  });
+}
+
+Status Image::follow_reencrypt_requests(unsigned shared_handles) {
+  return guarded(name(), "follow reencryption requests of", [&]() -> Status {
+    if (!key_source_) {
+      return Error(Errc::usage, name() +
+                                    ": only an image opened with a passphrase file or a stored key follows "
+                                    "reencryption requests (its key is fetched again for each run)");
+    }
+    if (impl_->read_only()) return Error(Errc::usage, name() + " is open read-only; a reencryption rewrites it");
+    if (follower_) return {};
+    follower_ = std::make_unique<ReencryptRequestFollower>(
+        *impl_, [this] { return key_source_->fetch(impl_->ioctx()); }, shared_handles);
     return {};
   });
 }

@@ -54,6 +54,7 @@ constexpr std::array kOptions = {
     OptionSpec{"hotzone-size", 0, true},
     OptionSpec{"resilience-hash", 0, true},
     OptionSpec{"threads", 0, true},
+    OptionSpec{"online", 0, false},
     // data commands
     OptionSpec{"size", 's', true},
     OptionSpec{"offset", 0, true},

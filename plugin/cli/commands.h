@@ -28,6 +28,8 @@ Status cmd_read(const CommandLine& cl, const Args& args);
 Status cmd_write(const CommandLine& cl, const Args& args);
 Status cmd_resize(const CommandLine& cl, const Args& args);
 Status cmd_reencrypt(const CommandLine& cl, const Args& args);
+// `reencrypt TARGET --online`: online_reencrypt_command.cc.
+Status online_reencrypt(const CommandLine& cl, const std::string& spec);
 Status cmd_encrypt(const CommandLine& cl, const Args& args);
 Status cmd_decrypt(const CommandLine& cl, const Args& args);
 Status cmd_bench(const CommandLine& cl, const Args& args);

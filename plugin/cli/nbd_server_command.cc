@@ -20,6 +20,7 @@
 #include "key_source.h"
 #include "nbd_server.h"
 #include "reencrypt_options.h"
+#include "reencrypt_request_follower.h"
 #include "target.h"
 
 namespace rbdluks::cli {
@@ -197,14 +198,20 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   }
   inform(cl, "serving " + args[0] + " (" + std::to_string(size) + " bytes" + (served.read_only ? ", read-only" : "") +
                  ") on " + address.describe());
+  std::optional<ReencryptRequestFollower> follower;
   if (reencryption) {
     reencryption->start(*image, std::move(passphrase));
-  } else {
-    passphrase = SecureBuffer{};  // not needed any more
+  } else if (!image->read_only()) {
+    // `rbd-luks reencrypt --online` runs here; the passphrase stays (in locked memory) for it.
+    auto kept = std::make_shared<SecureBuffer>(std::move(passphrase));
+    follower.emplace(
+        *image, [kept]() -> Result<SecureBuffer> { return SecureBuffer::copy_of(kept->span()); }, 0);
   }
   const Status served_until_stop = server->run(stop_fd);
   const Status reencrypted = reencryption ? reencryption->stop() : Status{};
+  follower.reset();  // a run it follows stops between steps
   server.reset();
+  const bool image_unfinished = image->reencryption_unfinished();
   const Status closed = image->close();
   if (pidfile) unlink(pidfile->c_str());
   if (!served_until_stop && !closed) {
@@ -214,6 +221,11 @@ Status cmd_nbd_server(const CommandLine& cl, const Args& args) {
   RL_TRY(served_until_stop);
   RL_TRY(closed);
   RL_TRY(reencrypted);
+  if (!reencryption && image_unfinished) {
+    return Error(Errc::failure, "the server stopped before the online reencryption of " + args[0] +
+                                    " finished; `rbd-luks reencrypt " + args[0] +
+                                    "` finishes it, and no client opens the image until then");
+  }
   inform(cl, "stopped; every request was answered and " + args[0] + " is flushed and closed");
   return {};
 }

@@ -4,7 +4,6 @@
 // commands: key sources, the header lock, other clients, progress and Ctrl-C.
 #include <unistd.h>
 
-#include <csignal>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -24,39 +23,12 @@
 #include "reencrypt_options.h"
 #include "reencryption.h"
 #include "secret_file.h"
+#include "stop_signal.h"
 #include "target.h"
 #include "volume_access.h"
 
 namespace rbdluks::cli {
 namespace {
-
-volatile std::sig_atomic_t stop_signal = 0;
-
-void request_stop(int signal) { stop_signal = signal; }
-
-// SIGINT and SIGTERM end the run after the step at hand, with a header that says where it stopped;
-// a second one ends the process at once (the header is then as safe: every step is crash-safe).
-class StopOnSignal {
- public:
-  StopOnSignal() {
-    struct sigaction action {};
-    action.sa_handler = request_stop;
-    action.sa_flags = SA_RESETHAND;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, &old_int_);
-    sigaction(SIGTERM, &action, &old_term_);
-  }
-  ~StopOnSignal() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  StopOnSignal(const StopOnSignal&) = delete;
-  StopOnSignal& operator=(const StopOnSignal&) = delete;
-
- private:
-  struct sigaction old_int_ {
-  }, old_term_{};
-};
 
 // What both commands take: --hotzone-size, --threads, a progress bar, and Ctrl-C.
 Result<ReencryptOptions> run_options_from(const CommandLine& cl, const std::string& label) {
@@ -81,8 +53,8 @@ Result<ReencryptOptions> run_options_from(const CommandLine& cl, const std::stri
     if (!*progress) progress->emplace(label, total, shown);
     (*progress)->update(done);
   };
-  stop_signal = 0;
-  options.stop_requested = [] { return stop_signal != 0; };
+  clear_stop_signal();
+  options.stop_requested = [] { return stop_signalled(); };
   return options;
 }
 
@@ -171,7 +143,8 @@ Result<std::vector<SecureBuffer>> keyslot_passphrase_files(const CommandLine& cl
 Status cmd_reencrypt(const CommandLine& cl, const Args& args) {
   RL_TRY(expect_args(args, 1, 1,
                      "reencrypt TARGET [--keyslot-passphrase-file F]... [--cipher C] [--key-size BITS] "
-                     "[--sector-size BYTES] [--resilience-hash HASH] [--resume] [--force]"));
+                     "[--sector-size BYTES] [--resilience-hash HASH] [--resume] [--force] [--online]"));
+  if (cl.has("online")) return online_reencrypt(cl, args[0]);
   // A usage error before the image is opened (reencrypt_luks2 checks it again before any change).
   if (auto hash = cl.get("resilience-hash")) RL_TRY(check_checksum_hash(*hash));
   RL_ASSIGN(Rewrite rewrite, open_for_rewrite(cl, args[0], "reencrypt"));

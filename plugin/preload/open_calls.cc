@@ -121,6 +121,13 @@ int adopt(rados_ioctx_t io, rbd_image_t raw, const char* snapshot, bool read_onl
     real_close(raw);
     return negative_errno(opened.error());
   }
+  if (!read_only) {
+    // `rbd-luks reencrypt --online` then runs here; librbd's handle `raw` does no I/O.
+    if (auto followed = (*opened)->follow_reencrypt_requests(1); !followed) {
+      std::fprintf(stderr, "rbd-luks preload: %s: online reencryption requests will not be followed: %s\n",
+                   spec.c_str(), followed.error().message().c_str());
+    }
+  }
   auto* encrypted = new EncryptedImage;
   encrypted->image = std::move(*opened);
   encrypted->raw = raw;

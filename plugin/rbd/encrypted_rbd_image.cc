@@ -735,7 +735,16 @@ void EncryptedRbdImage::lock_every_read() {
 
 // ---- Header changes by other clients ----
 
+void EncryptedRbdImage::set_update_listener(std::function<void()> listener) {
+  const std::lock_guard lock(listener_mutex_);
+  update_listener_ = std::move(listener);
+}
+
 void EncryptedRbdImage::header_may_have_changed() {
+  {
+    const std::lock_guard lock(listener_mutex_);
+    if (update_listener_) update_listener_();
+  }
   {
     const std::lock_guard lock(header_mutex_);
     if (header_ours_) return;
@@ -876,7 +885,7 @@ ssize_t EncryptedRbdImage::flush() {
 // ---- Online reencryption ----
 
 Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span<const uint8_t>>& passphrases,
-                                                     ReencryptOptions options) {
+                                                     ReencryptOptions options, unsigned shared_handles) {
   if (read_only()) return Error(Errc::usage, name() + " is open read-only; a reencryption rewrites it");
   if (options.sector_size && *options.sector_size != sector_size_) {
     return Error(Errc::usage, name() + ": an online reencryption keeps the sector size (" +
@@ -897,29 +906,27 @@ Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span
                                   "with the image closed");
   }
   const std::string why = "it would go on reading and writing the data under the old key; close it first";
-  if (auto alone = raw_->refuse_other_clients(why); !alone) {
+  if (auto alone = raw_->refuse_other_clients(why, shared_handles); !alone) {
     if (!alone.error().is(Errc::failure)) return std::move(alone).error();
     return Error(std::make_error_code(std::errc::device_or_resource_busy), alone.error().message());
   }
-  // So that a client that opens the image meanwhile cannot write to it. librbd gives a lock taken
-  // this way back only when the image closes.
-  if (auto held = raw_->hold_exclusive_lock(); !held && !held.error().is(Errc::unsupported)) {
-    return std::move(held).error();
-  }
   RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks reencrypt"));
   ReencryptReport report;
-  RL_TRY(run_reencryption(passphrases, options, report));
+  RL_TRY(run_reencryption(passphrases, options, shared_handles, report));
   RL_TRY(header_lock->release());
   return report;
 }
 
 Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases,
-                                           ReencryptOptions& options, ReencryptReport& report) {
+                                           ReencryptOptions& options, unsigned shared_handles,
+                                           ReencryptReport& report) {
   {
     const std::lock_guard lock(header_mutex_);
     header_ours_ = true;
   }
-  options.check_alone = [this] { return raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`"); };
+  options.check_alone = [this, shared_handles] {
+    return raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`", shared_handles);
+  };
   SecureBuffer new_key;  // the begin hook's copy
   options.online.begin = [&](std::shared_ptr<const XtsCipher> new_cipher, std::span<const uint8_t> key,
                              uint64_t progress) -> Status {

@@ -123,6 +123,10 @@ class EncryptedRbdImage {
   Status header_status() const;
   bool read_only() const { return raw_->read_only(); }
   const std::string& name() const { return raw_->name(); }
+  // The image's own I/O context (pool and namespace), which lives as long as the image.
+  rados_ioctx_t ioctx() const { return raw_->ioctx(); }
+  // This client's id, the N of client.N.
+  uint64_t client_id() const { return raw_->client_id(); }
   // Bytes of the pieces requests are cut into (a RADOS object or stripe unit, at most 4 MiB).
   uint64_t piece_bytes() const { return grid_.bytes; }
 
@@ -170,13 +174,21 @@ class EncryptedRbdImage {
   // it; the sector size stays), every sector moved to it, and every keyslot whose passphrase is
   // given re-wrapped, as `rbd-luks reencrypt` does offline (reencryption.h), while this image goes
   // on serving requests from other threads. A request on the hotzone being moved waits for it
-  // (options.hotzone_bytes of plaintext). The header lock is held meanwhile, and librbd's exclusive
-  // lock from then until the image closes (other clients' writes fail with EROFS); the run refuses
-  // to start while another client has the image open (EBUSY). Once per open image. If the run stops
+  // (options.hotzone_bytes of plaintext). The header lock is held meanwhile; librbd's exclusive lock
+  // stays in librbd's automatic mode (docs/design.md, "Online reencryption", says why that is
+  // safe). The run refuses to start while another client has the image open (EBUSY). Once per open
+  // image. If the run stops
   // between steps after the header recorded it, this image goes on serving with both keys; if it
   // fails inside a step, this image's I/O stops (-ESTALE). Either way no client can open the volume
   // until `rbd-luks reencrypt` finishes the run.
-  Result<ReencryptReport> reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions options);
+  // shared_handles: other open handles of this image in this client that do no I/O
+  // (RbdImage::refuse_other_clients).
+  Result<ReencryptReport> reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions options,
+                                    unsigned shared_handles = 0);
+  // Calls listener on librbd's thread, besides the header check, whenever librbd reports a change
+  // of the image's header object (RbdImage::watch_updates); it must not wait for this image. One
+  // listener; an empty function removes it, and returns once a call in progress has ended.
+  void set_update_listener(std::function<void()> listener);
   // The hotzone the online callers use unless told otherwise: one RBD object, so that a request
   // waits for a step of 4 MiB at most, where the offline default, 64 MiB, would hold it 16 times as
   // long (and keep two such hotzones in memory).
@@ -206,7 +218,7 @@ class EncryptedRbdImage {
   // Whether a reencryption step is rewriting a hotzone that overlaps [at, at + length).
   bool rewriting_overlaps(uint64_t at, uint64_t length);
   Status run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions& options,
-                          ReencryptReport& report);
+                          unsigned shared_handles, ReencryptReport& report);
 
   // librbd heard of a header change: the header is read again on a worker, once more if another
   // change comes while that runs.
@@ -308,6 +320,9 @@ class EncryptedRbdImage {
   uint32_t key_bytes_;
 
   std::mutex reencrypt_mutex_;  // one reencrypt() at a time
+
+  std::mutex listener_mutex_;  // held while the listener runs, so that removing it waits for it
+  std::function<void()> update_listener_;
 
   // Last member: destroyed (joined) first, while everything its tasks touch still exists.
   WorkerPool workers_;

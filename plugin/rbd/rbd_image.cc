@@ -335,13 +335,16 @@ Result<std::vector<RbdWatcher>> RbdImage::watchers() const {
   return watchers;
 }
 
-Status RbdImage::refuse_other_clients(const std::string& why) const {
+Status RbdImage::refuse_other_clients(const std::string& why, unsigned shared_handles) const {
   RL_ASSIGN(const auto all, watchers());
   // Every open image watches its header once; this client's other open images on the same cluster
   // handle show as more watches of this client.
-  bool seen_self = false;
+  unsigned own_watches = 1 + shared_handles;
   for (const RbdWatcher& watcher : all) {
-    if (watcher.client_id == client_id() && !std::exchange(seen_self, true)) continue;
+    if (watcher.client_id == client_id() && own_watches > 0) {
+      --own_watches;
+      continue;
+    }
     return Error(Errc::failure, name_ + " is open by another client (client." + std::to_string(watcher.client_id) +
                                     " at " + watcher.address + "); " + why);
   }

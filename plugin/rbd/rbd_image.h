@@ -89,8 +89,9 @@ class RbdImage final : public RawImage {
   // The clients that have the image open, this one included.
   Result<std::vector<RbdWatcher>> watchers() const;
   // Errc::failure naming another client that has the image open, if one does (another open image of
-  // this process counts), with `why` after it.
-  Status refuse_other_clients(const std::string& why) const;
+  // this process counts, but for `shared_handles` of them: handles the caller knows do no I/O, such
+  // as the preload library's librbd handle for snapshots and metadata), with `why` after it.
+  Status refuse_other_clients(const std::string& why, unsigned shared_handles = 0) const;
   // This client's id (the N of client.N), as watchers() reports it.
   uint64_t client_id() const;
   rados_ioctx_t ioctx() const { return ioctx_.get(); }

@@ -121,3 +121,19 @@ start
 "${FIO[@]}" --verify_only=1 >"$WORK/fio.out" 2>&1 || { cat "$WORK/fio.out" >&2; fail "fio verify after the resume"; }
 stop
 pass "SIGTERM half way: exit 1 saying how to finish; rbd-luks reencrypt finishes it; all data reads back"
+
+# `rbd-luks reencrypt --online` asks the running server (started without --reencrypt) to run one;
+# keyslot 1's passphrase is not the server's, so --force drops it.
+start
+old_key=$(volume_key)
+"${FIO[@]}" --verify_only=1 >"$WORK/fio.out" 2>&1 &
+fio_pid=$!
+expect_exit 0 "$RBD_LUKS" reencrypt "$TARGET" --online --force --hotzone-size 4M
+grep -qF "reencrypted $TARGET online in client." "$WORK/err" || fail "no summary: $(cat "$WORK/err")"
+wait "$fio_pid" || { cat "$WORK/fio.out" >&2; fail "fio verify during the run that --online asked for"; }
+data_reads_back || fail "nbdcopy reads other bytes after the run that --online asked for"
+stop
+[ "$STOP_RC" = 0 ] || fail "nbd-server exited $STOP_RC: $(cat "$WORK/server.err")"
+[ "$(volume_key)" != "$old_key" ] || fail "the volume key did not change"
+native_reads "$CEPH_CONF" "$TAG" "$WORK/data" "$WORK/pass" || fail "librbd native LUKS2 reads other bytes"
+pass "reencrypt --online runs in nbd-server: fio verifies during it, librbd native reads the data"

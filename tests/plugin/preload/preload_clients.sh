@@ -109,7 +109,7 @@ pass "qemu-img snapshot: create, list (plaintext size), roll back, remove"
 # 4 KiB and at 6 KiB, which straddles encryption sectors; the header is intact afterwards.
 for bs in 4k 6k; do
   pre fio --name="t$bs" --ioengine=rbd --clientname=admin --pool=rbd --rbdname="$TAG-enc" --rw=randwrite \
-    --bs="$bs" --iodepth=16 --size=12M --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --bs="$bs" --iodepth=16 --size=12M --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
     --output-format=json --output="$WORK/fio.json" >/dev/null 2>&1 || fail "fio --bs=$bs: $(cat "$WORK/fio.json")"
   $PY -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; assert j["error"] == 0 and j["read"]["io_bytes"] > 0, j' \
     "$WORK/fio.json" || fail "fio --bs=$bs verified nothing"

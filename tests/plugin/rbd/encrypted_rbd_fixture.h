@@ -35,6 +35,19 @@ inline std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   return v;
 }
 
+// The image's volume key, as its header holds it now.
+inline SecureBuffer header_volume_key(const std::shared_ptr<RbdConnection>& connection, const std::string& name) {
+  auto raw = open_rbd_image(connection, {kPool, "", name, std::nullopt}, OpenMode::read_only);
+  EXPECT_TRUE(raw) << raw.error().message();
+  if (!raw) return {};
+  auto volume = load_luks(**raw);
+  EXPECT_TRUE(volume) << volume.error().message();
+  if (!volume) return {};
+  auto key = (*volume)->open(bytes_of(kPassphrase));
+  EXPECT_TRUE(key) << key.error().message();
+  return key ? std::move(key->volume_key) : SecureBuffer{};
+}
+
 struct LuksFormat {
   int version = 2;
   uint32_t sector_size = 4096;  // LUKS1 is always 512

@@ -81,19 +81,6 @@ TEST_F(EncryptedRbdStressTest, OverlappingUnalignedRequestsLoseNoBytes) {
             << " threads\n";
 }
 
-// The image's volume key, as its header holds it now.
-SecureBuffer header_volume_key(const std::shared_ptr<RbdConnection>& connection, const std::string& name) {
-  auto raw = open_rbd_image(connection, {kPool, "", name, std::nullopt}, OpenMode::read_only);
-  EXPECT_TRUE(raw) << raw.error().message();
-  if (!raw) return {};
-  auto volume = load_luks(**raw);
-  EXPECT_TRUE(volume) << volume.error().message();
-  if (!volume) return {};
-  auto key = (*volume)->open(bytes_of(kPassphrase));
-  EXPECT_TRUE(key) << key.error().message();
-  return key ? std::move(key->volume_key) : SecureBuffer{};
-}
-
 // The volume key changes hotzone by hotzone (32 of them) while eight threads read and write across
 // the moving boundary, and go on after the run. No byte may be lost or read under the wrong key,
 // and librbd's native encryption must then read every byte of the model.

@@ -32,6 +32,7 @@
 namespace rbdluks {
 
 class EncryptedRbdImage;
+class ReencryptRequestFollower;
 
 class RBD_LUKS_CXX_API Image {
  public:
@@ -137,19 +138,35 @@ class RBD_LUKS_CXX_API Image {
   // under it hotzone by hotzone while this image goes on serving requests from other threads (a
   // request on the hotzone being moved waits for it), and every keyslot whose passphrase is given
   // re-wrapped. Blocks until done. Refused (EBUSY, std::generic_category()) while another client has
-  // the image open; librbd's exclusive lock then stays with this image until it closes. Once per open
-  // image (Errc::usage after that). Errc::bad_key when no passphrase opens the volume; Errc::usage
-  // when a keyslot would be lost without drop_unopened_keyslots. A run that stops between steps
-  // leaves this image serving with both keys; one that fails inside a step stops its I/O (ESTALE).
-  // Either way no client opens the volume until `rbd-luks reencrypt` finishes the run.
+  // the image open. Once per open image (Errc::usage after that). Errc::bad_key when no passphrase opens the volume;
+  // Errc::usage when a keyslot would be lost without drop_unopened_keyslots. A run that stops between steps leaves this
+  // image serving with both keys; one that fails inside a step stops its I/O (ESTALE). Either way no client opens the
+  // volume until `rbd-luks reencrypt` finishes the run.
   Status reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, const ReencryptOptions& options);
+  // Runs, in this process and until the image closes, the online reencryptions that
+  // `rbd-luks reencrypt TARGET --online` asks for: the command records a request in the image's
+  // metadata, and this image runs it as reencrypt() does, re-wrapping the keyslot its own key opens
+  // (fetched again from the same passphrase file or key reference when a request comes), and writes
+  // its progress and outcome back for the command to report. Closing the image stops a run between
+  // steps (`rbd-luks reencrypt` then finishes it). shared_handles: other handles of this image that
+  // this client keeps open and does no I/O through (the preload library keeps one for snapshots and
+  // metadata), which would otherwise count as other clients. Errc::usage for an image opened with a
+  // passphrase in memory (open()), read-only or at a snapshot.
+  Status follow_reencrypt_requests(unsigned shared_handles = 0);
 
  private:
+  struct KeySource;
   explicit Image(std::unique_ptr<EncryptedRbdImage> impl);
+  // Opens with the passphrase source fetches, and keeps source for follow_reencrypt_requests().
+  static Result<std::unique_ptr<Image>> open_with_source(rados_ioctx_t io, const std::string& name,
+                                                         const OpenOptions& options, std::unique_ptr<KeySource> source);
   Status status_of(ssize_t r, const char* what, uint64_t offset, uint64_t length) const;
   Status check_inside(const char* what, uint64_t offset, uint64_t length);
 
   std::unique_ptr<EncryptedRbdImage> impl_;
+  // Where the open took the passphrase, for follow_reencrypt_requests(); none after open().
+  std::unique_ptr<KeySource> key_source_;
+  std::unique_ptr<ReencryptRequestFollower> follower_;  // destroyed before impl_
 };
 
 }  // namespace rbdluks

@@ -133,8 +133,7 @@ RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* ke
  * the `count` passphrases opens re-wrapped (passphrases[i] is passphrase_lens[i] bytes). Blocks
  * until done; 0 on success. A keyslot that no passphrase opens makes it fail with -EINVAL before
  * anything changes, unless flags has RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS. Fails while another
- * client has the image open; librbd's exclusive lock then stays with this image until it closes.
- * Once per open image (-EINVAL after that). A run that stops between steps leaves the image
+ * client has the image open. Once per open image (-EINVAL after that). A run that stops between steps leaves the image
  * serving with both keys; one that fails inside a step stops its I/O (-ESTALE). Either way no
  * client opens the volume until `rbd-luks reencrypt` finishes the run. -EBUSY when another client
  * has the image open, -EACCES when no passphrase opens it. */

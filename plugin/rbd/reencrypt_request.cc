@@ -1,0 +1,96 @@
+// ReencryptRequest: see reencrypt_request.h. Stored as JSON, one object.
+#include "reencrypt_request.h"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+
+#include "random.h"
+
+namespace rbdluks {
+namespace {
+
+constexpr std::array kStates{ReencryptRequest::State::requested, ReencryptRequest::State::running,
+                             ReencryptRequest::State::done, ReencryptRequest::State::failed,
+                             ReencryptRequest::State::stopped};
+
+}  // namespace
+
+const char* state_name(ReencryptRequest::State state) {
+  switch (state) {
+    case ReencryptRequest::State::requested:
+      return "requested";
+    case ReencryptRequest::State::running:
+      return "running";
+    case ReencryptRequest::State::done:
+      return "done";
+    case ReencryptRequest::State::failed:
+      return "failed";
+    case ReencryptRequest::State::stopped:
+      return "stopped";
+  }
+  return "unknown";
+}
+
+std::string ReencryptRequest::to_json() const {
+  nlohmann::json j = {{"id", id},
+                      {"state", state_name(state)},
+                      {"hotzone_bytes", hotzone_bytes},
+                      {"drop_unopened_keyslots", drop_unopened_keyslots},
+                      {"client", client},
+                      {"message", message},
+                      {"done_bytes", done_bytes},
+                      {"total_bytes", total_bytes}};
+  if (cipher) j["cipher"] = *cipher;
+  if (key_bytes) j["key_bytes"] = *key_bytes;
+  return j.dump();
+}
+
+Result<ReencryptRequest> ReencryptRequest::parse(const std::string& value) {
+  const auto j = nlohmann::json::parse(value, nullptr, false);
+  const auto bad = [&](const std::string& why) {
+    return Error(Errc::bad_header, std::string(kReencryptRequestKey) + " holds no request: " + why);
+  };
+  if (!j.is_object() || !j.contains("id") || !j["id"].is_string() || !j.contains("state") || !j["state"].is_string()) {
+    return bad("no id and state");
+  }
+  ReencryptRequest out;
+  try {
+    out.id = j["id"].get<std::string>();
+    const auto state = j["state"].get<std::string>();
+    bool known = false;
+    for (const State s : kStates) {
+      if (state == state_name(s)) {
+        out.state = s;
+        known = true;
+      }
+    }
+    if (!known) return bad("unknown state " + state);
+    out.hotzone_bytes = j.value("hotzone_bytes", uint64_t{0});
+    out.drop_unopened_keyslots = j.value("drop_unopened_keyslots", false);
+    out.client = j.value("client", std::string());
+    out.message = j.value("message", std::string());
+    out.done_bytes = j.value("done_bytes", uint64_t{0});
+    out.total_bytes = j.value("total_bytes", uint64_t{0});
+    if (j.contains("cipher")) out.cipher = j["cipher"].get<std::string>();
+    if (j.contains("key_bytes")) out.key_bytes = j["key_bytes"].get<uint32_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return bad(e.what());
+  }
+  return out;
+}
+
+Result<ReencryptRequest> ReencryptRequest::create() {
+  std::array<uint8_t, 8> bytes{};
+  RL_TRY(fill_random(bytes));
+  ReencryptRequest out;
+  for (const uint8_t b : bytes) {
+    std::array<char, 3> hex{};
+    std::snprintf(hex.data(), hex.size(), "%02x", b);
+    out.id += hex.data();
+  }
+  return out;
+}
+
+}  // namespace rbdluks

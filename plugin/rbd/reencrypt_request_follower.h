@@ -1,0 +1,56 @@
+// ReencryptRequestFollower: runs, inside the process that serves an image, the online
+// reencryptions that `rbd-luks reencrypt TARGET --online` records as requests in its metadata
+// (reencrypt_request.h), and reports how each goes in the same record.
+//
+// librbd tells every client that has the image open when its metadata changes; this one then reads
+// the request on a thread of its own (not librbd's, which the read would wait for), and runs a new
+// one there with EncryptedRbdImage::reencrypt, re-wrapping the keyslot that the image's own key
+// opens (fetched again from where the open took it). Progress goes into the record every few
+// seconds. Destroying the follower stops a run between steps and waits for it: the header then
+// records the run, and `rbd-luks reencrypt` finishes it offline.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "encrypted_rbd_image.h"
+#include "reencrypt_request.h"
+#include "result.h"
+#include "secure_buffer.h"
+
+namespace rbdluks {
+
+class ReencryptRequestFollower {
+ public:
+  // The passphrase that opened the image, fetched again for each run.
+  using KeySource = std::function<Result<SecureBuffer>()>;
+
+  // image must outlive the follower. shared_handles: as for EncryptedRbdImage::reencrypt.
+  ReencryptRequestFollower(EncryptedRbdImage& image, KeySource key, unsigned shared_handles);
+  ~ReencryptRequestFollower();
+  ReencryptRequestFollower(const ReencryptRequestFollower&) = delete;
+  ReencryptRequestFollower& operator=(const ReencryptRequestFollower&) = delete;
+
+ private:
+  void follow();
+  void run(ReencryptRequest request);
+  // Writes the record back, unless another request has replaced it meanwhile.
+  void publish(const ReencryptRequest& request);
+  bool stopping();
+
+  EncryptedRbdImage& image_;
+  const KeySource key_;
+  const unsigned shared_handles_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool notified_ = false;  // under mutex_, like stopping_
+  bool stopping_ = false;
+  std::string last_id_;  // the follower thread's: the request it took last
+  std::thread thread_;
+};
+
+}  // namespace rbdluks

@@ -1,0 +1,198 @@
+// ReencryptRequest, the record by which `rbd-luks reencrypt --online` asks a serving client for a
+// run, and ReencryptRequestFollower, which runs it in that client. The follower's tests record the
+// request through a second handle of the image, as the command does from its own process, and
+// close it; the serving image meanwhile reads and writes.
+#include "reencrypt_request.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "encrypted_rbd_fixture.h"
+#include "encrypted_rbd_image.h"
+#include "reencrypt_request_follower.h"
+
+namespace rbdluks {
+namespace {
+
+using testing::bytes_of;
+using testing::kMiB;
+using testing::kPassphrase;
+
+TEST(ReencryptRequestTest, KeepsEveryFieldThroughItsRecord) {
+  auto request = ReencryptRequest::create();
+  ASSERT_TRUE(request) << request.error().message();
+  request->cipher = "aes-xts-plain64";
+  request->key_bytes = 32;
+  request->hotzone_bytes = 2 * kMiB;
+  request->drop_unopened_keyslots = true;
+  request->state = ReencryptRequest::State::stopped;
+  request->client = "client.4100";
+  request->message = "said \"why\"";
+  request->done_bytes = 12345;
+  request->total_bytes = 67890;
+  const auto parsed = ReencryptRequest::parse(request->to_json());
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(parsed->id, request->id);
+  EXPECT_EQ(parsed->cipher, request->cipher);
+  EXPECT_EQ(parsed->key_bytes, request->key_bytes);
+  EXPECT_EQ(parsed->hotzone_bytes, request->hotzone_bytes);
+  EXPECT_TRUE(parsed->drop_unopened_keyslots);
+  EXPECT_EQ(parsed->state, ReencryptRequest::State::stopped);
+  EXPECT_EQ(parsed->client, request->client);
+  EXPECT_EQ(parsed->message, request->message);
+  EXPECT_EQ(parsed->done_bytes, 12345u);
+  EXPECT_EQ(parsed->total_bytes, 67890u);
+
+  // The volume's own cipher and key size unless the request names others.
+  const auto bare = ReencryptRequest::parse(R"({"id":"ab","state":"requested"})");
+  ASSERT_TRUE(bare) << bare.error().message();
+  EXPECT_FALSE(bare->cipher);
+  EXPECT_FALSE(bare->key_bytes);
+  EXPECT_EQ(bare->hotzone_bytes, 0u);
+}
+
+TEST(ReencryptRequestTest, RefusesRecordsItDidNotWrite) {
+  for (const char* value : {"", "on", "[1]", "{}", R"({"state":"requested"})", R"({"id":"ab","state":"paused"})",
+                            R"({"id":7,"state":"requested"})", R"({"id":"ab","state":"running","done_bytes":"x"})"}) {
+    const auto parsed = ReencryptRequest::parse(value);
+    ASSERT_FALSE(parsed) << value;
+    EXPECT_TRUE(parsed.error().is(Errc::bad_header)) << value;
+  }
+}
+
+TEST(ReencryptRequestTest, EachRequestHasItsOwnId) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 64; ++i) {
+    auto request = ReencryptRequest::create();
+    ASSERT_TRUE(request);
+    EXPECT_EQ(request->id.size(), 16u);
+    ids.insert(request->id);
+  }
+  EXPECT_EQ(ids.size(), 64u);
+}
+
+class ReencryptRequestFollowerTest : public testing::EncryptedRbdFixture {
+ protected:
+  static constexpr uint64_t kBytes = 24 * kMiB;
+
+  void SetUp() override {
+    EncryptedRbdFixture::SetUp();
+    name_ = create_luks_image(kBytes);
+    auto image = EncryptedRbdImage::open(io(), name_, std::nullopt, false, bytes_of(kPassphrase), {});
+    ASSERT_TRUE(image) << image.error().message();
+    image_ = std::move(*image);
+    data_ = testing::random_bytes(kBytes, 7);
+    ASSERT_EQ(image_->write(0, data_), static_cast<ssize_t>(kBytes));
+  }
+
+  std::unique_ptr<ReencryptRequestFollower> follow() {
+    return std::make_unique<ReencryptRequestFollower>(
+        *image_, [] { return Result<SecureBuffer>(SecureBuffer::copy_of(std::string_view(kPassphrase))); }, 0);
+  }
+
+  // Records `value` through a handle of its own, which it closes again, as the command does.
+  void submit(const std::string& value) {
+    auto raw = open_rbd_image(connection_, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
+    ASSERT_TRUE(raw) << raw.error().message();
+    ASSERT_TRUE((*raw)->set_metadata(kReencryptRequestKey, value));
+    ASSERT_TRUE((*raw)->close());
+  }
+
+  // The record once `until` holds for it, or after 120 s.
+  template <typename Until>
+  ReencryptRequest record(Until until) {
+    ReencryptRequest last;
+    for (int i = 0; i < 12000; ++i) {
+      const auto value = image_->get_metadata(kReencryptRequestKey);
+      if (value && *value) {
+        if (auto parsed = ReencryptRequest::parse(**value)) {
+          last = std::move(*parsed);
+          if (until(last)) break;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return last;
+  }
+
+  std::string name_;
+  std::unique_ptr<EncryptedRbdImage> image_;
+  std::vector<uint8_t> data_;
+};
+
+TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) {
+  const SecureBuffer old_key = testing::header_volume_key(connection_, name_);
+  const auto follower = follow();
+  // Metadata that is not a request, and a record that is not one, change nothing.
+  ASSERT_TRUE(image_->set_metadata("unrelated", "x"));
+  submit("not a request");
+  auto request = ReencryptRequest::create();
+  ASSERT_TRUE(request);
+  request->hotzone_bytes = 1 * kMiB;
+  submit(request->to_json());
+
+  // A writer and a reader over the first 4 MiB until the run ends.
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::thread io([&] {
+    std::vector<uint8_t> got(size_t{64} * 1024);
+    for (uint64_t round = 0; !done; ++round) {
+      const uint64_t at = (round * 7919 * 4096) % (4 * kMiB - got.size());
+      std::copy_n(testing::random_bytes(got.size(), round).begin(), got.size(), data_.begin() + static_cast<long>(at));
+      if (image_->write(at, std::span(data_).subspan(at, got.size())) != static_cast<ssize_t>(got.size())) ++failures;
+      if (image_->read(at, got) != static_cast<ssize_t>(got.size()) ||
+          !std::equal(got.begin(), got.end(), data_.begin() + static_cast<long>(at))) {
+        ++failures;
+      }
+    }
+  });
+  const ReencryptRequest finished = record([](const ReencryptRequest& r) { return r.finished(); });
+  done = true;
+  io.join();
+
+  EXPECT_EQ(finished.id, request->id);
+  EXPECT_EQ(finished.state, ReencryptRequest::State::done) << finished.message;
+  EXPECT_EQ(finished.client, "client." + std::to_string(image_->client_id()));
+  EXPECT_NE(finished.message.find("keyslot(s) "), std::string::npos) << finished.message;
+  EXPECT_EQ(finished.done_bytes, kBytes);
+  EXPECT_EQ(finished.total_bytes, kBytes);
+  EXPECT_EQ(failures, 0);
+  std::vector<uint8_t> got(kBytes);
+  ASSERT_EQ(image_->read(0, got), static_cast<ssize_t>(kBytes));
+  EXPECT_TRUE(got == data_);
+  EXPECT_FALSE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key did not change";
+
+  // The same request again is not run again.
+  submit(request->to_json());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::requested);
+}
+
+TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFinishIt) {
+  auto follower = follow();
+  auto request = ReencryptRequest::create();
+  ASSERT_TRUE(request);
+  request->hotzone_bytes = uint64_t{256} * 1024;  // 96 steps
+  submit(request->to_json());
+  const ReencryptRequest running = record(
+      [](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested && r.done_bytes > 0; });
+  ASSERT_EQ(running.state, ReencryptRequest::State::running) << running.message;
+  follower.reset();
+  const ReencryptRequest stopped = record([](const ReencryptRequest& r) { return r.finished(); });
+  ASSERT_EQ(stopped.state, ReencryptRequest::State::stopped) << stopped.message;
+  EXPECT_LT(stopped.done_bytes, kBytes);
+  EXPECT_NE(stopped.message.find("`rbd-luks reencrypt " + image_->name() + "` finishes the run"), std::string::npos)
+      << stopped.message;
+  EXPECT_TRUE(image_->reencryption_unfinished());
+  // The data path goes on with both keys until the image closes.
+  std::vector<uint8_t> got(kBytes);
+  ASSERT_EQ(image_->read(0, got), static_cast<ssize_t>(kBytes));
+  EXPECT_TRUE(got == data_);
+}
+
+}  // namespace
+}  // namespace rbdluks
