@@ -46,6 +46,9 @@ Commands:
                                                 to finish an interrupted run; --resilience-hash H
                                                 (default: sha256 on files, rbd-luks-sha256-head64
                                                 on RBD)
+  reencrypt TARGET --online [--cipher C] [--key-size BITS] [--force]
+                                                the same in the client that has the image open
+                                                (preload library, nbd-server); needs no key
   encrypt TARGET [format options] [key source | --new-key ...]
                                                 a plaintext image becomes a LUKS2 volume in place
                                                 (its data moves up by the data offset; an RBD
