@@ -21,6 +21,7 @@ class Progress {
   uint64_t total_;
   bool enabled_;
   bool drawn_ = false;
+  uint64_t first_ = 0;  // done at the first update
   std::chrono::steady_clock::time_point start_, last_;
 };
 
