@@ -247,6 +247,7 @@ Status run_steps(ReencryptRun& run) {
   RL_ASSIGN(const auto zones, plan_zones(run));
   const auto rewrite = [&](ReadZone& zone) -> Status {
     if (run.options.stop_requested && run.options.stop_requested()) return stopped(run);
+    if (run.options.online.between_steps) RL_TRY(run.options.online.between_steps());
     RL_TRY(step(run, zone));
     if (run.options.progress) run.options.progress(run.state.progress, run.state.data_size);
     return {};

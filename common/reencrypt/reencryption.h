@@ -66,6 +66,8 @@ struct ReencryptOptions {
     std::function<void(uint64_t at, uint64_t length)> rewriting;
     // The header now says [0, progress) is under the new key.
     std::function<void(uint64_t progress)> advance;
+    // Before each step: an error ends the run there, between steps, as a stop does (resumable).
+    std::function<Status()> between_steps;
   } online;
 };
 

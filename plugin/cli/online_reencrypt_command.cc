@@ -32,6 +32,9 @@ constexpr auto kTakeTimeout = std::chrono::seconds(30);
 constexpr auto kPollInterval = std::chrono::milliseconds(500);
 // How often the command checks that the client running the request still has the image open.
 constexpr auto kClientCheckInterval = std::chrono::seconds(5);
+// How long a withdrawn request is watched for a client that began the run just then (it reports
+// progress at least every 2 s).
+constexpr auto kWithdrawSettle = std::chrono::seconds(3);
 
 std::string clients_text(const std::vector<RbdWatcher>& watchers) {
   std::string out;
@@ -102,18 +105,33 @@ Result<ReencryptRequest> submit(const CommandLine& cl, const Target& target, Ree
   return request;
 }
 
-// Removes a request that no client took, unless one took it meanwhile.
-void withdraw(const CommandLine& cl, const Target& target, const ReencryptRequest& request) {
-  auto image = open_target(cl, target, OpenMode::read_write);
-  if (!image) return;
-  const auto recorded = (*image)->get_metadata(kReencryptRequestKey);
-  if (!recorded || !*recorded) return;
-  const auto now = ReencryptRequest::parse(**recorded);
-  if (now && now->id == request.id && now->state == ReencryptRequest::State::requested) {
-    static_cast<void>((*image)->remove_metadata(kReencryptRequestKey));
+// Writes the record once more, with `state`, if it is still this command's request in a state before
+// running (a client may have moved it on meanwhile: metadata has no compare-and-set, so this reads
+// first). The image is closed again at once; its watch would count as another client.
+Status confirm(const CommandLine& cl, const Target& target, const ReencryptRequest& request,
+               ReencryptRequest::State state) {
+  RL_ASSIGN(auto image, open_target(cl, target, OpenMode::read_write));
+  RL_ASSIGN(const auto recorded, image->get_metadata(kReencryptRequestKey));
+  if (recorded) {
+    const auto now = ReencryptRequest::parse(*recorded);
+    if (now && now->id == request.id && now->client == request.client &&
+        (now->state == ReencryptRequest::State::requested || now->state == ReencryptRequest::State::taken ||
+         now->state == ReencryptRequest::State::go)) {
+      ReencryptRequest next = *now;
+      next.state = state;
+      RL_TRY(image->set_metadata(kReencryptRequestKey, next.to_json()));
+    }
   }
-  static_cast<void>(rbd_of(**image).close());
+  return rbd_of(*image).close();
 }
+
+Error withdrawn(const std::string& spec, const std::string& why) {
+  return Error(Errc::failure, spec + ": " + why + "; the request is withdrawn, nothing changed");
+}
+
+constexpr const char* kFollowers =
+    "clients that run them: images opened read-write through the preload library, `rbd-luks nbd-server` "
+    "without --reencrypt, rbdluks::Image::follow_reencrypt_requests";
 
 }  // namespace
 
@@ -123,39 +141,65 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
     return Error(Errc::usage, spec + ": --online reencrypts an RBD image (rbd:POOL/IMAGE) that a client serves");
   }
   RL_ASSIGN(ReencryptRequest request, request_from(cl, target));
+  // From before the request exists: an interrupted command withdraws it.
+  const StopOnSignal signals;
+  clear_stop_signal();
   RL_ASSIGN(request, submit(cl, target, std::move(request)));
 
   // Watched read-only: such an open does not count as a client of the image.
   RL_ASSIGN(auto image, open_target(cl, target, OpenMode::read_only));
   RbdImage& rbd = rbd_of(*image);
-  const StopOnSignal signals;
-  clear_stop_signal();
-  const auto submitted = Clock::now();
+  auto waiting_since = Clock::now();  // for a client to take the request, or to start it
   auto client_checked = Clock::now();
+  // Once withdrawn: when, and why. A client that began the run just then overwrites the record
+  // within a few seconds, and the command follows the run after all.
+  bool withdrawing = false;
+  Clock::time_point withdrawn_at;
+  std::string withdrawn_why;
   std::optional<Progress> progress;
   const bool shown = !cl.has("quiet") && isatty(STDERR_FILENO) != 0;
   for (;; std::this_thread::sleep_for(kPollInterval)) {
     RL_ASSIGN(const auto value, image->get_metadata(kReencryptRequestKey));
     if (!value) return Error(Errc::failure, spec + ": the reencryption request was removed before it ended");
-    RL_ASSIGN(const ReencryptRequest now, ReencryptRequest::parse(*value));
+    const auto parsed = ReencryptRequest::parse(*value);
+    if (!parsed) return Error(Errc::failure, spec + ": " + parsed.error().message());
+    const ReencryptRequest& now = *parsed;
     if (now.id != request.id) {
       return Error(Errc::failure, spec + ": another reencryption request (" + now.id + ") replaced this one");
     }
+    const bool started = now.state == ReencryptRequest::State::running || now.state == ReencryptRequest::State::done ||
+                         now.state == ReencryptRequest::State::failed || now.state == ReencryptRequest::State::stopped;
+    if (!started && !withdrawing && (stop_signalled() || Clock::now() - waiting_since >= kTakeTimeout)) {
+      if (stop_signalled()) {
+        withdrawn_why = "stopped before a client began the run";
+      } else if (now.state == ReencryptRequest::State::requested) {
+        RL_ASSIGN(const auto clients, other_clients(rbd));
+        withdrawn_why = "no client took the request within 30 s; the clients that have the image open (" +
+                        clients_text(clients) + ") do not run online reencryptions (" + kFollowers + ")";
+      } else {
+        withdrawn_why = now.client + " took the request but did not begin the run within 30 s";
+      }
+      request.client = now.client;
+      RL_TRY(confirm(cl, target, request, ReencryptRequest::State::withdrawn));
+      withdrawing = true;
+      withdrawn_at = Clock::now();
+      continue;
+    }
     switch (now.state) {
       case ReencryptRequest::State::requested:
-        if (Clock::now() - submitted >= kTakeTimeout) {
-          withdraw(cl, target, request);
-          RL_ASSIGN(const auto clients, other_clients(rbd));
-          return Error(Errc::failure,
-                       spec +
-                           ": no client took the reencryption request within 30 s, so it is withdrawn; the "
-                           "clients that have the image open (" +
-                           clients_text(clients) +
-                           ") do not run online reencryptions: images opened through the preload library do "
-                           "(docs/clients.md)");
-        }
+      case ReencryptRequest::State::go:
+        break;
+      case ReencryptRequest::State::taken:
+        // The one taker this command names runs it, and only now that the command still waits.
+        request.client = now.client;
+        RL_TRY(confirm(cl, target, request, ReencryptRequest::State::go));
+        waiting_since = Clock::now();
         break;
       case ReencryptRequest::State::running:
+        if (withdrawing) {
+          withdrawing = false;
+          inform(cl, now.client + " had begun the run as the request was withdrawn; following it");
+        }
         if (now.total_bytes != 0) {
           if (!progress) progress.emplace("reencrypt (in " + now.client + ")", now.total_bytes, shown);
           progress->update(now.done_bytes);
@@ -178,14 +222,19 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
         inform(cl, "reencrypted " + spec + " online in " + now.client + ": " + now.message);
         return {};
       case ReencryptRequest::State::failed:
+        progress.reset();
+        return Error(error_kind(now.error),
+                     spec + ": the online reencryption in " + now.client + " failed: " + now.message);
       case ReencryptRequest::State::stopped:
         progress.reset();
-        return Error(Errc::failure, spec + ": the online reencryption in " + now.client + " " + state_name(now.state) +
-                                        ": " + now.message);
+        return Error(Errc::failure, spec + ": the online reencryption in " + now.client + " stopped: " + now.message);
+      case ReencryptRequest::State::withdrawn:
+        if (!withdrawing) return Error(Errc::failure, spec + ": the reencryption request was withdrawn");
+        if (Clock::now() - withdrawn_at < kWithdrawSettle) break;
+        return withdrawn(spec, withdrawn_why);
     }
-    if (stop_signalled()) {
-      return Error(Errc::failure, spec + ": stopped following the reencryption; it goes on in " +
-                                      (now.client.empty() ? std::string("the client") : now.client) +
+    if (started && stop_signalled()) {
+      return Error(Errc::failure, spec + ": stopped following the reencryption; it goes on in " + now.client +
                                       ", and `rbd-luks reencrypt " + spec + " --online` follows it again");
     }
   }

@@ -12,8 +12,10 @@
 #include "encrypted_rbd_image.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "alignment.h"
@@ -924,9 +926,21 @@ Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uin
     const std::lock_guard lock(header_mutex_);
     header_ours_ = true;
   }
-  options.check_alone = [this, shared_handles] {
-    return raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`", shared_handles);
+  // After the header records the run, and before every step: a client that opened the image since
+  // the run began (one that ignores the header, or a host that mapped it) must not write under a
+  // boundary it does not know. Opens that come and go (an admin's `rbd snap create`) are waited out.
+  const auto alone = [this, shared_handles] {
+    const auto give_up = std::chrono::steady_clock::now() + kOtherClientGrace;
+    for (;;) {
+      auto checked = raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`", shared_handles);
+      if (checked || !checked.error().is(Errc::failure) || std::chrono::steady_clock::now() >= give_up) {
+        return checked;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
   };
+  options.check_alone = alone;
+  options.online.between_steps = alone;
   SecureBuffer new_key;  // the begin hook's copy
   options.online.begin = [&](std::shared_ptr<const XtsCipher> new_cipher, std::span<const uint8_t> key,
                              uint64_t progress) -> Status {

@@ -55,6 +55,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -193,6 +194,9 @@ class EncryptedRbdImage {
   // waits for a step of 4 MiB at most, where the offline default, 64 MiB, would hold it 16 times as
   // long (and keep two such hotzones in memory).
   static constexpr uint64_t kOnlineHotzoneBytes = uint64_t{4} << 20;
+  // How long a run waits, between steps, for another client that opened the image to go away
+  // before it stops there.
+  static constexpr std::chrono::seconds kOtherClientGrace{10};
 
  private:
   enum class Op { read, write, zero, flush };

@@ -11,9 +11,11 @@
 namespace rbdluks {
 namespace {
 
-constexpr std::array kStates{ReencryptRequest::State::requested, ReencryptRequest::State::running,
-                             ReencryptRequest::State::done, ReencryptRequest::State::failed,
-                             ReencryptRequest::State::stopped};
+using State = ReencryptRequest::State;
+constexpr std::array kStates{State::requested, State::taken,  State::go,      State::running,
+                             State::done,      State::failed, State::stopped, State::withdrawn};
+constexpr std::array kErrorKinds{Errc::usage, Errc::bad_key, Errc::key_unavailable};
+constexpr std::array kErrorKindNames{"usage", "bad_key", "key_unavailable"};
 
 }  // namespace
 
@@ -21,6 +23,10 @@ const char* state_name(ReencryptRequest::State state) {
   switch (state) {
     case ReencryptRequest::State::requested:
       return "requested";
+    case ReencryptRequest::State::taken:
+      return "taken";
+    case ReencryptRequest::State::go:
+      return "go";
     case ReencryptRequest::State::running:
       return "running";
     case ReencryptRequest::State::done:
@@ -29,8 +35,24 @@ const char* state_name(ReencryptRequest::State state) {
       return "failed";
     case ReencryptRequest::State::stopped:
       return "stopped";
+    case ReencryptRequest::State::withdrawn:
+      return "withdrawn";
   }
   return "unknown";
+}
+
+std::string error_kind_name(const Error& error) {
+  for (size_t i = 0; i < kErrorKinds.size(); ++i) {
+    if (error.is(kErrorKinds[i])) return kErrorKindNames[i];
+  }
+  return "failure";
+}
+
+Errc error_kind(const std::string& name) {
+  for (size_t i = 0; i < kErrorKinds.size(); ++i) {
+    if (name == kErrorKindNames[i]) return kErrorKinds[i];
+  }
+  return Errc::failure;
 }
 
 std::string ReencryptRequest::to_json() const {
@@ -40,6 +62,7 @@ std::string ReencryptRequest::to_json() const {
                       {"drop_unopened_keyslots", drop_unopened_keyslots},
                       {"client", client},
                       {"message", message},
+                      {"error", error},
                       {"done_bytes", done_bytes},
                       {"total_bytes", total_bytes}};
   if (cipher) j["cipher"] = *cipher;
@@ -71,6 +94,7 @@ Result<ReencryptRequest> ReencryptRequest::parse(const std::string& value) {
     out.drop_unopened_keyslots = j.value("drop_unopened_keyslots", false);
     out.client = j.value("client", std::string());
     out.message = j.value("message", std::string());
+    out.error = j.value("error", std::string());
     out.done_bytes = j.value("done_bytes", uint64_t{0});
     out.total_bytes = j.value("total_bytes", uint64_t{0});
     if (j.contains("cipher")) out.cipher = j["cipher"].get<std::string>();

@@ -3,11 +3,18 @@
 // `rbd-luks reencrypt TARGET --online` cannot run the reencryption itself while another process
 // serves the image (that process would go on with the old key). It records a request under
 // kReencryptRequestKey instead; setting metadata makes librbd notify every client that has the
-// image open. A client that follows requests (Image::follow_reencrypt_requests; the preload
-// library's images do) runs it in its own data path (EncryptedRbdImage::reencrypt) and writes the
-// request back as it goes: running with its progress, then done, failed or stopped, with a message.
-// The command follows those states. The record carries no secret: the client re-wraps the keyslot
-// that its own key opens.
+// image open. The states, and who writes them:
+//
+//   requested (command) -> taken (a client that follows requests, naming itself)
+//     -> go (command, for that client) -> running (client, with its progress)
+//     -> done | failed | stopped (client, with a message)
+//   withdrawn (command, instead of go: it timed out or was interrupted)
+//
+// A client runs a request only after the command has confirmed it with `go`, so a request whose
+// command went away (killed, Ctrl-C) is never run by a client that opens the image later, and of
+// two clients that take one, only the one the command names runs it. Metadata has no
+// compare-and-set: each writer reads the record first and leaves one that is no longer its own
+// alone. The record carries no secret: the client re-wraps the keyslot that its own key opens.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +28,7 @@ namespace rbdluks {
 inline constexpr const char* kReencryptRequestKey = "rbd-luks.reencrypt-request";
 
 struct ReencryptRequest {
-  enum class State { requested, running, done, failed, stopped };
+  enum class State { requested, taken, go, running, done, failed, stopped, withdrawn };
 
   std::string id;                       // random, so that a client runs each request once and the command knows its own
   std::optional<std::string> cipher;    // default: the volume's
@@ -31,6 +38,7 @@ struct ReencryptRequest {
   State state = State::requested;
   std::string client;   // client.N that took it
   std::string message;  // what a failed or stopped run said, or what a finished one did
+  std::string error;    // for a failed run: what kind of error (error_kind_name), for the exit code
   uint64_t done_bytes = 0;
   uint64_t total_bytes = 0;
 
@@ -40,9 +48,15 @@ struct ReencryptRequest {
   // A new request with a fresh id.
   static Result<ReencryptRequest> create();
 
-  bool finished() const { return state == State::done || state == State::failed || state == State::stopped; }
+  bool finished() const {
+    return state == State::done || state == State::failed || state == State::stopped || state == State::withdrawn;
+  }
 };
 
 const char* state_name(ReencryptRequest::State state);
+// The Errc of a failed run as the record names it ("usage", "bad_key", "key_unavailable", "failure"),
+// and back (anything else: Errc::failure).
+std::string error_kind_name(const Error& error);
+Errc error_kind(const std::string& name);
 
 }  // namespace rbdluks

@@ -16,9 +16,6 @@ using Clock = std::chrono::steady_clock;
 // fast one (each write is a metadata change that every client of the image hears about).
 constexpr auto kProgressInterval = std::chrono::seconds(2);
 constexpr uint64_t kProgressParts = 20;
-// The command closes its own handle of the image after it records the request; until then the run
-// sees another client and refuses, so it tries again for this long.
-constexpr auto kOtherClientGrace = std::chrono::seconds(10);
 
 std::string keyslot_list(const std::vector<int>& keyslots) {
   std::string out;
@@ -29,7 +26,10 @@ std::string keyslot_list(const std::vector<int>& keyslots) {
 }  // namespace
 
 ReencryptRequestFollower::ReencryptRequestFollower(EncryptedRbdImage& image, KeySource key, unsigned shared_handles)
-    : image_(image), key_(std::move(key)), shared_handles_(shared_handles) {
+    : image_(image),
+      key_(std::move(key)),
+      shared_handles_(shared_handles),
+      self_("client." + std::to_string(image.client_id())) {
   thread_ = std::thread([this] { follow(); });
   image_.set_update_listener([this] {
     {
@@ -63,39 +63,56 @@ void ReencryptRequestFollower::follow() {
       if (stopping_) return;
       notified_ = false;
     }
-    // Any metadata change wakes this thread; most are not requests, and a record that cannot be
-    // read now is read again at the next change.
-    auto value = image_.get_metadata(kReencryptRequestKey);
-    if (!value || !*value) continue;
-    auto request = ReencryptRequest::parse(**value);
-    if (!request || request->state != ReencryptRequest::State::requested || request->id == last_id_) continue;
-    last_id_ = request->id;
+    check();
+  }
+}
+
+void ReencryptRequestFollower::check() {
+  // Any metadata change wakes this thread; most are not requests, and a record that cannot be read
+  // now is read again at the next change.
+  auto value = image_.get_metadata(kReencryptRequestKey);
+  if (!value || !*value) return;
+  auto request = ReencryptRequest::parse(**value);
+  if (!request || request->id == ran_id_) return;
+  if (request->state == ReencryptRequest::State::requested && request->id != taken_id_) {
+    taken_id_ = request->id;
+    request->state = ReencryptRequest::State::taken;
+    request->client = self_;
+    // Not run yet: the command confirms a taker it sees, and only while it still waits.
+    static_cast<void>(image_.set_metadata(kReencryptRequestKey, request->to_json()));
+    return;
+  }
+  if (request->state == ReencryptRequest::State::go && request->id == taken_id_ && request->client == self_) {
+    ran_id_ = request->id;
     run(std::move(*request));
   }
 }
 
 void ReencryptRequestFollower::publish(const ReencryptRequest& request) {
   auto value = image_.get_metadata(kReencryptRequestKey);
-  if (value && *value) {
-    auto recorded = ReencryptRequest::parse(**value);
-    if (recorded && recorded->id != request.id) return;
-  }
+  if (!value || !*value) return;
+  // Another request, or this one given to another client: the record is no longer this run's. (One
+  // the command withdrew just as the run began is written over: the command then sees the run.)
+  auto recorded = ReencryptRequest::parse(**value);
+  if (!recorded || recorded->id != request.id || recorded->client != self_) return;
   // A record that cannot be written leaves the command without news; the run goes on regardless,
   // and its header state is what counts.
-  (void)image_.set_metadata(kReencryptRequestKey, request.to_json());
+  static_cast<void>(image_.set_metadata(kReencryptRequestKey, request.to_json()));
 }
 
 void ReencryptRequestFollower::run(ReencryptRequest request) {
+  // check() read `go` just now. A command that withdraws the request from here on finds it running
+  // within its settling time, and follows the run.
   request.state = ReencryptRequest::State::running;
-  request.client = "client." + std::to_string(image_.client_id());
   publish(request);
-  const auto end = [&](ReencryptRequest::State state, std::string message) {
+  const auto end = [&](ReencryptRequest::State state, std::string message, const std::string& error = "") {
     request.state = state;
     request.message = std::move(message);
+    request.error = error;
     publish(request);
   };
   auto key = key_();
-  if (!key) return end(ReencryptRequest::State::failed, key.error().message());
+  if (!key) return end(ReencryptRequest::State::failed, key.error().message(), error_kind_name(key.error()));
 
   ReencryptOptions options;
   options.cipher = request.cipher;
@@ -115,7 +132,8 @@ void ReencryptRequestFollower::run(ReencryptRequest request) {
   options.stop_requested = [this] { return stopping(); };
 
   const std::vector<std::span<const uint8_t>> passphrases{key->span()};
-  const auto give_up = Clock::now() + kOtherClientGrace;
+  // The command's own handle, with which it said go, may still be closing.
+  const auto give_up = Clock::now() + EncryptedRbdImage::kOtherClientGrace;
   std::optional<Result<ReencryptReport>> ran;
   for (;;) {
     ran.emplace(image_.reencrypt(passphrases, options, shared_handles_));
@@ -133,16 +151,15 @@ void ReencryptRequestFollower::run(ReencryptRequest request) {
     return end(ReencryptRequest::State::done, message);
   }
   if (stopping()) {
-    const std::string who = "client." + std::to_string(image_.client_id());
     if (!image_.reencryption_unfinished()) {
-      return end(ReencryptRequest::State::stopped, who + " closed the image before the run began; nothing changed");
+      return end(ReencryptRequest::State::stopped, self_ + " closed the image before the run began; nothing changed");
     }
-    return end(ReencryptRequest::State::stopped, who + " closed the image at " + std::to_string(request.done_bytes) +
+    return end(ReencryptRequest::State::stopped, self_ + " closed the image at " + std::to_string(request.done_bytes) +
                                                      " of " + std::to_string(request.total_bytes) +
                                                      " bytes; `rbd-luks reencrypt " + image_.name() +
                                                      "` finishes the run");
   }
-  end(ReencryptRequest::State::failed, ran->error().message());
+  end(ReencryptRequest::State::failed, ran->error().message(), error_kind_name(ran->error()));
 }
 
 }  // namespace rbdluks

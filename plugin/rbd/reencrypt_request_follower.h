@@ -3,11 +3,13 @@
 // (reencrypt_request.h), and reports how each goes in the same record.
 //
 // librbd tells every client that has the image open when its metadata changes; this one then reads
-// the request on a thread of its own (not librbd's, which the read would wait for), and runs a new
-// one there with EncryptedRbdImage::reencrypt, re-wrapping the keyslot that the image's own key
-// opens (fetched again from where the open took it). Progress goes into the record every few
-// seconds. Destroying the follower stops a run between steps and waits for it: the header then
-// records the run, and `rbd-luks reencrypt` finishes it offline.
+// the record on a thread of its own (not librbd's, which the read would wait for), once also when
+// it starts. It takes a request (state taken, naming this client), and runs it once the command
+// confirms (go, naming this client) with EncryptedRbdImage::reencrypt, re-wrapping the keyslot that
+// the image's own key opens (fetched again from where the open took it). Progress goes into the
+// record every few seconds, as long as the record is still this run's. Destroying the follower
+// stops a run between steps and waits for it: the header then records the run, and
+// `rbd-luks reencrypt` finishes it offline.
 #pragma once
 
 #include <condition_variable>
@@ -37,6 +39,8 @@ class ReencryptRequestFollower {
 
  private:
   void follow();
+  // Reads the record and takes or runs what it asks of this client.
+  void check();
   void run(ReencryptRequest request);
   // Writes the record back, unless another request has replaced it meanwhile.
   void publish(const ReencryptRequest& request);
@@ -47,9 +51,11 @@ class ReencryptRequestFollower {
   const unsigned shared_handles_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  bool notified_ = false;  // under mutex_, like stopping_
+  bool notified_ = true;  // under mutex_, like stopping_; true: the record is read once at the start
   bool stopping_ = false;
-  std::string last_id_;  // the follower thread's: the request it took last
+  const std::string self_;  // client.N
+  std::string taken_id_;    // the follower thread's: the request it took last
+  std::string ran_id_;      // and the one it ran last
   std::thread thread_;
 };
 

@@ -1,7 +1,7 @@
 // ReencryptRequest, the record by which `rbd-luks reencrypt --online` asks a serving client for a
-// run, and ReencryptRequestFollower, which runs it in that client. The follower's tests record the
-// request through a second handle of the image, as the command does from its own process, and
-// close it; the serving image meanwhile reads and writes.
+// run, and ReencryptRequestFollower, which runs it in that client. The follower's tests play the
+// command: they record the request and confirm the client that takes it through a second handle of
+// the image, which they close again, as the command does from its own process.
 #include "reencrypt_request.h"
 
 #include <gtest/gtest.h>
@@ -89,6 +89,13 @@ class ReencryptRequestFollowerTest : public testing::EncryptedRbdFixture {
     ASSERT_EQ(image_->write(0, data_), static_cast<ssize_t>(kBytes));
   }
 
+  // The image goes before the fixture removes it (an open image cannot be removed).
+  void TearDown() override {
+    if (image_) static_cast<void>(image_->close());
+    image_.reset();
+    EncryptedRbdFixture::TearDown();
+  }
+
   std::unique_ptr<ReencryptRequestFollower> follow() {
     return std::make_unique<ReencryptRequestFollower>(
         *image_, [] { return Result<SecureBuffer>(SecureBuffer::copy_of(std::string_view(kPassphrase))); }, 0);
@@ -100,6 +107,18 @@ class ReencryptRequestFollowerTest : public testing::EncryptedRbdFixture {
     ASSERT_TRUE(raw) << raw.error().message();
     ASSERT_TRUE((*raw)->set_metadata(kReencryptRequestKey, value));
     ASSERT_TRUE((*raw)->close());
+  }
+
+  // Records request, and once a client has taken it, confirms that client, as the command does.
+  void request_and_confirm(ReencryptRequest request) {
+    submit(request.to_json());
+    const ReencryptRequest taken =
+        record([](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested; });
+    ASSERT_EQ(taken.state, ReencryptRequest::State::taken);
+    ASSERT_EQ(taken.client, "client." + std::to_string(image_->client_id()));
+    request.client = taken.client;
+    request.state = ReencryptRequest::State::go;
+    submit(request.to_json());
   }
 
   // The record once `until` holds for it, or after 120 s.
@@ -133,7 +152,7 @@ TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) 
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->hotzone_bytes = 1 * kMiB;
-  submit(request->to_json());
+  request_and_confirm(*request);
 
   // A writer and a reader over the first 4 MiB until the run ends.
   std::atomic<bool> done{false};
@@ -166,10 +185,38 @@ TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) 
   EXPECT_TRUE(got == data_);
   EXPECT_FALSE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key did not change";
 
-  // The same request again is not run again.
+  // The same request again is not taken again.
   submit(request->to_json());
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::requested);
+}
+
+// A request left by a command that went away (killed, or the client opened the image after it
+// gave up) is taken, by a follower that starts after it too, but never run: only the command's
+// go starts a run.
+TEST_F(ReencryptRequestFollowerTest, RunsNothingTheCommandDoesNotConfirm) {
+  const SecureBuffer old_key = testing::header_volume_key(connection_, name_);
+  auto request = ReencryptRequest::create();
+  ASSERT_TRUE(request);
+  request->drop_unopened_keyslots = true;
+  submit(request->to_json());
+  const auto follower = follow();
+  const ReencryptRequest taken =
+      record([](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested; });
+  EXPECT_EQ(taken.state, ReencryptRequest::State::taken);
+  // Other metadata changes wake the follower again; it still waits for go.
+  ASSERT_TRUE(image_->set_metadata("unrelated", "y"));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::taken);
+  // A go for another client runs nothing here either.
+  ReencryptRequest elsewhere = taken;
+  elsewhere.client = "client.1";
+  elsewhere.state = ReencryptRequest::State::go;
+  submit(elsewhere.to_json());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::go);
+  EXPECT_FALSE(image_->reencryption_unfinished());
+  EXPECT_TRUE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key changed";
 }
 
 TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFinishIt) {
@@ -177,7 +224,7 @@ TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFin
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->hotzone_bytes = uint64_t{256} * 1024;  // 96 steps
-  submit(request->to_json());
+  request_and_confirm(*request);
   const ReencryptRequest running = record(
       [](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested && r.done_bytes > 0; });
   ASSERT_EQ(running.state, ReencryptRequest::State::running) << running.message;
