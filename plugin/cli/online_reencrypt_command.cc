@@ -32,6 +32,9 @@ constexpr auto kTakeTimeout = std::chrono::seconds(30);
 constexpr auto kPollInterval = std::chrono::milliseconds(500);
 // How often the command checks that the client running the request still has the image open.
 constexpr auto kClientCheckInterval = std::chrono::seconds(5);
+// A run reports progress at least every 2 s; a record unchanged this long means its client can no
+// longer write it.
+constexpr auto kStallTimeout = std::chrono::minutes(5);
 // How long a withdrawn request is watched for a client that began the run just then (it reports
 // progress at least every 2 s).
 constexpr auto kWithdrawSettle = std::chrono::seconds(3);
@@ -156,6 +159,8 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
   bool withdrawing = false;
   Clock::time_point withdrawn_at;
   std::string withdrawn_why;
+  std::string last_value;
+  auto changed_at = Clock::now();
   std::optional<Progress> progress;
   const bool shown = !cl.has("quiet") && isatty(STDERR_FILENO) != 0;
   for (;; std::this_thread::sleep_for(kPollInterval)) {
@@ -164,6 +169,10 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
     const auto parsed = ReencryptRequest::parse(*value);
     if (!parsed) return Error(Errc::failure, spec + ": " + parsed.error().message());
     const ReencryptRequest& now = *parsed;
+    if (*value != last_value) {
+      last_value = *value;
+      changed_at = Clock::now();
+    }
     if (now.id != request.id) {
       return Error(Errc::failure, spec + ": another reencryption request (" + now.id + ") replaced this one");
     }
@@ -203,6 +212,11 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
         if (now.total_bytes != 0) {
           if (!progress) progress.emplace("reencrypt (in " + now.client + ")", now.total_bytes, shown);
           progress->update(now.done_bytes);
+        }
+        if (Clock::now() - changed_at >= kStallTimeout) {
+          return Error(Errc::failure, spec + ": " + now.client +
+                                          " has reported no progress for 5 minutes, though it has the image open; "
+                                          "`rbd-luks dump " + spec + "` shows how far the header says the run is");
         }
         if (Clock::now() - client_checked >= kClientCheckInterval) {
           client_checked = Clock::now();

@@ -219,6 +219,28 @@ TEST_F(ReencryptRequestFollowerTest, RunsNothingTheCommandDoesNotConfirm) {
   EXPECT_TRUE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key changed";
 }
 
+// A client that opens the image during the run and stays: the run ends at its next step, after
+// waiting for it to go, and the header keeps the run for `rbd-luks reencrypt` to finish.
+TEST_F(ReencryptRequestFollowerTest, AnotherClientThatStaysEndsTheRunBetweenSteps) {
+  const auto follower = follow();
+  auto request = ReencryptRequest::create();
+  ASSERT_TRUE(request);
+  request->hotzone_bytes = uint64_t{256} * 1024;
+  request_and_confirm(*request);
+  ASSERT_GT(record([](const ReencryptRequest& r) { return r.finished() || r.done_bytes > 0; }).done_bytes, 0u);
+  auto other = open_rbd_image(connection_, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
+  ASSERT_TRUE(other) << other.error().message();
+  const ReencryptRequest ended = record([](const ReencryptRequest& r) { return r.finished(); });
+  ASSERT_TRUE((*other)->close());
+  EXPECT_EQ(ended.state, ReencryptRequest::State::failed) << ended.message;
+  EXPECT_NE(ended.message.find("is open by another client"), std::string::npos) << ended.message;
+  EXPECT_LT(ended.done_bytes, kBytes);
+  EXPECT_TRUE(image_->reencryption_unfinished());
+  std::vector<uint8_t> got(kBytes);
+  ASSERT_EQ(image_->read(0, got), static_cast<ssize_t>(kBytes));
+  EXPECT_TRUE(got == data_);
+}
+
 TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFinishIt) {
   auto follower = follow();
   auto request = ReencryptRequest::create();
