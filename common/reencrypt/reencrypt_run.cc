@@ -67,7 +67,11 @@ struct ReadZone {
 // Reads zone.length bytes at zone.at, and hashes each chunk's blocks on the thread that read it.
 // Touches nothing of run but the image, so it may run beside a step.
 Status read_zone(const ReencryptRun& run, ReadZone& zone) {
-  if (online(run)) zone.hold = run.options.online.hold(zone.at, zone.length);
+  if (online(run)) {
+    // Before the hold: the check may wait, and requests on the zone must not wait with it.
+    if (run.options.online.between_steps) RL_TRY(run.options.online.between_steps());
+    zone.hold = run.options.online.hold(zone.at, zone.length);
+  }
   zone.data.resize(zone.length);
   const bool checksums = with_checksums(run);
   if (checksums) {
@@ -247,7 +251,6 @@ Status run_steps(ReencryptRun& run) {
   RL_ASSIGN(const auto zones, plan_zones(run));
   const auto rewrite = [&](ReadZone& zone) -> Status {
     if (run.options.stop_requested && run.options.stop_requested()) return stopped(run);
-    if (run.options.online.between_steps) RL_TRY(run.options.online.between_steps());
     RL_TRY(step(run, zone));
     if (run.options.progress) run.options.progress(run.state.progress, run.state.data_size);
     return {};

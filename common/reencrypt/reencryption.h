@@ -66,7 +66,9 @@ struct ReencryptOptions {
     std::function<void(uint64_t at, uint64_t length)> rewriting;
     // The header now says [0, progress) is under the new key.
     std::function<void(uint64_t progress)> advance;
-    // Before each step: an error ends the run there, between steps, as a stop does (resumable).
+    // Before each hotzone is held and read: an error ends the run there, between steps, as a stop
+    // does (resumable). It may wait: it holds no hotzone, so requests wait at most for the step in
+    // progress beside it.
     std::function<Status()> between_steps;
   } online;
 };

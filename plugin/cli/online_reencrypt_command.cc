@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <thread>
@@ -35,9 +36,22 @@ constexpr auto kClientCheckInterval = std::chrono::seconds(5);
 // A run reports progress at least every 2 s; a record unchanged this long means its client can no
 // longer write it.
 constexpr auto kStallTimeout = std::chrono::minutes(5);
-// How long a withdrawn request is watched for a client that began the run just then (it reports
-// progress at least every 2 s).
-constexpr auto kWithdrawSettle = std::chrono::seconds(3);
+// How long a withdrawn request is watched for a client that began the run just then: longer than a
+// client waits after it says running before it reads the record again (2 s), with room for this
+// command's own write.
+constexpr auto kWithdrawSettle = std::chrono::seconds(5);
+// A request still waiting for a client is another command's for this long since it wrote it last;
+// after that it is taken to have gone (killed), and a new request replaces it.
+constexpr int64_t kPendingSeconds = 60;
+
+int64_t wall_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+bool pending(const ReencryptRequest& r) {
+  return r.state == ReencryptRequest::State::requested || r.state == ReencryptRequest::State::taken ||
+         r.state == ReencryptRequest::State::go;
+}
 
 std::string clients_text(const std::vector<RbdWatcher>& watchers) {
   std::string out;
@@ -94,6 +108,12 @@ Result<ReencryptRequest> submit(const CommandLine& cl, const Target& target, Ree
         }
       }
     }
+    // Wall clocks of two hosts: a skew only makes a dead command's request wait longer to go.
+    if (earlier && pending(*earlier) && std::abs(wall_seconds() - earlier->updated) < kPendingSeconds) {
+      return Error(Errc::failure, target.spec + ": another `rbd-luks reencrypt --online` waits for its request (" +
+                                      earlier->id + ", " + state_name(earlier->state) +
+                                      ") to begin; try again once it has ended");
+    }
   }
   if (luks2_reencrypt_in_progress(header.header.metadata)) {
     return Error(Errc::usage, target.spec + ": its header records a reencryption already; `rbd-luks reencrypt " +
@@ -103,25 +123,32 @@ Result<ReencryptRequest> submit(const CommandLine& cl, const Target& target, Ree
     return Error(Errc::usage, target.spec + ": no client has it open to run the reencryption; `rbd-luks reencrypt " +
                                   target.spec + "` (without --online) runs it here");
   }
+  request.updated = wall_seconds();
   RL_TRY(image->set_metadata(kReencryptRequestKey, request.to_json()));
   RL_TRY(rbd_of(*image).close());
   return request;
 }
 
-// Writes the record once more, with `state`, if it is still this command's request in a state before
-// running (a client may have moved it on meanwhile: metadata has no compare-and-set, so this reads
-// first). The image is closed again at once; its watch would count as another client.
+// Moves this command's request on to `state`, if the record still holds it in a state that may go
+// there: `go` and `requested` (offered again) only from `taken` by request.client; `withdrawn` from
+// any state before running. A client may have moved it on meanwhile (metadata has no
+// compare-and-set, so this reads first). The image is closed again at once: its watch would count
+// as another client.
 Status confirm(const CommandLine& cl, const Target& target, const ReencryptRequest& request,
                ReencryptRequest::State state) {
   RL_ASSIGN(auto image, open_target(cl, target, OpenMode::read_write));
   RL_ASSIGN(const auto recorded, image->get_metadata(kReencryptRequestKey));
   if (recorded) {
     const auto now = ReencryptRequest::parse(*recorded);
-    if (now && now->id == request.id && now->client == request.client &&
-        (now->state == ReencryptRequest::State::requested || now->state == ReencryptRequest::State::taken ||
-         now->state == ReencryptRequest::State::go)) {
+    const bool ours = now && now->id == request.id;
+    const bool may = state == ReencryptRequest::State::withdrawn
+                         ? ours && pending(*now)
+                         : ours && now->state == ReencryptRequest::State::taken && now->client == request.client;
+    if (may) {
       ReencryptRequest next = *now;
       next.state = state;
+      next.updated = wall_seconds();
+      if (state == ReencryptRequest::State::requested) next.client.clear();
       RL_TRY(image->set_metadata(kReencryptRequestKey, next.to_json()));
     }
   }
@@ -178,6 +205,20 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
     }
     const bool started = now.state == ReencryptRequest::State::running || now.state == ReencryptRequest::State::done ||
                          now.state == ReencryptRequest::State::failed || now.state == ReencryptRequest::State::stopped;
+    if (withdrawing) {
+      // A client that read the request before the withdrawal may write over it; the request is
+      // withdrawn again, and a run that began is followed. Nothing else moves it on now.
+      if (now.state == ReencryptRequest::State::running) {
+        withdrawing = false;
+        inform(cl, now.client + " had begun the run as the request was withdrawn; following it");
+      } else if (!started) {
+        if (Clock::now() - withdrawn_at >= kWithdrawSettle) return withdrawn(spec, withdrawn_why);
+        if (now.state != ReencryptRequest::State::withdrawn) {
+          RL_TRY(confirm(cl, target, request, ReencryptRequest::State::withdrawn));
+        }
+        continue;
+      }
+    }
     if (!started && !withdrawing && (stop_signalled() || Clock::now() - waiting_since >= kTakeTimeout)) {
       if (stop_signalled()) {
         withdrawn_why = "stopped before a client began the run";
@@ -198,17 +239,18 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
       case ReencryptRequest::State::requested:
       case ReencryptRequest::State::go:
         break;
-      case ReencryptRequest::State::taken:
-        // The one taker this command names runs it, and only now that the command still waits.
+      case ReencryptRequest::State::taken: {
+        // The one taker this command names runs it, and only now that the command still waits; a
+        // taker that has closed the image since (a short-lived opener) gets it offered again.
         request.client = now.client;
-        RL_TRY(confirm(cl, target, request, ReencryptRequest::State::go));
-        waiting_since = Clock::now();
+        RL_ASSIGN(const auto clients, other_clients(rbd));
+        bool there = false;
+        for (const RbdWatcher& w : clients) there = there || "client." + std::to_string(w.client_id) == now.client;
+        RL_TRY(confirm(cl, target, request, there ? ReencryptRequest::State::go : ReencryptRequest::State::requested));
+        if (there) waiting_since = Clock::now();
         break;
+      }
       case ReencryptRequest::State::running:
-        if (withdrawing) {
-          withdrawing = false;
-          inform(cl, now.client + " had begun the run as the request was withdrawn; following it");
-        }
         if (now.total_bytes != 0) {
           if (!progress) progress.emplace("reencrypt (in " + now.client + ")", now.total_bytes, shown);
           progress->update(now.done_bytes);
@@ -216,7 +258,8 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
         if (Clock::now() - changed_at >= kStallTimeout) {
           return Error(Errc::failure, spec + ": " + now.client +
                                           " has reported no progress for 5 minutes, though it has the image open; "
-                                          "`rbd-luks dump " + spec + "` shows how far the header says the run is");
+                                          "`rbd-luks dump " +
+                                          spec + "` shows how far the header says the run is");
         }
         if (Clock::now() - client_checked >= kClientCheckInterval) {
           client_checked = Clock::now();
@@ -243,9 +286,7 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
         progress.reset();
         return Error(Errc::failure, spec + ": the online reencryption in " + now.client + " stopped: " + now.message);
       case ReencryptRequest::State::withdrawn:
-        if (!withdrawing) return Error(Errc::failure, spec + ": the reencryption request was withdrawn");
-        if (Clock::now() - withdrawn_at < kWithdrawSettle) break;
-        return withdrawn(spec, withdrawn_why);
+        return Error(Errc::failure, spec + ": the reencryption request was withdrawn");
     }
     if (started && stop_signalled()) {
       return Error(Errc::failure, spec + ": stopped following the reencryption; it goes on in " + now.client +

@@ -887,7 +887,8 @@ ssize_t EncryptedRbdImage::flush() {
 // ---- Online reencryption ----
 
 Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span<const uint8_t>>& passphrases,
-                                                     ReencryptOptions options, unsigned shared_handles) {
+                                                     ReencryptOptions options, unsigned shared_handles,
+                                                     std::chrono::milliseconds grace) {
   if (read_only()) return Error(Errc::usage, name() + " is open read-only; a reencryption rewrites it");
   if (options.sector_size && *options.sector_size != sector_size_) {
     return Error(Errc::usage, name() + ": an online reencryption keeps the sector size (" +
@@ -914,29 +915,35 @@ Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span
   }
   RL_ASSIGN(auto header_lock, raw_->lock_header("librbd_luks reencrypt"));
   ReencryptReport report;
-  RL_TRY(run_reencryption(passphrases, options, shared_handles, report));
+  RL_TRY(run_reencryption(passphrases, options, shared_handles, grace, report));
   RL_TRY(header_lock->release());
   return report;
 }
 
 Status EncryptedRbdImage::run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases,
                                            ReencryptOptions& options, unsigned shared_handles,
-                                           ReencryptReport& report) {
+                                           std::chrono::milliseconds grace, ReencryptReport& report) {
   {
     const std::lock_guard lock(header_mutex_);
     header_ours_ = true;
   }
-  // After the header records the run, and before every step: a client that opened the image since
-  // the run began (one that ignores the header, or a host that mapped it) must not write under a
-  // boundary it does not know. Opens that come and go (an admin's `rbd snap create`) are waited out.
-  const auto alone = [this, shared_handles] {
-    const auto give_up = std::chrono::steady_clock::now() + kOtherClientGrace;
+  // After the header records the run, and before every hotzone: a client that opened the image
+  // since the run began (one that ignores the header, or a host that mapped it) must not write under
+  // a boundary it does not know. Opens that come and go (an admin's `rbd snap create`), the watch a
+  // crashed client leaves until the OSD times it out (osd_client_watch_timeout, 30 s) and errors of
+  // the watcher list itself are waited out; a stop ends the wait.
+  const auto alone = [this, shared_handles, grace, &options] {
+    const auto give_up = std::chrono::steady_clock::now() + grace;
     for (;;) {
       auto checked = raw_->refuse_other_clients("close it, then run `rbd-luks reencrypt`", shared_handles);
-      if (checked || !checked.error().is(Errc::failure) || std::chrono::steady_clock::now() >= give_up) {
-        return checked;
+      if (checked || std::chrono::steady_clock::now() >= give_up) return checked;
+      for (int i = 0; i < 5; ++i) {
+        if (options.stop_requested && options.stop_requested()) {
+          return Status(Error(Errc::failure, name() + ": stopped while waiting for another client to go (" +
+                                                 checked.error().message() + ")"));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   };
   options.check_alone = alone;

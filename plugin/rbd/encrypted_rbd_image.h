@@ -171,6 +171,9 @@ class EncryptedRbdImage {
   // Whether the header records a reencryption that reencrypt() began and did not finish.
   bool reencryption_unfinished() const;
 
+  // How long an online run waits, between steps, for another client that opened the image to go away
+  // before it stops there: longer than the OSD keeps the watch of a client that died.
+  static constexpr std::chrono::seconds kOtherClientGrace{40};
   // Online reencryption: a new random volume key (options.cipher and options.key_bytes may change
   // it; the sector size stays), every sector moved to it, and every keyslot whose passphrase is
   // given re-wrapped, as `rbd-luks reencrypt` does offline (reencryption.h), while this image goes
@@ -183,9 +186,10 @@ class EncryptedRbdImage {
   // fails inside a step, this image's I/O stops (-ESTALE). Either way no client can open the volume
   // until `rbd-luks reencrypt` finishes the run.
   // shared_handles: other open handles of this image in this client that do no I/O
-  // (RbdImage::refuse_other_clients).
+  // (RbdImage::refuse_other_clients). grace: how long the run waits, between steps, for another
+  // client that opened the image to go away before it ends there.
   Result<ReencryptReport> reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions options,
-                                    unsigned shared_handles = 0);
+                                    unsigned shared_handles = 0, std::chrono::milliseconds grace = kOtherClientGrace);
   // Calls listener on librbd's thread, besides the header check, whenever librbd reports a change
   // of the image's header object (RbdImage::watch_updates); it must not wait for this image. One
   // listener; an empty function removes it, and returns once a call in progress has ended.
@@ -194,9 +198,6 @@ class EncryptedRbdImage {
   // waits for a step of 4 MiB at most, where the offline default, 64 MiB, would hold it 16 times as
   // long (and keep two such hotzones in memory).
   static constexpr uint64_t kOnlineHotzoneBytes = uint64_t{4} << 20;
-  // How long a run waits, between steps, for another client that opened the image to go away
-  // before it stops there.
-  static constexpr std::chrono::seconds kOtherClientGrace{10};
 
  private:
   enum class Op { read, write, zero, flush };
@@ -222,7 +223,7 @@ class EncryptedRbdImage {
   // Whether a reencryption step is rewriting a hotzone that overlaps [at, at + length).
   bool rewriting_overlaps(uint64_t at, uint64_t length);
   Status run_reencryption(const std::vector<std::span<const uint8_t>>& passphrases, ReencryptOptions& options,
-                          unsigned shared_handles, ReencryptReport& report);
+                          unsigned shared_handles, std::chrono::milliseconds grace, ReencryptReport& report);
 
   // librbd heard of a header change: the header is read again on a worker, once more if another
   // change comes while that runs.

@@ -14,8 +14,8 @@ namespace {
 using State = ReencryptRequest::State;
 constexpr std::array kStates{State::requested, State::taken,  State::go,      State::running,
                              State::done,      State::failed, State::stopped, State::withdrawn};
-constexpr std::array kErrorKinds{Errc::usage, Errc::bad_key, Errc::key_unavailable};
-constexpr std::array kErrorKindNames{"usage", "bad_key", "key_unavailable"};
+constexpr std::array kErrorKinds{Errc::usage, Errc::bad_key, Errc::key_unavailable, Errc::bad_header};
+constexpr std::array kErrorKindNames{"usage", "bad_key", "key_unavailable", "bad_header"};
 
 }  // namespace
 
@@ -63,6 +63,7 @@ std::string ReencryptRequest::to_json() const {
                       {"client", client},
                       {"message", message},
                       {"error", error},
+                      {"updated", updated},
                       {"done_bytes", done_bytes},
                       {"total_bytes", total_bytes}};
   if (cipher) j["cipher"] = *cipher;
@@ -95,6 +96,7 @@ Result<ReencryptRequest> ReencryptRequest::parse(const std::string& value) {
     out.client = j.value("client", std::string());
     out.message = j.value("message", std::string());
     out.error = j.value("error", std::string());
+    out.updated = j.value("updated", int64_t{0});
     out.done_bytes = j.value("done_bytes", uint64_t{0});
     out.total_bytes = j.value("total_bytes", uint64_t{0});
     if (j.contains("cipher")) out.cipher = j["cipher"].get<std::string>();

@@ -39,6 +39,7 @@ struct ReencryptRequest {
   std::string client;   // client.N that took it
   std::string message;  // what a failed or stopped run said, or what a finished one did
   std::string error;    // for a failed run: what kind of error (error_kind_name), for the exit code
+  int64_t updated = 0;  // the command's wall clock (Unix seconds) when it last wrote the record
   uint64_t done_bytes = 0;
   uint64_t total_bytes = 0;
 
@@ -54,8 +55,8 @@ struct ReencryptRequest {
 };
 
 const char* state_name(ReencryptRequest::State state);
-// The Errc of a failed run as the record names it ("usage", "bad_key", "key_unavailable", "failure"),
-// and back (anything else: Errc::failure).
+// The Errc of a failed run as the record names it ("usage", "bad_key", "key_unavailable",
+// "bad_header", "failure"), and back (anything else: Errc::failure).
 std::string error_kind_name(const Error& error);
 Errc error_kind(const std::string& name);
 

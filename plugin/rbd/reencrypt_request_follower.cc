@@ -16,6 +16,9 @@ using Clock = std::chrono::steady_clock;
 // fast one (each write is a metadata change that every client of the image hears about).
 constexpr auto kProgressInterval = std::chrono::seconds(2);
 constexpr uint64_t kProgressParts = 20;
+// How long a run waits after it says it is running before it reads the record again, for a
+// withdrawal that crossed its go (the command watches a withdrawn record longer than this).
+constexpr auto kWithdrawalWindow = std::chrono::seconds(2);
 
 std::string keyslot_list(const std::vector<int>& keyslots) {
   std::string out;
@@ -25,12 +28,13 @@ std::string keyslot_list(const std::vector<int>& keyslots) {
 
 }  // namespace
 
-ReencryptRequestFollower::ReencryptRequestFollower(EncryptedRbdImage& image, KeySource key, unsigned shared_handles)
+ReencryptRequestFollower::ReencryptRequestFollower(EncryptedRbdImage& image, KeySource key, unsigned shared_handles,
+                                                   std::chrono::milliseconds grace)
     : image_(image),
       key_(std::move(key)),
       shared_handles_(shared_handles),
+      grace_(grace),
       self_("client." + std::to_string(image.client_id())) {
-  thread_ = std::thread([this] { follow(); });
   image_.set_update_listener([this] {
     {
       const std::lock_guard lock(mutex_);
@@ -38,6 +42,8 @@ ReencryptRequestFollower::ReencryptRequestFollower(EncryptedRbdImage& image, Key
     }
     wake_.notify_one();
   });
+  // After the listener: notified_ starts true, so the thread reads the record once in any case.
+  thread_ = std::thread([this] { follow(); });
 }
 
 ReencryptRequestFollower::~ReencryptRequestFollower() {
@@ -74,7 +80,8 @@ void ReencryptRequestFollower::check() {
   if (!value || !*value) return;
   auto request = ReencryptRequest::parse(**value);
   if (!request || request->id == ran_id_) return;
-  if (request->state == ReencryptRequest::State::requested && request->id != taken_id_) {
+  // Requested again after a taker went away: taken again.
+  if (request->state == ReencryptRequest::State::requested) {
     taken_id_ = request->id;
     request->state = ReencryptRequest::State::taken;
     request->client = self_;
@@ -101,10 +108,22 @@ void ReencryptRequestFollower::publish(const ReencryptRequest& request) {
 }
 
 void ReencryptRequestFollower::run(ReencryptRequest request) {
-  // check() read `go` just now. A command that withdraws the request from here on finds it running
-  // within its settling time, and follows the run.
+  // check() read `go` just now, but the command may be withdrawing the request at this moment (it
+  // read `go` and writes `withdrawn`): the record is read again after a while, before anything
+  // changes. A withdrawal later than that finds the run going and follows it.
   request.state = ReencryptRequest::State::running;
   publish(request);
+  {
+    std::unique_lock lock(mutex_);
+    if (wake_.wait_for(lock, kWithdrawalWindow, [this] { return stopping_; })) return;
+  }
+  if (auto value = image_.get_metadata(kReencryptRequestKey); value && *value) {
+    auto recorded = ReencryptRequest::parse(**value);
+    if (!recorded || recorded->id != request.id || recorded->client != self_ ||
+        recorded->state == ReencryptRequest::State::withdrawn) {
+      return;
+    }
+  }
   const auto end = [&](ReencryptRequest::State state, std::string message, const std::string& error = "") {
     request.state = state;
     request.message = std::move(message);
@@ -133,10 +152,10 @@ void ReencryptRequestFollower::run(ReencryptRequest request) {
 
   const std::vector<std::span<const uint8_t>> passphrases{key->span()};
   // The command's own handle, with which it said go, may still be closing.
-  const auto give_up = Clock::now() + EncryptedRbdImage::kOtherClientGrace;
+  const auto give_up = Clock::now() + grace_;
   std::optional<Result<ReencryptReport>> ran;
   for (;;) {
-    ran.emplace(image_.reencrypt(passphrases, options, shared_handles_));
+    ran.emplace(image_.reencrypt(passphrases, options, shared_handles_, grace_));
     const bool busy = !*ran && ran->error().code() == std::errc::device_or_resource_busy;
     if (!busy || Clock::now() >= give_up) break;
     std::unique_lock lock(mutex_);

@@ -12,6 +12,7 @@
 // `rbd-luks reencrypt` finishes it offline.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -31,8 +32,10 @@ class ReencryptRequestFollower {
   // The passphrase that opened the image, fetched again for each run.
   using KeySource = std::function<Result<SecureBuffer>()>;
 
-  // image must outlive the follower. shared_handles: as for EncryptedRbdImage::reencrypt.
-  ReencryptRequestFollower(EncryptedRbdImage& image, KeySource key, unsigned shared_handles);
+  // image must outlive the follower. shared_handles and grace: as for EncryptedRbdImage::reencrypt
+  // (grace also bounds how long a run retries its start while another client has the image open).
+  ReencryptRequestFollower(EncryptedRbdImage& image, KeySource key, unsigned shared_handles,
+                           std::chrono::milliseconds grace = EncryptedRbdImage::kOtherClientGrace);
   ~ReencryptRequestFollower();
   ReencryptRequestFollower(const ReencryptRequestFollower&) = delete;
   ReencryptRequestFollower& operator=(const ReencryptRequestFollower&) = delete;
@@ -49,6 +52,7 @@ class ReencryptRequestFollower {
   EncryptedRbdImage& image_;
   const KeySource key_;
   const unsigned shared_handles_;
+  const std::chrono::milliseconds grace_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool notified_ = true;  // under mutex_, like stopping_; true: the record is read once at the start

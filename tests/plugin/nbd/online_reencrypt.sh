@@ -126,11 +126,13 @@ pass "SIGTERM half way: exit 1 saying how to finish; rbd-luks reencrypt finishes
 # keyslot 1's passphrase is not the server's, so --force drops it.
 start
 old_key=$(volume_key)
-"${FIO[@]}" --verify_only=1 >"$WORK/fio.out" 2>&1 &
+"${FIO[@]}" --verify_backlog=64 --time_based --runtime=300 --trigger-file="$WORK/stop" >"$WORK/fio.out" 2>&1 &
 fio_pid=$!
 expect_exit 0 "$RBD_LUKS" reencrypt "$TARGET" --online --force --hotzone-size 4M
 grep -qF "reencrypted $TARGET online in client." "$WORK/err" || fail "no summary: $(cat "$WORK/err")"
-wait "$fio_pid" || { cat "$WORK/fio.out" >&2; fail "fio verify during the run that --online asked for"; }
+kill -0 "$fio_pid" 2>/dev/null || { cat "$WORK/fio.out" >&2; fail "fio ended before the run did"; }
+touch "$WORK/stop"
+wait "$fio_pid" || { cat "$WORK/fio.out" >&2; fail "fio with verification during the run that --online asked for"; }
 data_reads_back || fail "nbdcopy reads other bytes after the run that --online asked for"
 stop
 [ "$STOP_RC" = 0 ] || fail "nbd-server exited $STOP_RC: $(cat "$WORK/server.err")"

@@ -127,11 +127,16 @@ serve 120
 "$RBD_LUKS" reencrypt "$TARGET" --online --hotzone-size 1M 2>"$WORK/err" &
 cli_pid=$!
 # Until the client reports progress (every 2 s).
+under_way=
 for _ in $(seq 600); do
-  rbdc image-meta get "rbd/$TAG" rbd-luks.reencrypt-request 2>/dev/null |
-    grep -q '"done_bytes":[1-9].*"state":"running"' && break
+  if rbdc image-meta get "rbd/$TAG" rbd-luks.reencrypt-request 2>/dev/null |
+    grep -q '"done_bytes":[1-9].*"state":"running"'; then
+    under_way=yes
+    break
+  fi
   sleep 0.1
 done
+[ -n "$under_way" ] || fail "the run never reported progress: $(cat "$WORK/err")"
 end_serving
 cli_rc=0
 wait "$cli_pid" || cli_rc=$?

@@ -32,6 +32,8 @@ TEST(ReencryptRequestTest, KeepsEveryFieldThroughItsRecord) {
   request->state = ReencryptRequest::State::stopped;
   request->client = "client.4100";
   request->message = "said \"why\"";
+  request->error = "bad_key";
+  request->updated = 1765000000;
   request->done_bytes = 12345;
   request->total_bytes = 67890;
   const auto parsed = ReencryptRequest::parse(request->to_json());
@@ -44,6 +46,8 @@ TEST(ReencryptRequestTest, KeepsEveryFieldThroughItsRecord) {
   EXPECT_EQ(parsed->state, ReencryptRequest::State::stopped);
   EXPECT_EQ(parsed->client, request->client);
   EXPECT_EQ(parsed->message, request->message);
+  EXPECT_EQ(parsed->error, "bad_key");
+  EXPECT_EQ(parsed->updated, 1765000000);
   EXPECT_EQ(parsed->done_bytes, 12345u);
   EXPECT_EQ(parsed->total_bytes, 67890u);
 
@@ -53,6 +57,23 @@ TEST(ReencryptRequestTest, KeepsEveryFieldThroughItsRecord) {
   EXPECT_FALSE(bare->cipher);
   EXPECT_FALSE(bare->key_bytes);
   EXPECT_EQ(bare->hotzone_bytes, 0u);
+}
+
+TEST(ReencryptRequestTest, NamesEveryStateAndErrorKindBothWays) {
+  using State = ReencryptRequest::State;
+  for (const State state : {State::requested, State::taken, State::go, State::running, State::done, State::failed,
+                            State::stopped, State::withdrawn}) {
+    ReencryptRequest r;
+    r.id = "ab";
+    r.state = state;
+    const auto parsed = ReencryptRequest::parse(r.to_json());
+    ASSERT_TRUE(parsed) << state_name(state);
+    EXPECT_EQ(parsed->state, state);
+  }
+  for (const Errc errc : {Errc::usage, Errc::bad_key, Errc::key_unavailable, Errc::bad_header, Errc::failure}) {
+    EXPECT_EQ(error_kind(error_kind_name(Error(errc, "x"))), errc);
+  }
+  EXPECT_EQ(error_kind("unheard of"), Errc::failure);
 }
 
 TEST(ReencryptRequestTest, RefusesRecordsItDidNotWrite) {
@@ -219,26 +240,65 @@ TEST_F(ReencryptRequestFollowerTest, RunsNothingTheCommandDoesNotConfirm) {
   EXPECT_TRUE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key changed";
 }
 
-// A client that opens the image during the run and stays: the run ends at its next step, after
-// waiting for it to go, and the header keeps the run for `rbd-luks reencrypt` to finish.
-TEST_F(ReencryptRequestFollowerTest, AnotherClientThatStaysEndsTheRunBetweenSteps) {
-  const auto follower = follow();
-  auto request = ReencryptRequest::create();
-  ASSERT_TRUE(request);
-  request->hotzone_bytes = uint64_t{256} * 1024;
-  request_and_confirm(*request);
-  ASSERT_GT(record([](const ReencryptRequest& r) { return r.finished() || r.done_bytes > 0; }).done_bytes, 0u);
-  auto other = open_rbd_image(connection_, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
-  ASSERT_TRUE(other) << other.error().message();
+// Another client (as another process: a cluster connection of its own) that opens the image
+// during the run: one that goes again within the grace is waited out and the run ends done; one that
+// stays ends the run between steps, and the header keeps the run for `rbd-luks reencrypt`.
+class ReencryptRequestOtherClientTest : public ReencryptRequestFollowerTest {
+ protected:
+  // A grace shorter than the 40 s default, which the test would otherwise wait out.
+  std::unique_ptr<ReencryptRequestFollower> follow_with_short_grace() {
+    return std::make_unique<ReencryptRequestFollower>(
+        *image_, [] { return Result<SecureBuffer>(SecureBuffer::copy_of(std::string_view(kPassphrase))); }, 0,
+        std::chrono::seconds(8));
+  }
+
+  // A run of 96 steps, confirmed and under way, and another client's handle of the image.
+  std::unique_ptr<RbdImage> run_and_open_another() {
+    auto connection = RbdConnection::connect({});
+    EXPECT_TRUE(connection) << connection.error().message();
+    if (!connection) return nullptr;
+    auto request = ReencryptRequest::create();
+    EXPECT_TRUE(request);
+    request->hotzone_bytes = uint64_t{256} * 1024;
+    request_and_confirm(*request);
+    const auto under_way = record([](const ReencryptRequest& r) { return r.finished() || r.done_bytes > 0; });
+    EXPECT_EQ(under_way.state, ReencryptRequest::State::running) << under_way.message;
+    auto other = open_rbd_image(*connection, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
+    EXPECT_TRUE(other) << other.error().message();
+    return other ? std::move(*other) : nullptr;
+  }
+
+  void expect_data() {
+    std::vector<uint8_t> got(kBytes);
+    ASSERT_EQ(image_->read(0, got), static_cast<ssize_t>(kBytes));
+    EXPECT_TRUE(got == data_);
+  }
+};
+
+TEST_F(ReencryptRequestOtherClientTest, OneThatGoesWithinTheGraceIsWaitedOut) {
+  const auto follower = follow_with_short_grace();
+  auto other = run_and_open_another();
+  ASSERT_TRUE(other);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(record([](const ReencryptRequest&) { return true; }).finished()) << "the run did not wait";
+  ASSERT_TRUE(other->close());
   const ReencryptRequest ended = record([](const ReencryptRequest& r) { return r.finished(); });
-  ASSERT_TRUE((*other)->close());
+  EXPECT_EQ(ended.state, ReencryptRequest::State::done) << ended.message;
+  EXPECT_FALSE(image_->reencryption_unfinished());
+  expect_data();
+}
+
+TEST_F(ReencryptRequestOtherClientTest, OneThatStaysEndsTheRunBetweenSteps) {
+  const auto follower = follow_with_short_grace();
+  auto other = run_and_open_another();
+  ASSERT_TRUE(other);
+  const ReencryptRequest ended = record([](const ReencryptRequest& r) { return r.finished(); });
+  ASSERT_TRUE(other->close());
   EXPECT_EQ(ended.state, ReencryptRequest::State::failed) << ended.message;
   EXPECT_NE(ended.message.find("is open by another client"), std::string::npos) << ended.message;
   EXPECT_LT(ended.done_bytes, kBytes);
   EXPECT_TRUE(image_->reencryption_unfinished());
-  std::vector<uint8_t> got(kBytes);
-  ASSERT_EQ(image_->read(0, got), static_cast<ssize_t>(kBytes));
-  EXPECT_TRUE(got == data_);
+  expect_data();
 }
 
 TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFinishIt) {
