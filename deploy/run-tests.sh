@@ -52,16 +52,17 @@ step "building with ASan+UBSan (build-asan/)"
 RBD_LUKS_BUILD_DIR="$root/build-asan" bash deploy/build.sh -DRBDLUKS_SANITIZE=ON
 
 step "running unit and cluster tests under ASan+UBSan"
-# Not here: fio_engine, nbdkit_plugin, preload_clients and installed_client load the instrumented
-# librbd_luks.so into programs built without ASan (fio, nbdkit, qemu-img; the examples, compiled
-# against the installed tree), which ASan refuses; thin_images, which needs the bluestore cluster left out below; bench_io,
+# Not here: fio_engine, nbdkit_plugin, preload_clients, preload_online_reencrypt and installed_client
+# load the instrumented librbd_luks.so into programs built without ASan (fio, nbdkit, qemu-img; the
+# examples, compiled against the installed tree), which ASan refuses (the follower of reencryption
+# requests that preload_online_reencrypt drives runs here in rbd_tests' ReencryptRequest* tests); thin_images, which needs the bluestore cluster left out below; bench_io,
 # a timed benchmark that would only take a minute more; and the OSD failure tests, which would start a
 # second cluster for about a minute of what the cluster does, while the error paths they reach in
 # rbd-luks are the ones the blocklist and stalled-pool tests drive here. The main run covers them all.
 # reencrypt_rbd runs here without its BlueStore part, for the same reason as thin_images.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j 2 -L 'unit|rbd' --timeout 900 \
-  -E '^(rbd\.(fio_engine|nbdkit_plugin|preload_clients|installed_client|bench_io|thin_images)|ceph_bluestore\..*|UncachedFailureTest\..*|CacheModes/OsdRestartTest\..*)$'
+  -E '^(rbd\.(fio_engine|nbdkit_plugin|preload_clients|preload_online_reencrypt|installed_client|bench_io|thin_images)|ceph_bluestore\..*|UncachedFailureTest\..*|CacheModes/OsdRestartTest\..*)$'
 
 step "building the libFuzzer harnesses with clang, ASan+UBSan (build-fuzz/)"
 RBD_LUKS_BUILD_DIR="$root/build-fuzz" CC=clang CXX=clang++ bash deploy/build.sh -DRBDLUKS_FUZZ=ON
