@@ -4,6 +4,8 @@
 #include <sys/random.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <vector>
 
 namespace rbdluks {
 
@@ -18,6 +20,18 @@ Status fill_random(std::span<uint8_t> out) {
     done += static_cast<size_t>(n);
   }
   return {};
+}
+
+Result<std::string> random_hex(size_t bytes) {
+  std::vector<uint8_t> raw(bytes);
+  RL_TRY(fill_random(raw));
+  std::string out;
+  for (const uint8_t b : raw) {
+    char hex[3];
+    std::snprintf(hex, sizeof hex, "%02x", b);
+    out += hex;
+  }
+  return out;
 }
 
 }  // namespace rbdluks

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -147,14 +146,7 @@ Result<HeaderLockAttempt> try_lock(RbdImage& image, const std::string& oid, cons
 Result<std::unique_ptr<HeaderLock>> lock_rbd_header(RbdImage& image, const std::string& purpose) {
   if (image.read_only()) return Error(Errc::failure, image.name() + " is open read-only");
   RL_ASSIGN(const std::string oid, image.header_object());
-  std::array<uint8_t, 8> nonce{};
-  RL_TRY(fill_random(nonce));
-  std::string cookie;
-  for (uint8_t b : nonce) {
-    char hex[3];
-    std::snprintf(hex, sizeof hex, "%02x", b);
-    cookie += hex;
-  }
+  RL_ASSIGN(std::string cookie, random_hex(8));
   cookie += " " + header_lock_holder(purpose);
   return wait_for_header_lock(image.name(), [&] { return try_lock(image, oid, cookie); });
 }

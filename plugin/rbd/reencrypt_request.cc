@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
-#include <cstdio>
 
 #include "random.h"
 
@@ -108,14 +107,8 @@ Result<ReencryptRequest> ReencryptRequest::parse(const std::string& value) {
 }
 
 Result<ReencryptRequest> ReencryptRequest::create() {
-  std::array<uint8_t, 8> bytes{};
-  RL_TRY(fill_random(bytes));
   ReencryptRequest out;
-  for (const uint8_t b : bytes) {
-    std::array<char, 3> hex{};
-    std::snprintf(hex.data(), hex.size(), "%02x", b);
-    out.id += hex.data();
-  }
+  RL_ASSIGN(out.id, random_hex(8));
   return out;
 }
 
