@@ -3,7 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <string_view>
 
 #include "random.h"
 
@@ -11,34 +13,15 @@ namespace rbdluks {
 namespace {
 
 using State = ReencryptRequest::State;
-constexpr std::array kStates{State::requested, State::taken,  State::go,      State::running,
-                             State::done,      State::failed, State::stopped, State::withdrawn};
+// In the order of State's enumerators.
+constexpr std::array kStateNames{"requested", "taken", "go", "running", "done", "failed", "stopped", "withdrawn"};
+static_assert(kStateNames.size() == static_cast<size_t>(State::withdrawn) + 1);
 constexpr std::array kErrorKinds{Errc::usage, Errc::bad_key, Errc::key_unavailable, Errc::bad_header};
 constexpr std::array kErrorKindNames{"usage", "bad_key", "key_unavailable", "bad_header"};
 
 }  // namespace
 
-const char* state_name(ReencryptRequest::State state) {
-  switch (state) {
-    case ReencryptRequest::State::requested:
-      return "requested";
-    case ReencryptRequest::State::taken:
-      return "taken";
-    case ReencryptRequest::State::go:
-      return "go";
-    case ReencryptRequest::State::running:
-      return "running";
-    case ReencryptRequest::State::done:
-      return "done";
-    case ReencryptRequest::State::failed:
-      return "failed";
-    case ReencryptRequest::State::stopped:
-      return "stopped";
-    case ReencryptRequest::State::withdrawn:
-      return "withdrawn";
-  }
-  return "unknown";
-}
+const char* state_name(ReencryptRequest::State state) { return kStateNames.at(static_cast<size_t>(state)); }
 
 std::string error_kind_name(const Error& error) {
   for (size_t i = 0; i < kErrorKinds.size(); ++i) {
@@ -82,14 +65,9 @@ Result<ReencryptRequest> ReencryptRequest::parse(const std::string& value) {
   try {
     out.id = j["id"].get<std::string>();
     const auto state = j["state"].get<std::string>();
-    bool known = false;
-    for (const State s : kStates) {
-      if (state == state_name(s)) {
-        out.state = s;
-        known = true;
-      }
-    }
-    if (!known) return bad("unknown state " + state);
+    const auto* named = std::find(kStateNames.begin(), kStateNames.end(), std::string_view(state));
+    if (named == kStateNames.end()) return bad("unknown state " + state);
+    out.state = static_cast<State>(named - kStateNames.begin());
     out.hotzone_bytes = j.value("hotzone_bytes", uint64_t{0});
     out.drop_unopened_keyslots = j.value("drop_unopened_keyslots", false);
     out.client = j.value("client", std::string());
