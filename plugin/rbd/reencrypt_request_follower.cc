@@ -73,12 +73,18 @@ void ReencryptRequestFollower::follow() {
   }
 }
 
+std::optional<ReencryptRequest> ReencryptRequestFollower::record() {
+  auto value = image_.get_metadata(kReencryptRequestKey);
+  if (!value || !*value) return std::nullopt;
+  auto request = ReencryptRequest::parse(**value);
+  if (!request) return std::nullopt;
+  return std::move(*request);
+}
+
 void ReencryptRequestFollower::check() {
   // Any metadata change wakes this thread; most are not requests, and a record that cannot be read
   // now is read again at the next change.
-  auto value = image_.get_metadata(kReencryptRequestKey);
-  if (!value || !*value) return;
-  auto request = ReencryptRequest::parse(**value);
+  auto request = record();
   if (!request || request->id == ran_id_) return;
   // Requested again after a taker went away: taken again.
   if (request->state == ReencryptRequest::State::requested) {
@@ -96,11 +102,9 @@ void ReencryptRequestFollower::check() {
 }
 
 void ReencryptRequestFollower::publish(const ReencryptRequest& request) {
-  auto value = image_.get_metadata(kReencryptRequestKey);
-  if (!value || !*value) return;
   // Another request, or this one given to another client: the record is no longer this run's. (One
   // the command withdrew just as the run began is written over: the command then sees the run.)
-  auto recorded = ReencryptRequest::parse(**value);
+  const auto recorded = record();
   if (!recorded || recorded->id != request.id || recorded->client != self_) return;
   // A record that cannot be written leaves the command without news; the run goes on regardless,
   // and its header state is what counts.
@@ -117,6 +121,8 @@ void ReencryptRequestFollower::run(ReencryptRequest request) {
     std::unique_lock lock(mutex_);
     if (wake_.wait_for(lock, kWithdrawalWindow, [this] { return stopping_; })) return;
   }
+  // A read that fails, or finds no record, lets the run go on; a record that is not this run's
+  // (withdrawn, another request or owner, not a request) stops it here.
   if (auto value = image_.get_metadata(kReencryptRequestKey); value && *value) {
     auto recorded = ReencryptRequest::parse(**value);
     if (!recorded || recorded->id != request.id || recorded->client != self_ ||

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -42,6 +43,8 @@ class ReencryptRequestFollower {
 
  private:
   void follow();
+  // The record as it is now; nullopt when absent, unreadable or not a request.
+  std::optional<ReencryptRequest> record();
   // Reads the record and takes or runs what it asks of this client.
   void check();
   void run(ReencryptRequest request);
