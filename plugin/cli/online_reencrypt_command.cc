@@ -5,6 +5,7 @@
 // key: the client re-wraps the keyslot that its own key opens.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <optional>
@@ -71,6 +72,12 @@ Result<std::vector<RbdWatcher>> other_clients(const RbdImage& image) {
   return others;
 }
 
+// Whether `client` ("client.N") is among clients.
+bool among(const std::vector<RbdWatcher>& clients, const std::string& client) {
+  return std::any_of(clients.begin(), clients.end(),
+                     [&](const RbdWatcher& w) { return "client." + std::to_string(w.client_id) == client; });
+}
+
 RbdImage& rbd_of(RawImage& image) { return dynamic_cast<RbdImage&>(image); }
 
 Result<ReencryptRequest> request_from(const CommandLine& cl, const Target& target) {
@@ -100,13 +107,9 @@ Result<ReencryptRequest> submit(const CommandLine& cl, const Target& target, Ree
   RL_ASSIGN(const auto recorded, image->get_metadata(kReencryptRequestKey));
   if (recorded) {
     auto earlier = ReencryptRequest::parse(*recorded);
-    if (earlier && earlier->state == ReencryptRequest::State::running) {
-      for (const RbdWatcher& w : clients) {
-        if ("client." + std::to_string(w.client_id) == earlier->client) {
-          inform(cl, "following the reencryption that " + earlier->client + " runs already");
-          return std::move(*earlier);
-        }
-      }
+    if (earlier && earlier->state == ReencryptRequest::State::running && among(clients, earlier->client)) {
+      inform(cl, "following the reencryption that " + earlier->client + " runs already");
+      return std::move(*earlier);
     }
     // Wall clocks of two hosts: a skew only makes a dead command's request wait longer to go.
     if (earlier && pending(*earlier) && std::abs(wall_seconds() - earlier->updated) < kPendingSeconds) {
@@ -244,8 +247,7 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
         // taker that has closed the image since (a short-lived opener) gets it offered again.
         request.client = now.client;
         RL_ASSIGN(const auto clients, other_clients(rbd));
-        bool there = false;
-        for (const RbdWatcher& w : clients) there = there || "client." + std::to_string(w.client_id) == now.client;
+        const bool there = among(clients, now.client);
         RL_TRY(confirm(cl, target, request, there ? ReencryptRequest::State::go : ReencryptRequest::State::requested));
         if (there) waiting_since = Clock::now();
         break;
@@ -264,9 +266,7 @@ Status online_reencrypt(const CommandLine& cl, const std::string& spec) {
         if (Clock::now() - client_checked >= kClientCheckInterval) {
           client_checked = Clock::now();
           RL_ASSIGN(const auto clients, other_clients(rbd));
-          bool there = false;
-          for (const RbdWatcher& w : clients) there = there || "client." + std::to_string(w.client_id) == now.client;
-          if (!there) {
+          if (!among(clients, now.client)) {
             return Error(Errc::failure, spec + ": " + now.client +
                                             ", which ran the reencryption, no longer has the image open; `rbd-luks "
                                             "reencrypt " +
