@@ -70,3 +70,14 @@ launch_nbd_server() {
   done
   fail "nbd-server did not listen within 30 s"
 }
+
+# volume_key_hex TARGET FILE KEY-ARGS...: the volume key that TARGET's header holds now, in hex, by
+# `rbd-luks dump --dump-volume-key` into the scratch file FILE (removed again).
+volume_key_hex() {
+  local target=$1 file=$2
+  shift 2
+  "$RBD_LUKS" dump "$target" --dump-volume-key --volume-key-file "$file" "$@" >/dev/null 2>&1 ||
+    fail "dump --dump-volume-key failed"
+  od -An -tx1 "$file" | tr -d ' \n'
+  rm -f "$file"
+}

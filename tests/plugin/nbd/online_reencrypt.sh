@@ -55,12 +55,7 @@ wait_log() {
   done
   fail "the server's log never said '$1': $(cat "$WORK/server.err")"
 }
-volume_key() {
-  "$RBD_LUKS" dump "$TARGET" --dump-volume-key --volume-key-file "$WORK/vk" "${K[@]}" >/dev/null 2>&1 ||
-    fail "dump --dump-volume-key failed"
-  od -An -tx1 "$WORK/vk" | tr -d ' \n'
-  rm -f "$WORK/vk"
-}
+volume_key() { volume_key_hex "$TARGET" "$WORK/vk" "${K[@]}"; }
 # data_reads_back: the first DATA_BYTES of the export are the data file.
 data_reads_back() {
   nbdcopy --connections=2 "$URI" "$WORK/out"

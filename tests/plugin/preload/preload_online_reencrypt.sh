@@ -64,12 +64,7 @@ end_serving() {
   FIO_PID=
   [ "$rc" = 0 ] && grep -q "err= 0" "$WORK/fio.out" || { cat "$WORK/fio.out" >&2; fail "fio with verification: exit $rc"; }
 }
-volume_key() {
-  "$RBD_LUKS" dump "$TARGET" --dump-volume-key --volume-key-file "$WORK/vk" "${K[@]}" >/dev/null 2>&1 ||
-    fail "dump --dump-volume-key failed"
-  od -An -tx1 "$WORK/vk" | tr -d ' \n'
-  rm -f "$WORK/vk"
-}
+volume_key() { volume_key_hex "$TARGET" "$WORK/vk" "${K[@]}"; }
 header_records_run() { "$RBD_LUKS" dump "$TARGET" 2>&1 | grep -qi "reencrypt"; }
 
 # A key reference in config-key holds the passphrase, as a hypervisor would use it.
