@@ -11,6 +11,8 @@ Routes (each fio job: one of 4 KiB random reads/writes or 4 MiB sequential reads
   nbd-server  fio's nbd engine on `rbd-luks nbd-server` serving the rbd-luks image (unix socket)
   qsd      fio's nbd engine on qemu-storage-daemon's NBD export of the same image opened with
            QEMU's rbd driver and librbd's native encryption (encrypt.format=luks2)
+  qsd-plain  qemu-storage-daemon's NBD export of the plain image, no encryption at all: what an
+           NBD route alone costs on this machine, the reference for the NBD routes' ratios
 Each round runs every route, in an order rotated round by round, and every job of a route
 back to back; the ratios to plain are taken within a round, then their median. With each job the
 machine's busy CPU time (/proc/stat) is recorded per GB moved: on a small machine the routes that
@@ -31,9 +33,10 @@ import tempfile
 import time
 
 JOBS = [("randread", "4k"), ("randwrite", "4k"), ("read", "4m"), ("write", "4m")]
-ROUTES = ["plain", "passthrough", "preload", "nbdkit", "nbd-server", "qsd"]
-# The NBD routes, each also compared with qemu-storage-daemon's.
+ROUTES = ["plain", "passthrough", "preload", "nbdkit", "nbd-server", "qsd", "qsd-plain"]
+# The NBD routes, each also compared with qemu-storage-daemon's exports.
 NBD_ROUTES = ["nbdkit", "nbd-server"]
+NBD_REFERENCES = ["qsd", "qsd-plain"]
 
 
 def run(cmd, env=None, **kw):
@@ -110,11 +113,14 @@ class Route:
                 time.sleep(0.05)
             self.target = ["--ioengine=nbd", f"--uri=nbd+unix:///?socket={self.socket}"]
         else:
+            if self.name == "qsd":
+                image = f"image={self.encrypted},encrypt.format=luks2,encrypt.key-secret=sec0"
+            else:
+                image = f"image={self.plain}"
             run(["qemu-storage-daemon", "--daemonize", "--pidfile", self.pidfile,
                  "--object", f"secret,id=sec0,file={os.path.join(self.work, 'pass')}",
-                 "--blockdev", f"driver=rbd,node-name=n0,pool={a.pool},image={self.encrypted},"
-                               f"conf={os.environ['CEPH_CONF']},encrypt.format=luks2,encrypt.key-secret=sec0,"
-                               "cache.direct=on",
+                 "--blockdev", f"driver=rbd,node-name=n0,pool={a.pool},{image},"
+                               f"conf={os.environ['CEPH_CONF']},cache.direct=on",
                  "--nbd-server", f"addr.type=unix,addr.path={self.socket}",
                  "--export", "type=nbd,id=e0,node-name=n0,name=disk,writable=on"])
             self.target = ["--ioengine=nbd", f"--uri=nbd+unix:///disk?socket={self.socket}"]
@@ -208,15 +214,16 @@ def markdown(report):
     jobs = list(report["results"]["plain"])
     routes = [route for route in ROUTES if route in report["results"]]
     mb = lambda values: f"{statistics.median(values) / 1e6:.0f} ({min(values) / 1e6:.0f}-{max(values) / 1e6:.0f})"
-    ratio_columns = 2 * len(routes) + sum(r in routes for r in NBD_ROUTES)
+    nbd_pairs = [(r, ref) for ref in NBD_REFERENCES for r in NBD_ROUTES if r in routes and ref in routes]
+    ratio_columns = 2 * len(routes) + len(nbd_pairs)
     lines = [f"{report['cpu']}, {report['rounds']} rounds of {report['seconds']} s per job, iodepth 16; "
              "MB/s as median (lowest-highest round); ratios are medians of per-round ratios", "",
-             "| job | " + " | ".join(routes) + " | " + " | ".join(f"{r}/plain" for r in routes[1:]) + " |" + "".join(f" {r}/qsd |" for r in NBD_ROUTES if r in routes),
+             "| job | " + " | ".join(routes) + " | " + " | ".join(f"{r}/plain" for r in routes[1:]) + " |" + "".join(f" {r}/{ref} |" for r, ref in nbd_pairs),
              "|---" * ratio_columns + "|"]
     for job in jobs:
         cells = [mb(report["results"][route][job]) for route in routes]
         rs = [statistics.median(ratios(report, route, job)) for route in routes[1:]]
-        rs += [statistics.median(ratios(report, r, job, over="qsd")) for r in NBD_ROUTES if r in routes]
+        rs += [statistics.median(ratios(report, r, job, over=ref)) for r, ref in nbd_pairs]
         lines.append(f"| {job} | " + " | ".join(cells) + " | " + " | ".join(f"{x:.2f}" for x in rs) + " |")
     if "cpu_seconds_per_gb" in report:
         lines += ["", "Busy CPU seconds of the whole machine per GB moved (median of the rounds):", "",
@@ -233,7 +240,7 @@ def plot(report, path):
     import matplotlib.pyplot as plt
     jobs = list(report["results"]["plain"])
     fig, ax = plt.subplots(figsize=(8, 4))
-    shown = [route for route in ("passthrough", "preload", "nbdkit", "nbd-server", "qsd") if route in report["results"]]
+    shown = [route for route in ROUTES[1:] if route in report["results"]]
     width = 0.8 / len(shown)
     for i, route in enumerate(shown):
         values = [ratios(report, route, job) for job in jobs]
@@ -242,8 +249,8 @@ def plot(report, path):
         label = {"passthrough": "plain image, preload library loaded (fio rbd)",
                  "preload": "preload library (fio rbd)", "nbdkit": "nbdkit plugin (fio nbd)",
                  "nbd-server": "rbd-luks nbd-server (fio nbd)",
-
-                 "qsd": "qemu-storage-daemon NBD, native luks2 (fio nbd)"}[route]
+                 "qsd": "qemu-storage-daemon NBD, native luks2 (fio nbd)",
+                 "qsd-plain": "qemu-storage-daemon NBD, plain image (fio nbd)"}[route]
         ax.bar([j + (i - (len(shown) - 1) / 2) * width for j in range(len(jobs))], medians, width, yerr=errors,
                capsize=3, label=label)
     ax.axhline(1.0, color="grey", linewidth=0.8)
