@@ -1,13 +1,15 @@
 // librbd_luks: the C API over EncryptedRbdImage. Arguments are checked, Errors and exceptions become
 // negative errnos (with the message kept for rbd_luks_last_error) at this boundary, and completions
 // behave like librbd's: callback first, then waiters wake, reference-counted so that the callback
-// may release its completion.
+// may release its completion. A handle is an OpenImage: the image, and for an image opened with its
+// stored key, where to fetch that key again and the follower of reencryption requests.
 #include "rbd_luks/librbd_luks.h"
 
 #include <atomic>
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -16,6 +18,7 @@
 #include "encrypted_rbd_image.h"
 #include "kdf_memory_budget.h"
 #include "keyring_registry.h"
+#include "reencrypt_request_follower.h"
 #include "secure_arena.h"
 #include "stored_key.h"
 
@@ -77,7 +80,16 @@ struct Completion {
   std::atomic<int> refs{1};  // the caller's, and one while a request runs
 };
 
-EncryptedRbdImage* image_of(rbd_luks_image_t image) { return static_cast<EncryptedRbdImage*>(image); }
+struct OpenImage {
+  std::unique_ptr<EncryptedRbdImage> image;
+  // Set for an image opened with its stored key: the passphrase, fetched again for each run.
+  std::function<rbdluks::Result<rbdluks::SecureBuffer>()> fetch_key;
+  std::mutex follow_mutex;
+  std::unique_ptr<rbdluks::ReencryptRequestFollower> follower;  // under follow_mutex; goes before image
+};
+
+OpenImage* open_image_of(rbd_luks_image_t image) { return static_cast<OpenImage*>(image); }
+EncryptedRbdImage* image_of(rbd_luks_image_t image) { return open_image_of(image)->image.get(); }
 
 // Submits an asynchronous request that completes c. Reads report their byte count; the others
 // report 0 on success, as librbd does.
@@ -114,9 +126,11 @@ int open_image(rados_ioctx_t io, const char* name, const char* snap_name, const 
     const std::span<const uint8_t> secret(reinterpret_cast<const uint8_t*>(passphrase), passphrase_len);
     std::optional<std::string> snapshot;
     if (snap_name != nullptr) snapshot = snap_name;
+    auto handle = std::make_unique<OpenImage>();
     auto opened = EncryptedRbdImage::open(io, name, snapshot, read_only, secret);
     if (!opened) return fail(opened.error());
-    *image = opened->release();
+    handle->image = std::move(*opened);
+    *image = handle.release();
     return 0;
   });
 }
@@ -154,16 +168,24 @@ int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, 
     }
     auto passphrase = rbdluks::stored_key_passphrase(io, name, policy);
     if (!passphrase) return fail(-ENOKEY, passphrase.error().message());
-    return open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),
-                      read_only != 0, image);
+    const int r = open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),
+                             read_only != 0, image);
+    if (r == 0) {
+      EncryptedRbdImage* opened = image_of(*image);
+      open_image_of(*image)->fetch_key = [opened, image_name = std::string(name), policy] {
+        return rbdluks::stored_key_passphrase(opened->ioctx(), image_name, policy);
+      };
+    }
+    return r;
   });
 }
 
 int rbd_luks_close(rbd_luks_image_t image) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_close: no image");
-  const std::unique_ptr<EncryptedRbdImage> owned(image_of(image));  // freed whatever close says
+  const std::unique_ptr<OpenImage> owned(open_image_of(image));  // freed whatever close says
   return guarded([&] {
-    auto closed = owned->close();
+    owned->follower.reset();  // a run stops between steps first
+    auto closed = owned->image->close();
     return closed ? 0 : fail(closed.error());
   });
 }
@@ -213,6 +235,25 @@ int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases, c
     options.drop_unopened_keyslots = (flags & RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS) != 0;
     auto report = image_of(image)->reencrypt(spans, options);
     return report ? 0 : fail(report.error());
+  });
+}
+
+int rbd_luks_follow_reencrypt_requests(rbd_luks_image_t image, unsigned shared_handles) {
+  if (image == nullptr) return fail(-EINVAL, "rbd_luks_follow_reencrypt_requests: no image");
+  OpenImage& handle = *open_image_of(image);
+  if (!handle.fetch_key) {
+    return fail(-EINVAL, handle.image->name() +
+                             ": only an image opened with its stored key follows reencryption requests (its key "
+                             "is fetched again for each run)");
+  }
+  if (handle.image->read_only()) return fail(-EROFS, handle.image->name() + " is open read-only");
+  return guarded([&] {
+    const std::lock_guard lock(handle.follow_mutex);
+    if (!handle.follower) {
+      handle.follower =
+          std::make_unique<rbdluks::ReencryptRequestFollower>(*handle.image, handle.fetch_key, shared_handles);
+    }
+    return 0;
   });
 }
 

@@ -18,6 +18,7 @@
 #include "keyring.h"
 #include "rbd_luks/image.h"
 #include "rbd_luks/librbd_luks.h"
+#include "reencrypt_command_double.h"
 
 namespace rbdluks {
 namespace {
@@ -73,6 +74,53 @@ TEST_F(StoredKeyTest, CApiOpensWithTheRecordedReference) {
   EXPECT_EQ(size, 4 * kMiB);
   EXPECT_EQ(rbd_luks_write(image, 0, 1, "x", 0), -EROFS);
   EXPECT_EQ(rbd_luks_close(image), 0);
+}
+
+// A program on the C API follows reencryption requests on an image it opened with its stored key,
+// which is fetched again from config-key when the request comes; an image opened with a passphrase
+// cannot follow them, as the library keeps no passphrase.
+TEST_F(StoredKeyTest, CApiFollowsReencryptRequestsWithTheStoredKey) {
+  constexpr uint64_t kBytes = 8 * kMiB;
+  const std::string name = create_luks_image(kBytes);
+  record_config_key(name);
+  const SecureBuffer old_key = header_volume_key(connection_, name);
+  rbd_luks_image_t with_passphrase = nullptr;
+  ASSERT_EQ(rbd_luks_open(io(), name.c_str(), nullptr, kPassphrase.data(), kPassphrase.size(), &with_passphrase), 0);
+  EXPECT_EQ(rbd_luks_follow_reencrypt_requests(with_passphrase, 0), -EINVAL);
+  EXPECT_NE(std::string(rbd_luks_last_error()).find("stored key"), std::string::npos) << rbd_luks_last_error();
+  ASSERT_EQ(rbd_luks_close(with_passphrase), 0);
+
+  rbd_luks_image_t image = nullptr;
+  ASSERT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 0, &image), 0) << rbd_luks_last_error();
+  const std::vector<uint8_t> data = random_bytes(kBytes, 3);
+  ASSERT_EQ(rbd_luks_write(image, 0, data.size(), reinterpret_cast<const char*>(data.data()), 0),
+            static_cast<ssize_t>(kBytes));
+  ASSERT_EQ(rbd_luks_follow_reencrypt_requests(image, 0), 0) << rbd_luks_last_error();
+  ASSERT_EQ(rbd_luks_follow_reencrypt_requests(image, 0), 0) << "a second call changes nothing";
+
+  ReencryptCommandDouble command(connection_, name);
+  auto request = ReencryptRequest::create();
+  ASSERT_TRUE(request);
+  request->hotzone_bytes = 1 * kMiB;
+  command.request_and_confirm(*request,
+                              "client." + std::to_string(rados_get_instance_id(rados_ioctx_get_cluster(io()))));
+  const ReencryptRequest finished = command.record([](const ReencryptRequest& r) { return r.finished(); });
+  EXPECT_EQ(finished.id, request->id);
+  EXPECT_EQ(finished.state, ReencryptRequest::State::done) << finished.message;
+  EXPECT_EQ(finished.done_bytes, kBytes);
+
+  std::vector<uint8_t> got(kBytes);
+  ASSERT_EQ(rbd_luks_read(image, 0, got.size(), reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(kBytes));
+  EXPECT_TRUE(got == data);
+  ASSERT_EQ(rbd_luks_close(image), 0);
+  EXPECT_FALSE(header_volume_key(connection_, name).equals(old_key.span())) << "the key did not change";
+  // A new open takes the new key through the keyslot the stored key opens.
+  ASSERT_EQ(rbd_luks_open_with_stored_key(io(), name.c_str(), nullptr, 1, &image), 0) << rbd_luks_last_error();
+  std::fill(got.begin(), got.end(), 0);
+  ASSERT_EQ(rbd_luks_read(image, 0, got.size(), reinterpret_cast<char*>(got.data()), 0), static_cast<ssize_t>(kBytes));
+  EXPECT_TRUE(got == data);
+  EXPECT_EQ(rbd_luks_follow_reencrypt_requests(image, 0), -EROFS);
+  ASSERT_EQ(rbd_luks_close(image), 0);
 }
 
 TEST_F(StoredKeyTest, NoReferenceOrMissingKeyFailsClearly) {

@@ -13,6 +13,7 @@
 
 #include "encrypted_rbd_fixture.h"
 #include "encrypted_rbd_image.h"
+#include "reencrypt_command_double.h"
 #include "reencrypt_request_follower.h"
 
 namespace rbdluks {
@@ -103,6 +104,7 @@ class ReencryptRequestFollowerTest : public testing::EncryptedRbdFixture {
   void SetUp() override {
     EncryptedRbdFixture::SetUp();
     name_ = create_luks_image(kBytes);
+    command_ = std::make_unique<testing::ReencryptCommandDouble>(connection_, name_);
     auto image = EncryptedRbdImage::open(io(), name_, std::nullopt, false, bytes_of(kPassphrase), {});
     ASSERT_TRUE(image) << image.error().message();
     image_ = std::move(*image);
@@ -122,44 +124,13 @@ class ReencryptRequestFollowerTest : public testing::EncryptedRbdFixture {
         *image_, [] { return Result<SecureBuffer>(SecureBuffer::copy_of(std::string_view(kPassphrase))); }, 0);
   }
 
-  // Records `value` through a handle of its own, which it closes again, as the command does.
-  void submit(const std::string& value) {
-    auto raw = open_rbd_image(connection_, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
-    ASSERT_TRUE(raw) << raw.error().message();
-    ASSERT_TRUE((*raw)->set_metadata(kReencryptRequestKey, value));
-    ASSERT_TRUE((*raw)->close());
-  }
-
-  // Records request, and once a client has taken it, confirms that client, as the command does.
+  // Records request, and confirms this image's client once it has taken it, as the command does.
   void request_and_confirm(ReencryptRequest request) {
-    submit(request.to_json());
-    const ReencryptRequest taken =
-        record([](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested; });
-    ASSERT_EQ(taken.state, ReencryptRequest::State::taken);
-    ASSERT_EQ(taken.client, "client." + std::to_string(image_->client_id()));
-    request.client = taken.client;
-    request.state = ReencryptRequest::State::go;
-    submit(request.to_json());
-  }
-
-  // The record once `until` holds for it, or after 120 s.
-  template <typename Until>
-  ReencryptRequest record(Until until) {
-    ReencryptRequest last;
-    for (int i = 0; i < 12000; ++i) {
-      const auto value = image_->get_metadata(kReencryptRequestKey);
-      if (value && *value) {
-        if (auto parsed = ReencryptRequest::parse(**value)) {
-          last = std::move(*parsed);
-          if (until(last)) break;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return last;
+    command_->request_and_confirm(std::move(request), "client." + std::to_string(image_->client_id()));
   }
 
   std::string name_;
+  std::unique_ptr<testing::ReencryptCommandDouble> command_;
   std::unique_ptr<EncryptedRbdImage> image_;
   std::vector<uint8_t> data_;
 };
@@ -169,7 +140,7 @@ TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) 
   const auto follower = follow();
   // Metadata that is not a request, and a record that is not one, change nothing.
   ASSERT_TRUE(image_->set_metadata("unrelated", "x"));
-  submit("not a request");
+  command_->submit("not a request");
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->hotzone_bytes = 1 * kMiB;
@@ -190,7 +161,7 @@ TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) 
       }
     }
   });
-  const ReencryptRequest finished = record([](const ReencryptRequest& r) { return r.finished(); });
+  const ReencryptRequest finished = command_->record([](const ReencryptRequest& r) { return r.finished(); });
   done = true;
   io.join();
 
@@ -207,9 +178,9 @@ TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) 
   EXPECT_FALSE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key did not change";
 
   // The same request again is not taken again.
-  submit(request->to_json());
+  command_->submit(request->to_json());
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::requested);
+  EXPECT_EQ(command_->record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::requested);
 }
 
 // A request left by a command that went away (killed, or the client opened the image after it
@@ -220,22 +191,22 @@ TEST_F(ReencryptRequestFollowerTest, RunsNothingTheCommandDoesNotConfirm) {
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->drop_unopened_keyslots = true;
-  submit(request->to_json());
+  command_->submit(request->to_json());
   const auto follower = follow();
   const ReencryptRequest taken =
-      record([](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested; });
+      command_->record([](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested; });
   EXPECT_EQ(taken.state, ReencryptRequest::State::taken);
   // Other metadata changes wake the follower again; it still waits for go.
   ASSERT_TRUE(image_->set_metadata("unrelated", "y"));
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::taken);
+  EXPECT_EQ(command_->record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::taken);
   // A go for another client runs nothing here either.
   ReencryptRequest elsewhere = taken;
   elsewhere.client = "client.1";
   elsewhere.state = ReencryptRequest::State::go;
-  submit(elsewhere.to_json());
+  command_->submit(elsewhere.to_json());
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  EXPECT_EQ(record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::go);
+  EXPECT_EQ(command_->record([](const ReencryptRequest&) { return true; }).state, ReencryptRequest::State::go);
   EXPECT_FALSE(image_->reencryption_unfinished());
   EXPECT_TRUE(testing::header_volume_key(connection_, name_).equals(old_key.span())) << "the key changed";
 }
@@ -261,7 +232,7 @@ class ReencryptRequestOtherClientTest : public ReencryptRequestFollowerTest {
     EXPECT_TRUE(request);
     request->hotzone_bytes = uint64_t{256} * 1024;
     request_and_confirm(*request);
-    const auto under_way = record([](const ReencryptRequest& r) { return r.finished() || r.done_bytes > 0; });
+    const auto under_way = command_->record([](const ReencryptRequest& r) { return r.finished() || r.done_bytes > 0; });
     EXPECT_EQ(under_way.state, ReencryptRequest::State::running) << under_way.message;
     auto other = open_rbd_image(*connection, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
     EXPECT_TRUE(other) << other.error().message();
@@ -280,9 +251,9 @@ TEST_F(ReencryptRequestOtherClientTest, OneThatGoesWithinTheGraceIsWaitedOut) {
   auto other = run_and_open_another();
   ASSERT_TRUE(other);
   std::this_thread::sleep_for(std::chrono::seconds(3));
-  EXPECT_FALSE(record([](const ReencryptRequest&) { return true; }).finished()) << "the run did not wait";
+  EXPECT_FALSE(command_->record([](const ReencryptRequest&) { return true; }).finished()) << "the run did not wait";
   ASSERT_TRUE(other->close());
-  const ReencryptRequest ended = record([](const ReencryptRequest& r) { return r.finished(); });
+  const ReencryptRequest ended = command_->record([](const ReencryptRequest& r) { return r.finished(); });
   EXPECT_EQ(ended.state, ReencryptRequest::State::done) << ended.message;
   EXPECT_FALSE(image_->reencryption_unfinished());
   expect_data();
@@ -292,7 +263,7 @@ TEST_F(ReencryptRequestOtherClientTest, OneThatStaysEndsTheRunBetweenSteps) {
   const auto follower = follow_with_short_grace();
   auto other = run_and_open_another();
   ASSERT_TRUE(other);
-  const ReencryptRequest ended = record([](const ReencryptRequest& r) { return r.finished(); });
+  const ReencryptRequest ended = command_->record([](const ReencryptRequest& r) { return r.finished(); });
   ASSERT_TRUE(other->close());
   EXPECT_EQ(ended.state, ReencryptRequest::State::failed) << ended.message;
   EXPECT_NE(ended.message.find("is open by another client"), std::string::npos) << ended.message;
@@ -307,11 +278,11 @@ TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFin
   ASSERT_TRUE(request);
   request->hotzone_bytes = uint64_t{256} * 1024;  // 96 steps
   request_and_confirm(*request);
-  const ReencryptRequest running = record(
+  const ReencryptRequest running = command_->record(
       [](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested && r.done_bytes > 0; });
   ASSERT_EQ(running.state, ReencryptRequest::State::running) << running.message;
   follower.reset();
-  const ReencryptRequest stopped = record([](const ReencryptRequest& r) { return r.finished(); });
+  const ReencryptRequest stopped = command_->record([](const ReencryptRequest& r) { return r.finished(); });
   ASSERT_EQ(stopped.state, ReencryptRequest::State::stopped) << stopped.message;
   EXPECT_LT(stopped.done_bytes, kBytes);
   EXPECT_NE(stopped.message.find("`rbd-luks reencrypt " + image_->name() + "` finishes the run"), std::string::npos)

@@ -140,6 +140,17 @@ RBD_LUKS_API int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* ke
 #define RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS 1
 RBD_LUKS_API int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases,
                                     const size_t* passphrase_lens, size_t count, uint64_t hotzone_bytes, int flags);
+/* Runs, in this process and until the image closes, the online reencryptions that
+ * `rbd-luks reencrypt TARGET --online` asks for: the command records a request in the image's
+ * metadata, and this image runs it as rbd_luks_reencrypt does, on a thread of the library's,
+ * re-wrapping the keyslot that its stored key opens (fetched again when a request comes), and writes
+ * its progress and outcome back for the command to report. Closing the image stops a run between
+ * steps (`rbd-luks reencrypt` then finishes it). shared_handles: librbd handles of this image that
+ * the program keeps open and does no I/O through, which would otherwise count as other clients.
+ * Only for an image opened read-write with rbd_luks_open_with_stored_key(_accepting): -EINVAL for
+ * one opened with a passphrase (the library keeps none), -EROFS for a read-only one. Calling it again
+ * changes nothing. */
+RBD_LUKS_API int rbd_luks_follow_reencrypt_requests(rbd_luks_image_t image, unsigned shared_handles);
 
 /* A one-line description of the last failure of a call made in this thread ("" if none); valid until
  * the next call in this thread. Never contains a passphrase or key. */
