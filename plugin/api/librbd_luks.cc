@@ -231,7 +231,7 @@ int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases, c
       spans.emplace_back(reinterpret_cast<const uint8_t*>(passphrases[i]), passphrase_lens[i]);
     }
     rbdluks::ReencryptOptions options;
-    options.hotzone_bytes = hotzone_bytes != 0 ? hotzone_bytes : EncryptedRbdImage::kOnlineHotzoneBytes;
+    options.hotzone_bytes = hotzone_bytes;
     options.drop_unopened_keyslots = (flags & RBD_LUKS_REENCRYPT_DROP_UNOPENED_KEYSLOTS) != 0;
     auto report = image_of(image)->reencrypt(spans, options);
     return report ? 0 : fail(report.error());

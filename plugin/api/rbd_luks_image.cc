@@ -118,7 +118,7 @@ Result<uint64_t> Image::size() {
 Status Image::reencrypt(const std::vector<std::span<const uint8_t>>& passphrases, const ReencryptOptions& options) {
   return guarded(name(), "reencrypt", [&]() -> Status {
     rbdluks::ReencryptOptions run;
-    run.hotzone_bytes = options.hotzone_bytes != 0 ? options.hotzone_bytes : EncryptedRbdImage::kOnlineHotzoneBytes;
+    run.hotzone_bytes = options.hotzone_bytes;
     run.drop_unopened_keyslots = options.drop_unopened_keyslots;
     run.progress = options.progress;
     run.stop_requested = options.stop_requested;

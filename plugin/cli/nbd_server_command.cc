@@ -95,7 +95,7 @@ class ServedReencryption {
       return Error(Errc::usage, "--reencrypt keeps the sector size; change it with `rbd-luks reencrypt` instead");
     }
     RL_ASSIGN(options_, reencrypt_options_from(cl_, target_, false));
-    if (!cl_.has("hotzone-size")) options_.hotzone_bytes = EncryptedRbdImage::kOnlineHotzoneBytes;
+    if (!cl_.has("hotzone-size")) options_.hotzone_bytes = 0;  // the online default
     RL_ASSIGN(passphrases_, keyslot_passphrase_files(cl_));
     options_.stop_requested = [this] { return stopping_.load(); };
     // No bar: a server's stderr is a log. A line per tenth instead.

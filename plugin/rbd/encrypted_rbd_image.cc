@@ -890,6 +890,7 @@ Result<ReencryptReport> EncryptedRbdImage::reencrypt(const std::vector<std::span
                                                      ReencryptOptions options, unsigned shared_handles,
                                                      std::chrono::milliseconds grace) {
   if (read_only()) return Error(Errc::usage, name() + " is open read-only; a reencryption rewrites it");
+  if (options.hotzone_bytes == 0) options.hotzone_bytes = kOnlineHotzoneBytes;
   if (options.sector_size && *options.sector_size != sector_size_) {
     return Error(Errc::usage, name() + ": an online reencryption keeps the sector size (" +
                                   std::to_string(sector_size_) +

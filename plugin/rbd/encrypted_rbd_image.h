@@ -178,13 +178,11 @@ class EncryptedRbdImage {
   // it; the sector size stays), every sector moved to it, and every keyslot whose passphrase is
   // given re-wrapped, as `rbd-luks reencrypt` does offline (reencryption.h), while this image goes
   // on serving requests from other threads. A request on the hotzone being moved waits for it
-  // (options.hotzone_bytes of plaintext). The header lock is held meanwhile; librbd's exclusive lock
-  // stays in librbd's automatic mode (docs/design.md, "Online reencryption", says why that is
-  // safe). The run refuses to start while another client has the image open (EBUSY). Once per open
-  // image. If the run stops
-  // between steps after the header recorded it, this image goes on serving with both keys; if it
-  // fails inside a step, this image's I/O stops (-ESTALE). Either way no client can open the volume
-  // until `rbd-luks reencrypt` finishes the run.
+  // (options.hotzone_bytes of plaintext; 0 for kOnlineHotzoneBytes). The header lock is held meanwhile; librbd's
+  // exclusive lock stays in librbd's automatic mode (docs/design.md, "Online reencryption", says why that is safe). The
+  // run refuses to start while another client has the image open (EBUSY). Once per open image. If the run stops between
+  // steps after the header recorded it, this image goes on serving with both keys; if it fails inside a step, this
+  // image's I/O stops (-ESTALE). Either way no client can open the volume until `rbd-luks reencrypt` finishes the run.
   // shared_handles: other open handles of this image in this client that do no I/O
   // (RbdImage::refuse_other_clients). grace: how long the run waits, between steps, for another
   // client that opened the image to go away before it ends there.
@@ -194,7 +192,7 @@ class EncryptedRbdImage {
   // of the image's header object (RbdImage::watch_updates); it must not wait for this image. One
   // listener; an empty function removes it, and returns once a call in progress has ended.
   void set_update_listener(std::function<void()> listener);
-  // The hotzone the online callers use unless told otherwise: one RBD object, so that a request
+  // The hotzone of an online run unless its caller says otherwise: one RBD object, so that a request
   // waits for a step of 4 MiB at most, where the offline default, 64 MiB, would hold it 16 times as
   // long (and keep two such hotzones in memory).
   static constexpr uint64_t kOnlineHotzoneBytes = uint64_t{4} << 20;

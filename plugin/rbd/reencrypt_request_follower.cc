@@ -142,7 +142,7 @@ void ReencryptRequestFollower::run(ReencryptRequest request) {
   ReencryptOptions options;
   options.cipher = request.cipher;
   options.key_bytes = request.key_bytes;
-  options.hotzone_bytes = request.hotzone_bytes != 0 ? request.hotzone_bytes : EncryptedRbdImage::kOnlineHotzoneBytes;
+  options.hotzone_bytes = request.hotzone_bytes;
   options.drop_unopened_keyslots = request.drop_unopened_keyslots;
   auto published = Clock::now();
   options.progress = [&](uint64_t done, uint64_t total) {
