@@ -9,6 +9,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
+# What the source tree holds besides its commit before the tests; checked again at the end.
+tree_state() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
+tree_before=$(tree_state)
 
 # Everything the tests use is installed below, so a test that finds a tool or service missing fails
 # instead of skipping (tests/CMakeLists.txt).
@@ -77,5 +80,15 @@ RBD_LUKS_BUILD_DIR="$root/build-tsan" RBD_LUKS_BUILD_TARGET=rbd_stress_tsan bash
 
 step "running the RBD stress test under ThreadSanitizer"
 RBDLUKS_STRESS_SECONDS=10 ctest --test-dir "$root/build-tsan" --output-on-failure -L tsan --timeout 600
+
+step "checking that the tests left nothing in the source tree"
+# Tests write into their own temporary directories and the build directories; a file here would
+# end up in a commit (fio, for one, writes its verify state into its working directory).
+tree_after=$(tree_state)
+[ "$tree_after" = "$tree_before" ] || {
+  diff <(printf '%s\n' "$tree_before") <(printf '%s\n' "$tree_after") >&2 || true
+  echo "run-tests: the tests changed or left the files above in the source tree" >&2
+  exit 1
+}
 
 step "all tests passed"

@@ -121,7 +121,9 @@ pass "SIGTERM half way: exit 1 saying how to finish; rbd-luks reencrypt finishes
 # keyslot 1's passphrase is not the server's, so --force drops it.
 start
 old_key=$(volume_key)
-"${FIO[@]}" --verify_backlog=64 --time_based --runtime=300 --trigger-file="$WORK/stop" >"$WORK/fio.out" 2>&1 &
+# From $WORK: fio writes its verify state into its working directory when the trigger stops it.
+(cd "$WORK" && exec "${FIO[@]}" --verify_backlog=64 --time_based --runtime=300 --trigger-file="$WORK/stop") \
+  >"$WORK/fio.out" 2>&1 &
 fio_pid=$!
 expect_exit 0 "$RBD_LUKS" reencrypt "$TARGET" --online --force --hotzone-size 4M
 grep -qF "reencrypted $TARGET online in client." "$WORK/err" || fail "no summary: $(cat "$WORK/err")"

@@ -44,9 +44,10 @@ serve() {
   rm -f "$WORK/stop"
   local preload=$PRELOAD_LIBRARY job=(--rw=randwrite --verify=crc32c --verify_fatal=1 --verify_backlog=64)
   [ "${2:-}" != plain ] || { preload=; job=(--rw=read); }
-  LD_PRELOAD="$preload" fio --name=online --ioengine=rbd --clientname=admin --pool=rbd --rbdname="$TAG" \
-    "${job[@]}" --bs=6k --iodepth=8 --offset="$DATA_BYTES" --size=$((32 * MiB)) --verify_state_save=0 --time_based --runtime="$1" --trigger-file="$WORK/stop" \
-    >"$WORK/fio.out" 2>&1 &
+  # From $WORK: fio writes its verify state into its working directory when the trigger stops it.
+  (cd "$WORK" && LD_PRELOAD="$preload" exec fio --name=online --ioengine=rbd --clientname=admin --pool=rbd \
+    --rbdname="$TAG" "${job[@]}" --bs=6k --iodepth=8 --offset="$DATA_BYTES" --size=$((32 * MiB)) --verify_state_save=0 \
+    --time_based --runtime="$1" --trigger-file="$WORK/stop") >"$WORK/fio.out" 2>&1 &
   FIO_PID=$!
   # Until fio's client has the image open (its watch; `rbd status` registers none).
   for _ in $(seq 300); do
