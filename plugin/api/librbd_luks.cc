@@ -80,10 +80,12 @@ struct Completion {
   std::atomic<int> refs{1};  // the caller's, and one while a request runs
 };
 
+// Fetches the passphrase that opens an image, through an I/O context of its pool.
+using FetchKey = std::function<rbdluks::Result<rbdluks::SecureBuffer>(rados_ioctx_t io)>;
+
 struct OpenImage {
   std::unique_ptr<EncryptedRbdImage> image;
-  // Set for an image opened with its stored key: the passphrase, fetched again for each run.
-  std::function<rbdluks::Result<rbdluks::SecureBuffer>()> fetch_key;
+  FetchKey fetch_key;  // set for an image opened with its stored key, fetched again for each run
   std::mutex follow_mutex;
   std::unique_ptr<rbdluks::ReencryptRequestFollower> follower;  // under follow_mutex; goes before image
 };
@@ -118,7 +120,7 @@ int check_iov(const struct iovec* iov, int iovcnt) {
 }
 
 int open_image(rados_ioctx_t io, const char* name, const char* snap_name, const char* passphrase, size_t passphrase_len,
-               bool read_only, rbd_luks_image_t* image) {
+               bool read_only, rbd_luks_image_t* image, FetchKey fetch_key = {}) {
   if (io == nullptr || name == nullptr || image == nullptr || (passphrase == nullptr && passphrase_len > 0)) {
     return fail(-EINVAL, "rbd_luks_open: missing argument");
   }
@@ -127,6 +129,7 @@ int open_image(rados_ioctx_t io, const char* name, const char* snap_name, const 
     std::optional<std::string> snapshot;
     if (snap_name != nullptr) snapshot = snap_name;
     auto handle = std::make_unique<OpenImage>();
+    handle->fetch_key = std::move(fetch_key);
     auto opened = EncryptedRbdImage::open(io, name, snapshot, read_only, secret);
     if (!opened) return fail(opened.error());
     handle->image = std::move(*opened);
@@ -166,17 +169,13 @@ int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, 
       if (!parsed) return fail(-EINVAL, parsed.error().message());
       policy = std::move(parsed).value();
     }
-    auto passphrase = rbdluks::stored_key_passphrase(io, name, policy);
+    FetchKey fetch_key = [image_name = std::string(name), policy](rados_ioctx_t image_io) {
+      return rbdluks::stored_key_passphrase(image_io, image_name, policy);
+    };
+    auto passphrase = fetch_key(io);
     if (!passphrase) return fail(-ENOKEY, passphrase.error().message());
-    const int r = open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),
-                             read_only != 0, image);
-    if (r == 0) {
-      EncryptedRbdImage* opened = image_of(*image);
-      open_image_of(*image)->fetch_key = [opened, image_name = std::string(name), policy] {
-        return rbdluks::stored_key_passphrase(opened->ioctx(), image_name, policy);
-      };
-    }
-    return r;
+    return open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),
+                      read_only != 0, image, std::move(fetch_key));
   });
 }
 
@@ -240,18 +239,18 @@ int rbd_luks_reencrypt(rbd_luks_image_t image, const char* const* passphrases, c
 
 int rbd_luks_follow_reencrypt_requests(rbd_luks_image_t image, unsigned shared_handles) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_follow_reencrypt_requests: no image");
-  OpenImage& handle = *open_image_of(image);
-  if (!handle.fetch_key) {
-    return fail(-EINVAL, handle.image->name() +
-                             ": only an image opened with its stored key follows reencryption requests (its key "
-                             "is fetched again for each run)");
-  }
-  if (handle.image->read_only()) return fail(-EROFS, handle.image->name() + " is open read-only");
   return guarded([&] {
+    OpenImage& handle = *open_image_of(image);
+    if (!handle.fetch_key) {
+      return fail(-EINVAL, handle.image->name() +
+                               ": only an image opened with its stored key follows reencryption requests (its key "
+                               "is fetched again for each run)");
+    }
+    if (handle.image->read_only()) return fail(-EROFS, handle.image->name() + " is open read-only");
     const std::lock_guard lock(handle.follow_mutex);
     if (!handle.follower) {
-      handle.follower =
-          std::make_unique<rbdluks::ReencryptRequestFollower>(*handle.image, handle.fetch_key, shared_handles);
+      handle.follower = std::make_unique<rbdluks::ReencryptRequestFollower>(
+          *handle.image, [&handle] { return handle.fetch_key(handle.image->ioctx()); }, shared_handles);
     }
     return 0;
   });

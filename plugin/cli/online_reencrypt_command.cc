@@ -164,7 +164,7 @@ Error withdrawn(const std::string& spec, const std::string& why) {
 
 constexpr const char* kFollowers =
     "clients that run them: images opened read-write through the preload library, `rbd-luks nbd-server` "
-    "without --reencrypt, rbdluks::Image::follow_reencrypt_requests";
+    "without --reencrypt, rbdluks::Image::follow_reencrypt_requests and rbd_luks_follow_reencrypt_requests";
 
 }  // namespace
 

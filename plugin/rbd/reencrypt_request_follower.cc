@@ -43,7 +43,12 @@ ReencryptRequestFollower::ReencryptRequestFollower(EncryptedRbdImage& image, Key
     wake_.notify_one();
   });
   // After the listener: notified_ starts true, so the thread reads the record once in any case.
-  thread_ = std::thread([this] { follow(); });
+  try {
+    thread_ = std::thread([this] { follow(); });
+  } catch (...) {  // no thread: the image must not call a follower that never was
+    image_.set_update_listener({});
+    throw;
+  }
 }
 
 ReencryptRequestFollower::~ReencryptRequestFollower() {

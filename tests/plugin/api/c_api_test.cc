@@ -472,5 +472,20 @@ TEST_F(ImageApiTest, ReencryptReportsProgressAndStops) {
   EXPECT_TRUE((*image)->close());
 }
 
+// Without a hotzone size an online run moves one RBD object (4 MiB) per step, not the offline
+// commands' 64 MiB, so that a request waits for a short step at most.
+TEST_F(ImageApiTest, ReencryptMovesOneObjectPerStepByDefault) {
+  const std::string name = create_luks_image(12 * kMiB);
+  auto image = Image::open(io(), name, bytes_of(kPassphrase));
+  ASSERT_TRUE(image) << image.error().message();
+  std::vector<uint64_t> progress;
+  Image::ReencryptOptions options;
+  options.progress = [&](uint64_t done, uint64_t) { progress.push_back(done); };
+  const Status reencrypted = (*image)->reencrypt({bytes_of(kPassphrase)}, options);
+  ASSERT_TRUE(reencrypted) << reencrypted.error().message();
+  EXPECT_EQ(progress, (std::vector<uint64_t>{4 * kMiB, 8 * kMiB, 12 * kMiB}));
+  EXPECT_TRUE((*image)->close());
+}
+
 }  // namespace
 }  // namespace rbdluks

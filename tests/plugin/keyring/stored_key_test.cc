@@ -99,11 +99,27 @@ TEST_F(StoredKeyTest, CApiFollowsReencryptRequestsWithTheStoredKey) {
   ASSERT_EQ(rbd_luks_follow_reencrypt_requests(image, 0), 0) << "a second call changes nothing";
 
   ReencryptCommandDouble command(connection_, name);
+  const std::string client = "client." + std::to_string(rados_get_instance_id(rados_ioctx_get_cluster(io())));
+  // The key is fetched when the request comes, not kept from the open: with another passphrase in
+  // config-key the run fails as one with a wrong key, and changes nothing.
+  auto keyring = make_config_key_keyring(connection_);
+  ASSERT_TRUE(keyring->discard(config_key_, bytes_of(kPassphrase)));
+  const std::string wrong = "not the passphrase";
+  ASSERT_TRUE(keyring->store(bytes_of(wrong), config_key_));
+  auto refused = ReencryptRequest::create();
+  ASSERT_TRUE(refused);
+  ASSERT_NO_FATAL_FAILURE(command.request_and_confirm(*refused, client));
+  const ReencryptRequest failed = command.record([](const ReencryptRequest& r) { return r.finished(); });
+  EXPECT_EQ(failed.state, ReencryptRequest::State::failed) << failed.message;
+  EXPECT_EQ(failed.error, "bad_key") << failed.message;
+  EXPECT_TRUE(header_volume_key(connection_, name).equals(old_key.span())) << "a failed run changed the key";
+  ASSERT_TRUE(keyring->discard(config_key_, bytes_of(wrong)));
+  ASSERT_TRUE(keyring->store(bytes_of(kPassphrase), config_key_));
+
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->hotzone_bytes = 1 * kMiB;
-  command.request_and_confirm(*request,
-                              "client." + std::to_string(rados_get_instance_id(rados_ioctx_get_cluster(io()))));
+  ASSERT_NO_FATAL_FAILURE(command.request_and_confirm(*request, client));
   const ReencryptRequest finished = command.record([](const ReencryptRequest& r) { return r.finished(); });
   EXPECT_EQ(finished.id, request->id);
   EXPECT_EQ(finished.state, ReencryptRequest::State::done) << finished.message;

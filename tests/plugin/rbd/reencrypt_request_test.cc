@@ -144,7 +144,7 @@ TEST_F(ReencryptRequestFollowerTest, RunsARequestWhileRequestsGoOnAndReportsIt) 
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->hotzone_bytes = 1 * kMiB;
-  request_and_confirm(*request);
+  ASSERT_NO_FATAL_FAILURE(request_and_confirm(*request));
 
   // A writer and a reader over the first 4 MiB until the run ends.
   std::atomic<bool> done{false};
@@ -232,6 +232,7 @@ class ReencryptRequestOtherClientTest : public ReencryptRequestFollowerTest {
     EXPECT_TRUE(request);
     request->hotzone_bytes = uint64_t{256} * 1024;
     request_and_confirm(*request);
+    if (HasFatalFailure()) return nullptr;
     const auto under_way = command_->record([](const ReencryptRequest& r) { return r.finished() || r.done_bytes > 0; });
     EXPECT_EQ(under_way.state, ReencryptRequest::State::running) << under_way.message;
     auto other = open_rbd_image(*connection, {testing::kPool, "", name_, std::nullopt}, OpenMode::read_write);
@@ -277,7 +278,7 @@ TEST_F(ReencryptRequestFollowerTest, AClientThatClosesStopsTheRunAndSaysHowToFin
   auto request = ReencryptRequest::create();
   ASSERT_TRUE(request);
   request->hotzone_bytes = uint64_t{256} * 1024;  // 96 steps
-  request_and_confirm(*request);
+  ASSERT_NO_FATAL_FAILURE(request_and_confirm(*request));
   const ReencryptRequest running = command_->record(
       [](const ReencryptRequest& r) { return r.state != ReencryptRequest::State::requested && r.done_bytes > 0; });
   ASSERT_EQ(running.state, ReencryptRequest::State::running) << running.message;
