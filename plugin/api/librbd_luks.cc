@@ -14,6 +14,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "encrypted_rbd_image.h"
 #include "kdf_memory_budget.h"
@@ -28,8 +29,14 @@ namespace {
 
 thread_local std::string last_error;
 
-int fail(int r, std::string message) {
-  last_error = std::move(message);
+// Never throws: out of memory, the message is lost and the errno still returned. (A message built
+// with std::string at the call site can throw there, so those calls stay inside guarded().)
+int fail(int r, std::string_view message) noexcept {
+  try {
+    last_error.assign(message);
+  } catch (const std::bad_alloc&) {
+    last_error.clear();
+  }
   return r;
 }
 
@@ -258,8 +265,8 @@ int rbd_luks_follow_reencrypt_requests(rbd_luks_image_t image, unsigned shared_h
 
 int rbd_luks_resize(rbd_luks_image_t image, uint64_t size) {
   if (image == nullptr) return fail(-EINVAL, "rbd_luks_resize: no image");
-  if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
   return guarded([&] {
+    if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
     auto resized = image_of(image)->resize(size);
     return resized ? 0 : fail(resized.error());
   });
@@ -402,8 +409,8 @@ int rbd_luks_metadata_set(rbd_luks_image_t image, const char* key, const char* v
   if (image == nullptr || key == nullptr || value == nullptr) {
     return fail(-EINVAL, "rbd_luks_metadata_set: missing argument");
   }
-  if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
   return guarded([&] {
+    if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
     auto set = image_of(image)->set_metadata(key, value);
     return set ? 0 : fail(set.error());
   });
@@ -411,8 +418,8 @@ int rbd_luks_metadata_set(rbd_luks_image_t image, const char* key, const char* v
 
 int rbd_luks_metadata_remove(rbd_luks_image_t image, const char* key) {
   if (image == nullptr || key == nullptr) return fail(-EINVAL, "rbd_luks_metadata_remove: missing argument");
-  if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
   return guarded([&] {
+    if (image_of(image)->read_only()) return fail(-EROFS, image_of(image)->name() + " is open read-only");
     // As rbd_metadata_remove: -ENOENT for an absent key, which the layer below forgives.
     auto removed = image_of(image)->remove_metadata(key);
     if (!removed) return fail(removed.error());
