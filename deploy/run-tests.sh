@@ -66,7 +66,9 @@ step "running unit and cluster tests under ASan+UBSan"
 # second cluster for about a minute of what the cluster does, while the error paths they reach in
 # rbd-luks are the ones the blocklist and stalled-pool tests drive here. The main run covers them all.
 # reencrypt_rbd runs here without its BlueStore part, for the same reason as thin_images.
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+# The crash-point tests check every other change of a run here, and the last (the main run checks
+# every change): under the sanitizers all of them would take about five minutes more.
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 RBDLUKS_CRASH_POINT_STRIDE=2 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j 2 -L 'unit|rbd' --timeout 900 \
   -E '^(rbd\.(fio_engine|nbdkit_plugin|preload_clients|preload_online_reencrypt|installed_client|bench_io|thin_images)|ceph_bluestore\..*|UncachedFailureTest\..*|CacheModes/OsdRestartTest\..*)$'
 
