@@ -176,9 +176,7 @@ int rbd_luks_open_with_stored_key_accepting(rados_ioctx_t io, const char* name, 
       if (!parsed) return fail(-EINVAL, parsed.error().message());
       policy = std::move(parsed).value();
     }
-    FetchKey fetch_key = [image_name = std::string(name), policy](rados_ioctx_t image_io) {
-      return rbdluks::stored_key_passphrase(image_io, image_name, policy);
-    };
+    FetchKey fetch_key = rbdluks::stored_key_source(name, policy);
     auto passphrase = fetch_key(io);
     if (!passphrase) return fail(-ENOKEY, passphrase.error().message());
     return open_image(io, name, snap_name, reinterpret_cast<const char*>(passphrase->data()), passphrase->size(),

@@ -30,12 +30,6 @@ auto guarded(const std::string& name, const char* what, F f) -> decltype(f()) {
   }
 }
 
-// The passphrase the image's key reference leads to, as far as policy accepts the reference.
-std::function<Result<SecureBuffer>(rados_ioctx_t)> stored_key(const std::string& name,
-                                                              const KeyReferencePolicy& policy) {
-  return [name, policy](rados_ioctx_t io) { return stored_key_passphrase(io, name, policy); };
-}
-
 }  // namespace
 
 // Fetches the passphrase that opens the image, through an I/O context of its pool.
@@ -93,7 +87,7 @@ Result<std::unique_ptr<Image>> Image::open_with_passphrase_file(rados_ioctx_t io
 Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, const std::string& name,
                                                            const OpenOptions& options) {
   return guarded(name, "open", [&] {
-    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{stored_key(name, {})}));
+    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{stored_key_source(name, {})}));
   });
 }
 
@@ -102,7 +96,7 @@ Result<std::unique_ptr<Image>> Image::open_with_stored_key(rados_ioctx_t io, con
                                                            const std::string& accepted_key_refs) {
   return guarded(name, "open", [&]() -> Result<std::unique_ptr<Image>> {
     RL_ASSIGN(const auto policy, parse_key_reference_policy(accepted_key_refs));
-    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{stored_key(name, policy)}));
+    return open_with_source(io, name, options, std::make_unique<KeySource>(KeySource{stored_key_source(name, policy)}));
   });
 }
 

@@ -47,4 +47,10 @@ Result<SecureBuffer> stored_key_passphrase(rados_ioctx_t io, const std::string& 
   return encode_passphrase(key.span(), encoding);
 }
 
+std::function<Result<SecureBuffer>(rados_ioctx_t io)> stored_key_source(std::string name, KeyReferencePolicy policy) {
+  return [name = std::move(name), policy = std::move(policy)](rados_ioctx_t io) {
+    return stored_key_passphrase(io, name, policy);
+  };
+}
+
 }  // namespace rbdluks

@@ -5,6 +5,7 @@
 
 #include <rados/librados.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -21,5 +22,10 @@ namespace rbdluks {
 Result<SecureBuffer> stored_key_passphrase(rados_ioctx_t io, const std::string& name,
                                            const KeyReferencePolicy& policy = {},
                                            const std::optional<std::string>& config_path = std::nullopt);
+
+// stored_key_passphrase for image `name` and policy, as a function of an I/O context of its pool:
+// for clients that fetch the key again later (a reencryption request), when the caller's I/O
+// context may be gone.
+std::function<Result<SecureBuffer>(rados_ioctx_t io)> stored_key_source(std::string name, KeyReferencePolicy policy);
 
 }  // namespace rbdluks
