@@ -178,11 +178,13 @@ class EncryptedRbdImage {
   // it; the sector size stays), every sector moved to it, and every keyslot whose passphrase is
   // given re-wrapped, as `rbd-luks reencrypt` does offline (reencryption.h), while this image goes
   // on serving requests from other threads. A request on the hotzone being moved waits for it
-  // (options.hotzone_bytes of plaintext; 0 for kOnlineHotzoneBytes). The header lock is held meanwhile; librbd's
-  // exclusive lock stays in librbd's automatic mode (docs/design.md, "Online reencryption", says why that is safe). The
-  // run refuses to start while another client has the image open (EBUSY). Once per open image. If the run stops between
-  // steps after the header recorded it, this image goes on serving with both keys; if it fails inside a step, this
-  // image's I/O stops (-ESTALE). Either way no client can open the volume until `rbd-luks reencrypt` finishes the run.
+  // (options.hotzone_bytes of plaintext; 0 for kOnlineHotzoneBytes). The header lock is held
+  // meanwhile; librbd's exclusive lock stays in librbd's automatic mode (docs/design.md, "Online
+  // reencryption", says why that is safe). The run refuses to start while another client has the
+  // image open (EBUSY). Once per open image. If the run stops between steps after the header
+  // recorded it, this image goes on serving with both keys; if it fails inside a step, this image's
+  // I/O stops (-ESTALE). Either way no client can open the volume until `rbd-luks reencrypt`
+  // finishes the run.
   // shared_handles: other open handles of this image in this client that do no I/O
   // (RbdImage::refuse_other_clients). grace: how long the run waits, between steps, for another
   // client that opened the image to go away before it ends there.
